@@ -1,0 +1,238 @@
+"""Typed, validated run configuration: YAML file + `--set dotted.key=value` overrides.
+
+Every error names the dotted key; an unknown key gets the closest valid key suggested.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dataselect.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(_Section):
+    """Where samples come from and how a sample becomes one text."""
+
+    path: Union[str, list[str], None] = None  # file, glob, directory, hf:NAME[:split], or a list of them
+    format: Literal["auto", "jsonl", "parquet", "hf"] = "auto"
+    id_field: str = "id"  # used when present; otherwise a stable id from file and line
+    text_field: str | None = None
+    prompt_field: str | None = None
+    response_field: str | None = None
+    messages_field: str | None = None
+    # auto: the tokenizer's chat template when it has one, else the Tulu user/assistant form (METHODS.md 1.5)
+    render: Literal["auto", "chat_template", "tulu", "plain"] = "auto"
+    on_error: Literal["skip", "fail"] = "skip"
+    max_chars: int = Field(100_000, gt=0)  # longer samples are bad input ("over-long"), not silently truncated
+    limit: int | None = Field(None, gt=0)  # read at most this many records (for quick looks)
+
+
+class InputConfig(SourceConfig):
+    pass
+
+
+class TargetConfig(SourceConfig):
+    task_field: str | None = None  # several target tasks: RDS+ round-robins across them
+
+
+class ModelConfig(_Section):
+    name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    pooling: Literal["auto", "mean", "weighted_mean", "last", "cls"] = "auto"
+    max_length: int | None = Field(None, gt=1)  # None: the model's own (sentence-transformers config or 512)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    trust_remote_code: bool = False
+
+
+class RDSConfig(_Section):
+    aggregation: Literal["max", "mean"] = "max"  # over target samples (per task when task_field is set)
+    dedup: bool = True  # collapse exact-duplicate pool texts before ranking
+    tile_size: int = Field(8192, gt=0)  # pool rows per similarity tile
+
+
+class DSIRConfig(_Section):
+    """DSIR (METHODS.md section 2). Lengths count the featuriser's units: WordPunct words (reference)
+    or tokenizer tokens (tokens)."""
+
+    features: Literal["reference", "tokens"] = "reference"  # reference: the package's sha256 WordPunct n-grams
+    num_buckets: int = Field(10_000, gt=0)
+    ngrams: int = Field(2, ge=1, le=2)  # 1: unigrams; 2: unigrams + bigrams
+    min_words: int = Field(100, ge=0)  # shorter documents are never selected (the package's min_example_length)
+    sampling: Literal["gumbel", "topk"] = "gumbel"  # gumbel: sample without replacement in proportion to the weights
+    target_laplace_smoothing: float = Field(0.0, ge=0.0)  # alpha added to every target bucket count
+    raw_sample_size: int | None = Field(None, gt=0)  # fit the raw distribution on this many docs (None: all)
+    chunk_words: int | None = Field(None, gt=0)  # split long docs into chunks of this many words (paper: 128)
+    # one target per `target.task_field` value, or per target file with separate_targets
+    separate_targets: bool = False
+    # per target: a list in sorted target-name order, or {name: proportion}; default: n-gram count proportions
+    target_proportions: Union[list[float], dict[str, float], None] = None
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting (the package does not)
+    num_workers: int | None = Field(None, ge=0)  # featuriser processes (None: runtime.num_workers; 0: in-process)
+
+    @field_validator("target_proportions")
+    @classmethod
+    def _proportions_positive(cls, value: Union[list[float], dict[str, float], None]) -> Union[list[float], dict[str, float], None]:
+        values = list(value.values()) if isinstance(value, dict) else value
+        if values is not None and (not values or any(v < 0 for v in values) or sum(values) <= 0):
+            raise ValueError("proportions must be non-negative with a positive sum")
+        return value
+
+
+class MethodConfig(_Section):
+    name: Literal["rds", "dsir", "el2n", "cluster", "random"] = "rds"
+    budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
+    seed: int = 42
+    rds: RDSConfig = RDSConfig()
+    dsir: DSIRConfig = DSIRConfig()
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
+        if isinstance(value, bool):
+            raise ValueError("must be a count or a fraction")
+        if isinstance(value, int) and value < 1:
+            raise ValueError("a count must be >= 1")
+        if isinstance(value, float) and not 0.0 < value <= 1.0:
+            raise ValueError("a fraction must be in (0, 1]; write a count as an integer")
+        return value
+
+    def budget_for(self, pool_size: int) -> int:
+        """The number of samples to select from a pool of `pool_size` candidates."""
+        if isinstance(self.budget, float):
+            return max(1, min(pool_size, int(round(self.budget * pool_size))))
+        return min(pool_size, self.budget)
+
+
+class OutputConfig(_Section):
+    dir: str = "runs/latest"
+    write: Literal["none", "jsonl", "parquet"] = "none"  # also materialise the selected rows
+    show_top: int = Field(5, ge=0)  # print this many of the top selected samples at the end
+
+
+class RuntimeConfig(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    executor: Literal["local", "ray"] = "local"
+    batch_tokens: int = Field(16384, gt=0)  # padded tokens per forward batch
+    shard_size: int = Field(4096, gt=0)  # records per shard; also the window sorted by length for batching
+    num_workers: int = Field(1, ge=0)  # tokenizer worker processes (0: tokenize in the main process)
+    cache_dir: str | None = None  # default: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect
+    progress: bool = True
+
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "dataselect"
+
+
+class Config(_Section):
+    input: InputConfig = InputConfig()
+    target: TargetConfig = TargetConfig()
+    model: ModelConfig = ModelConfig()
+    method: MethodConfig = MethodConfig()
+    output: OutputConfig = OutputConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+
+def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """All dotted keys of the config, leaves and sections."""
+    keys = []
+    for name, field in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(valid_keys(annotation, dotted + "."))
+    return keys
+
+
+def _suggest(key: str) -> str:
+    keys = valid_keys()
+    parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    siblings = [k for k in keys if k.startswith(parent) and "." not in k[len(parent):]]
+    match = difflib.get_close_matches(key, siblings, n=1, cutoff=0.5) or difflib.get_close_matches(
+        key, keys, n=1, cutoff=0.6
+    )
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _first_error(error: ValidationError) -> str:
+    detail = error.errors()[0]
+    parts = [str(part) for part in detail["loc"]]
+    if detail["type"] != "extra_forbidden":
+        # drop pydantic's union-branch markers ('int', 'float', 'list[str]') that trail the real key
+        known = set(valid_keys())
+        while len(parts) > 1 and ".".join(parts) not in known:
+            parts.pop()
+    key = ".".join(parts)
+    if detail["type"] == "extra_forbidden":
+        return f"config error: unknown key '{key}'{_suggest(key)}"
+    message = detail["msg"].removeprefix("Value error, ")
+    return f"config error: {key}: {message} (got {detail.get('input')!r})"
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'method.budget=2000' -> ('method.budget', 2000); values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"config error: override {text!r} is not of the form dotted.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if key not in valid_keys():
+        raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def build_config(tree: dict[str, Any] | None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Validate a config tree (as read from YAML) after applying dotted overrides."""
+    tree = dict(tree or {})
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(item) for item in overrides)
+    for key, value in (overrides or {}).items():
+        if key not in valid_keys():
+            raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(_first_error(error)) from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Read a YAML config file (optional) and apply overrides ({'method.budget': 10} or ['method.budget=10'])."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"config error: cannot read {path}: {error.strerror}") from None
+        try:
+            tree = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config error: {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config error: {path} must hold a mapping of sections (input, model, method, ...)")
+    return build_config(tree, overrides)

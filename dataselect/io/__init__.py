@@ -1,0 +1,1 @@
+"""Input sources, text rendering, shard storage and output files."""

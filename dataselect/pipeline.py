@@ -1,0 +1,116 @@
+"""One run: method score phase -> select phase -> output directory (selection, manifest, rows)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dataselect.config import Config
+from dataselect.errors import ConfigError
+from dataselect.io.outputs import package_versions, selection_table, write_manifest, write_selected_rows, write_selection
+from dataselect.methods import get_method
+from dataselect.select.base import Selection
+from dataselect.stats import RunStats
+
+
+@dataclass
+class RunContext:
+    """What a method needs from the run around it."""
+
+    config: Config
+    output_dir: Path
+    cache_root: Path
+    stats: RunStats = field(default_factory=RunStats)
+
+
+@dataclass
+class RunResult:
+    selection: Selection
+    output_dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def table(self) -> pa.Table:
+        """selection.parquet's content: id, rank, score (+ method columns)."""
+        return selection_table(self.selection)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.selection.ids
+
+
+def _check_runtime(config: Config) -> None:
+    if config.runtime.executor == "ray":
+        raise ConfigError("config error: runtime.executor: 'ray' is not available in this build yet; use 'local'")
+
+
+def run(config: Config, quiet: bool = False) -> RunResult:
+    """Run a validated config end to end and write its output directory."""
+    _check_runtime(config)
+    method = get_method(config.method.name)
+    output_dir = Path(config.output.dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    context = RunContext(config=config, output_dir=output_dir, cache_root=config.runtime.resolved_cache_dir())
+    started = time.perf_counter()
+    selection = method.run(context)
+    with context.stats.stage("write"):
+        write_selection(output_dir, selection)
+        if config.output.write != "none":
+            write_selected_rows(output_dir, config, selection, progress=config.runtime.progress)
+    total = time.perf_counter() - started
+    manifest = build_manifest(config, selection, context.stats, total)
+    write_manifest(output_dir, manifest)
+    if not quiet:
+        print_summary(manifest, selection, config.output.show_top)
+    return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
+
+
+def build_manifest(config: Config, selection: Selection, stats: RunStats, total_seconds: float) -> dict[str, Any]:
+    pool = selection.pool_stats
+    counts = {
+        "read": pool.read if pool else None,
+        "skipped": pool.skipped if pool else None,
+        "scored": selection.scored,
+        "unique": selection.unique,
+        "selected": len(selection.ids),
+    }
+    return {
+        "config": config.model_dump(mode="json"),
+        "versions": package_versions(),
+        "counts": counts,
+        "input": pool.to_dict() if pool else None,
+        "target": selection.target_stats.to_dict() if selection.target_stats else None,
+        "cache": selection.cache,
+        "timings_s": {name: round(seconds, 3) for name, seconds in stats.timings.items()} | {"total": round(total_seconds, 3)},
+        "throughput": selection.throughput,
+        "method": selection.metrics,
+    }
+
+
+def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int) -> None:
+    counts = manifest["counts"]
+    throughput = manifest.get("throughput") or {}
+    out = sys.stdout
+    print(
+        f"\nselected {counts['selected']:,} of {counts['unique']:,} unique samples "
+        f"(read {counts['read']:,}, skipped {counts['skipped']:,} bad) in {manifest['timings_s']['total']:.1f}s",
+        file=out,
+    )
+    if throughput.get("docs_per_s"):
+        print(
+            f"embedded {throughput['embedded_docs']:,} docs at {throughput['docs_per_s']:,.1f} docs/s, "
+            f"{throughput['tokens_per_s']:,.0f} tokens/s (padding {100 * (throughput['padding_waste'] or 0):.1f}%)",
+            file=out,
+        )
+    if manifest.get("cache"):
+        print("cache: " + ", ".join(f"{k} {v}" for k, v in manifest["cache"].items()), file=out)
+    if show_top and selection.previews:
+        print(f"top {min(show_top, len(selection.ids))}:", file=out)
+        for rank in range(min(show_top, len(selection.ids))):
+            preview = " ".join(selection.previews[rank].split())[:110]
+            print(f"  {rank:>3}  {selection.scores[rank]:.4f}  {selection.ids[rank]}  {preview}", file=out)
+    print(f"wrote {manifest['config']['output']['dir']}/selection.parquet and manifest.json", file=out)

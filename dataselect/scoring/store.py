@@ -1,0 +1,158 @@
+"""The streaming score phase for one source: read -> render -> tokenise (workers) -> embed -> shard files.
+
+Shards are fixed runs of `runtime.shard_size` input records, so their boundaries do not depend on
+batch size or worker count. The store folder is keyed by everything that determines its content
+(input files, fields, rendering, model, pooling, max length), so it doubles as the embedding cache:
+a later run over the same pool and model reuses it, and a killed run resumes at the first unfinished shard.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+from tqdm import tqdm
+
+from dataselect.config import RuntimeConfig, SourceConfig
+from dataselect.io.render import TextRenderer
+from dataselect.io.shards import ShardStore
+from dataselect.io.sources import Sample, fingerprint, iter_raw_records, text_hash, to_sample
+from dataselect.scoring.embed import Embedder
+from dataselect.stats import SourceStats
+
+STORE_FORMAT = 1  # bump when shard contents change meaning
+PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
+
+
+@dataclass
+class ScoredSource:
+    store: ShardStore
+    stats: SourceStats
+    cached: str  # "hit" (nothing recomputed), "partial" (resumed) or "miss"
+    docs: int = 0  # samples embedded by this run
+    tokens: int = 0  # real tokens embedded by this run
+    padded_tokens: int = 0
+    seconds: float = 0.0
+
+
+def store_key(source: SourceConfig, renderer: TextRenderer, runtime: RuntimeConfig, embedder: Embedder | None, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": STORE_FORMAT,
+        "source": fingerprint(source),
+        "id_field": source.id_field,
+        "limit": source.limit,
+        "render": renderer.describe(),
+        "shard_size": runtime.shard_size,
+        "embedder": embedder.identity() if embedder is not None else None,
+        **extra,
+    }
+
+
+def store_for(cache_root: Path, kind: str, key: dict[str, Any]) -> ShardStore:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    store = ShardStore(cache_root / kind / digest)
+    store.write_key(key)
+    return store
+
+
+def _shards(source: SourceConfig, shard_size: int) -> Iterator[tuple[int, list]]:
+    records = iter_raw_records(source)
+    for index in itertools.count():
+        chunk = list(itertools.islice(records, shard_size))
+        if not chunk:
+            return
+        yield index, chunk
+
+
+def _meta_table(samples: list[Sample], n_tokens: np.ndarray, fields: dict[str, str]) -> pa.Table:
+    columns = {
+        "id": pa.array([s.id for s in samples], pa.string()),
+        "position": pa.array([s.position for s in samples], pa.int64()),
+        "text_hash": pa.array([text_hash(s.text) for s in samples], pa.int64()),
+        "n_tokens": pa.array(n_tokens, pa.int64()),
+        "preview": pa.array([s.text[:PREVIEW_CHARS] for s in samples], pa.string()),
+    }
+    for column, field in fields.items():
+        columns[column] = pa.array([None if s.record.get(field) is None else str(s.record.get(field)) for s in samples], pa.string())
+    return pa.table(columns)
+
+
+def score_source(
+    source: SourceConfig,
+    role: str,
+    renderer: TextRenderer,
+    runtime: RuntimeConfig,
+    cache_root: Path,
+    embedder: Embedder | None = None,
+    fields: dict[str, str] | None = None,
+) -> ScoredSource:
+    """Embed every sample of `source` into a shard store (or, without an embedder, record ids and
+    hashes only). `fields` copies record fields into metadata columns ({column: field})."""
+    fields = fields or {}
+    store = store_for(cache_root, "embeddings" if embedder else "samples", store_key(source, renderer, runtime, embedder, {"fields": fields}))
+    if store.is_complete():
+        return ScoredSource(store, store.total_stats(role), cached="hit")
+
+    resumed = False
+    progress = tqdm(desc=f"embed {role}" if embedder else f"read {role}", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
+    pool = embedder.tokenizer_pool(runtime.num_workers) if embedder else None
+    result = ScoredSource(store, SourceStats(role), cached="miss")
+    start = time.perf_counter()
+    real_before, padded_before = (embedder.real_tokens, embedder.padded_tokens) if embedder else (0, 0)
+
+    def prepared() -> Iterator[tuple[int, list[Sample], SourceStats, Any]]:
+        """Read, render and start tokenising each unfinished shard; runs one shard ahead of the model."""
+        nonlocal resumed
+        for index, records in _shards(source, runtime.shard_size):
+            if store.is_done(index):
+                resumed = True
+                continue
+            shard_stats = SourceStats(role)
+            samples = [s for s in (to_sample(r, source, renderer, shard_stats) for r in records) if s is not None]
+            tokens = pool.submit([s.text for s in samples]) if pool else None
+            yield index, samples, shard_stats, tokens
+
+    def on_batch(docs: int, tokens: int) -> None:
+        result.docs += docs
+        result.tokens += tokens
+        progress.update(docs)
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        progress.set_postfix_str(f"{result.tokens / elapsed:,.0f} tok/s", refresh=False)
+
+    num_shards = 0
+    try:
+        stream = prepared()
+        upcoming = next(stream, None)
+        while upcoming is not None:
+            index, samples, shard_stats, tokens_future = upcoming
+            upcoming = next(stream, None)  # the next shard tokenises while this one runs the model
+            if embedder is not None:
+                tokens = tokens_future.result()
+                embeddings = embedder.embed_tokens(tokens, runtime.batch_tokens, on_batch)
+                n_tokens = tokens.lengths
+            else:
+                embeddings, n_tokens = None, np.zeros(len(samples), np.int64)
+                on_batch(len(samples), 0)
+            store.write_shard(index, _meta_table(samples, n_tokens, fields), shard_stats, embeddings)
+            num_shards = index + 1
+        # shards skipped as already done also count towards the total
+        while store.is_done(num_shards):
+            num_shards += 1
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.close()
+    store.mark_complete(num_shards, {"role": role})
+    result.stats = store.total_stats(role)
+    result.cached = "partial" if resumed else "miss"
+    result.seconds = time.perf_counter() - start
+    if embedder is not None:
+        result.padded_tokens = embedder.padded_tokens - padded_before
+        assert embedder.real_tokens - real_before == result.tokens
+    return result

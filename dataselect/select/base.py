@@ -1,0 +1,57 @@
+"""What every method returns, and the ranking helpers they share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from dataselect.stats import SourceStats
+
+
+@dataclass
+class Selection:
+    """The chosen samples in rank order (rank 0 = chosen first)."""
+
+    ids: list[str]
+    scores: np.ndarray  # [K] float64
+    positions: np.ndarray  # [K] int64: positions in the pool stream (to materialise the rows)
+    previews: list[str] | None = None
+    columns: dict[str, list[Any]] = field(default_factory=dict)  # extra selection.parquet columns
+    metrics: dict[str, Any] = field(default_factory=dict)  # method metrics for manifest.json
+    pool_stats: SourceStats | None = None
+    target_stats: SourceStats | None = None
+    scored: int = 0  # pool samples that got a score
+    unique: int = 0  # ... after collapsing exact duplicates
+    throughput: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, str] = field(default_factory=dict)
+
+
+class Method(Protocol):
+    """A selection method: a streaming score phase, then a global select phase (DESIGN.md)."""
+
+    name: str
+
+    def run(self, context: Any) -> Selection: ...
+
+
+def first_occurrences(hashes: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping the first sample of each distinct text hash. [N] -> [N] bool"""
+    keep = np.zeros(len(hashes), dtype=bool)
+    _, first = np.unique(hashes, return_index=True)
+    keep[first] = True
+    return keep
+
+
+def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the k highest scores, best first; ties go to the earlier index, so the order is
+    fully determined by the scores. [N] -> [k] int64"""
+    candidates = np.arange(len(scores)) if eligible is None else np.flatnonzero(eligible)
+    values = scores[candidates]
+    if k < len(candidates):
+        # partial selection first (O(N)), then an exact sort of the survivors with index tie-breaks
+        threshold = np.partition(-values, k - 1)[k - 1]
+        keep = -values <= threshold
+        candidates, values = candidates[keep], values[keep]
+    order = np.lexsort((candidates, -values))
+    return candidates[order[:k]].astype(np.int64)

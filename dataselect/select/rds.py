@@ -1,0 +1,163 @@
+"""RDS+ (METHODS.md section 1): cosine similarity of pooled hidden states to a target set.
+
+score:  pool and target embedded the same way (L2-normalised float16 shards, cached)
+select: cosine in tiles -> aggregate over each task's target samples (max or mean)
+        -> one task: top-K of the aggregate (path 2, exact row-max then top-k)
+        -> several tasks (`target.task_field`): round-robin across tasks (path 3, "rrmax")
+Exact-duplicate pool texts are collapsed (first occurrence kept) before ranking.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dataselect.errors import ConfigError
+from dataselect.io.render import TextRenderer
+from dataselect.io.shards import ShardStore
+from dataselect.scoring.embed import Embedder
+from dataselect.scoring.store import score_source
+from dataselect.select.base import Selection, first_occurrences, top_k
+
+TARGET_TILE = 16384  # target rows per similarity tile
+
+
+def task_similarities(
+    store: ShardStore, targets: np.ndarray, task_of_target: np.ndarray, aggregation: str, tile_rows: int, device: torch.device
+) -> np.ndarray:
+    """Aggregated cosine of every pool sample to each task's targets, one pool tile at a time.
+
+    targets:        [Q, d] unit vectors
+    task_of_target: [Q] int task index in 0..T-1
+    returns:        [N, T] float32 (the [N, Q] matrix is never held)
+    """
+    num_tasks = int(task_of_target.max()) + 1
+    target_tensor = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)).to(device)  # [Q, d]
+    task_tensor = torch.from_numpy(task_of_target).to(device)  # [Q]
+    counts = torch.bincount(task_tensor, minlength=num_tasks).to(torch.float32)  # [T]
+    blocks = []
+    for _, embeddings in store.iter_shards(columns=["id"]):
+        for start in range(0, len(embeddings), tile_rows):
+            pool_tile = torch.from_numpy(np.asarray(embeddings[start : start + tile_rows], dtype=np.float32)).to(device)  # [t, d]
+            fill = -torch.inf if aggregation == "max" else 0.0
+            per_task = torch.full((len(pool_tile), num_tasks), fill, device=device)  # [t, T]
+            for q0 in range(0, len(target_tensor), TARGET_TILE):
+                sims = pool_tile @ target_tensor[q0 : q0 + TARGET_TILE].T  # [t, q]
+                index = task_tensor[q0 : q0 + TARGET_TILE].expand(len(pool_tile), -1)  # [t, q]
+                reduce = "amax" if aggregation == "max" else "sum"
+                per_task = per_task.scatter_reduce(1, index, sims, reduce=reduce, include_self=True)
+            if aggregation == "mean":
+                per_task = per_task / counts
+            blocks.append(per_task.cpu().numpy())
+    return np.concatenate(blocks) if blocks else np.zeros((0, num_tasks), np.float32)
+
+
+def round_robin(task_scores: np.ndarray, k: int, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-task RDS+ (rrmax): tasks take turns in order, each popping its next-best sample; a sample
+    already taken does not count for that turn. Stops at exactly k (or when every list is empty).
+
+    task_scores: [N, T]; returns (chosen indices [k], proposing task [k])."""
+    num_tasks = task_scores.shape[1]
+    rankings = [top_k(task_scores[:, t], int(eligible.sum()), eligible) for t in range(num_tasks)]
+    cursors = [0] * num_tasks
+    taken: set[int] = set()
+    chosen, tasks = [], []
+    while len(chosen) < k and any(c < len(r) for c, r in zip(cursors, rankings)):
+        for task in range(num_tasks):
+            if len(chosen) == k:
+                break
+            if cursors[task] >= len(rankings[task]):
+                continue  # this task's list ran out (the reference would raise here)
+            item = int(rankings[task][cursors[task]])
+            cursors[task] += 1
+            if item not in taken:
+                taken.add(item)
+                chosen.append(item)
+                tasks.append(task)
+    return np.array(chosen, dtype=np.int64), np.array(tasks, dtype=np.int64)
+
+
+class RDSMethod:
+    name = "rds"
+
+    def run(self, context) -> Selection:
+        config = context.config
+        if config.target.path is None:
+            raise ConfigError("config error: target.path is required for method.name: rds")
+        with context.stats.stage("load_model"):
+            embedder = Embedder.from_config(config.model, config.runtime.device)
+        renderer = TextRenderer(config.input, embedder.loaded.tokenizer)
+        target_renderer = TextRenderer(config.target, embedder.loaded.tokenizer)
+        with context.stats.stage("score_pool"):
+            pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root, embedder)
+        task_field = config.target.task_field
+        with context.stats.stage("score_target"):
+            target = score_source(
+                config.target, "target", target_renderer, config.runtime, context.cache_root, embedder,
+                fields={"task": task_field} if task_field else None,
+            )
+        with context.stats.stage("select"):
+            return self.select(context, pool, target, embedder)
+
+    def select(self, context, pool, target, embedder: Embedder) -> Selection:
+        config = context.config
+        options = config.method.rds
+        target_vectors = np.concatenate([np.asarray(e, np.float32) for _, e in target.store.iter_shards(columns=["id"])] or [np.zeros((0, embedder.dim), np.float32)])
+        if len(target_vectors) == 0:
+            raise ConfigError("config error: target.path: the target set has no usable samples")
+        if config.target.task_field:
+            labels = target.store.column("task").to_numpy(zero_copy_only=False)
+            task_names, task_of_target = np.unique(np.where(labels == None, "", labels).astype(str), return_inverse=True)  # noqa: E711
+        else:
+            task_names, task_of_target = np.array(["target"]), np.zeros(len(target_vectors), np.int64)
+
+        scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, embedder.device)
+        hashes = pool.store.column("text_hash").to_numpy()
+        eligible = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
+        k = config.method.budget_for(int(eligible.sum()))
+        columns: dict = {}
+        if len(task_names) == 1:
+            chosen = top_k(scores[:, 0], k, eligible)
+            chosen_scores = scores[chosen, 0]
+        else:
+            chosen, tasks = round_robin(scores, k, eligible)
+            chosen_scores = scores[chosen, tasks]
+            columns["task"] = [str(task_names[t]) for t in tasks]
+
+        ids = pool.store.column("id").take(chosen).to_pylist()
+        previews = pool.store.column("preview").take(chosen).to_pylist()
+        positions = pool.store.column("position").take(chosen).to_numpy()
+        return Selection(
+            ids=ids,
+            scores=chosen_scores.astype(np.float64),
+            positions=positions,
+            previews=previews,
+            columns=columns,
+            metrics={
+                "pooling": embedder.loaded.pooling,
+                "max_length": embedder.loaded.max_length,
+                "aggregation": options.aggregation,
+                "tasks": {str(name): int((task_of_target == i).sum()) for i, name in enumerate(task_names)},
+                "duplicates_collapsed": int(len(hashes) - eligible.sum()),
+            },
+            pool_stats=pool.stats,
+            target_stats=target.stats,
+            scored=len(hashes),
+            unique=int(eligible.sum()),
+            throughput=_throughput(pool, target),
+            cache={"pool": pool.cached, "target": target.cached},
+        )
+
+
+def _throughput(*sources) -> dict:
+    docs = sum(s.docs for s in sources)
+    tokens = sum(s.tokens for s in sources)
+    padded = sum(s.padded_tokens for s in sources)
+    seconds = sum(s.seconds for s in sources)
+    return {
+        "embedded_docs": docs,
+        "embedded_tokens": tokens,
+        "embed_seconds": round(seconds, 3),
+        "docs_per_s": round(docs / seconds, 2) if seconds > 0 else None,
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "padding_waste": round(1 - tokens / padded, 4) if padded else None,
+    }

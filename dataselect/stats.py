@@ -1,0 +1,81 @@
+"""Counters and timings of one run; they end up in manifest.json."""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+MAX_REPORTED_BAD = 1000  # bad inputs listed one by one in the manifest; the counts cover all of them
+MAX_PRINTED_BAD = 20  # ... and printed to stderr as they are met
+
+
+@dataclass
+class BadInput:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class SourceStats:
+    """What happened to the records of one source (pool or target)."""
+
+    role: str
+    read: int = 0
+    skipped: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    bad: list[BadInput] = field(default_factory=list)
+
+    def record_bad(self, bad: BadInput) -> None:
+        self.skipped += 1
+        self.reasons[bad.reason.split(":")[0]] += 1
+        if len(self.bad) < MAX_REPORTED_BAD:
+            self.bad.append(bad)
+        if self.skipped <= MAX_PRINTED_BAD:
+            print(f"skipped bad {self.role} input: {bad}", file=sys.stderr)
+        elif self.skipped == MAX_PRINTED_BAD + 1:
+            print(f"skipped bad {self.role} input: more; see manifest.json", file=sys.stderr)
+
+    def merge(self, other: "SourceStats") -> None:
+        self.read += other.read
+        self.skipped += other.skipped
+        self.reasons.update(other.reasons)
+        self.bad.extend(other.bad[: max(0, MAX_REPORTED_BAD - len(self.bad))])
+
+    def to_dict(self) -> dict:
+        return {
+            "read": self.read,
+            "skipped": self.skipped,
+            "skipped_by_reason": dict(self.reasons),
+            "bad_inputs": [vars(b) for b in self.bad],
+        }
+
+    @classmethod
+    def from_dict(cls, role: str, data: dict) -> "SourceStats":
+        return cls(
+            role=role,
+            read=data["read"],
+            skipped=data["skipped"],
+            reasons=Counter(data["skipped_by_reason"]),
+            bad=[BadInput(**b) for b in data["bad_inputs"]],
+        )
+
+
+@dataclass
+class RunStats:
+    timings: dict[str, float] = field(default_factory=dict)
+    counters: Counter = field(default_factory=Counter)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start

@@ -1,0 +1,80 @@
+"""RDS+ select phase against METHODS.md section 1.11's known answers."""
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from dataselect.io.shards import ShardStore
+from dataselect.select.base import first_occurrences, top_k
+from dataselect.select.rds import round_robin, task_similarities
+from dataselect.stats import SourceStats
+
+
+def _store(tmp_path, vectors: np.ndarray, shard_size: int) -> ShardStore:
+    store = ShardStore(tmp_path / "store")
+    shards = 0
+    for index, start in enumerate(range(0, len(vectors), shard_size)):
+        block = vectors[start : start + shard_size]
+        store.write_shard(index, pa.table({"id": [str(i) for i in range(start, start + len(block))]}), SourceStats("pool"), block)
+        shards += 1
+    store.mark_complete(shards, {})
+    return store
+
+
+def _unit(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean"])
+def test_tiled_similarities_equal_the_dense_matrix(tmp_path, aggregation):
+    rng = np.random.default_rng(0)
+    pool, targets = _unit(rng, 53, 16), _unit(rng, 7, 16)
+    tasks = np.array([0, 1, 0, 2, 1, 0, 2])
+    store = _store(tmp_path, pool, shard_size=20)
+    got = task_similarities(store, targets, tasks, aggregation, tile_rows=6, device=torch.device("cpu"))
+    dense = pool.astype(np.float16).astype(np.float32) @ targets.T  # shards hold float16
+    reduce = np.max if aggregation == "max" else np.mean
+    expected = np.stack([reduce(dense[:, tasks == t], axis=1) for t in range(3)], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_path2_is_argsort_of_row_max():
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((5, 40)).max(axis=0)  # max over 5 queries
+    assert list(top_k(scores, 10)) == list(np.argsort(-scores, kind="stable")[:10])
+
+
+def test_top_k_ties_go_to_the_earlier_index_and_respect_eligibility():
+    scores = np.array([0.5, 0.9, 0.9, 0.1, 0.9])
+    assert list(top_k(scores, 3)) == [1, 2, 4]
+    assert list(top_k(scores, 2, eligible=np.array([1, 0, 1, 1, 1], bool))) == [2, 4]
+
+
+def test_round_robin_interleaves_and_skips_duplicates():
+    # task 0 ranks 0 > 1 > 2 > 3; task 1 ranks 0 > 3 > 2 > 1
+    scores = np.array([[0.9, 0.8], [0.8, 0.1], [0.7, 0.3], [0.1, 0.5]])
+    chosen, tasks = round_robin(scores, 3, np.ones(4, bool))
+    # t0 takes 0; t1's best (0) is taken, so its turn is spent; t0 takes 1; t1 takes 3
+    assert list(chosen) == [0, 1, 3] and list(tasks) == [0, 0, 1]
+
+
+def test_round_robin_balances_tasks_with_different_score_scales():
+    rng = np.random.default_rng(2)
+    n, k = 300, 60
+    scores = np.full((n, 3), -1e9)
+    for t in range(3):  # disjoint top lists, scales 1, 100, 0.01
+        scores[t::3, t] = rng.random(n // 3) * [1, 100, 0.01][t]
+    chosen, tasks = round_robin(scores, k, np.ones(n, bool))
+    assert len(set(chosen)) == k
+    counts = np.bincount(tasks, minlength=3)
+    assert all(abs(c - k / 3) <= 1 for c in counts)
+
+
+def test_round_robin_stops_when_lists_run_out():
+    chosen, _ = round_robin(np.array([[1.0, 0.0], [0.5, 0.2]]), 5, np.ones(2, bool))
+    assert sorted(chosen) == [0, 1]
+
+
+def test_first_occurrences_keeps_first_of_each_hash():
+    assert list(first_occurrences(np.array([5, 3, 5, 7, 3]))) == [True, True, False, True, False]
