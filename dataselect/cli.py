@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any dotted config key")
     run.add_argument("--quiet", "-q", action="store_true", help="no summary (progress bars follow runtime.progress)")
     bench = commands.add_parser("bench", help="measure throughput (runs a script from bench/)")
-    bench.add_argument("name", nargs="?", default="throughput", help="bench script name in bench/ (default: throughput)")
+    bench.add_argument("name", nargs="?", default="throughput", help="script name in bench/ (default: throughput, the end-to-end selection throughput)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     return parser
 

@@ -30,6 +30,7 @@ class Embedder:
         self.real_tokens = 0
         self.padded_tokens = 0
         self._warned_oom = False
+        self._tokenizer_pool: TokenizerPool | None = None
 
     @classmethod
     def from_config(cls, model: ModelConfig, device: str = "auto") -> "Embedder":
@@ -53,7 +54,16 @@ class Embedder:
         }
 
     def tokenizer_pool(self, num_workers: int) -> TokenizerPool:
-        return TokenizerPool(self.loaded.tokenizer, self.loaded.max_length, num_workers)
+        """One worker pool per embedder, reused by every source it embeds (workers start once)."""
+        if self._tokenizer_pool is None or self._tokenizer_pool.num_workers != num_workers:
+            self.close()
+            self._tokenizer_pool = TokenizerPool(self.loaded.tokenizer, self.loaded.max_length, num_workers)
+        return self._tokenizer_pool
+
+    def close(self) -> None:
+        if self._tokenizer_pool is not None:
+            self._tokenizer_pool.close()
+            self._tokenizer_pool = None
 
     def embed_tokens(
         self, tokens: TokenizedTexts, batch_tokens: int, on_batch: Callable[[int, int], None] | None = None
@@ -154,7 +164,7 @@ class EmbeddingScorer:
         return np.concatenate(blocks) if blocks else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def close(self) -> None:
-        self.pool.close()
+        self.embedder.close()
 
     def __enter__(self) -> "EmbeddingScorer":
         return self

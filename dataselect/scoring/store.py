@@ -146,8 +146,6 @@ def score_source(
             num_shards += 1
     finally:
         progress.close()
-        if pool is not None:
-            pool.close()
     store.mark_complete(num_shards, {"role": role})
     result.stats = store.total_stats(role)
     result.cached = "partial" if resumed else "miss"

@@ -66,6 +66,7 @@ class TokenizerPool:
     def __init__(self, tokenizer: Any, max_length: int, num_workers: int = 1) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.num_workers = num_workers
         backend = getattr(tokenizer, "_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
         self._executor: ProcessPoolExecutor | None = None
         self._local_backend = None

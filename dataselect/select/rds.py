@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
@@ -22,7 +23,8 @@ TARGET_TILE = 16384  # target rows per similarity tile
 
 
 def task_similarities(
-    store: ShardStore, targets: np.ndarray, task_of_target: np.ndarray, aggregation: str, tile_rows: int, device: torch.device
+    store: ShardStore, targets: np.ndarray, task_of_target: np.ndarray, aggregation: str, tile_rows: int, device: torch.device,
+    progress: bool = False,
 ) -> np.ndarray:
     """Aggregated cosine of every pool sample to each task's targets, one pool tile at a time.
 
@@ -35,7 +37,9 @@ def task_similarities(
     task_tensor = torch.from_numpy(task_of_target).to(device)  # [Q]
     counts = torch.bincount(task_tensor, minlength=num_tasks).to(torch.float32)  # [T]
     blocks = []
+    bar = tqdm(total=store.num_shards, desc="similarity", unit=" shards", disable=not progress)
     for _, embeddings in store.iter_shards(columns=["id"]):
+        bar.update(1)
         for start in range(0, len(embeddings), tile_rows):
             pool_tile = torch.from_numpy(np.asarray(embeddings[start : start + tile_rows], dtype=np.float32)).to(device)  # [t, d]
             fill = -torch.inf if aggregation == "max" else 0.0
@@ -48,6 +52,7 @@ def task_similarities(
             if aggregation == "mean":
                 per_task = per_task / counts
             blocks.append(per_task.cpu().numpy())
+    bar.close()
     return np.concatenate(blocks) if blocks else np.zeros((0, num_tasks), np.float32)
 
 
@@ -87,14 +92,17 @@ class RDSMethod:
             embedder = Embedder.from_config(config.model, config.runtime.device)
         renderer = TextRenderer(config.input, embedder.loaded.tokenizer)
         target_renderer = TextRenderer(config.target, embedder.loaded.tokenizer)
-        with context.stats.stage("score_pool"):
-            pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root, embedder)
         task_field = config.target.task_field
-        with context.stats.stage("score_target"):
-            target = score_source(
-                config.target, "target", target_renderer, config.runtime, context.cache_root, embedder,
-                fields={"task": task_field} if task_field else None,
-            )
+        try:
+            with context.stats.stage("score_pool"):
+                pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root, embedder)
+            with context.stats.stage("score_target"):
+                target = score_source(
+                    config.target, "target", target_renderer, config.runtime, context.cache_root, embedder,
+                    fields={"task": task_field} if task_field else None,
+                )
+        finally:
+            embedder.close()
         with context.stats.stage("select"):
             return self.select(context, pool, target, embedder)
 
@@ -110,7 +118,8 @@ class RDSMethod:
         else:
             task_names, task_of_target = np.array(["target"]), np.zeros(len(target_vectors), np.int64)
 
-        scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, embedder.device)
+        scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, embedder.device,
+                                    progress=config.runtime.progress)
         hashes = pool.store.column("text_hash").to_numpy()
         eligible = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
         k = config.method.budget_for(int(eligible.sum()))

@@ -1,0 +1,47 @@
+"""Token-budget batching and worker tokenisation."""
+import numpy as np
+import pytest
+
+from conftest import MINILM
+from dataselect.scoring.batching import padding_waste, token_budget_batches
+from dataselect.scoring.models import load_tokenizer, resolve_model_path
+from dataselect.scoring.tokenize import TokenizerPool
+
+
+def test_batches_cover_every_sample_once_within_the_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 300, size=257)
+    batches = token_budget_batches(lengths, batch_tokens=1000)
+    covered = np.concatenate([b.indices for b in batches])
+    assert sorted(covered) == list(range(257))
+    for batch in batches:
+        assert batch.padded_length == lengths[batch.indices].max()
+        assert batch.padded_tokens <= 1000 or len(batch.indices) == 1
+    real, padded = padding_waste(lengths, batches)
+    assert real == lengths.sum() and padded >= real
+    assert padded / real < 1.1  # length sorting keeps padding small
+
+
+def test_a_sample_longer_than_the_budget_gets_its_own_batch():
+    batches = token_budget_batches(np.array([5, 50, 5]), batch_tokens=10)
+    assert [list(b.indices) for b in batches] == [[1], [0, 2]]
+
+
+def test_batches_are_deterministic_with_ties():
+    lengths = np.array([3, 3, 3, 7, 3])
+    first = [list(b.indices) for b in token_budget_batches(lengths, 9)]
+    assert first == [list(b.indices) for b in token_budget_batches(lengths, 9)] == [[3], [0, 1, 2], [4]]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_worker_tokenisation_equals_the_hf_tokenizer(workers):
+    tokenizer = load_tokenizer(resolve_model_path(MINILM))
+    texts = ["Hello world!", "", "a much longer sentence " * 40, "ünïcödé text"] * 150
+    with TokenizerPool(tokenizer, max_length=32, num_workers=workers) as pool:
+        tokens = pool.tokenize(texts)
+    expected = tokenizer(texts, truncation=True, max_length=32)["input_ids"]
+    assert len(tokens) == len(texts)
+    for i in (0, 1, 2, 3, 599):
+        assert tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]].tolist() == expected[i]
+    ids, mask = tokens.padded(np.array([0, 2]), pad_id=0)
+    assert ids.shape == (2, 32) and mask[0].sum() == len(expected[0]) and mask[1].sum() == 32
