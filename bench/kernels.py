@@ -1,0 +1,312 @@
+"""Kernel benchmarks: time, bytes moved, achieved GB/s against the measured copy bandwidth, and peak memory
+of each kernel's dispatch path next to a naive torch version.
+
+    python bench/kernels.py [--device auto|cpu|cuda] [--kernels pooling,el2n,el2n-lmhead,ngram,reweight]
+                            [--size name=value ...] [--json PATH]
+
+GPU: time is the median of triton.testing.do_bench (L2 flushed between runs); peak memory is
+torch.cuda.max_memory_allocated above what the inputs already hold. CPU: the dispatch path is the torch
+reference; each variant runs in a fresh subprocess that reports its peak RSS increase over the RSS with
+its inputs built (first call; VmHWM reset through /proc/self/clear_refs after the inputs are built),
+then the median perf_counter time of further calls.
+Copy bandwidth: a large device-to-device copy, counting bytes read + written. Sizes default to the
+acceptance shapes on GPU and to smaller ones on CPU, except the EL2N LM-head memory row (B=8, T=512,
+V=50,000, H=768), which runs on either; override with --size, e.g. --size el2n-lmhead.V=128256.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> {param: (cpu default, cuda default)}
+SIZES: dict[str, dict[str, tuple]] = {
+    "copy": {"MiB": (256, 2048)},
+    "pooling": {"B": (32, 64), "T": (512, 2048), "H": (768, 4096), "dtype": ("bfloat16", "bfloat16"), "mode": ("weighted_mean", "weighted_mean")},
+    "el2n": {"B": (4, 8), "T": (512, 512), "V": (50_000, 128_256), "dtype": ("float32", "bfloat16")},
+    "el2n-lmhead": {"B": (8, 8), "T": (512, 512), "V": (50_000, 128_256), "H": (768, 4096), "dtype": ("float32", "bfloat16")},
+    "ngram": {"B": (1024, 4096), "T": (512, 2048), "buckets": (10_000, 10_000)},
+    "reweight": {"N": (4096, 4096), "strategy": ("linupper", "linupper")},
+}
+KERNELS = ["pooling", "el2n", "el2n-lmhead", "ngram", "reweight"]
+
+
+def import_kernels() -> None:
+    """dataselect.kernels is the kernels/ folder (pyproject package-dir); map it in a source checkout."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        importlib.import_module("dataselect.kernels")
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            "dataselect.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["dataselect.kernels"] = module
+        spec.loader.exec_module(module)
+
+
+# ---------------------------------------------------------------------------------------------
+# cases: (callable, bytes a perfect implementation must move, flops or 0)
+# ---------------------------------------------------------------------------------------------
+
+
+def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable[[], object], int, int]:
+    import_kernels()
+    g = torch.Generator(device=device).manual_seed(0)
+    if kernel == "copy":
+        n = p["MiB"] * (1 << 20) // 4
+        src = torch.empty(n, dtype=torch.float32, device=device).uniform_(generator=g)  # [n]
+        dst = torch.empty_like(src)
+        return (lambda: dst.copy_(src)), 2 * src.numel() * 4, 0
+
+    if kernel == "pooling":
+        from dataselect.kernels.pooling import pool, pooling_weights
+
+        B, T, H, dtype = p["B"], p["T"], p["H"], getattr(torch, p["dtype"])
+        hidden = torch.randn(B, T, H, generator=g, device=device, dtype=dtype)  # [B, T, H]
+        lengths = torch.randint(T // 4, T + 1, (B,), generator=g, device=device)  # [B]
+        mask = (torch.arange(T, device=device)[None, :] >= T - lengths[:, None]).long()  # [B, T] left padding
+        moved = hidden.numel() * hidden.element_size() + mask.numel() * mask.element_size() + B * H * 4
+        if variant == "dispatch":
+            return (lambda: pool(hidden, mask, p["mode"], True)), moved, 0
+
+        def naive() -> torch.Tensor:
+            w = pooling_weights(mask, p["mode"])  # [B, T]
+            return torch.nn.functional.normalize((hidden.float() * w[..., None]).sum(1), dim=-1)  # [B, H]
+
+        return naive, moved, 0
+
+    if kernel == "el2n":  # the reduction alone, on given logits
+        from dataselect.kernels.el2n import token_el2n_and_ce
+
+        B, T, V, dtype = p["B"], p["T"], p["V"], getattr(torch, p["dtype"])
+        logits = (torch.randn(B, T, V, generator=g, device=device) * 3).to(dtype)  # [B, T, V]
+        labels = torch.randint(0, V, (B, T), generator=g, device=device)  # [B, T]
+        moved = logits.numel() * logits.element_size() + labels.numel() * 8 + 2 * B * T * 4
+        if variant == "dispatch":
+            return (lambda: token_el2n_and_ce(logits, labels)), moved, 0
+        return (lambda: naive_el2n(logits, labels)), moved, 0
+
+    if kernel == "el2n-lmhead":
+        from dataselect.kernels.el2n import lm_head_el2n_and_loss
+
+        B, T, V, H, dtype = p["B"], p["T"], p["V"], p["H"], getattr(torch, p["dtype"])
+        hidden = torch.randn(B, T, H, generator=g, device=device).to(dtype)  # [B, T, H]
+        weight = (torch.randn(V, H, generator=g, device=device) / H**0.5).to(dtype)  # [V, H]
+        labels = torch.randint(0, V, (B, T), generator=g, device=device)  # [B, T]
+        flops = 2 * B * T * H * V
+        if variant == "dispatch":
+            return (lambda: lm_head_el2n_and_loss(hidden, weight, labels)), 0, flops
+
+        def naive() -> tuple[torch.Tensor, torch.Tensor]:
+            logits = hidden @ weight.T  # [B, T, V]
+            e, c = naive_el2n(logits, labels)
+            return e.mean(1), c.mean(1)
+
+        return naive, 0, flops
+
+    if kernel == "ngram":
+        from dataselect.kernels.ngram import dsir_log_weights, hashed_ngram_counts
+
+        B, T, NB = p["B"], p["T"], p["buckets"]
+        ids = torch.randint(0, 128_000, (B, T), generator=g, device=device)  # [B, T]
+        lengths = torch.randint(T // 2, T + 1, (B,), generator=g, device=device)  # [B]
+        log_ratio = torch.randn(NB, generator=g, device=device)  # [NB]
+        moved = ids.numel() * 8 + B * 8 + B * 4
+        if variant == "dispatch":
+            return (lambda: dsir_log_weights(ids, lengths, log_ratio)), moved, 0
+        return (lambda: hashed_ngram_counts(ids, lengths, NB) @ log_ratio), moved, 0  # builds [B, NB]
+
+    if kernel == "reweight":
+        from dataselect.kernels.reweight import reweight_weights, reweight_weights_reference
+
+        losses = 2.0 + torch.rand(p["N"], generator=g, device=device)  # [N]
+        fn = reweight_weights if variant == "dispatch" else reweight_weights_reference
+        return (lambda: fn(losses, p["strategy"], 0.4)), p["N"] * 8, 0
+    raise ValueError(kernel)
+
+
+def naive_el2n(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The textbook version: fp32 softmax minus one-hot, its norm, and -log p_y."""
+    p = torch.softmax(logits.float(), dim=-1)  # [..., V]
+    onehot = torch.nn.functional.one_hot(labels, logits.shape[-1]).float()  # [..., V]
+    el2n = torch.linalg.vector_norm(p - onehot, dim=-1)  # [...]
+    ce = -torch.log(p.gather(-1, labels[..., None]).squeeze(-1))  # [...]
+    return el2n, ce
+
+
+# ---------------------------------------------------------------------------------------------
+# measurement
+# ---------------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets VmHWM, so building the inputs (and their temporaries)
+    does not count towards the peak of the call under test."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes(reset: bool) -> int:
+    if reset:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # lifetime peak: an upper bound
+
+
+def measure(kernel: str, variant: str, p: dict, device: str, cpu_budget_s: float) -> dict:
+    """Peak extra memory of the first call, then the median time of further calls."""
+    if device == "cuda":
+        import triton.testing
+
+        fn, moved, flops = make_case(kernel, variant, p, device)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        seconds = triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median") / 1e3
+        runs = -1
+    else:
+        fn, moved, flops = make_case(kernel, variant, p, device)
+        reset = _reset_peak_rss()
+        base = _rss_bytes()
+        fn()
+        peak = _peak_rss_bytes(reset) - base
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < 2 or (time.perf_counter() - start < cpu_budget_s and len(times) < 100):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        seconds, runs = statistics.median(times), len(times)
+    return {"seconds": seconds, "bytes": moved, "flops": flops, "peak_bytes": max(peak, 0), "runs": runs}
+
+
+def measure_fresh(kernel: str, variant: str, p: dict, device: str, cpu_budget_s: float) -> dict:
+    """CPU: a fresh interpreter per variant, so one variant's high-water mark never hides another's."""
+    if device == "cuda":
+        return measure(kernel, variant, p, device, cpu_budget_s)
+    spec = json.dumps({"kernel": kernel, "variant": variant, "p": p, "device": device, "budget": cpu_budget_s})
+    proc = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kernel}/{variant} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+
+
+def shape_of(p: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in p.items())
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return format(value, spec) if value is not None else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma list of {KERNELS}")
+    parser.add_argument("--size", action="append", default=[], metavar="KERNEL.PARAM=VALUE")
+    parser.add_argument("--cpu-budget", type=float, default=3.0, help="seconds of timed calls per CPU variant")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:  # subprocess mode: one variant, JSON on stdout
+        spec = json.loads(args.child)
+        print(json.dumps(measure(spec["kernel"], spec["variant"], spec["p"], spec["device"], spec["budget"])))
+        return
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    col = 1 if device == "cuda" else 0
+    params = {k: {name: v[col] for name, v in d.items()} for k, d in SIZES.items()}
+    for item in args.size:
+        key, value = item.split("=", 1)
+        kernel, name = key.split(".", 1)
+        old = params[kernel][name]
+        params[kernel][name] = type(old)(value)
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    print(f"device: {name}; torch {torch.__version__}")
+
+    copy = measure_fresh("copy", "dispatch", params["copy"], device, args.cpu_budget)
+    copy_bw = copy["bytes"] / copy["seconds"]
+    print(f"copy bandwidth ({params['copy']['MiB']} MiB fp32, read + write): {copy_bw / 1e9:.1f} GB/s\n")
+
+    rows = []
+    header = f"{'kernel':<12} {'variant':<9} {'ms':>10} {'GB/s':>8} {'%copy':>6} {'TFLOP/s':>8} {'peak MiB':>9} {'x faster':>8} {'mem ratio':>9}  shape"
+    print(header)
+    print("-" * len(header))
+    for kernel in [k for k in args.kernels.split(",") if k]:
+        p = params[kernel]
+        results = {v: measure_fresh(kernel, v, p, device, args.cpu_budget) for v in ("dispatch", "naive")}
+        for variant, r in results.items():
+            gbps = r["bytes"] / r["seconds"] / 1e9 if r["bytes"] else None
+            row = {
+                "kernel": kernel, "variant": variant, "device": name, "shape": p, "ms": r["seconds"] * 1e3,
+                "gb_per_s": gbps, "pct_copy_bw": 100 * gbps * 1e9 / copy_bw if gbps else None,
+                "tflop_per_s": r["flops"] / r["seconds"] / 1e12 if r["flops"] else None,
+                "peak_mib": r["peak_bytes"] / 2**20, "runs": r["runs"],
+                "speedup_vs_naive": results["naive"]["seconds"] / r["seconds"],
+                "peak_ratio_vs_naive": r["peak_bytes"] / max(results["naive"]["peak_bytes"], 1),
+            }
+            rows.append(row)
+            print(
+                f"{kernel:<12} {variant:<9} {row['ms']:>10.3f} {fmt(gbps, '8.1f'):>8} {fmt(row['pct_copy_bw'], '6.1f'):>6} "
+                f"{fmt(row['tflop_per_s'], '8.2f'):>8} {row['peak_mib']:>9.1f} {row['speedup_vs_naive']:>8.2f} "
+                f"{row['peak_ratio_vs_naive']:>9.3f}  {shape_of(p)}"
+            )
+
+    print("\nacceptance:")
+    by = {(r["kernel"], r["variant"]): r for r in rows}
+    checks = []
+    lm = by.get(("el2n-lmhead", "dispatch"))
+    if lm:
+        checks.append((f"EL2N LM-head peak memory, chunked / naive ({shape_of(lm['shape'])})",
+                       lm["peak_ratio_vs_naive"], "<=", 0.25))
+    if device == "cuda":
+        pl = by.get(("pooling", "dispatch"))
+        if pl:
+            checks.append((f"pooling % of copy bandwidth ({shape_of(pl['shape'])})", pl["pct_copy_bw"], ">=", 70.0))
+        if lm:
+            checks.append(("fused EL2N speed-up vs naive", lm["speedup_vs_naive"], ">=", 1.5))
+    for label, value, op, target in checks:
+        ok = value <= target if op == "<=" else value >= target
+        print(f"  {label}: {value:.3f} (target {op} {target}) {'PASS' if ok else 'FAIL'}")
+    if device != "cuda":
+        print("  GPU targets (pooling >= 70% of copy bandwidth; fused EL2N >= 1.5x faster) need a CUDA device")
+
+    if args.json:
+        args.json.write_text(json.dumps({"device": name, "copy_gb_per_s": copy_bw / 1e9, "rows": rows}, indent=2))
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
