@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=16384)
     parser.add_argument("--workers", type=int, default=1, help="engine tokenizer worker processes")
     parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' default")
+    parser.add_argument("--dtype", default="float32", help="engine weights: float32 (as the peer) or bfloat16")
     args = parser.parse_args()
 
     from sentence_transformers import SentenceTransformer
@@ -52,10 +53,10 @@ def main() -> None:
     texts = load_texts(args.pool, args.n)
     model_path = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
     peer = SentenceTransformer(model_path, device="cpu")
-    engine = EmbeddingScorer(model_path, pooling="mean", max_length=peer.max_seq_length, device="cpu",
+    engine = EmbeddingScorer(model_path, pooling="mean", max_length=peer.max_seq_length, device="cpu", dtype=args.dtype,
                              batch_tokens=args.batch_tokens, num_workers=args.workers, window=len(texts))
     print(f"{len(texts)} samples from {args.pool.name}; torch threads {torch.get_num_threads()}; "
-          f"max length {peer.max_seq_length}; engine pooling {engine.pooling}")
+          f"max length {peer.max_seq_length}; engine pooling {engine.pooling}, dtype {args.dtype} (peer float32)")
 
     # warm-up on a slice: worker start, allocator, first-call overheads stay out of the timings
     engine.embed(texts[:64])

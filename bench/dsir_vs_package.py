@@ -1,0 +1,221 @@
+"""DSIR: this engine against the `data-selection` package (PyPI, 1.0.3) on the same data and cores.
+
+For each raw pool (the Pile sample and the instruction pool; GSM8K test is the target) it runs
+  - the package: HashedNgramDSIR(num_proc=W).fit_importance_estimator('all') + compute_importance_weights()
+  - the engine, `reference` and `tokens` featurisers, runtime.num_workers=W, a fresh cache
+on the same texts (the package reads the texts the engine renders, `input.render: plain`), and prints
+  - Spearman of the two sets of log-weights (reference mode must be >= 0.999)
+  - the featurise-plus-weight throughput ratio, engine over package (engine: tokenizer load + featurise
+    pool and target + fit + weights, worker start-up included; package: fit + compute weights)
+Then, on the instruction pool, the engine's top-K selection of --budget with GSM8K test as target:
+the share of source == "gsm8k" and the KL reduction (and the package's top-K share for comparison).
+
+    python bench/dsir_vs_package.py [--pool PATH] [--pile PATH] [--target PATH] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.exists():
+    SHARED = Path("/work/shared/data")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pool", default=str(SHARED / "instruct_pool.jsonl.gz"), help="instruction pool (id, source, prompt, response)")
+    parser.add_argument("--pile", default=str(SHARED / "pile_sample.jsonl.gz"), help="raw documents (id, text)")
+    parser.add_argument("--target", default=str(SHARED / "targets" / "gsm8k_test.jsonl.gz"), help="target set (id, prompt, response)")
+    parser.add_argument("--workers", type=int, default=2, help="package num_proc and engine runtime.num_workers")
+    parser.add_argument("--num-buckets", type=int, default=10_000)
+    parser.add_argument("--min-words", type=int, default=100, help="min length for the weight comparison runs (the package default)")
+    parser.add_argument("--select-min-words", type=int, default=5, help="min length for the GSM8K selection (instruction data is short)")
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--limit", type=int, default=None, help="read at most this many pool records (quick looks)")
+    parser.add_argument("--skip-package", action="store_true", help="engine only (no ratios or Spearman)")
+    parser.add_argument("--keep", default=None, help="keep work files in this folder (default: a temp folder, removed)")
+    return parser.parse_args()
+
+
+def source_tree(path: str, limit: int | None = None) -> dict:
+    tree = {"path": path, "render": "plain", "on_error": "skip"}
+    if limit:
+        tree["limit"] = limit
+    return tree
+
+
+def engine_config(pool: dict, target: dict, work: Path, name: str, features: str, args, **dsir):
+    from dataselect.config import build_config
+
+    tree = {
+        "input": pool,
+        "target": target,
+        "model": {"name": "sentence-transformers/all-MiniLM-L6-v2"},
+        "method": {
+            "name": "dsir",
+            "budget": dsir.pop("budget", 1.0),
+            "seed": 0,
+            "dsir": {"features": features, "num_buckets": args.num_buckets, "sampling": "topk", "dedup": False, **dsir},
+        },
+        "output": {"dir": str(work / "out" / name), "show_top": 0},
+        "runtime": {"device": "cpu", "num_workers": args.workers, "cache_dir": str(work / "cache" / name), "progress": False},
+    }
+    return build_config(tree)
+
+
+FEATURIZE_PLUS_WEIGHT = ("load_featurizer", "featurize_pool", "featurize_target", "fit", "weights")
+
+
+def run_engine(config) -> tuple[dict[str, float], dict, float]:
+    """(log weight by id, manifest, featurise-plus-weight seconds)."""
+    from dataselect.pipeline import run
+
+    result = run(config, quiet=True)
+    table = pq.read_table(Path(config.output.dir) / "selection.parquet")
+    weights = dict(zip(table.column("id").to_pylist(), table.column("score").to_numpy()))
+    seconds = sum(result.manifest["timings_s"].get(stage, 0.0) for stage in FEATURIZE_PLUS_WEIGHT)
+    return weights, result.manifest, seconds
+
+
+def write_package_input(source: dict, path: Path) -> list[str]:
+    """The engine's rendered texts (same skips) as the package's {'id', 'text'} jsonl; returns the ids."""
+    from dataselect.config import SourceConfig
+    from dataselect.io.render import TextRenderer
+    from dataselect.io.sources import iter_samples
+    from dataselect.stats import SourceStats
+
+    config = SourceConfig(**source)
+    ids = []
+    with open(path, "w", encoding="utf-8") as handle:
+        for sample in iter_samples(config, TextRenderer(config), SourceStats("bench")):
+            handle.write(json.dumps({"id": sample.id, "text": sample.text, "source": sample.record.get("source")}) + "\n")
+            ids.append(sample.id)
+    return ids
+
+
+def run_package(raw: Path, target: Path, work: Path, args, min_length: int):
+    from data_selection import HashedNgramDSIR
+
+    dsir = HashedNgramDSIR(
+        raw_datasets=[str(raw)], target_datasets=[str(target)], cache_dir=str(work),
+        num_proc=args.workers, num_buckets=args.num_buckets, min_example_length=min_length,
+    )
+    start = time.perf_counter()
+    dsir.fit_importance_estimator(num_tokens_to_fit="all")
+    dsir.compute_importance_weights()
+    seconds = time.perf_counter() - start
+    return dsir, seconds
+
+
+def package_weights(dsir, num_docs: int) -> np.ndarray:
+    """Log weights in document order: virtual shard j of n holds documents i with i % n == j."""
+    out = np.empty(num_docs, np.float64)
+    for params in dsir._get_virtually_sharded_datasets(dsir.raw_datasets):
+        part = np.load(Path(dsir.log_importance_weights_dir) / f"{params['overall_idx']}.npy")
+        out[params["shard_idx"] :: params["num_shards"]] = part
+    return out
+
+
+def compare(name: str, pool: dict, target: dict, work: Path, args, min_words: int) -> dict:
+    from scipy.stats import spearmanr
+
+    print(f"\n== raw pool: {name} ({pool['path']}), target {target['path']}, {args.workers} workers, "
+          f"num_buckets {args.num_buckets}, min length {min_words}", flush=True)
+    row: dict = {"pool": name}
+    engine = {}
+    for features in ("reference", "tokens"):
+        config = engine_config(pool, target, work, f"{name}-{features}", features, args, min_words=0)
+        weights, manifest, seconds = run_engine(config)
+        engine[features] = (weights, seconds)
+        docs = manifest["counts"]["scored"]
+        print(f"engine {features:9s}: {docs:,} docs, featurise+weight {seconds:.2f}s ({docs / seconds:,.0f} docs/s); "
+              f"stages {json.dumps({k: manifest['timings_s'].get(k) for k in FEATURIZE_PLUS_WEIGHT})}", flush=True)
+        row[f"engine_{features}_s"] = seconds
+        row["docs"] = docs
+    if args.skip_package:
+        return row
+    raw_file, target_file = work / f"{name}.raw.jsonl", work / f"{name}.target.jsonl"
+    ids = write_package_input(pool, raw_file)
+    write_package_input(target, target_file)
+    dsir, seconds = run_package(raw_file, target_file, work / f"package-{name}", args, min_words)
+    reference = package_weights(dsir, len(ids))
+    print(f"package          : {len(ids):,} docs, featurise+weight {seconds:.2f}s ({len(ids) / seconds:,.0f} docs/s)", flush=True)
+    row["package_s"] = seconds
+    for features in ("reference", "tokens"):
+        weights, engine_seconds = engine[features]
+        mine = np.array([weights[i] for i in ids])
+        rho = spearmanr(reference, mine).statistic
+        exact = float(np.max(np.abs(reference - mine)))
+        row[f"spearman_{features}"], row[f"ratio_{features}"] = rho, seconds / engine_seconds
+        print(f"  {features:9s}: Spearman {rho:.6f}  max |diff| {exact:.3g}  throughput engine/package {seconds / engine_seconds:.1f}x", flush=True)
+    row["_package"] = (dsir, raw_file)
+    return row
+
+
+def gsm8k_selection(pool: dict, target: dict, work: Path, args, package=None) -> list[dict]:
+    sources = {}
+    with gzip.open(pool["path"], "rt", encoding="utf-8") if pool["path"].endswith(".gz") else open(pool["path"], encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            sources[str(record.get("id"))] = record.get("source")
+    rows = []
+    print(f"\n== GSM8K selection: top-K {args.budget} of the instruction pool, min length {args.select_min_words}", flush=True)
+    for features in ("reference", "tokens"):
+        config = engine_config(pool, target, work, f"select-{features}", features, args, min_words=args.select_min_words, budget=args.budget, dedup=True)
+        weights, manifest, _ = run_engine(config)
+        share = np.mean([sources.get(i) == "gsm8k" for i in weights])
+        m = manifest["method"]
+        rows.append({"features": features, "share": share, **{k: m[k] for k in ("kl_target_selected", "kl_target_random", "kl_reduction", "kept")}})
+        print(f"engine {features:9s}: gsm8k share {share:.4f} of {len(weights):,}; KL(target||selected) {m['kl_target_selected']:.4f}, "
+              f"KL(target||random) {m['kl_target_random']:.4f}, KL reduction {m['kl_reduction']:.4f} (kept {m['kept']:,})", flush=True)
+    if package is not None:
+        dsir, raw_file = package
+        dsir.min_example_length = args.select_min_words
+        out = work / "package-select"
+        np.random.seed(0)  # the package's resample draws from the global RNG (unused with top_k)
+        dsir.resample(out_dir=str(out), num_to_sample=args.budget, cache_dir=str(work / "package-select-cache"), top_k=True)
+        chosen = [json.loads(line) for f in sorted(out.glob("*.jsonl")) for line in open(f, encoding="utf-8")]
+        share = np.mean([r.get("source") == "gsm8k" for r in chosen])
+        print(f"package          : gsm8k share {share:.4f} of {len(chosen):,} (top_k=True, min_example_length {args.select_min_words})", flush=True)
+        rows.append({"features": "package", "share": share})
+    return rows
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dsir-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"cores: {len(os.sched_getaffinity(0))}; python {sys.version.split()[0]}; work dir {work}")
+        target = source_tree(args.target)
+        pile = compare("pile", source_tree(args.pile, args.limit), target, work, args, args.min_words)
+        instruct = compare("instruct", source_tree(args.pool, args.limit), target, work, args, args.select_min_words)
+        gsm8k_selection(source_tree(args.pool, args.limit), target, work, args, instruct.get("_package"))
+        if not args.skip_package:
+            print("\nsummary (throughput ratio = package seconds / engine seconds, featurise + weight):")
+            for row in (pile, instruct):
+                print(f"  {row['pool']:9s} {row['docs']:>7,} docs: Spearman reference {row['spearman_reference']:.6f}; "
+                      f"ratio reference {row['ratio_reference']:.1f}x, tokens {row['ratio_tokens']:.1f}x "
+                      f"(package {row['package_s']:.1f}s, reference {row['engine_reference_s']:.1f}s, tokens {row['engine_tokens_s']:.1f}s)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
