@@ -6,23 +6,12 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import json  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    """Rows may be dicts (written as JSON) or raw strings (written as they are, for malformed lines)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
-    return path
+from support import MATH, MINILM, OTHER, TOKENIZER_FILES, write_jsonl  # noqa: E402
 
 
 def _bundled_model_dir() -> Path:
@@ -60,13 +49,6 @@ def tiny_causal_dir(tmp_path_factory) -> Path:
     return _save_tiny(tmp_path_factory.mktemp("tiny_llama"), config)
 
 
-MATH = [f"Sam has {a} apples and buys {b} more. How many apples does Sam have?" for a, b in [(3, 4), (7, 2), (5, 9), (12, 6), (8, 8), (21, 3)]]
-OTHER = ["How do I bake bread at home?", "Write a poem about the sea.", "What is the capital of Peru?",
-         "Explain how vaccines work.", "Suggest a name for a cat.", "How do I change a bike tyre?",
-         "Translate 'good morning' into French.", "What causes rain?", "Recommend a science fiction novel.",
-         "How can I improve my handwriting?", "Describe a sunset over the mountains.", "What is a prime number?"]
-
-
 @pytest.fixture
 def demo_files(tmp_path) -> tuple[Path, Path]:
     """A small pool (math + other topics) and a math target, as prompt/response jsonl."""
@@ -74,14 +56,3 @@ def demo_files(tmp_path) -> tuple[Path, Path]:
     target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears does she have?", "response": "9"},
               {"id": "t1", "prompt": "Tom has 10 coins and finds 3 more. How many coins now?", "response": "13"}]
     return write_jsonl(tmp_path / "pool.jsonl", pool), write_jsonl(tmp_path / "target.jsonl", target)
-
-
-def base_overrides(tmp_path: Path, pool: Path, target: Path, **extra) -> dict:
-    overrides = {
-        "input.path": str(pool), "target.path": str(target),
-        "model.name": MINILM, "method.name": "rds", "method.budget": 4,
-        "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"),
-        "runtime.num_workers": 0, "runtime.progress": False, "output.show_top": 0,
-    }
-    overrides.update({k.replace("__", "."): v for k, v in extra.items()})
-    return overrides

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dataselect
-from conftest import MATH, base_overrides, write_jsonl
+from support import MATH, base_overrides, write_jsonl
 from dataselect.cli import main as cli_main
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import MINILM
+from support import MINILM
 from dataselect.scoring.batching import padding_waste, token_budget_batches
 from dataselect.scoring.models import load_tokenizer, resolve_model_path
 from dataselect.scoring.tokenize import TokenizerPool

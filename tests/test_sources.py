@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write_jsonl
+from support import write_jsonl
 from dataselect.config import SourceConfig
 from dataselect.errors import InputError
 from dataselect.io.render import TextRenderer, tulu_format
