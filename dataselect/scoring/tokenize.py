@@ -6,35 +6,13 @@ cheaply. `submit` returns a future so the caller can tokenise the next shard whi
 """
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import Future, ProcessPoolExecutor
+import copy
+from concurrent.futures import Future
 from typing import Any, Sequence
 
 import numpy as np
 
-CHUNK_TEXTS = 256  # texts per worker task: large enough to amortise pickling, small enough to balance
-
-_worker_backend: Any = None
-
-
-def _init_worker(backend: Any, max_length: int) -> None:
-    global _worker_backend
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the process pool is the parallelism
-    backend.no_padding()
-    backend.enable_truncation(max_length)
-    _worker_backend = backend
-
-
-def _encode_with_backend(backend: Any, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    encodings = backend.encode_batch(list(texts), add_special_tokens=True)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-    flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
-    return flat, lengths
-
-
-def _encode_in_worker(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    return _encode_with_backend(_worker_backend, texts)
+from dataselect.executors.local import ChunkedWorkerPool
 
 
 class TokenizedTexts:
@@ -48,6 +26,12 @@ class TokenizedTexts:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    @classmethod
+    def concat(cls, parts: list["TokenizedTexts"]) -> "TokenizedTexts":
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.flat for p in parts]), np.concatenate([p.lengths for p in parts]))
+
     def padded(self, indices: np.ndarray, pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded ids and attention mask for the given texts: ([b, width] int64, [b, width] int64)."""
         width = width or int(self.lengths[indices].max(initial=1))
@@ -60,73 +44,55 @@ class TokenizedTexts:
         return ids, mask
 
 
-class TokenizerPool:
-    """Tokenises texts with `num_workers` processes (0: in this process)."""
+class BackendEncoder:
+    """Picklable: a fast tokenizer's Rust backend set to truncate at max_length, with special tokens."""
 
-    def __init__(self, tokenizer: Any, max_length: int, num_workers: int = 1) -> None:
+    def __init__(self, backend: Any, max_length: int) -> None:
+        self.backend = copy.deepcopy(backend)
+        self.backend.no_padding()
+        self.backend.enable_truncation(max_length)
+
+    def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=True)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
+        return TokenizedTexts(flat, lengths)
+
+
+class SlowTokenizerEncoder:
+    """Python (slow) tokenizers have no Rust backend to ship to workers: they run in this process."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.num_workers = num_workers
-        backend = getattr(tokenizer, "_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
-        self._executor: ProcessPoolExecutor | None = None
-        self._local_backend = None
-        if backend is not None:
-            if num_workers > 0:
-                self._executor = ProcessPoolExecutor(
-                    max_workers=num_workers,
-                    mp_context=multiprocessing.get_context("spawn"),  # fork after torch threads is unsafe
-                    initializer=_init_worker,
-                    initargs=(backend, max_length),
-                )
-            else:
-                import copy
 
-                self._local_backend = copy.deepcopy(backend)
-                self._local_backend.no_padding()
-                self._local_backend.enable_truncation(max_length)
-
-    def _encode_here(self, texts: Sequence[str]) -> TokenizedTexts:
-        if self._local_backend is not None:
-            return TokenizedTexts(*_encode_with_backend(self._local_backend, texts))
-        # slow (Python) tokenizers: no Rust backend to ship to workers
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+    def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"] if texts else []
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
         flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(lengths.sum()))
         return TokenizedTexts(flat, lengths)
 
+
+class TokenizerPool:
+    """Tokenises texts with `num_workers` processes (0: in this process)."""
+
+    def __init__(self, tokenizer: Any, max_length: int, num_workers: int = 1) -> None:
+        self.num_workers = num_workers
+        if getattr(tokenizer, "is_fast", False):
+            encoder: Any = BackendEncoder(tokenizer._tokenizer, max_length)
+        else:
+            encoder, num_workers = SlowTokenizerEncoder(tokenizer, max_length), 0
+        self._pool = ChunkedWorkerPool(encoder, TokenizedTexts.concat, num_workers)
+
     def submit(self, texts: Sequence[str]) -> "Future[TokenizedTexts]":
         """Start tokenising; `.result()` gives a TokenizedTexts in input order."""
-        if self._executor is None or not texts:
-            future: Future[TokenizedTexts] = Future()
-            future.set_result(self._encode_here(texts) if texts else TokenizedTexts(np.zeros(0, np.int32), np.zeros(0, np.int64)))
-            return future
-        chunks = [texts[i : i + CHUNK_TEXTS] for i in range(0, len(texts), CHUNK_TEXTS)]
-        parts = [self._executor.submit(_encode_in_worker, chunk) for chunk in chunks]
-        combined: Future[TokenizedTexts] = Future()
-
-        def _combine(_: Future) -> None:
-            if combined.done() or not all(p.done() for p in parts):
-                return
-            try:
-                results = [p.result() for p in parts]
-                combined.set_result(
-                    TokenizedTexts(np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]))
-                )
-            except BaseException as error:  # noqa: BLE001 - surfaced to the caller by .result()
-                if not combined.done():
-                    combined.set_exception(error)
-
-        for part in parts:
-            part.add_done_callback(_combine)
-        return combined
+        return self._pool.submit(texts)
 
     def tokenize(self, texts: Sequence[str]) -> TokenizedTexts:
         return self.submit(texts).result()
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        self._pool.close()
 
     def __enter__(self) -> "TokenizerPool":
         return self
