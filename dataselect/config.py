@@ -60,7 +60,7 @@ class RDSConfig(_Section):
 
 class DSIRConfig(_Section):
     """DSIR (METHODS.md section 2). Lengths count the featuriser's units: WordPunct words (reference)
-    or tokenizer tokens (tokens)."""
+    or tokenizer tokens (tokens). `render: auto` renders plain text for DSIR (no chat tags)."""
 
     features: Literal["reference", "tokens"] = "reference"  # reference: the package's sha256 WordPunct n-grams
     num_buckets: int = Field(10_000, gt=0)

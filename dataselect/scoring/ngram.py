@@ -1,0 +1,928 @@
+"""DSIR's score phase (METHODS.md section 2): hashed n-gram features, the bag-of-n-grams fit and the
+per-document log importance weight.
+
+Two featurisers turn a batch of documents into the buckets of their unigrams and bigrams:
+  reference  lowercase -> WordPunct words (`\\w+|[^\\w\\s]+`) -> sha256(n-gram) mod num_buckets,
+             bit-compatible with the `data-selection` package (1.0.3, with the nltk it installs).
+             Speed without changing the output: ASCII documents go through an equivalent bytes
+             regex, word and bigram hashes are memoised, and the rest is numpy.
+  tokens     the model tokenizer's ids (memoised per word for BERT-style tokenizers, exactly) with the
+             hash of `dataselect.kernels.ngram`: the kernel itself on CUDA, a numpy twin checked
+             against it on the CPU. No string is hashed at all.
+
+The score phase writes each shard's bucket lists to the shard store (uint16 when num_buckets <= 65,536,
+so about 4 bytes per word), so fitting, weighting, the KL metric and a later run with another target
+never featurise the pool again. Everything after it is the same for both featurisers:
+    raw / target fit:  p = (sum_x c(x) + alpha) / (sum + alpha * B)        (alpha only for targets)
+    log ratio:         delta = log(p_tgt + 1e-8) - log(p_raw + 1e-8)
+    log weight:        log w(x) = sum over x's n-grams of delta[bucket]     (= delta . c(x), no length norm)
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import regex
+
+# The featuriser worker processes import this module and need none of the store, source and
+# progress-bar modules (pyarrow and tqdm among them), so those are imported where they are used.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from dataselect.config import RuntimeConfig, SourceConfig
+    from dataselect.io.render import TextRenderer
+    from dataselect.io.shards import ShardStore
+    from dataselect.io.sources import RawRecord, Sample
+    from dataselect.stats import SourceStats
+
+EPS = 1e-8  # inside both logs, as the package (log 1e-8 = -18.4 for buckets a distribution never saw)
+FEATURE_FORMAT = 1  # bump when the stored bucket lists change meaning
+CHUNK_TEXTS = 512  # texts per worker task: large enough for the vectorised parts to pay off
+PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
+
+# NLTK's WordPunctTokenizer is this pattern with findall. nltk >= 3.10 compiles it with the `regex`
+# engine (nltk.redos), whose \w also takes combining marks ('i\u0307brahim' is one word; stdlib `re` makes
+# three), so the same engine is used here; `regex` comes with transformers.
+WORDPUNCT = regex.compile(r"\w+|[^\w\s]+", regex.UNICODE | regex.MULTILINE | regex.DOTALL)
+# The same split of ASCII text, on bytes: about 2x faster, and sha256 wants bytes anyway. On ASCII it
+# agrees with WORDPUNCT (tested on every ASCII character; \x1c-\x1f are punctuation to `regex`, though
+# whitespace to stdlib str `re`).
+WORDPUNCT_ASCII = re.compile(rb"\w+|[^\w\s]+")
+
+
+def bucket_dtype(num_buckets: int) -> np.dtype:
+    return np.dtype(np.uint16) if num_buckets <= 1 << 16 else np.dtype(np.int32) if num_buckets <= 1 << 31 else np.dtype(np.int64)
+
+
+def hash_bucket(ngram: str | bytes, num_buckets: int = 10_000) -> int:
+    """The package's `hash_buckets`: int(sha256(utf8).hexdigest(), 16) % num_buckets."""
+    data = ngram.encode("utf-8") if isinstance(ngram, str) else ngram
+    return int.from_bytes(hashlib.sha256(data).digest(), "big") % num_buckets
+
+
+def wordpunct_words(text: str) -> list[bytes]:
+    """Lowercased WordPunct tokens as UTF-8 bytes (what gets hashed)."""
+    lowered = text.lower()
+    if lowered.isascii():  # checked after lower(): the Kelvin sign lowers to an ASCII 'k'
+        return WORDPUNCT_ASCII.findall(lowered.encode("ascii"))
+    return [w.encode("utf-8") for w in WORDPUNCT.findall(lowered)]
+
+
+# ------------------------------------------------------------------------------------------------
+# features of a batch of documents
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NgramFeatures:
+    """The n-gram buckets of n documents in two flat blocks: every unigram (documents back to back),
+    then every bigram (likewise). Document i owns lengths[i] unigrams and n_bigrams[i] bigrams."""
+
+    unigrams: np.ndarray  # [W] uint16/int32, W = lengths.sum()
+    bigrams: np.ndarray  # [Wb] uint16/int32, Wb = n_bigrams.sum()
+    lengths: np.ndarray  # [n] int64: words (reference) or tokens (tokens); the min-length filter reads it
+    n_bigrams: np.ndarray  # [n] int64: max(L - 1, 0), or 0 in unigram mode
+
+    @classmethod
+    def from_pairs(cls, unigrams: np.ndarray, pairs: np.ndarray | None, lengths: np.ndarray, dtype: np.dtype) -> "NgramFeatures":
+        """unigrams [W] and the bucket of every adjacent pair [W-1] (None: unigram mode); the pairs
+        that straddle two documents are dropped."""
+        lengths = np.asarray(lengths, np.int64)
+        if pairs is None:
+            return cls(unigrams.astype(dtype), np.zeros(0, dtype), lengths, np.zeros(len(lengths), np.int64))
+        return cls(unigrams.astype(dtype), pairs[doc_internal_pairs(lengths)].astype(dtype), lengths, np.maximum(lengths - 1, 0))
+
+    @property
+    def n_ngrams(self) -> np.ndarray:
+        return self.lengths + self.n_bigrams  # [n]: 2L-1 for L >= 1 (the package's sum of counts)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def concat(cls, parts: Sequence["NgramFeatures"], dtype: np.dtype) -> "NgramFeatures":
+        empty = np.zeros(0, dtype)
+        return cls(
+            np.concatenate([empty] + [p.unigrams for p in parts]).astype(dtype, copy=False),
+            np.concatenate([empty] + [p.bigrams for p in parts]).astype(dtype, copy=False),
+            np.concatenate([np.zeros(0, np.int64)] + [p.lengths for p in parts]),
+            np.concatenate([np.zeros(0, np.int64)] + [p.n_bigrams for p in parts]),
+        )
+
+    def stored(self) -> np.ndarray:
+        """The shard file's content: [unigram block | bigram block]. [W + Wb]"""
+        return np.concatenate([self.unigrams, self.bigrams])
+
+    @classmethod
+    def from_stored(cls, flat: np.ndarray, lengths: np.ndarray, n_ngrams: np.ndarray) -> "NgramFeatures":
+        W = int(lengths.sum())
+        return cls(flat[:W], flat[W:], lengths, n_ngrams - lengths)
+
+
+def doc_internal_pairs(lengths: np.ndarray) -> np.ndarray:
+    """[W-1] bool: the adjacent word pair (w, w+1) lies inside one document."""
+    W = int(lengths.sum())
+    inside = np.ones(max(W - 1, 0), bool)
+    starts = np.cumsum(lengths)[:-1]  # first word of documents 1..n-1
+    starts = starts[(starts >= 1) & (starts <= W - 1)]
+    inside[starts - 1] = False
+    return inside
+
+
+def segment_sums(values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Sum of consecutive runs of `sizes` columns. values [T, M], sizes [n] (sum M) -> [n, T] (0 for empty runs)"""
+    out = np.zeros((len(sizes), values.shape[0]), np.float64)  # [n, T]
+    nonempty = sizes > 0
+    if nonempty.any():
+        starts = np.cumsum(sizes) - sizes  # [n]
+        out[nonempty] = np.add.reduceat(values, starts[nonempty], axis=1).T  # reduceat would misread empty runs
+    return out
+
+
+def number_new(keys: list, numbers: list, index: dict, known: list) -> None:
+    """Fill the -1 entries of `numbers` (looked up from `keys`) with new numbers, in order of first
+    appearance, recording each new key in `known`. The scans are C-level list.index calls on ints,
+    so a text with a few new words costs little more than one with none."""
+    position = -1
+    while True:
+        try:
+            position = numbers.index(-1, position + 1)
+        except ValueError:
+            return
+        key = keys[position]
+        number = index.get(key)
+        if number is None:
+            number = index[key] = len(known)
+            known.append(key)
+        numbers[position] = number
+
+
+class ReferenceFeaturizer:
+    """WordPunct + sha256 n-grams, bit-compatible with `data_selection.hashed_ngram_dsir`.
+
+    Word and bigram hashes are memoised per process (they are pure functions, so the cache never
+    changes an output); the caches are bounded and start over when full."""
+
+    kind = "reference"
+    max_vocab = 2_000_000  # distinct words remembered (about 150 MB of dict)
+    max_bigrams = 8_000_000  # distinct bigrams remembered (16 bytes each in the sorted arrays)
+
+    def __init__(self, num_buckets: int = 10_000, ngrams: int = 2) -> None:
+        self.num_buckets = num_buckets
+        self.ngrams = ngrams
+        self.dtype = bucket_dtype(num_buckets)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._vocab: dict[bytes, int] = {}
+        self._words: list[bytes] = []
+        self._word_bucket = np.zeros(0, np.int64)  # [V] bucket of each vocabulary word
+        self._pair_keys = np.zeros(0, np.int64)  # [P] sorted (id_a << 32 | id_b)
+        self._pair_buckets = np.zeros(0, np.int64)  # [P]
+        self._pending: dict[int, int] = {}  # recent bigrams, merged into the sorted arrays in bulk
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"num_buckets": self.num_buckets, "ngrams": self.ngrams}  # caches stay in their process
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def identity(self) -> dict[str, Any]:
+        return {"features": "reference", "num_buckets": self.num_buckets, "ngrams": self.ngrams, "tokenizer": "wordpunct", "hash": "sha256"}
+
+    def _word_ids(self, words: list[bytes]) -> list[int]:
+        try:
+            return list(map(self._vocab.__getitem__, words))  # the common case: every word seen before
+        except KeyError:
+            ids = list(map(self._vocab.get, words, itertools.repeat(-1)))
+            number_new(words, ids, self._vocab, self._words)
+            return ids
+
+    def _bigram_buckets(self, keys: np.ndarray) -> np.ndarray:
+        """Bucket of each bigram key (id_a << 32 | id_b). [P] -> [P] int64"""
+        unique, inverse = np.unique(keys, return_inverse=True)  # [U], [P]
+        values = np.full(len(unique), -1, np.int64)  # [U]
+        if len(self._pair_keys):
+            pos = np.minimum(np.searchsorted(self._pair_keys, unique), len(self._pair_keys) - 1)
+            hit = self._pair_keys[pos] == unique
+            values[hit] = self._pair_buckets[pos[hit]]
+        missing = np.flatnonzero(values < 0)
+        if len(missing):
+            pending, words, nb, sha256 = self._pending, self._words, self.num_buckets, hashlib.sha256
+            found = []
+            for key in unique[missing].tolist():
+                bucket = pending.get(key)
+                if bucket is None:  # hash_bucket, inlined: this loop runs once per new bigram
+                    bucket = int.from_bytes(sha256(words[key >> 32] + b" " + words[key & 0xFFFFFFFF]).digest(), "big") % nb
+                    pending[key] = bucket
+                found.append(bucket)
+            values[missing] = found
+            if len(pending) >= max(1 << 16, len(self._pair_keys) // 4):
+                self._merge_pending()  # geometric merges keep the sorted-array upkeep O(1) per bigram
+        return values[inverse]
+
+    def _merge_pending(self) -> None:
+        keys = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+        buckets = np.fromiter(self._pending.values(), np.int64, len(self._pending))
+        all_keys = np.concatenate([self._pair_keys, keys])
+        order = np.argsort(all_keys, kind="stable")
+        self._pair_keys, self._pair_buckets = all_keys[order], np.concatenate([self._pair_buckets, buckets])[order]
+        self._pending = {}
+
+    def prepare(self, texts: Sequence[str]) -> NgramFeatures:
+        """Worker side: everything (hashing strings needs no device)."""
+        return self.featurize(texts)
+
+    def finish(self, prepared: NgramFeatures) -> NgramFeatures:
+        return prepared
+
+    def featurize(self, texts: Sequence[str]) -> NgramFeatures:
+        if len(self._vocab) > self.max_vocab or len(self._pair_keys) + len(self._pending) > self.max_bigrams:
+            self._reset()
+        ids: list[int] = []
+        lengths = np.zeros(len(texts), np.int64)  # [n]
+        for i, text in enumerate(texts):
+            word_ids = self._word_ids(wordpunct_words(text))
+            lengths[i] = len(word_ids)
+            ids.extend(word_ids)
+        known = len(self._word_bucket)
+        if len(self._words) > known:
+            fresh = self._words[known:]
+            self._word_bucket = np.concatenate([self._word_bucket, np.fromiter((hash_bucket(w, self.num_buckets) for w in fresh), np.int64, len(fresh))])
+        word_ids = np.asarray(ids, np.int64)  # [W]
+        unigrams = self._word_bucket[word_ids].astype(self.dtype)  # [W]
+        if self.ngrams < 2:
+            return NgramFeatures.from_pairs(unigrams, None, lengths, self.dtype)
+        keys = ((word_ids[:-1] << 32) | word_ids[1:])[doc_internal_pairs(lengths)]  # [Wb] pairs inside a document
+        bigrams = self._bigram_buckets(keys).astype(self.dtype)  # [Wb]
+        return NgramFeatures(unigrams, bigrams, lengths, np.maximum(lengths - 1, 0))
+
+
+# Characters that make the shortcut below unsafe: str.split() cuts at \x0b \x0c \x1c-\x1f \x85 where
+# BERT's normaliser deletes them instead (checked over all of Unicode), and in ASCII text control
+# characters are deleted rather than split at.
+BERT_UNSAFE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85]"
+# BertPreTokenizer on ASCII: runs of letters and digits; every other visible character on its own
+BERT_ASCII_PIECES = re.compile(rb"[A-Za-z0-9]+|[^A-Za-z0-9\s]")
+
+
+class ChunkMemo:
+    """Exact, memoised tokenisation for BERT-style tokenizers (BertNormalizer + BertPreTokenizer).
+
+    Their normaliser works character by character and their pre-tokeniser splits at whitespace
+    and around punctuation, so the ids of a text are the ids of its pieces, each tokenised on its
+    own: pre-tokens for ASCII text (lowercased first when the normaliser lowercases), whitespace-
+    separated chunks otherwise. Each distinct piece is tokenised once and its ids are kept in flat
+    arrays, so a batch's ids are gathered with numpy. An ASCII pre-token goes through the model
+    alone (the rest of the normaliser does nothing to clean ASCII), and with a WordPiece model every
+    whole-word vocabulary entry is known from the start (greedy longest-match gives a word in the
+    vocabulary as itself); a chunk goes through the whole tokenizer. Texts the shortcut cannot
+    vouch for (a character of BERT_UNSAFE, or an added token's text such as [CLS]) are tokenised
+    whole."""
+
+    max_pieces = 1_000_000  # distinct pieces remembered (then it starts over)
+
+    def __init__(self, backend: Any, added: list[str], lowercase: bool, wordpiece: dict[str, Any] | None = None) -> None:
+        self.backend = backend
+        self.lowercase = lowercase
+        self.wordpiece = wordpiece  # the WordPiece model's settings, when that is the model
+        self.unsafe = re.compile(BERT_UNSAFE)
+        # an added token in any case (a superset of what the tokenizer matches, so at worst a text is
+        # tokenised whole for nothing); its first characters are a cheap filter before the search
+        added = [a for a in added if a]
+        self.added = re.compile("|".join(re.escape(a) for a in added), re.IGNORECASE) if added else None
+        self.added_first = sorted({c for a in added for c in (a[0].lower(), a[0].upper())})
+        self._reset()
+
+    def _reset(self) -> None:
+        self._index: dict[str | bytes, int] = {}  # piece (bytes for ASCII pre-tokens, str otherwise) -> number
+        self._pieces: list[str | bytes] = []
+        self._offsets = np.zeros(1, np.int64)  # [P + 1] piece p's ids are _ids[_offsets[p]:_offsets[p + 1]]
+        self._ids = np.zeros(0, np.int64)
+        if self.wordpiece is not None:
+            self._prefill()
+
+    def _prefill(self) -> None:
+        """Whole-word vocabulary entries that are one ASCII pre-token map to their own id."""
+        prefix, longest = self.wordpiece.get("continuing_subword_prefix") or "##", self.wordpiece.get("max_input_chars_per_word", 100)
+        words = sorted(
+            (i, token.encode("ascii"))  # sorted by id: a fixed order, whatever the vocabulary dict's
+            for token, i in self.backend.get_vocab(with_added_tokens=False).items()
+            if token.isascii() and not token.startswith(prefix) and len(token) <= longest
+            and BERT_ASCII_PIECES.fullmatch(token.encode("ascii")) and (not self.lowercase or token == token.lower())
+        )
+        self._index = {word: n for n, (_, word) in enumerate(words)}
+        self._pieces = [word for _, word in words]
+        self._ids = np.array([i for i, _ in words], np.int64)
+        self._offsets = np.arange(len(words) + 1, dtype=np.int64)
+
+    @classmethod
+    def for_backend(cls, backend: Any) -> "ChunkMemo | None":
+        spec = json.loads(backend.to_str())
+        normalizer, pre, model = spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+        if normalizer.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
+            return None
+        added = [t["content"] for t in spec.get("added_tokens", [])]
+        return cls(backend, added, bool(normalizer.get("lowercase")), model if model.get("type") == "WordPiece" else None)
+
+    def _tokenize_pieces(self, pieces: list[str | bytes]) -> list[list[int]]:
+        """Ids of each new piece: an ASCII pre-token (already lowercased if the normaliser lowercases)
+        through the model alone, which is twice as fast as a full encode; a chunk through everything."""
+        out: list[list[int]] = [[] for _ in pieces]
+        model = self.backend.model
+        chunks = []
+        for i, piece in enumerate(pieces):
+            if isinstance(piece, bytes):
+                out[i] = [token.id for token in model.tokenize(piece.decode("ascii"))]
+            else:
+                chunks.append(i)
+        for i, encoding in zip(chunks, self.backend.encode_batch([pieces[i] for i in chunks], add_special_tokens=False)):
+            out[i] = encoding.ids
+        return out
+
+    def accepts(self, text: str) -> bool:
+        if self.unsafe.search(text) is not None:
+            return False
+        if self.added is not None and any(c in text for c in self.added_first):
+            return self.added.search(text) is None
+        return True
+
+    def _piece_numbers(self, texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
+        """Piece numbers of all texts back to back, and pieces per text; new pieces get numbers."""
+        index, known = self._index, self._pieces
+        numbers: list[int] = []
+        counts = np.zeros(len(texts), np.int64)  # [n]
+        for i, text in enumerate(texts):
+            if text.isascii():
+                data = text.encode("ascii")
+                pieces = BERT_ASCII_PIECES.findall(data.lower() if self.lowercase else data)
+            else:
+                pieces = text.split()
+            try:
+                ids = list(map(index.__getitem__, pieces))  # the common case: every piece seen before
+            except KeyError:
+                ids = list(map(index.get, pieces, itertools.repeat(-1)))
+                number_new(pieces, ids, index, known)
+            counts[i] = len(ids)
+            numbers.extend(ids)
+        return numbers, counts
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(flat ids [W] int64, lengths [n] int64) of texts the memo accepts."""
+        if len(self._index) > self.max_pieces:
+            self._reset()
+        numbers, counts = self._piece_numbers(texts)
+        fresh = self._pieces[len(self._offsets) - 1 :]
+        if fresh:
+            ids = self._tokenize_pieces(fresh)
+            sizes = np.fromiter(map(len, ids), np.int64, len(ids))
+            self._ids = np.concatenate([self._ids, np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(sizes.sum()))])
+            self._offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(sizes)])
+        pieces = np.asarray(numbers, np.int64)  # [Pt] piece of each position
+        starts, sizes = self._offsets[pieces], np.diff(self._offsets)[pieces]  # [Pt] x2
+        W = int(sizes.sum())
+        flat = self._ids[np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(W)]  # [W] gathered ids
+        per_piece_text = np.repeat(np.arange(len(texts)), counts)  # [Pt]
+        lengths = np.bincount(per_piece_text, weights=sizes, minlength=len(texts)).astype(np.int64)  # [n]
+        return flat, lengths
+
+
+MASK32 = 0xFFFFFFFF
+
+
+class KernelHashTwin:
+    """The n-gram hash of `dataselect.kernels.ngram` in numpy, for the CPU path: the kernel module's
+    torch reference costs about 75 ns per token on one CPU thread (its int64 ops and the [B, 2T-1]
+    masks), this about 5, and it runs in the featuriser workers without importing torch there.
+    `verified` checks it against the kernel itself on a fixed sample before it is used, so a change
+    to the kernel's hash can never make the two disagree silently (the kernel is used instead)."""
+
+    def __init__(self, mix: int, multiplier: int, salt: int) -> None:
+        self.mix, self.multiplier, self.salt = mix, multiplier, salt
+
+    def _mix32(self, x: np.ndarray) -> np.ndarray:
+        """The kernel's 32-bit finaliser on int64 values in [0, 2^32); every product stays below 2^59."""
+        x = ((x >> 16) ^ x) * self.mix & MASK32
+        x = ((x >> 16) ^ x) * self.mix & MASK32
+        return (x >> 16) ^ x
+
+    def buckets(self, flat: np.ndarray, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+        """(unigram bucket of each id [W], bigram bucket of each adjacent pair [W-1]) of one row."""
+        ids = np.asarray(flat, np.int64) & MASK32  # [W]
+        mixed = self._mix32(ids)  # [W]
+        pairs = self._mix32(((mixed[:-1] * self.multiplier) & MASK32) ^ ids[1:] ^ self.salt)  # [W-1]
+        return mixed % num_buckets, pairs % num_buckets
+
+    @classmethod
+    def verified(cls, num_buckets: int) -> "KernelHashTwin | None":
+        import torch
+
+        from dataselect.kernels import ngram as kernel
+
+        twin = cls(kernel.MIX, kernel.BIGRAM_MUL, kernel.BIGRAM_SALT)
+        rng = np.random.default_rng(0)
+        sample = np.concatenate([rng.integers(-(2**40), 2**40, 4096), np.arange(-3, 300), [2**32 - 1, 2**32, 2**63 - 1]])  # [S]
+        expected, _ = kernel.ngram_bucket_ids(torch.from_numpy(sample)[None, :], torch.tensor([len(sample)]), num_buckets)
+        unigrams, pairs = twin.buckets(sample, num_buckets)
+        return twin if np.array_equal(np.concatenate([unigrams, pairs]), expected[0].numpy()) else None
+
+
+class TokenFeaturizer:
+    """Hashed unigrams and bigrams of the model tokenizer's ids (no special tokens, no truncation),
+    with the hash of `dataselect.kernels.ngram`.
+
+    CPU: the workers tokenise and hash (KernelHashTwin, checked against the kernel at start-up).
+    CUDA: the workers tokenise and the main process hashes with the kernel on the GPU (`finish`)."""
+
+    kind = "tokens"
+
+    def __init__(self, backend: Any, num_buckets: int = 10_000, ngrams: int = 2, device: str = "cpu", name: str = "", memo: bool = True) -> None:
+        import copy
+
+        self.backend = copy.deepcopy(backend)
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self.num_buckets = num_buckets
+        self.ngrams = ngrams
+        self.device = device
+        self.name = name
+        self.memo = memo
+        self.dtype = bucket_dtype(num_buckets)
+        self._memo = ChunkMemo.for_backend(self.backend) if memo else None
+        self.twin = KernelHashTwin.verified(num_buckets) if device == "cpu" else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_memo"] = None  # rebuilt empty in each process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._memo = ChunkMemo.for_backend(self.backend) if self.memo else None
+
+    def identity(self) -> dict[str, Any]:
+        """Cache key; the kernel module's source stands for its hash."""
+        import importlib.util
+
+        kernel_file = importlib.util.find_spec("dataselect.kernels.ngram").origin
+        return {
+            "features": "tokens", "num_buckets": self.num_buckets, "ngrams": self.ngrams, "tokenizer": self.name,
+            "tokenizer_sha256": hashlib.sha256(self.backend.to_str().encode()).hexdigest()[:16],
+            "kernel_sha256": hashlib.sha256(Path(kernel_file).read_bytes()).hexdigest()[:16],
+        }
+
+    def _encode_whole(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        return np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int64, int(lengths.sum())), lengths
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(flat ids [W] int64, lengths [n] int64), exactly the tokenizer's ids without special tokens."""
+        if self._memo is None:
+            return self._encode_whole(texts)
+        accepted = np.fromiter((self._memo.accepts(t) for t in texts), bool, len(texts))  # [n]
+        if accepted.all():
+            return self._memo.tokenize(texts)
+        parts = [self._memo.tokenize([t for t, a in zip(texts, accepted) if a]), self._encode_whole([t for t, a in zip(texts, accepted) if not a])]
+        lengths = np.zeros(len(texts), np.int64)  # [n]
+        lengths[accepted], lengths[~accepted] = parts[0][1], parts[1][1]
+        # interleave the two groups' ids back into text order: text i's ids come from its group's run
+        group_start = [np.cumsum(p[1]) - p[1] for p in parts]  # start of each text within its group
+        position = np.zeros(len(texts), np.int64)  # [n] start of each text in `both`
+        position[accepted], position[~accepted] = group_start[0], group_start[1] + len(parts[0][0])
+        both = np.concatenate([parts[0][0], parts[1][0]])
+        offsets = np.cumsum(lengths) - lengths  # [n] start of each text in the output
+        gather = np.repeat(position - offsets, lengths) + np.arange(int(lengths.sum()))  # [W]
+        return both[gather], lengths
+
+    def prepare(self, texts: Sequence[str]) -> NgramFeatures | tuple[np.ndarray, np.ndarray]:
+        """Worker side: features on the CPU; token ids (int32, half the pickle) for the GPU."""
+        flat, lengths = self.tokenize(texts)
+        if self.twin is not None:
+            unigrams, pairs = self.twin.buckets(flat, self.num_buckets)
+            return NgramFeatures.from_pairs(unigrams, pairs if self.ngrams >= 2 else None, lengths, self.dtype)
+        return flat.astype(np.int32), lengths
+
+    def finish(self, prepared: NgramFeatures | tuple[np.ndarray, np.ndarray]) -> NgramFeatures:
+        return prepared if isinstance(prepared, NgramFeatures) else self.hash(*prepared)
+
+    def featurize(self, texts: Sequence[str]) -> NgramFeatures:
+        return self.finish(self.prepare(texts))
+
+    def hash(self, flat: np.ndarray, lengths: np.ndarray) -> NgramFeatures:
+        """With the kernel. The whole batch is one row, so no padding is ever built; the bigrams that
+        straddle two documents are dropped afterwards."""
+        import torch
+
+        from dataselect.kernels.ngram import ngram_bucket_ids
+
+        W = len(flat)
+        if W == 0:
+            return NgramFeatures.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), lengths, self.dtype)
+        with _one_cpu_thread(self.device):
+            ids = torch.from_numpy(np.asarray(flat, np.int64)).to(self.device)[None, :]  # [1, W]
+            buckets, _ = ngram_bucket_ids(ids, torch.tensor([W], device=self.device), self.num_buckets)  # [1, 2W-1]
+            buckets = buckets[0].to(torch.int32).cpu().numpy()  # [2W-1]: W unigrams, then W-1 pairs (w, w+1)
+        return NgramFeatures.from_pairs(buckets[:W], buckets[W:] if self.ngrams >= 2 else None, lengths, self.dtype)
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: str) -> Iterator[None]:
+    """Elementwise int64 ops on one row gain nothing from intra-op threads, and the featuriser
+    workers are busy on the other cores: a second torch thread only spins (measured 20x slower)."""
+    import torch
+
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_featurizer(options: Any, model_name: str, device: str) -> ReferenceFeaturizer | TokenFeaturizer:
+    """The featuriser `method.dsir.features` asks for; tokens mode loads the model's tokenizer offline."""
+    if options.features == "reference":
+        return ReferenceFeaturizer(options.num_buckets, options.ngrams)
+    from dataselect.errors import ConfigError
+    from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
+
+    path = resolve_model_path(model_name)
+    if Path(path).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = load_tokenizer(path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"config error: method.dsir.features: 'tokens' needs a fast tokenizer; {model_name!r} has none")
+    return TokenFeaturizer(tokenizer._tokenizer, options.num_buckets, options.ngrams, str(resolve_device(device)), model_name)
+
+
+# ------------------------------------------------------------------------------------------------
+# worker processes
+# ------------------------------------------------------------------------------------------------
+
+_worker_featurizer: Any = None
+
+
+def _init_worker(featurizer: Any) -> None:
+    global _worker_featurizer
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the process pool is the parallelism
+    _worker_featurizer = featurizer
+
+
+def _prepare_in_worker(texts: Sequence[str]) -> Any:
+    return _worker_featurizer.prepare(texts)
+
+
+def _concat_prepared(parts: list[Any], dtype: np.dtype) -> Any:
+    if all(isinstance(p, NgramFeatures) for p in parts):
+        return NgramFeatures.concat(parts, dtype)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class FeaturizerPool:
+    """Runs a featuriser over lists of texts in `num_workers` processes (0: in this process)."""
+
+    def __init__(self, featurizer: Any, num_workers: int) -> None:
+        self.featurizer = featurizer
+        self._executor: ProcessPoolExecutor | None = None
+        if num_workers > 0:
+            self._executor = ProcessPoolExecutor(
+                max_workers=num_workers,
+                mp_context=multiprocessing.get_context("spawn"),  # fork after torch threads is unsafe
+                initializer=_init_worker,
+                initargs=(featurizer,),
+            )
+            # start the workers now: they import while this process reads and renders the first shard
+            for _ in range(num_workers):
+                self._executor.submit(int)
+
+    def submit(self, texts: Sequence[str]) -> "Future[Any]":
+        """Start featurising; `.result()` is what `finish` turns into NgramFeatures, in input order."""
+        if self._executor is None or not texts:
+            done: Future[Any] = Future()
+            done.set_result(self.featurizer.prepare(texts))
+            return done
+        parts = [self._executor.submit(_prepare_in_worker, texts[i : i + CHUNK_TEXTS]) for i in range(0, len(texts), CHUNK_TEXTS)]
+        combined: Future[Any] = Future()
+
+        def _combine(_: Future) -> None:
+            if combined.done() or not all(p.done() for p in parts):
+                return
+            try:
+                combined.set_result(_concat_prepared([p.result() for p in parts], self.featurizer.dtype))
+            except BaseException as error:  # noqa: BLE001 - surfaced to the caller by .result()
+                if not combined.done():
+                    combined.set_exception(error)
+
+        for part in parts:
+            part.add_done_callback(_combine)
+        return combined
+
+    def finish(self, prepared: Any) -> NgramFeatures:
+        return self.featurizer.finish(prepared)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> "FeaturizerPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# streaming score phase: source -> shard store of bucket lists
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NgramSource:
+    store: ShardStore
+    stats: SourceStats
+    cached: str  # "hit", "partial" (resumed) or "miss"
+    docs: int = 0  # documents (chunks) featurised by this run
+    units: int = 0  # words or tokens featurised by this run
+    seconds: float = 0.0
+
+
+def chunk_sample(sample: Sample, chunk_words: int | None) -> list[tuple[Sample, int]]:
+    """The paper's equal-length chunks: split on single spaces into runs of `chunk_words` words.
+    Documents no longer than that stay whole (chunk 0, same id); chunk c of a longer one gets id#c."""
+    words = sample.text.split(" ") if chunk_words else []
+    if not chunk_words or len(words) <= chunk_words:
+        return [(sample, 0)]
+    return [
+        (replace(sample, id=f"{sample.id}#{c}", text=" ".join(words[start : start + chunk_words])), c)
+        for c, start in enumerate(range(0, len(words), chunk_words))
+    ]
+
+
+def _features_path(store: ShardStore, index: int) -> Path:
+    return store.root / f"shard-{index:06d}.ngrams.npy"
+
+
+def read_features(store: ShardStore, index: int) -> NgramFeatures:
+    meta = store.read_meta(index, ["n_ngrams", "length"])
+    flat = np.load(_features_path(store, index), mmap_mode="r")
+    return NgramFeatures.from_stored(flat, meta.column("length").to_numpy(), meta.column("n_ngrams").to_numpy())
+
+
+def iter_features(store: ShardStore) -> Iterator[NgramFeatures]:
+    for index in range(store.num_shards):
+        yield read_features(store, index)
+
+
+def _shard_meta(samples: list[Sample], chunks: list[int], features: NgramFeatures, fields: dict[str, str], chunked: bool, files: bool) -> pa.Table:
+    """id, position, text_hash and preview as in the embedding stores, plus the length (words or
+    tokens) and n-gram count of each document; `fields` copies record fields ({column: field})."""
+    import pyarrow as pa
+
+    from dataselect.io.sources import text_hash
+
+    columns = {
+        "id": pa.array([s.id for s in samples], pa.string()),
+        "position": pa.array([s.position for s in samples], pa.int64()),
+        "text_hash": pa.array([text_hash(s.text) for s in samples], pa.int64()),
+        "preview": pa.array([s.text[:PREVIEW_CHARS] for s in samples], pa.string()),
+        "length": pa.array(features.lengths, pa.int64()),
+        "n_ngrams": pa.array(features.n_ngrams, pa.int64()),
+    }
+    if files:
+        columns["file"] = pa.array([s.file for s in samples], pa.string())
+    for column, name in fields.items():
+        columns[column] = pa.array([None if s.record.get(name) is None else str(s.record.get(name)) for s in samples], pa.string())
+    if chunked:
+        columns["chunk"] = pa.array(chunks, pa.int64())
+    return pa.table(columns)
+
+
+def _shards(source: SourceConfig, shard_size: int) -> Iterator[tuple[int, list[RawRecord]]]:
+    """Fixed runs of `shard_size` input records, so shard boundaries never depend on workers or batching."""
+    from dataselect.io.sources import iter_raw_records
+
+    records = iter_raw_records(source)
+    for index in itertools.count():
+        chunk = list(itertools.islice(records, shard_size))
+        if not chunk:
+            return
+        yield index, chunk
+
+
+def store_for(cache_root: Path, source: SourceConfig, renderer: TextRenderer, runtime: RuntimeConfig, extra: dict[str, Any]) -> ShardStore:
+    """The store folder, keyed by everything that decides its content (as scoring/store.py keys
+    embedding stores; that module is not imported since it pulls in torch)."""
+    from dataselect.io.shards import ShardStore
+    from dataselect.io.sources import fingerprint
+
+    key = {
+        "format": FEATURE_FORMAT,
+        "source": fingerprint(source),
+        "id_field": source.id_field,
+        "limit": source.limit,
+        "render": renderer.describe(),
+        "shard_size": runtime.shard_size,
+        **extra,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    store = ShardStore(cache_root / "ngrams" / digest)
+    store.write_key(key)
+    return store
+
+
+def featurize_source(
+    source: SourceConfig,
+    role: str,
+    renderer: TextRenderer,
+    runtime: RuntimeConfig,
+    cache_root: Path,
+    pool: FeaturizerPool,
+    chunk_words: int | None = None,
+    fields: dict[str, str] | None = None,
+    files: bool = False,
+) -> NgramSource:
+    """Featurise every sample of `source` into a shard store (resumable; a finished store is a cache
+    hit for any later run with the same input, rendering and featuriser). `fields` copies record
+    fields into metadata columns ({column: field}); `files` keeps each sample's file label."""
+    from tqdm import tqdm
+
+    from dataselect.io.sources import to_sample
+    from dataselect.stats import SourceStats
+
+    featurizer = pool.featurizer
+    fields = fields or {}
+    extra = {"fields": fields, "files": files, "featurizer": featurizer.identity(), "chunk_words": chunk_words}
+    store = store_for(cache_root, source, renderer, runtime, extra)
+    if store.is_complete():
+        return NgramSource(store, store.total_stats(role), cached="hit")
+
+    result = NgramSource(store, SourceStats(role), cached="miss")
+    progress = tqdm(desc=f"featurise {role} ({featurizer.kind})", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
+    start = time.perf_counter()
+    resumed = False
+
+    def prepared() -> Iterator[tuple[int, list[Sample], list[int], SourceStats, Future]]:
+        """Read, render and start featurising each unfinished shard, one shard ahead of the writer."""
+        nonlocal resumed
+        for index, records in _shards(source, runtime.shard_size):
+            if store.is_done(index):
+                resumed = True
+                continue
+            shard_stats = SourceStats(role)
+            samples = [s for s in (to_sample(r, source, renderer, shard_stats) for r in records) if s is not None]
+            pieces = [piece for s in samples for piece in chunk_sample(s, chunk_words)]
+            samples, chunks = [p[0] for p in pieces], [p[1] for p in pieces]
+            yield index, samples, chunks, shard_stats, pool.submit([s.text for s in samples])
+
+    num_shards = 0
+    writer = ThreadPoolExecutor(max_workers=1)  # file writes overlap with reading the next shard
+    written: Future | None = None
+    try:
+        stream = prepared()
+        upcoming = next(stream, None)
+        while upcoming is not None:
+            index, samples, chunks, shard_stats, future = upcoming
+            upcoming = next(stream, None)  # the next shard is read while this one featurises
+            features = pool.finish(future.result())
+            meta = _shard_meta(samples, chunks, features, fields, bool(chunk_words), files)
+            if written is not None:
+                written.result()  # one shard in flight bounds memory and keeps the done records in order
+            written = writer.submit(_write_shard, store, index, features, meta, shard_stats)
+            result.docs += len(samples)
+            result.units += int(features.lengths.sum())
+            progress.update(len(samples))
+            progress.set_postfix_str(f"{result.units / max(time.perf_counter() - start, 1e-9):,.0f} {'words' if featurizer.kind == 'reference' else 'tokens'}/s", refresh=False)
+            num_shards = index + 1
+        if written is not None:
+            written.result()
+        while store.is_done(num_shards):  # shards skipped as already done also count
+            num_shards += 1
+    finally:
+        writer.shutdown(wait=True)
+        progress.close()
+    store.mark_complete(num_shards, {"role": role})
+    result.stats = store.total_stats(role)
+    result.cached = "partial" if resumed else "miss"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _write_shard(store: ShardStore, index: int, features: NgramFeatures, meta: pa.Table, stats: SourceStats) -> None:
+    """Features first, then the store's metadata and done record (written last: the shard is finished)."""
+    from dataselect.io.shards import atomic_write
+
+    atomic_write(_features_path(store, index), lambda temp: _save_npy(temp, features.stored()))
+    store.write_shard(index, meta, stats)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a handle, since np.save would append ".npy" to a temp name
+        np.save(handle, array)
+
+
+# ------------------------------------------------------------------------------------------------
+# fitting and weights
+# ------------------------------------------------------------------------------------------------
+
+
+def bucket_counts(features: NgramFeatures, num_buckets: int, docs: np.ndarray | None = None) -> np.ndarray:
+    """Summed count vector of all documents, or of the documents where `docs` ([n] bool) is set. -> [B] int64"""
+    uni, bi = np.asarray(features.unigrams), np.asarray(features.bigrams)
+    if docs is not None:
+        uni, bi = uni[np.repeat(docs, features.lengths)], bi[np.repeat(docs, features.n_bigrams)]
+    return np.bincount(uni, minlength=num_buckets).astype(np.int64) + np.bincount(bi, minlength=num_buckets).astype(np.int64)
+
+
+def fit_distribution(counts: np.ndarray, alpha: float = 0.0) -> np.ndarray:
+    """Bag-of-hashed-n-grams MLE with optional Laplace smoothing: (c + alpha) / (sum c + alpha * B). [B] -> [B] f64"""
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum() + alpha * counts.shape[-1]
+    if total <= 0:
+        raise ValueError("no n-grams to fit a distribution on")
+    return (counts + alpha) / total
+
+
+def log_ratio(target_probs: np.ndarray, raw_probs: np.ndarray) -> np.ndarray:
+    """delta = log(p_tgt + 1e-8) - log(p_raw + 1e-8). [..., B] -> [..., B] float64"""
+    return np.log(target_probs + EPS) - np.log(raw_probs + EPS)
+
+
+def log_weights(features: NgramFeatures, delta: np.ndarray) -> np.ndarray:
+    """log w(x) = sum of delta over x's n-gram buckets, for one or several targets.
+
+    delta: [B] or [T, B] float64; returns [n] or [n, T] float64 (0 for an empty document)."""
+    deltas = np.atleast_2d(delta)  # [T, B]
+    out = segment_sums(deltas[:, np.asarray(features.unigrams)], features.lengths)  # [n, T]
+    out += segment_sums(deltas[:, np.asarray(features.bigrams)], features.n_bigrams)
+    return out[:, 0] if np.ndim(delta) == 1 else out
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p || q) over hashed buckets with the weights' 1e-8 inside the logs (q may have empty buckets)."""
+    support = p > 0
+    return float(np.sum(p[support] * (np.log(p[support] + EPS) - np.log(q[support] + EPS))))
+
+
+@dataclass
+class RawFit:
+    counts: np.ndarray  # [B] int64
+    docs: int  # documents the raw distribution was fitted on
+    sampled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_raw(store: ShardStore, num_buckets: int, sample_size: int | None, rng: np.random.Generator) -> RawFit:
+    """Raw n-gram counts over the whole pool, or over a seeded uniform sample of `sample_size` documents."""
+    total_docs = sum(store.read_meta(i, ["n_ngrams"]).num_rows for i in range(store.num_shards))
+    chosen = None
+    if sample_size and sample_size < total_docs:
+        chosen = np.zeros(total_docs, bool)  # [N]
+        chosen[rng.choice(total_docs, size=sample_size, replace=False)] = True
+    counts = np.zeros(num_buckets, np.int64)
+    offset = 0
+    for features in iter_features(store):
+        docs = None if chosen is None else chosen[offset : offset + len(features)]
+        counts += bucket_counts(features, num_buckets, docs)
+        offset += len(features)
+    return RawFit(counts, int(chosen.sum()) if chosen is not None else offset, sampled=chosen is not None)
+
+
+def pool_log_weights(store: ShardStore, delta: np.ndarray, progress: bool = False) -> np.ndarray:
+    """Log weights of every pool document under each target. delta [T, B] -> [N, T] float64"""
+    from tqdm import tqdm
+
+    parts = [log_weights(f, delta) for f in tqdm(iter_features(store), total=store.num_shards, desc="dsir weights", unit=" shards", disable=not progress)]
+    return np.concatenate(parts) if parts else np.zeros((0, len(delta)), np.float64)
+
+
+def subset_counts(store: ShardStore, num_buckets: int, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Summed counts of several document subsets in one pass. masks: {name: [N] bool} -> {name: [B] int64}"""
+    out = {name: np.zeros(num_buckets, np.int64) for name in masks}
+    offset = 0
+    for features in iter_features(store):
+        for name, mask in masks.items():
+            out[name] += bucket_counts(features, num_buckets, mask[offset : offset + len(features)])
+        offset += len(features)
+    return out
+
+
+def fit_target(store: ShardStore, num_buckets: int, task_of_doc: np.ndarray, num_tasks: int) -> np.ndarray:
+    """Count vector per target task. task_of_doc [Nt] int -> [T, B] int64"""
+    return np.stack(list(subset_counts(store, num_buckets, {t: task_of_doc == t for t in range(num_tasks)}).values()))
+

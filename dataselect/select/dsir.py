@@ -1,0 +1,284 @@
+"""DSIR (METHODS.md section 2): importance resampling on hashed n-gram features.
+
+score:  pool and target -> hashed unigram/bigram bucket lists per document (scoring/ngram.py, cached)
+fit:    raw distribution on the pool (all of it, or a seeded sample), one target distribution per task
+weight: log w(x) = sum of log(p_tgt + 1e-8) - log(p_raw + 1e-8) over x's n-grams
+select: documents of at least `min_words` (and, by default, first of their exact duplicates) ->
+        Gumbel top-K (sampling without replacement in proportion to w) or plain top-K; several
+        targets take quotas k * proportion in turn, each masking what earlier ones took
+report: KL(target || selected) against KL(target || a random selection of the same size)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from dataselect.config import SourceConfig
+from dataselect.errors import ConfigError
+from dataselect.io.render import TextRenderer
+from dataselect.scoring import ngram
+from dataselect.select.base import Selection, first_occurrences, top_k
+
+# ------------------------------------------------------------------------------------------------
+# pure select functions
+# ------------------------------------------------------------------------------------------------
+
+
+def gumbel_keys(log_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """log w + Gumbel(0, 1) noise, one draw per document in pool order (so a document's key does not
+    depend on which others are eligible). The top-k of these keys is a sample of k without
+    replacement with probabilities proportional to w (successive sampling). [N] -> [N]"""
+    return log_weights + rng.gumbel(size=len(log_weights))
+
+
+def gumbel_top_k(log_weights: np.ndarray, k: int, rng: np.random.Generator, eligible: np.ndarray | None = None) -> np.ndarray:
+    """k eligible indices sampled without replacement in proportion to exp(log_weights), in draw order. -> [k]"""
+    return top_k(gumbel_keys(log_weights, rng), k, eligible)
+
+
+def target_quotas(k: int, proportions: Sequence[float]) -> list[int]:
+    """The package's split of k over targets: floor(k * p_t), the remainder to the last target."""
+    p = np.asarray(proportions, np.float64)
+    p = p / p.sum()
+    quotas = [int(k * share) for share in p]
+    quotas[-1] += k - sum(quotas)
+    return quotas
+
+
+def sequential_select(
+    log_weights: np.ndarray, quotas: Sequence[int], eligible: np.ndarray, sampling: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets take their quotas in order; what one takes is masked out for the next.
+
+    log_weights: [N, T]; eligible: [N] bool; returns (chosen [K] int64 in rank order, target [K] int64).
+    Each target draws its Gumbel noise for all N documents, whatever its quota, so a target's keys do
+    not depend on the quotas before it."""
+    available = eligible.copy()
+    chosen, tasks = [], []
+    for t, quota in enumerate(quotas):
+        scores = log_weights[:, t]
+        keys = gumbel_keys(scores, rng) if sampling == "gumbel" else scores
+        picks = top_k(keys, min(int(quota), int(available.sum())), available) if quota > 0 else np.zeros(0, np.int64)
+        available[picks] = False
+        chosen.append(picks)
+        tasks.append(np.full(len(picks), t, np.int64))
+    return np.concatenate(chosen).astype(np.int64), np.concatenate(tasks)
+
+
+def kl_reduction(target_probs: np.ndarray, selected_counts: np.ndarray, random_counts: np.ndarray) -> dict[str, Any]:
+    """The paper's metric in the hashed feature space: per target, KL(p_t || q_random) - KL(p_t || q_selected),
+    averaged over targets. target_probs [T, B]; counts [B]."""
+    q_selected = ngram.fit_distribution(selected_counts)
+    q_random = ngram.fit_distribution(random_counts)
+    kl_sel = [ngram.kl_divergence(p, q_selected) for p in target_probs]
+    kl_rand = [ngram.kl_divergence(p, q_random) for p in target_probs]
+    return {
+        "kl_target_selected": float(np.mean(kl_sel)),
+        "kl_target_random": float(np.mean(kl_rand)),
+        "kl_reduction": float(np.mean(kl_rand) - np.mean(kl_sel)),
+        "per_target": [{"kl_target_selected": s, "kl_target_random": r} for s, r in zip(kl_sel, kl_rand)],
+    }
+
+
+def resolve_proportions(names: Sequence[str], option: list[float] | dict[str, float] | None, ngram_totals: np.ndarray) -> np.ndarray:
+    """Target proportions: as configured (a list in `names` order, or by name), else the targets'
+    n-gram count proportions (the package's default). -> [T] summing to 1"""
+    if option is None:
+        values = np.asarray(ngram_totals, np.float64)
+    elif isinstance(option, dict):
+        if set(option) != set(names):
+            raise ConfigError(f"config error: method.dsir.target_proportions: names {sorted(option)} must be the targets {list(names)}")
+        values = np.array([option[name] for name in names], np.float64)
+    else:
+        if len(option) != len(names):
+            raise ConfigError(f"config error: method.dsir.target_proportions: {len(option)} values for {len(names)} targets {list(names)}")
+        values = np.asarray(option, np.float64)
+    return values / values.sum()
+
+
+# ------------------------------------------------------------------------------------------------
+# the method
+# ------------------------------------------------------------------------------------------------
+
+
+def _source_for_dsir(source: SourceConfig) -> SourceConfig:
+    """`render: auto` means plain text here: chat tags would only add the same n-grams to every sample."""
+    return source.model_copy(update={"render": "plain"}) if source.render == "auto" else source
+
+
+def _target_tasks(target: ngram.NgramSource, task_field: str | None, separate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted task names [T], task index of every target document [Nt])."""
+    if task_field or separate:
+        labels = target.store.column("task" if task_field else "file").to_numpy(zero_copy_only=False)
+        labels = np.where(labels == None, "", labels).astype(str)  # noqa: E711
+        return np.unique(labels, return_inverse=True)
+    n = sum(target.store.read_meta(i, ["id"]).num_rows for i in range(target.store.num_shards))
+    return np.array(["target"]), np.zeros(n, np.int64)
+
+
+@dataclass
+class Fit:
+    names: np.ndarray  # [T] target names, sorted
+    target_counts: np.ndarray  # [T, B] int64
+    target_probs: np.ndarray  # [T, B] float64 (smoothed)
+    raw: ngram.RawFit
+    delta: np.ndarray  # [T, B] log(p_tgt + 1e-8) - log(p_raw + 1e-8)
+
+
+def fit(pool: ngram.NgramSource, target: ngram.NgramSource, config: Any) -> Fit:
+    """Raw and per-target bag-of-hashed-n-gram distributions, and their log ratios."""
+    options, nb = config.method.dsir, config.method.dsir.num_buckets
+    names, task_of_doc = _target_tasks(target, config.target.task_field, options.separate_targets)
+    if len(task_of_doc) == 0:
+        raise ConfigError("config error: target.path: the target set has no usable samples")
+    target_counts = ngram.fit_target(target.store, nb, task_of_doc, len(names))  # [T, B]
+    empty = [str(n) for n, total in zip(names, target_counts.sum(axis=1)) if total == 0]
+    if empty:
+        raise ConfigError(f"config error: target.path: target(s) {empty} have no n-grams (empty texts?)")
+    raw = ngram.fit_raw(pool.store, nb, options.raw_sample_size, np.random.default_rng([config.method.seed, 2]))
+    if raw.counts.sum() == 0:
+        raise ConfigError("config error: input.path: the pool has no n-grams to fit the raw distribution on")
+    target_probs = np.stack([ngram.fit_distribution(c, options.target_laplace_smoothing) for c in target_counts])  # [T, B]
+    delta = ngram.log_ratio(target_probs, ngram.fit_distribution(raw.counts))  # [T, B]
+    return Fit(names, target_counts, target_probs, raw, delta)
+
+
+def eligibility(pool: ngram.NgramSource, options: Any, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lengths [N], long enough [N] bool, first of its exact duplicates [N] bool); raises if none is kept."""
+    lengths = pool.store.column("length").to_numpy()  # [N]
+    long_enough = lengths >= options.min_words
+    unique = first_occurrences(pool.store.column("text_hash").to_numpy()) if options.dedup else np.ones(len(lengths), bool)
+    if not (long_enough & unique).any():
+        raise ConfigError(
+            f"config error: method.dsir.min_words: no pool sample has {options.min_words} or more {unit} "
+            f"(longest: {int(lengths.max(initial=0))}); lower it"
+        )
+    return lengths, long_enough, unique
+
+
+def random_baseline_kl(pool: ngram.NgramSource, fitted: Fit, chosen: np.ndarray, eligible: np.ndarray, seed: int) -> dict[str, Any]:
+    """KL(target || selected) against KL(target || a seeded uniform draw of as many eligible documents)."""
+    n = len(eligible)
+    baseline = top_k(np.random.default_rng([seed, 1]).random(n), len(chosen), eligible)
+    masks = {"selected": np.zeros(n, bool), "random": np.zeros(n, bool)}
+    masks["selected"][chosen] = True
+    masks["random"][baseline] = True
+    counts = ngram.subset_counts(pool.store, fitted.delta.shape[1], masks)
+    return kl_reduction(fitted.target_probs, counts["selected"], counts["random"])
+
+
+class DSIRMethod:
+    name = "dsir"
+
+    def run(self, context) -> Selection:
+        config = context.config
+        options = config.method.dsir
+        if config.target.path is None:
+            raise ConfigError("config error: target.path is required for method.name: dsir")
+        with context.stats.stage("load_featurizer"):
+            featurizer = ngram.make_featurizer(options, config.model.name, config.runtime.device)
+        workers = config.runtime.num_workers if options.num_workers is None else options.num_workers
+        pool_source, target_source = _source_for_dsir(config.input), _source_for_dsir(config.target)
+        task_field = config.target.task_field
+        with ngram.FeaturizerPool(featurizer, workers) as processes:  # one set of workers for both sources
+            with context.stats.stage("featurize_pool"):
+                pool = ngram.featurize_source(
+                    pool_source, "pool", TextRenderer(pool_source), config.runtime, context.cache_root, processes, options.chunk_words
+                )
+            with context.stats.stage("featurize_target"):
+                target = ngram.featurize_source(
+                    target_source, "target", TextRenderer(target_source), config.runtime, context.cache_root, processes,
+                    fields={"task": task_field} if task_field else None, files=options.separate_targets and not task_field,
+                )
+        return self.select(context, pool, target, featurizer.kind)
+
+    def select(self, context, pool: ngram.NgramSource, target: ngram.NgramSource, kind: str) -> Selection:
+        config = context.config
+        options = config.method.dsir
+        unit = "words" if kind == "reference" else "tokens"
+        with context.stats.stage("fit"):
+            fitted = fit(pool, target, config)
+        with context.stats.stage("weights"):
+            weights = ngram.pool_log_weights(pool.store, fitted.delta, config.runtime.progress)  # [N, T]
+        with context.stats.stage("select"):
+            lengths, long_enough, unique = eligibility(pool, options, unit)
+            eligible = long_enough & unique
+            k = config.method.budget_for(int(eligible.sum()))
+            proportions = resolve_proportions([str(n) for n in fitted.names], options.target_proportions, fitted.target_counts.sum(axis=1))
+            quotas = target_quotas(k, proportions)
+            chosen, task = sequential_select(weights, quotas, eligible, options.sampling, np.random.default_rng(config.method.seed))
+        with context.stats.stage("kl"):
+            kl = random_baseline_kl(pool, fitted, chosen, eligible, config.method.seed)
+
+        per_target = {
+            str(name): {
+                "proportion": round(float(proportions[t]), 6),
+                "quota": int(quotas[t]),
+                "selected": int((task == t).sum()),
+                "target_ngrams": int(fitted.target_counts[t].sum()),
+                **kl["per_target"][t],
+            }
+            for t, name in enumerate(fitted.names)
+        }
+        kept_weights = weights[eligible]
+        metrics = {
+            "features": kind,
+            "tokenizer": config.model.name if kind == "tokens" else "wordpunct",
+            "num_buckets": options.num_buckets,
+            "ngrams": options.ngrams,
+            "min_words": options.min_words,
+            "length_unit": unit,
+            "sampling": options.sampling,
+            "chunk_words": options.chunk_words,
+            "target_laplace_smoothing": options.target_laplace_smoothing,
+            "raw_fit_docs": fitted.raw.docs,
+            "raw_fit_sampled": fitted.raw.sampled,
+            "raw_fit_ngrams": int(fitted.raw.counts.sum()),
+            "kept": int(eligible.sum()),
+            "dropped_short": int((~long_enough).sum()),
+            "duplicates_collapsed": int((~unique).sum()),
+            "targets": per_target,
+            "kl_target_selected": kl["kl_target_selected"],
+            "kl_target_random": kl["kl_target_random"],
+            "kl_reduction": kl["kl_reduction"],
+            "kl_epsilon": ngram.EPS,
+            "log_weight_quantiles": {q: float(np.quantile(kept_weights, q / 100)) for q in (0, 50, 90, 99, 100)},
+        }
+        columns: dict[str, list] = {"length": lengths[chosen].tolist()}
+        if len(fitted.names) > 1:
+            columns["task"] = [str(fitted.names[t]) for t in task]
+        if options.chunk_words:
+            columns["chunk"] = pool.store.column("chunk").take(chosen).to_pylist()
+        return Selection(
+            ids=pool.store.column("id").take(chosen).to_pylist(),
+            scores=weights[chosen, task].astype(np.float64),
+            positions=pool.store.column("position").take(chosen).to_numpy(),
+            previews=pool.store.column("preview").take(chosen).to_pylist(),
+            columns=columns,
+            metrics=metrics,
+            pool_stats=pool.stats,
+            target_stats=target.stats,
+            scored=len(lengths),
+            unique=int(unique.sum()),
+            throughput=_throughput(pool, target, unit),
+            cache={"pool": pool.cached, "target": target.cached},
+        )
+
+
+def _throughput(pool: ngram.NgramSource, target: ngram.NgramSource, unit: str) -> dict[str, Any]:
+    """Featurisation done by this run (0 docs on a cache hit); tokens are the featuriser's units."""
+    seconds = pool.seconds + target.seconds
+    docs, units = pool.docs + target.docs, pool.units + target.units
+    return {
+        "featurized_docs": docs,
+        "featurized_tokens": units,
+        "token_unit": unit,
+        "featurize_seconds": round(seconds, 3),
+        "docs_per_s": round(docs / seconds, 2) if seconds > 0 else None,
+        "tokens_per_s": round(units / seconds, 1) if seconds > 0 else None,
+        # the run summary (pipeline.print_summary) reads these embedding fields whenever docs_per_s is set
+        "embedded_docs": docs,
+        "padding_waste": None,
+    }
