@@ -54,7 +54,7 @@ def main() -> None:
     print(f"\nconfig overrides: {' '.join(overrides[6:])}")
     print(f"selected {len(result.ids)}; share with source 'gsm8k': {share:.4f} ({sources['gsm8k']}/{len(result.ids)})")
     print(f"other sources in the selection: {dict(sources.most_common(6))}")
-    print(f"wall time {wall:.1f}s; embedded {throughput['embedded_docs']} docs at {throughput['docs_per_s']} docs/s, "
+    print(f"wall time {wall:.1f}s; embedded {throughput['scored_docs']} docs at {throughput['docs_per_s']} docs/s, "
           f"{throughput['tokens_per_s']} tokens/s; padding waste {throughput['padding_waste']}")
     print(f"timings: {result.manifest['timings_s']}")
 

@@ -36,7 +36,7 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and config.runtime.device != "cpu" else "CPU"
     t = result.manifest["throughput"]
     print(f"device: {device} (torch threads {torch.get_num_threads()}); model {args.model}; dtype {config.model.dtype}")
-    print(f"embedded {t['embedded_docs']} docs, {t['embedded_tokens']} tokens in {t['embed_seconds']}s: "
+    print(f"embedded {t['scored_docs']} docs, {t['scored_tokens']} tokens in {t['score_seconds']}s: "
           f"{t['docs_per_s']} docs/s, {t['tokens_per_s']} tokens/s, padding waste {t['padding_waste']}")
     print(f"stage timings (s): {result.manifest['timings_s']}")
 

@@ -101,9 +101,11 @@ def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int)
         file=out,
     )
     if throughput.get("docs_per_s"):
+        padding = throughput.get("padding_waste")
         print(
-            f"embedded {throughput['embedded_docs']:,} docs at {throughput['docs_per_s']:,.1f} docs/s, "
-            f"{throughput['tokens_per_s']:,.0f} tokens/s (padding {100 * (throughput['padding_waste'] or 0):.1f}%)",
+            f"scored {throughput['scored_docs']:,} docs at {throughput['docs_per_s']:,.1f} docs/s, "
+            f"{throughput['tokens_per_s']:,.0f} {throughput['token_unit']}/s"
+            + (f" (padding {100 * padding:.1f}%)" if padding is not None else ""),
             file=out,
         )
     if manifest.get("cache"):

@@ -80,7 +80,7 @@ def test_second_run_with_another_target_embeds_only_the_target(tmp_path, demo_fi
     second = _run(tmp_path, pool, other, output__dir=str(tmp_path / "out2"))
     assert first.manifest["cache"] == {"pool": "miss", "target": "miss"}
     assert second.manifest["cache"] == {"pool": "hit", "target": "miss"}
-    assert second.manifest["throughput"]["embedded_docs"] == 1
+    assert second.manifest["throughput"]["scored_docs"] == 1
     assert second.manifest["counts"]["read"] == 18  # counts survive the cache
 
 
@@ -104,7 +104,7 @@ def test_killed_run_resumes_from_finished_shards(tmp_path, demo_files, monkeypat
     monkeypatch.setattr(ShardStore, "write_shard", original)
     resumed = _run(tmp_path / "resume", pool, target, runtime__shard_size=4)
     assert resumed.manifest["cache"]["pool"] == "partial"
-    assert resumed.manifest["throughput"]["embedded_docs"] == 18 - 8 + 2  # pool shards 3..5 and the target
+    assert resumed.manifest["throughput"]["scored_docs"] == 18 - 8 + 2  # pool shards 3..5 and the target
     assert resumed.ids == reference.ids
 
 

@@ -11,7 +11,7 @@ import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
-CHUNK_TEXTS = 256  # texts per worker task: large enough to amortise pickling, small enough to balance
+CHUNK_TEXTS = 256  # default texts per worker task: large enough to amortise pickling, small enough to balance
 
 _worker_work: Any = None
 
@@ -31,12 +31,16 @@ class ChunkedWorkerPool:
 
     work:        picklable callable, sent once to each worker (0 workers: called in this process)
     combine:     joins the chunks' results, in input order
+    chunk_texts: texts per worker task
     """
 
-    def __init__(self, work: Callable[[Sequence[str]], Any], combine: Callable[[list[Any]], Any], num_workers: int) -> None:
+    def __init__(
+        self, work: Callable[[Sequence[str]], Any], combine: Callable[[list[Any]], Any], num_workers: int, chunk_texts: int = CHUNK_TEXTS
+    ) -> None:
         self.work = work
         self.combine = combine
         self.num_workers = num_workers
+        self.chunk_texts = chunk_texts
         self._executor: ProcessPoolExecutor | None = None
         if num_workers > 0:
             self._executor = ProcessPoolExecutor(
@@ -53,7 +57,7 @@ class ChunkedWorkerPool:
             done: Future[Any] = Future()
             done.set_result(self.combine([self.work(texts)]))
             return done
-        parts = [self._executor.submit(_run_in_worker, texts[i : i + CHUNK_TEXTS]) for i in range(0, len(texts), CHUNK_TEXTS)]
+        parts = [self._executor.submit(_run_in_worker, texts[i : i + self.chunk_texts]) for i in range(0, len(texts), self.chunk_texts)]
         combined: Future[Any] = Future()
 
         def _combine(_: Future) -> None:

@@ -10,17 +10,26 @@ finished shard or none, and a restart with the same config redoes only unfinishe
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataselect.stats import SourceStats
+
+if TYPE_CHECKING:
+    from dataselect.config import SourceConfig
+    from dataselect.io.render import TextRenderer
+    from dataselect.io.sources import RawRecord, Sample
+
+PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -40,7 +49,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:  # a handle, since np.save would append ".npy" to a temp name
         np.save(handle, array)
 
@@ -61,7 +70,7 @@ class ShardStore:
     def write_shard(self, index: int, meta: pa.Table, stats: SourceStats, embeddings: np.ndarray | None = None) -> None:
         if embeddings is not None:
             assert len(embeddings) == meta.num_rows
-            atomic_write(self._path(index, "emb.npy"), lambda temp: _save_npy(temp, embeddings.astype(np.float16)))
+            atomic_write(self._path(index, "emb.npy"), lambda temp: save_npy(temp, embeddings.astype(np.float16)))
         atomic_write(self._path(index, "meta.parquet"), lambda t: pq.write_table(meta, t))
         atomic_write_text(self._path(index, "done.json"), json.dumps({"rows": meta.num_rows, "input": stats.to_dict()}))
 
@@ -102,3 +111,52 @@ class ShardStore:
     def column(self, name: str) -> pa.ChunkedArray:
         """One metadata column over all shards (arrow-backed, not Python objects)."""
         return pa.chunked_array([self.read_meta(i, [name]).column(name).combine_chunks() for i in range(self.num_shards)])
+
+
+def record_shards(source: "SourceConfig", shard_size: int) -> Iterator[tuple[int, list["RawRecord"]]]:
+    """Fixed runs of `shard_size` input records, so shard boundaries never depend on batching or workers."""
+    from dataselect.io.sources import iter_raw_records
+
+    records = iter_raw_records(source)
+    for index in itertools.count():
+        chunk = list(itertools.islice(records, shard_size))
+        if not chunk:
+            return
+        yield index, chunk
+
+
+def source_key(source: "SourceConfig", renderer: "TextRenderer", shard_size: int) -> dict[str, Any]:
+    """What decides a source's samples: its files (with size and mtime), fields, rendering, sharding."""
+    from dataselect.io.sources import fingerprint
+
+    return {
+        "source": fingerprint(source),
+        "id_field": source.id_field,
+        "limit": source.limit,
+        "render": renderer.describe(),
+        "shard_size": shard_size,
+    }
+
+
+def keyed_store(cache_root: Path, kind: str, key: dict[str, Any]) -> ShardStore:
+    """The store folder for everything that decides its content, under cache_root/kind/."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    store = ShardStore(Path(cache_root) / kind / digest)
+    store.write_key(key)
+    return store
+
+
+def sample_columns(samples: list["Sample"], fields: dict[str, str] | None = None) -> dict[str, pa.Array]:
+    """Metadata columns every store has (id, position, text_hash, preview), plus record fields
+    copied as string columns ({column: field})."""
+    from dataselect.io.sources import text_hash
+
+    columns = {
+        "id": pa.array([s.id for s in samples], pa.string()),
+        "position": pa.array([s.position for s in samples], pa.int64()),
+        "text_hash": pa.array([text_hash(s.text) for s in samples], pa.int64()),
+        "preview": pa.array([s.text[:PREVIEW_CHARS] for s in samples], pa.string()),
+    }
+    for column, field in (fields or {}).items():
+        columns[column] = pa.array([None if s.record.get(field) is None else str(s.record.get(field)) for s in samples], pa.string())
+    return columns

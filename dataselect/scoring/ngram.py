@@ -20,14 +20,14 @@ never featurise the pool again. Everything after it is the same for both featuri
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import re
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -43,13 +43,12 @@ if TYPE_CHECKING:
     from dataselect.config import RuntimeConfig, SourceConfig
     from dataselect.io.render import TextRenderer
     from dataselect.io.shards import ShardStore
-    from dataselect.io.sources import RawRecord, Sample
+    from dataselect.io.sources import Sample
     from dataselect.stats import SourceStats
 
 EPS = 1e-8  # inside both logs, as the package (log 1e-8 = -18.4 for buckets a distribution never saw)
 FEATURE_FORMAT = 1  # bump when the stored bucket lists change meaning
 CHUNK_TEXTS = 512  # texts per worker task: large enough for the vectorised parts to pay off
-PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 
 # NLTK's WordPunctTokenizer is this pattern with findall. nltk >= 3.10 compiles it with the `regex`
 # engine (nltk.redos), whose \w also takes combining marks ('i\u0307brahim' is one word; stdlib `re` makes
@@ -574,17 +573,14 @@ def make_featurizer(options: Any, model_name: str, device: str) -> ReferenceFeat
 # worker processes
 # ------------------------------------------------------------------------------------------------
 
-_worker_featurizer: Any = None
+class _Prepare:
+    """Picklable `featurizer.prepare`, the work a featuriser worker does."""
 
+    def __init__(self, featurizer: Any) -> None:
+        self.featurizer = featurizer
 
-def _init_worker(featurizer: Any) -> None:
-    global _worker_featurizer
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the process pool is the parallelism
-    _worker_featurizer = featurizer
-
-
-def _prepare_in_worker(texts: Sequence[str]) -> Any:
-    return _worker_featurizer.prepare(texts)
+    def __call__(self, texts: Sequence[str]) -> Any:
+        return self.featurizer.prepare(texts)
 
 
 def _concat_prepared(parts: list[Any], dtype: np.dtype) -> Any:
@@ -597,48 +593,21 @@ class FeaturizerPool:
     """Runs a featuriser over lists of texts in `num_workers` processes (0: in this process)."""
 
     def __init__(self, featurizer: Any, num_workers: int) -> None:
+        from dataselect.executors.local import ChunkedWorkerPool
+
         self.featurizer = featurizer
-        self._executor: ProcessPoolExecutor | None = None
-        if num_workers > 0:
-            self._executor = ProcessPoolExecutor(
-                max_workers=num_workers,
-                mp_context=multiprocessing.get_context("spawn"),  # fork after torch threads is unsafe
-                initializer=_init_worker,
-                initargs=(featurizer,),
-            )
-            # start the workers now: they import while this process reads and renders the first shard
-            for _ in range(num_workers):
-                self._executor.submit(int)
+        combine = functools.partial(_concat_prepared, dtype=featurizer.dtype)
+        self._pool = ChunkedWorkerPool(_Prepare(featurizer), combine, num_workers, chunk_texts=CHUNK_TEXTS)
 
     def submit(self, texts: Sequence[str]) -> "Future[Any]":
         """Start featurising; `.result()` is what `finish` turns into NgramFeatures, in input order."""
-        if self._executor is None or not texts:
-            done: Future[Any] = Future()
-            done.set_result(self.featurizer.prepare(texts))
-            return done
-        parts = [self._executor.submit(_prepare_in_worker, texts[i : i + CHUNK_TEXTS]) for i in range(0, len(texts), CHUNK_TEXTS)]
-        combined: Future[Any] = Future()
-
-        def _combine(_: Future) -> None:
-            if combined.done() or not all(p.done() for p in parts):
-                return
-            try:
-                combined.set_result(_concat_prepared([p.result() for p in parts], self.featurizer.dtype))
-            except BaseException as error:  # noqa: BLE001 - surfaced to the caller by .result()
-                if not combined.done():
-                    combined.set_exception(error)
-
-        for part in parts:
-            part.add_done_callback(_combine)
-        return combined
+        return self._pool.submit(texts)
 
     def finish(self, prepared: Any) -> NgramFeatures:
         return self.featurizer.finish(prepared)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        self._pool.close()
 
     def __enter__(self) -> "FeaturizerPool":
         return self
@@ -690,60 +659,22 @@ def iter_features(store: ShardStore) -> Iterator[NgramFeatures]:
 
 
 def _shard_meta(samples: list[Sample], chunks: list[int], features: NgramFeatures, fields: dict[str, str], chunked: bool, files: bool) -> pa.Table:
-    """id, position, text_hash and preview as in the embedding stores, plus the length (words or
-    tokens) and n-gram count of each document; `fields` copies record fields ({column: field})."""
+    """The columns every store has (id, position, text_hash, preview, record fields), plus the
+    length (words or tokens) and n-gram count of each document."""
     import pyarrow as pa
 
-    from dataselect.io.sources import text_hash
+    from dataselect.io.shards import sample_columns
 
     columns = {
-        "id": pa.array([s.id for s in samples], pa.string()),
-        "position": pa.array([s.position for s in samples], pa.int64()),
-        "text_hash": pa.array([text_hash(s.text) for s in samples], pa.int64()),
-        "preview": pa.array([s.text[:PREVIEW_CHARS] for s in samples], pa.string()),
+        **sample_columns(samples, fields),
         "length": pa.array(features.lengths, pa.int64()),
         "n_ngrams": pa.array(features.n_ngrams, pa.int64()),
     }
     if files:
         columns["file"] = pa.array([s.file for s in samples], pa.string())
-    for column, name in fields.items():
-        columns[column] = pa.array([None if s.record.get(name) is None else str(s.record.get(name)) for s in samples], pa.string())
     if chunked:
         columns["chunk"] = pa.array(chunks, pa.int64())
     return pa.table(columns)
-
-
-def _shards(source: SourceConfig, shard_size: int) -> Iterator[tuple[int, list[RawRecord]]]:
-    """Fixed runs of `shard_size` input records, so shard boundaries never depend on workers or batching."""
-    from dataselect.io.sources import iter_raw_records
-
-    records = iter_raw_records(source)
-    for index in itertools.count():
-        chunk = list(itertools.islice(records, shard_size))
-        if not chunk:
-            return
-        yield index, chunk
-
-
-def store_for(cache_root: Path, source: SourceConfig, renderer: TextRenderer, runtime: RuntimeConfig, extra: dict[str, Any]) -> ShardStore:
-    """The store folder, keyed by everything that decides its content (as scoring/store.py keys
-    embedding stores; that module is not imported since it pulls in torch)."""
-    from dataselect.io.shards import ShardStore
-    from dataselect.io.sources import fingerprint
-
-    key = {
-        "format": FEATURE_FORMAT,
-        "source": fingerprint(source),
-        "id_field": source.id_field,
-        "limit": source.limit,
-        "render": renderer.describe(),
-        "shard_size": runtime.shard_size,
-        **extra,
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    store = ShardStore(cache_root / "ngrams" / digest)
-    store.write_key(key)
-    return store
 
 
 def featurize_source(
@@ -762,13 +693,16 @@ def featurize_source(
     fields into metadata columns ({column: field}); `files` keeps each sample's file label."""
     from tqdm import tqdm
 
+    from dataselect.io.shards import record_shards
     from dataselect.io.sources import to_sample
     from dataselect.stats import SourceStats
 
     featurizer = pool.featurizer
     fields = fields or {}
     extra = {"fields": fields, "files": files, "featurizer": featurizer.identity(), "chunk_words": chunk_words}
-    store = store_for(cache_root, source, renderer, runtime, extra)
+    from dataselect.io.shards import keyed_store, source_key
+
+    store = keyed_store(cache_root, "ngrams", {"format": FEATURE_FORMAT, **source_key(source, renderer, runtime.shard_size), **extra})
     if store.is_complete():
         return NgramSource(store, store.total_stats(role), cached="hit")
 
@@ -780,7 +714,7 @@ def featurize_source(
     def prepared() -> Iterator[tuple[int, list[Sample], list[int], SourceStats, Future]]:
         """Read, render and start featurising each unfinished shard, one shard ahead of the writer."""
         nonlocal resumed
-        for index, records in _shards(source, runtime.shard_size):
+        for index, records in record_shards(source, runtime.shard_size):
             if store.is_done(index):
                 resumed = True
                 continue
@@ -825,15 +759,10 @@ def featurize_source(
 
 def _write_shard(store: ShardStore, index: int, features: NgramFeatures, meta: pa.Table, stats: SourceStats) -> None:
     """Features first, then the store's metadata and done record (written last: the shard is finished)."""
-    from dataselect.io.shards import atomic_write
+    from dataselect.io.shards import atomic_write, save_npy
 
-    atomic_write(_features_path(store, index), lambda temp: _save_npy(temp, features.stored()))
+    atomic_write(_features_path(store, index), lambda temp: save_npy(temp, features.stored()))
     store.write_shard(index, meta, stats)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:  # a handle, since np.save would append ".npy" to a temp name
-        np.save(handle, array)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,13 +7,10 @@ a later run over the same pool and model reuses it, and a killed run resumes at 
 """
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -21,13 +18,14 @@ from tqdm import tqdm
 
 from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.io.render import TextRenderer
-from dataselect.io.shards import ShardStore
-from dataselect.io.sources import Sample, fingerprint, iter_raw_records, text_hash, to_sample
-from dataselect.scoring.embed import Embedder
+from dataselect.io.shards import ShardStore, keyed_store, record_shards, sample_columns, source_key
+from dataselect.io.sources import Sample, to_sample
 from dataselect.stats import SourceStats
 
+if TYPE_CHECKING:  # torch loads only for methods that embed
+    from dataselect.scoring.embed import Embedder
+
 STORE_FORMAT = 1  # bump when shard contents change meaning
-PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 
 
 @dataclass
@@ -41,46 +39,17 @@ class ScoredSource:
     seconds: float = 0.0
 
 
-def store_key(source: SourceConfig, renderer: TextRenderer, runtime: RuntimeConfig, embedder: Embedder | None, extra: dict[str, Any]) -> dict[str, Any]:
+def store_key(source: SourceConfig, renderer: TextRenderer, runtime: RuntimeConfig, embedder: "Embedder | None", extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": STORE_FORMAT,
-        "source": fingerprint(source),
-        "id_field": source.id_field,
-        "limit": source.limit,
-        "render": renderer.describe(),
-        "shard_size": runtime.shard_size,
+        **source_key(source, renderer, runtime.shard_size),
         "embedder": embedder.identity() if embedder is not None else None,
         **extra,
     }
 
 
-def store_for(cache_root: Path, kind: str, key: dict[str, Any]) -> ShardStore:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    store = ShardStore(cache_root / kind / digest)
-    store.write_key(key)
-    return store
-
-
-def _shards(source: SourceConfig, shard_size: int) -> Iterator[tuple[int, list]]:
-    records = iter_raw_records(source)
-    for index in itertools.count():
-        chunk = list(itertools.islice(records, shard_size))
-        if not chunk:
-            return
-        yield index, chunk
-
-
 def _meta_table(samples: list[Sample], n_tokens: np.ndarray, fields: dict[str, str]) -> pa.Table:
-    columns = {
-        "id": pa.array([s.id for s in samples], pa.string()),
-        "position": pa.array([s.position for s in samples], pa.int64()),
-        "text_hash": pa.array([text_hash(s.text) for s in samples], pa.int64()),
-        "n_tokens": pa.array(n_tokens, pa.int64()),
-        "preview": pa.array([s.text[:PREVIEW_CHARS] for s in samples], pa.string()),
-    }
-    for column, field in fields.items():
-        columns[column] = pa.array([None if s.record.get(field) is None else str(s.record.get(field)) for s in samples], pa.string())
-    return pa.table(columns)
+    return pa.table({**sample_columns(samples, fields), "n_tokens": pa.array(n_tokens, pa.int64())})
 
 
 def score_source(
@@ -89,13 +58,13 @@ def score_source(
     renderer: TextRenderer,
     runtime: RuntimeConfig,
     cache_root: Path,
-    embedder: Embedder | None = None,
+    embedder: "Embedder | None" = None,
     fields: dict[str, str] | None = None,
 ) -> ScoredSource:
     """Embed every sample of `source` into a shard store (or, without an embedder, record ids and
     hashes only). `fields` copies record fields into metadata columns ({column: field})."""
     fields = fields or {}
-    store = store_for(cache_root, "embeddings" if embedder else "samples", store_key(source, renderer, runtime, embedder, {"fields": fields}))
+    store = keyed_store(cache_root, "embeddings" if embedder else "samples", store_key(source, renderer, runtime, embedder, {"fields": fields}))
     if store.is_complete():
         return ScoredSource(store, store.total_stats(role), cached="hit")
 
@@ -109,7 +78,7 @@ def score_source(
     def prepared() -> Iterator[tuple[int, list[Sample], SourceStats, Any]]:
         """Read, render and start tokenising each unfinished shard; runs one shard ahead of the model."""
         nonlocal resumed
-        for index, records in _shards(source, runtime.shard_size):
+        for index, records in record_shards(source, runtime.shard_size):
             if store.is_done(index):
                 resumed = True
                 continue

@@ -55,3 +55,16 @@ def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.
         candidates, values = candidates[keep], values[keep]
     order = np.lexsort((candidates, -values))
     return candidates[order[:k]].astype(np.int64)
+
+
+def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int | None = None, unit: str = "tokens") -> dict[str, Any]:
+    """The manifest's `throughput`: what this run's score phase processed (0 docs on a cache hit)."""
+    return {
+        "scored_docs": docs,
+        "scored_tokens": tokens,
+        "token_unit": unit,
+        "score_seconds": round(seconds, 3),
+        "docs_per_s": round(docs / seconds, 2) if seconds > 0 else None,
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "padding_waste": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
+    }

@@ -19,7 +19,7 @@ from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.scoring import ngram
-from dataselect.select.base import Selection, first_occurrences, top_k
+from dataselect.select.base import Selection, first_occurrences, score_throughput, top_k
 
 # ------------------------------------------------------------------------------------------------
 # pure select functions
@@ -269,16 +269,4 @@ class DSIRMethod:
 
 def _throughput(pool: ngram.NgramSource, target: ngram.NgramSource, unit: str) -> dict[str, Any]:
     """Featurisation done by this run (0 docs on a cache hit); tokens are the featuriser's units."""
-    seconds = pool.seconds + target.seconds
-    docs, units = pool.docs + target.docs, pool.units + target.units
-    return {
-        "featurized_docs": docs,
-        "featurized_tokens": units,
-        "token_unit": unit,
-        "featurize_seconds": round(seconds, 3),
-        "docs_per_s": round(docs / seconds, 2) if seconds > 0 else None,
-        "tokens_per_s": round(units / seconds, 1) if seconds > 0 else None,
-        # the run summary (pipeline.print_summary) reads these embedding fields whenever docs_per_s is set
-        "embedded_docs": docs,
-        "padding_waste": None,
-    }
+    return score_throughput(pool.docs + target.docs, pool.units + target.units, pool.seconds + target.seconds, unit=unit)

@@ -17,7 +17,7 @@ from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.embed import Embedder
 from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, top_k
+from dataselect.select.base import Selection, first_occurrences, score_throughput, top_k
 
 TARGET_TILE = 16384  # target rows per similarity tile
 
@@ -158,15 +158,9 @@ class RDSMethod:
 
 
 def _throughput(*sources) -> dict:
-    docs = sum(s.docs for s in sources)
-    tokens = sum(s.tokens for s in sources)
-    padded = sum(s.padded_tokens for s in sources)
-    seconds = sum(s.seconds for s in sources)
-    return {
-        "embedded_docs": docs,
-        "embedded_tokens": tokens,
-        "embed_seconds": round(seconds, 3),
-        "docs_per_s": round(docs / seconds, 2) if seconds > 0 else None,
-        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-        "padding_waste": round(1 - tokens / padded, 4) if padded else None,
-    }
+    return score_throughput(
+        docs=sum(s.docs for s in sources),
+        tokens=sum(s.tokens for s in sources),
+        seconds=sum(s.seconds for s in sources),
+        padded_tokens=sum(s.padded_tokens for s in sources),
+    )
