@@ -693,8 +693,7 @@ def featurize_source(
     fields into metadata columns ({column: field}); `files` keeps each sample's file label."""
     from tqdm import tqdm
 
-    from dataselect.io.shards import record_shards
-    from dataselect.io.sources import to_sample
+    from dataselect.scoring.stream import ShardStream
     from dataselect.stats import SourceStats
 
     featurizer = pool.featurizer
@@ -709,50 +708,36 @@ def featurize_source(
     result = NgramSource(store, SourceStats(role), cached="miss")
     progress = tqdm(desc=f"featurise {role} ({featurizer.kind})", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
     start = time.perf_counter()
-    resumed = False
 
-    def prepared() -> Iterator[tuple[int, list[Sample], list[int], SourceStats, Future]]:
-        """Read, render and start featurising each unfinished shard, one shard ahead of the writer."""
-        nonlocal resumed
-        for index, records in record_shards(source, runtime.shard_size):
-            if store.is_done(index):
-                resumed = True
-                continue
-            shard_stats = SourceStats(role)
-            samples = [s for s in (to_sample(r, source, renderer, shard_stats) for r in records) if s is not None]
-            pieces = [piece for s in samples for piece in chunk_sample(s, chunk_words)]
-            samples, chunks = [p[0] for p in pieces], [p[1] for p in pieces]
-            yield index, samples, chunks, shard_stats, pool.submit([s.text for s in samples])
+    def chunk_and_submit(samples: list[Sample]) -> tuple[list[Sample], tuple[list[int], Future]]:
+        pieces = [piece for s in samples for piece in chunk_sample(s, chunk_words)]
+        samples, chunks = [p[0] for p in pieces], [p[1] for p in pieces]
+        return samples, (chunks, pool.submit([s.text for s in samples]))
 
-    num_shards = 0
+    shards = ShardStream(source, role, renderer, store, runtime.shard_size, chunk_and_submit)
     writer = ThreadPoolExecutor(max_workers=1)  # file writes overlap with reading the next shard
     written: Future | None = None
     try:
-        stream = prepared()
-        upcoming = next(stream, None)
-        while upcoming is not None:
-            index, samples, chunks, shard_stats, future = upcoming
-            upcoming = next(stream, None)  # the next shard is read while this one featurises
+        for shard in shards:
+            chunks, future = shard.work
             features = pool.finish(future.result())
-            meta = _shard_meta(samples, chunks, features, fields, bool(chunk_words), files)
+            meta = _shard_meta(shard.samples, chunks, features, fields, bool(chunk_words), files)
             if written is not None:
                 written.result()  # one shard in flight bounds memory and keeps the done records in order
-            written = writer.submit(_write_shard, store, index, features, meta, shard_stats)
-            result.docs += len(samples)
+            written = writer.submit(_write_shard, store, shard.index, features, meta, shard.stats)
+            result.docs += len(shard.samples)
             result.units += int(features.lengths.sum())
-            progress.update(len(samples))
+            progress.update(len(shard.samples))
             progress.set_postfix_str(f"{result.units / max(time.perf_counter() - start, 1e-9):,.0f} {'words' if featurizer.kind == 'reference' else 'tokens'}/s", refresh=False)
-            num_shards = index + 1
         if written is not None:
             written.result()
-        while store.is_done(num_shards):  # shards skipped as already done also count
-            num_shards += 1
+        num_shards = shards.total_shards()
     finally:
         writer.shutdown(wait=True)
         progress.close()
     store.mark_complete(num_shards, {"role": role})
     result.stats = store.total_stats(role)
-    result.cached = "partial" if resumed else "miss"
+    result.cached = "partial" if shards.resumed else "miss"
     result.seconds = time.perf_counter() - start
     return result
 

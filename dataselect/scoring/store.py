@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.io.render import TextRenderer
-from dataselect.io.shards import ShardStore, keyed_store, record_shards, sample_columns, source_key
-from dataselect.io.sources import Sample, to_sample
+from dataselect.io.shards import ShardStore, keyed_store, sample_columns, source_key
+from dataselect.io.sources import Sample
+from dataselect.scoring.stream import ShardStream
 from dataselect.stats import SourceStats
 
 if TYPE_CHECKING:  # torch loads only for methods that embed
@@ -68,24 +69,14 @@ def score_source(
     if store.is_complete():
         return ScoredSource(store, store.total_stats(role), cached="hit")
 
-    resumed = False
     progress = tqdm(desc=f"embed {role}" if embedder else f"read {role}", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
     pool = embedder.tokenizer_pool(runtime.num_workers) if embedder else None
     result = ScoredSource(store, SourceStats(role), cached="miss")
     start = time.perf_counter()
     real_before, padded_before = (embedder.real_tokens, embedder.padded_tokens) if embedder else (0, 0)
 
-    def prepared() -> Iterator[tuple[int, list[Sample], SourceStats, Any]]:
-        """Read, render and start tokenising each unfinished shard; runs one shard ahead of the model."""
-        nonlocal resumed
-        for index, records in record_shards(source, runtime.shard_size):
-            if store.is_done(index):
-                resumed = True
-                continue
-            shard_stats = SourceStats(role)
-            samples = [s for s in (to_sample(r, source, renderer, shard_stats) for r in records) if s is not None]
-            tokens = pool.submit([s.text for s in samples]) if pool else None
-            yield index, samples, shard_stats, tokens
+    def start_tokenising(samples: list[Sample]) -> tuple[list[Sample], Any]:
+        return samples, pool.submit([s.text for s in samples]) if pool else None
 
     def on_batch(docs: int, tokens: int) -> None:
         result.docs += docs
@@ -94,30 +85,23 @@ def score_source(
         elapsed = max(time.perf_counter() - start, 1e-9)
         progress.set_postfix_str(f"{result.tokens / elapsed:,.0f} tok/s", refresh=False)
 
-    num_shards = 0
+    shards = ShardStream(source, role, renderer, store, runtime.shard_size, start_tokenising)
     try:
-        stream = prepared()
-        upcoming = next(stream, None)
-        while upcoming is not None:
-            index, samples, shard_stats, tokens_future = upcoming
-            upcoming = next(stream, None)  # the next shard tokenises while this one runs the model
+        for shard in shards:
             if embedder is not None:
-                tokens = tokens_future.result()
+                tokens = shard.work.result()
                 embeddings = embedder.embed_tokens(tokens, runtime.batch_tokens, on_batch)
                 n_tokens = tokens.lengths
             else:
-                embeddings, n_tokens = None, np.zeros(len(samples), np.int64)
-                on_batch(len(samples), 0)
-            store.write_shard(index, _meta_table(samples, n_tokens, fields), shard_stats, embeddings)
-            num_shards = index + 1
-        # shards skipped as already done also count towards the total
-        while store.is_done(num_shards):
-            num_shards += 1
+                embeddings, n_tokens = None, np.zeros(len(shard.samples), np.int64)
+                on_batch(len(shard.samples), 0)
+            store.write_shard(shard.index, _meta_table(shard.samples, n_tokens, fields), shard.stats, embeddings)
+        num_shards = shards.total_shards()
     finally:
         progress.close()
     store.mark_complete(num_shards, {"role": role})
     result.stats = store.total_stats(role)
-    result.cached = "partial" if resumed else "miss"
+    result.cached = "partial" if shards.resumed else "miss"
     result.seconds = time.perf_counter() - start
     if embedder is not None:
         result.padded_tokens = embedder.padded_tokens - padded_before
