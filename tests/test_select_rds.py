@@ -78,3 +78,10 @@ def test_round_robin_stops_when_lists_run_out():
 
 def test_first_occurrences_keeps_first_of_each_hash():
     assert list(first_occurrences(np.array([5, 3, 5, 7, 3]))) == [True, True, False, True, False]
+
+
+def test_store_take_returns_rows_in_the_asked_order_across_shards(tmp_path):
+    store = _store(tmp_path, _unit(np.random.default_rng(3), 11, 4), shard_size=4)
+    assert list(store.rows()) == [4, 4, 3]
+    assert store.take(np.array([10, 0, 5, 4]), ["id"]) == {"id": ["10", "0", "5", "4"]}
+    assert store.take(np.zeros(0, np.int64), ["id"]) == {"id": []}

@@ -108,6 +108,25 @@ class ShardStore:
         for index in range(self.num_shards):
             yield self.read_meta(index, columns), (self.read_embeddings(index) if embeddings else None)
 
+    def rows(self) -> np.ndarray:
+        """Rows per shard, from the done records (no shard data is read). [num_shards] int64"""
+        return np.array([json.loads(self._path(i, "done.json").read_text())["rows"] for i in range(self.num_shards)], np.int64)
+
+    def take(self, indices: np.ndarray, columns: list[str]) -> dict[str, list[Any]]:
+        """Metadata of the given global rows, in the given order, reading only the shards that hold
+        them and only the named columns. {column: [len(indices)] values}"""
+        indices = np.asarray(indices, np.int64)  # [K]
+        offsets = np.concatenate([[0], np.cumsum(self.rows())])  # [num_shards + 1]
+        shard_of = np.searchsorted(offsets, indices, side="right") - 1  # [K]
+        out: dict[str, list[Any]] = {name: [None] * len(indices) for name in columns}
+        for shard in np.unique(shard_of):
+            where = np.flatnonzero(shard_of == shard)  # positions in the output
+            table = self.read_meta(int(shard), columns).take(pa.array(indices[where] - offsets[shard]))
+            for name in columns:
+                for slot, value in zip(where, table.column(name).to_pylist()):
+                    out[name][slot] = value
+        return out
+
     def column(self, name: str) -> pa.ChunkedArray:
         """One metadata column over all shards (arrow-backed, not Python objects)."""
         return pa.chunked_array([self.read_meta(i, [name]).column(name).combine_chunks() for i in range(self.num_shards)])

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dataselect.io.shards import ShardStore
 from dataselect.stats import SourceStats
 
 
@@ -68,3 +69,18 @@ def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int 
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
         "padding_waste": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
     }
+
+
+def selected_rows(store: ShardStore, chosen: np.ndarray) -> dict[str, Any]:
+    """The Selection fields that come from the pool's metadata: ids, positions, previews (one pass)."""
+    rows = store.take(chosen, ["id", "position", "preview"])
+    return {"ids": rows["id"], "positions": np.asarray(rows["position"], np.int64), "previews": rows["preview"]}
+
+
+def target_tasks(store: ShardStore, column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted task names [T], task index of every target sample [Nt]); no column: one task, "target"."""
+    if column is None:
+        return np.array(["target"]), np.zeros(int(store.rows().sum()), np.int64)
+    labels = store.column(column).to_numpy(zero_copy_only=False)
+    labels = np.where(labels == None, "", labels).astype(str)  # noqa: E711 - elementwise on an object array
+    return np.unique(labels, return_inverse=True)

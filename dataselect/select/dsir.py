@@ -19,7 +19,7 @@ from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.scoring import ngram
-from dataselect.select.base import Selection, first_occurrences, score_throughput, top_k
+from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
 
 # ------------------------------------------------------------------------------------------------
 # pure select functions
@@ -108,16 +108,6 @@ def _source_for_dsir(source: SourceConfig) -> SourceConfig:
     return source.model_copy(update={"render": "plain"}) if source.render == "auto" else source
 
 
-def _target_tasks(target: ngram.NgramSource, task_field: str | None, separate: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted task names [T], task index of every target document [Nt])."""
-    if task_field or separate:
-        labels = target.store.column("task" if task_field else "file").to_numpy(zero_copy_only=False)
-        labels = np.where(labels == None, "", labels).astype(str)  # noqa: E711
-        return np.unique(labels, return_inverse=True)
-    n = sum(target.store.read_meta(i, ["id"]).num_rows for i in range(target.store.num_shards))
-    return np.array(["target"]), np.zeros(n, np.int64)
-
-
 @dataclass
 class Fit:
     names: np.ndarray  # [T] target names, sorted
@@ -130,7 +120,8 @@ class Fit:
 def fit(pool: ngram.NgramSource, target: ngram.NgramSource, config: Any) -> Fit:
     """Raw and per-target bag-of-hashed-n-gram distributions, and their log ratios."""
     options, nb = config.method.dsir, config.method.dsir.num_buckets
-    names, task_of_doc = _target_tasks(target, config.target.task_field, options.separate_targets)
+    column = "task" if config.target.task_field else ("file" if options.separate_targets else None)
+    names, task_of_doc = target_tasks(target.store, column)
     if len(task_of_doc) == 0:
         raise ConfigError("config error: target.path: the target set has no usable samples")
     target_counts = ngram.fit_target(target.store, nb, task_of_doc, len(names))  # [T, B]
@@ -250,12 +241,10 @@ class DSIRMethod:
         if len(fitted.names) > 1:
             columns["task"] = [str(fitted.names[t]) for t in task]
         if options.chunk_words:
-            columns["chunk"] = pool.store.column("chunk").take(chosen).to_pylist()
+            columns["chunk"] = pool.store.take(chosen, ["chunk"])["chunk"]
         return Selection(
-            ids=pool.store.column("id").take(chosen).to_pylist(),
+            **selected_rows(pool.store, chosen),
             scores=weights[chosen, task].astype(np.float64),
-            positions=pool.store.column("position").take(chosen).to_numpy(),
-            previews=pool.store.column("preview").take(chosen).to_pylist(),
             columns=columns,
             metrics=metrics,
             pool_stats=pool.stats,

@@ -6,7 +6,7 @@ import numpy as np
 
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, top_k
+from dataselect.select.base import Selection, first_occurrences, selected_rows, top_k
 
 
 class RandomMethod:
@@ -23,10 +23,8 @@ class RandomMethod:
             keys = np.random.default_rng(config.method.seed).random(len(hashes))  # [N]
             chosen = top_k(keys, config.method.budget_for(int(eligible.sum())), eligible)
             return Selection(
-                ids=pool.store.column("id").take(chosen).to_pylist(),
+                **selected_rows(pool.store, chosen),
                 scores=keys[chosen],
-                positions=pool.store.column("position").take(chosen).to_numpy(),
-                previews=pool.store.column("preview").take(chosen).to_pylist(),
                 pool_stats=pool.stats,
                 scored=len(hashes),
                 unique=int(eligible.sum()),

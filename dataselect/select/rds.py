@@ -17,7 +17,7 @@ from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.embed import Embedder
 from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, score_throughput, top_k
+from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
 
 TARGET_TILE = 16384  # target rows per similarity tile
 
@@ -112,11 +112,7 @@ class RDSMethod:
         target_vectors = np.concatenate([np.asarray(e, np.float32) for _, e in target.store.iter_shards(columns=["id"])] or [np.zeros((0, embedder.dim), np.float32)])
         if len(target_vectors) == 0:
             raise ConfigError("config error: target.path: the target set has no usable samples")
-        if config.target.task_field:
-            labels = target.store.column("task").to_numpy(zero_copy_only=False)
-            task_names, task_of_target = np.unique(np.where(labels == None, "", labels).astype(str), return_inverse=True)  # noqa: E711
-        else:
-            task_names, task_of_target = np.array(["target"]), np.zeros(len(target_vectors), np.int64)
+        task_names, task_of_target = target_tasks(target.store, "task" if config.target.task_field else None)
 
         scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, embedder.device,
                                     progress=config.runtime.progress)
@@ -132,14 +128,9 @@ class RDSMethod:
             chosen_scores = scores[chosen, tasks]
             columns["task"] = [str(task_names[t]) for t in tasks]
 
-        ids = pool.store.column("id").take(chosen).to_pylist()
-        previews = pool.store.column("preview").take(chosen).to_pylist()
-        positions = pool.store.column("position").take(chosen).to_numpy()
         return Selection(
-            ids=ids,
+            **selected_rows(pool.store, chosen),
             scores=chosen_scores.astype(np.float64),
-            positions=positions,
-            previews=previews,
             columns=columns,
             metrics={
                 "pooling": embedder.loaded.pooling,
