@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from dataselect.scoring import ngram
+from dataselect.scoring import ngram, token_memo
 from dataselect.scoring.ngram import NgramFeatures, ReferenceFeaturizer
 
 TRICKY = [
@@ -166,7 +166,8 @@ def minilm_backend():
 
 def test_chunk_memo_gives_the_tokenizers_ids(minilm_backend):
     rng = random.Random(2)
-    pieces = [" ", "\t", "\n", "word", "Word", "[CLS]", "[cls]", "naïve", "日本", "\x0b", "\x1c", "\x85", "\xa0", "don't", "x" * 120, ".", "İ"]
+    pieces = [" ", "\t", "\n", "word", "Word", "[CLS]", "[cls]", "naïve", "日本", "\x0b", "\x1c", "\x85", "\xa0", "don't", "x" * 120, ".", "İ",
+              "\u0301", "\u200b", "\ufffd", "。", "Σ", "ß", "\u3000", "a" * 17, "é" * 9, "antidisestablishmentarian"]
     ascii_pieces = [" ", "\n", "\r", "\t", "Word", "un", "##", "believable", "_", "-", "(", "12", "3.5", "\x01", "\x7f", "a" * 101, "[SEP]"]
     texts = TRICKY + [
         "".join(rng.choice(choices) for _ in range(rng.randrange(12))) for choices in (pieces, ascii_pieces) for _ in range(400)
@@ -250,10 +251,59 @@ def test_cpu_hash_twin_equals_the_kernel_path(minilm_backend):
     assert not np.array_equal(broken.buckets(np.arange(50), 97)[0], ngram.KernelHashTwin.verified(97).buckets(np.arange(50), 97)[0])
 
 
-def test_bert_whitespace_exceptions_are_exactly_the_ones_listed(minilm_backend):
-    """BERT_UNSAFE must hold every character str.split() cuts at that BERT deletes instead."""
-    backend = ngram.TokenFeaturizer(minilm_backend, memo=False).backend
-    encode = lambda s: backend.encode(s, add_special_tokens=False).ids  # noqa: E731
-    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
-    not_separators = {c for c in spaces if encode(f"ab{c}cd") != encode("ab") + encode("cd")}
-    assert not_separators == {c for c in spaces if re.match(ngram.BERT_UNSAFE, c)}
+def test_every_ascii_character_in_every_context_gives_the_tokenizers_ids(minilm_backend):
+    """The splitter's byte classes (space, punctuation, unsafe) checked against the tokenizer for
+    all 128 ASCII characters, in ASCII and non-ASCII company."""
+    memo = ngram.TokenFeaturizer(minilm_backend, memo=True)
+    exact = ngram.TokenFeaturizer(minilm_backend, memo=False)
+    contexts = ["ab{c}cd", "{c}", "x{c}{c}y", "\u00e9{c}\u00fc", "\u65e5{c}\u672c", "e\u0301{c}\u0301", "{c}[CLS]", " {c}\u200b{c} "]
+    texts = [context.format(c=chr(c)) for c in range(128) for context in contexts]
+    flat, lengths = memo.tokenize(texts)
+    flat_exact, lengths_exact = exact.tokenize(texts)
+    assert lengths.tolist() == lengths_exact.tolist()
+    np.testing.assert_array_equal(flat, flat_exact)
+    assert {chr(b) for b in np.flatnonzero(token_memo.IS_UNSAFE)} | {"\x00"} == {chr(c) for c in range(128) if re.match(token_memo.BERT_UNSAFE, chr(c))}
+
+def test_piece_table_agrees_with_a_dict_through_collisions_and_growth():
+    rng = np.random.default_rng(5)
+    table = token_memo.PieceTable(capacity_log2=3)  # tiny: every batch collides and the table grows
+    reference: dict[tuple[int, int], int] = {}
+    for batch in range(30):
+        keys = rng.integers(1, 60, (rng.integers(1, 40), 2)).astype(np.uint64)  # [m, 2] with repeats
+        found = table.lookup(keys)
+        assert found.tolist() == [reference.get((int(a), int(b)), -1) for a, b in keys]
+        new = {(int(a), int(b)) for (a, b), f in zip(keys, found) if f < 0}
+        new_keys = np.array(sorted(new), np.uint64).reshape(-1, 2)
+        table.insert(new_keys, np.arange(len(reference), len(reference) + len(new_keys)))
+        reference.update({k: len(reference) + i for i, k in enumerate(sorted(new))})
+    assert table.size == len(reference) and len(table.values) >= 2 * len(reference)
+    everything = np.array(list(reference), np.uint64)
+    assert table.lookup(everything).tolist() == list(reference.values())
+
+
+def test_pack_pieces_is_one_to_one_up_to_sixteen_bytes():
+    pieces = [b"a", b"ab", b"abcdefgh", b"abcdefghi", b"abcdefghijklmnop", b"\xff" * 16, b"b"]
+    data = b"\x00".join(pieces)
+    lengths = np.array([len(p) for p in pieces])
+    starts = np.cumsum(lengths + 1) - lengths - 1
+    padded = np.frombuffer(data + bytes(token_memo.PACKED_BYTES), np.uint8)
+    packed = token_memo.pack_pieces(padded, starts, lengths)
+    assert [row.tobytes().rstrip(b"\x00") for row in packed] == pieces
+
+
+def test_chunk_memo_starts_over_when_full_and_stays_exact(minilm_backend):
+    memo = ngram.TokenFeaturizer(minilm_backend, memo=True)
+    exact = ngram.TokenFeaturizer(minilm_backend, memo=False)
+    memo._memo.max_pieces = len(memo._memo._pieces) + 20  # the prefill plus a few
+    resets = []
+    reset = memo._memo._reset
+    memo._memo._reset = lambda: (resets.append(1), reset())
+    rng = random.Random(4)
+    words = ["zebra", "Quokka", "naïve", "x" * 30, "é" * 12, "(", "42", "日本語", "antidisestablishment"]
+    for _ in range(6):
+        texts = [" ".join(rng.choice(words) + str(rng.randrange(40)) for _ in range(rng.randrange(1, 8))) for _ in range(30)]
+        flat, lengths = memo.tokenize(texts)
+        flat_exact, lengths_exact = exact.tokenize(texts)
+        assert lengths.tolist() == lengths_exact.tolist()
+        np.testing.assert_array_equal(flat, flat_exact)
+    assert len(resets) >= 2  # it started over, more than once

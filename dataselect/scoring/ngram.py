@@ -6,7 +6,8 @@ Two featurisers turn a batch of documents into the buckets of their unigrams and
              bit-compatible with the `data-selection` package (1.0.3, with the nltk it installs).
              Speed without changing the output: ASCII documents go through an equivalent bytes
              regex, word and bigram hashes are memoised, and the rest is numpy.
-  tokens     the model tokenizer's ids (memoised per word for BERT-style tokenizers, exactly) with the
+  tokens     the model tokenizer's ids (for BERT-style tokenizers through the exact, vectorised memo
+             of `token_memo`, 14x the tokenizer's own encode_batch on one core) with the
              hash of `dataselect.kernels.ngram`: the kernel itself on CUDA, a numpy twin checked
              against it on the CPU. No string is hashed at all.
 
@@ -23,7 +24,6 @@ import contextlib
 import functools
 import hashlib
 import itertools
-import json
 import os
 import re
 import time
@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import regex
+
+from dataselect.scoring.token_memo import ChunkMemo
 
 # The featuriser worker processes import this module and need none of the store, source and
 # progress-bar modules (pyarrow and tqdm among them), so those are imported where they are used.
@@ -268,135 +270,6 @@ class ReferenceFeaturizer:
         return NgramFeatures(unigrams, bigrams, lengths, np.maximum(lengths - 1, 0))
 
 
-# Characters that make the shortcut below unsafe: str.split() cuts at \x0b \x0c \x1c-\x1f \x85 where
-# BERT's normaliser deletes them instead (checked over all of Unicode), and in ASCII text control
-# characters are deleted rather than split at.
-BERT_UNSAFE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85]"
-# BertPreTokenizer on ASCII: runs of letters and digits; every other visible character on its own
-BERT_ASCII_PIECES = re.compile(rb"[A-Za-z0-9]+|[^A-Za-z0-9\s]")
-
-
-class ChunkMemo:
-    """Exact, memoised tokenisation for BERT-style tokenizers (BertNormalizer + BertPreTokenizer).
-
-    Their normaliser works character by character and their pre-tokeniser splits at whitespace
-    and around punctuation, so the ids of a text are the ids of its pieces, each tokenised on its
-    own: pre-tokens for ASCII text (lowercased first when the normaliser lowercases), whitespace-
-    separated chunks otherwise. Each distinct piece is tokenised once and its ids are kept in flat
-    arrays, so a batch's ids are gathered with numpy. An ASCII pre-token goes through the model
-    alone (the rest of the normaliser does nothing to clean ASCII), and with a WordPiece model every
-    whole-word vocabulary entry is known from the start (greedy longest-match gives a word in the
-    vocabulary as itself); a chunk goes through the whole tokenizer. Texts the shortcut cannot
-    vouch for (a character of BERT_UNSAFE, or an added token's text such as [CLS]) are tokenised
-    whole."""
-
-    max_pieces = 1_000_000  # distinct pieces remembered (then it starts over)
-
-    def __init__(self, backend: Any, added: list[str], lowercase: bool, wordpiece: dict[str, Any] | None = None) -> None:
-        self.backend = backend
-        self.lowercase = lowercase
-        self.wordpiece = wordpiece  # the WordPiece model's settings, when that is the model
-        self.unsafe = re.compile(BERT_UNSAFE)
-        # an added token in any case (a superset of what the tokenizer matches, so at worst a text is
-        # tokenised whole for nothing); its first characters are a cheap filter before the search
-        added = [a for a in added if a]
-        self.added = re.compile("|".join(re.escape(a) for a in added), re.IGNORECASE) if added else None
-        self.added_first = sorted({c for a in added for c in (a[0].lower(), a[0].upper())})
-        self._reset()
-
-    def _reset(self) -> None:
-        self._index: dict[str | bytes, int] = {}  # piece (bytes for ASCII pre-tokens, str otherwise) -> number
-        self._pieces: list[str | bytes] = []
-        self._offsets = np.zeros(1, np.int64)  # [P + 1] piece p's ids are _ids[_offsets[p]:_offsets[p + 1]]
-        self._ids = np.zeros(0, np.int64)
-        if self.wordpiece is not None:
-            self._prefill()
-
-    def _prefill(self) -> None:
-        """Whole-word vocabulary entries that are one ASCII pre-token map to their own id."""
-        prefix, longest = self.wordpiece.get("continuing_subword_prefix") or "##", self.wordpiece.get("max_input_chars_per_word", 100)
-        words = sorted(
-            (i, token.encode("ascii"))  # sorted by id: a fixed order, whatever the vocabulary dict's
-            for token, i in self.backend.get_vocab(with_added_tokens=False).items()
-            if token.isascii() and not token.startswith(prefix) and len(token) <= longest
-            and BERT_ASCII_PIECES.fullmatch(token.encode("ascii")) and (not self.lowercase or token == token.lower())
-        )
-        self._index = {word: n for n, (_, word) in enumerate(words)}
-        self._pieces = [word for _, word in words]
-        self._ids = np.array([i for i, _ in words], np.int64)
-        self._offsets = np.arange(len(words) + 1, dtype=np.int64)
-
-    @classmethod
-    def for_backend(cls, backend: Any) -> "ChunkMemo | None":
-        spec = json.loads(backend.to_str())
-        normalizer, pre, model = spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}, spec.get("model") or {}
-        if normalizer.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
-            return None
-        added = [t["content"] for t in spec.get("added_tokens", [])]
-        return cls(backend, added, bool(normalizer.get("lowercase")), model if model.get("type") == "WordPiece" else None)
-
-    def _tokenize_pieces(self, pieces: list[str | bytes]) -> list[list[int]]:
-        """Ids of each new piece: an ASCII pre-token (already lowercased if the normaliser lowercases)
-        through the model alone, which is twice as fast as a full encode; a chunk through everything."""
-        out: list[list[int]] = [[] for _ in pieces]
-        model = self.backend.model
-        chunks = []
-        for i, piece in enumerate(pieces):
-            if isinstance(piece, bytes):
-                out[i] = [token.id for token in model.tokenize(piece.decode("ascii"))]
-            else:
-                chunks.append(i)
-        for i, encoding in zip(chunks, self.backend.encode_batch([pieces[i] for i in chunks], add_special_tokens=False)):
-            out[i] = encoding.ids
-        return out
-
-    def accepts(self, text: str) -> bool:
-        if self.unsafe.search(text) is not None:
-            return False
-        if self.added is not None and any(c in text for c in self.added_first):
-            return self.added.search(text) is None
-        return True
-
-    def _piece_numbers(self, texts: Sequence[str]) -> tuple[list[int], np.ndarray]:
-        """Piece numbers of all texts back to back, and pieces per text; new pieces get numbers."""
-        index, known = self._index, self._pieces
-        numbers: list[int] = []
-        counts = np.zeros(len(texts), np.int64)  # [n]
-        for i, text in enumerate(texts):
-            if text.isascii():
-                data = text.encode("ascii")
-                pieces = BERT_ASCII_PIECES.findall(data.lower() if self.lowercase else data)
-            else:
-                pieces = text.split()
-            try:
-                ids = list(map(index.__getitem__, pieces))  # the common case: every piece seen before
-            except KeyError:
-                ids = list(map(index.get, pieces, itertools.repeat(-1)))
-                number_new(pieces, ids, index, known)
-            counts[i] = len(ids)
-            numbers.extend(ids)
-        return numbers, counts
-
-    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(flat ids [W] int64, lengths [n] int64) of texts the memo accepts."""
-        if len(self._index) > self.max_pieces:
-            self._reset()
-        numbers, counts = self._piece_numbers(texts)
-        fresh = self._pieces[len(self._offsets) - 1 :]
-        if fresh:
-            ids = self._tokenize_pieces(fresh)
-            sizes = np.fromiter(map(len, ids), np.int64, len(ids))
-            self._ids = np.concatenate([self._ids, np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(sizes.sum()))])
-            self._offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(sizes)])
-        pieces = np.asarray(numbers, np.int64)  # [Pt] piece of each position
-        starts, sizes = self._offsets[pieces], np.diff(self._offsets)[pieces]  # [Pt] x2
-        W = int(sizes.sum())
-        flat = self._ids[np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(W)]  # [W] gathered ids
-        per_piece_text = np.repeat(np.arange(len(texts)), counts)  # [Pt]
-        lengths = np.bincount(per_piece_text, weights=sizes, minlength=len(texts)).astype(np.int64)  # [n]
-        return flat, lengths
-
-
 MASK32 = 0xFFFFFFFF
 
 
@@ -490,17 +363,17 @@ class TokenFeaturizer:
         """(flat ids [W] int64, lengths [n] int64), exactly the tokenizer's ids without special tokens."""
         if self._memo is None:
             return self._encode_whole(texts)
-        accepted = np.fromiter((self._memo.accepts(t) for t in texts), bool, len(texts))  # [n]
-        if accepted.all():
-            return self._memo.tokenize(texts)
-        parts = [self._memo.tokenize([t for t, a in zip(texts, accepted) if a]), self._encode_whole([t for t, a in zip(texts, accepted) if not a])]
-        lengths = np.zeros(len(texts), np.int64)  # [n]
-        lengths[accepted], lengths[~accepted] = parts[0][1], parts[1][1]
+        flat, lengths, whole = self._memo.tokenize(texts)
+        if not whole.any():
+            return flat, lengths
+        accepted = ~whole
+        parts = [(flat, lengths[accepted]), self._encode_whole([t for t, w in zip(texts, whole) if w])]
+        lengths[whole] = parts[1][1]
         # interleave the two groups' ids back into text order: text i's ids come from its group's run
         group_start = [np.cumsum(p[1]) - p[1] for p in parts]  # start of each text within its group
         position = np.zeros(len(texts), np.int64)  # [n] start of each text in `both`
-        position[accepted], position[~accepted] = group_start[0], group_start[1] + len(parts[0][0])
-        both = np.concatenate([parts[0][0], parts[1][0]])
+        position[accepted], position[whole] = group_start[0], group_start[1] + len(flat)
+        both = np.concatenate([flat, parts[1][0]])
         offsets = np.cumsum(lengths) - lengths  # [n] start of each text in the output
         gather = np.repeat(position - offsets, lengths) + np.arange(int(lengths.sum()))  # [W]
         return both[gather], lengths
@@ -710,6 +583,8 @@ def featurize_source(
     start = time.perf_counter()
 
     def chunk_and_submit(samples: list[Sample]) -> tuple[list[Sample], tuple[list[int], Future]]:
+        if not chunk_words:
+            return samples, ([0] * len(samples), pool.submit([s.text for s in samples]))
         pieces = [piece for s in samples for piece in chunk_sample(s, chunk_words)]
         samples, chunks = [p[0] for p in pieces], [p[1] for p in pieces]
         return samples, (chunks, pool.submit([s.text for s in samples]))
