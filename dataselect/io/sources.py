@@ -198,13 +198,30 @@ def to_sample(raw: RawRecord, config: SourceConfig, renderer: TextRenderer, stat
             text = renderer.render(raw.record)
         except BadRecord as bad:
             reason = str(bad)
+        else:
+            reason = _lone_surrogate(text, "text")
+    sample_key = sample_id(config, raw) if reason is None else ""
+    if reason is None:
+        reason = _lone_surrogate(sample_key, "id")
     if reason is not None:
         bad = BadInput(raw.file, raw.line, reason)
         if config.on_error == "fail":
             raise InputError(f"input error: {bad} (set input.on_error: skip to skip bad samples)")
         stats.record_bad(bad)
         return None
-    return Sample(raw.position, sample_id(config, raw), text, raw.file, raw.line, raw.record)
+    return Sample(raw.position, sample_key, text, raw.file, raw.line, raw.record)
+
+
+def _lone_surrogate(value: str, what: str) -> str | None:
+    """A JSON escape such as \\ud800 without its pair decodes to a lone surrogate, which no UTF-8
+    consumer (tokenizers, Arrow, hashing) accepts: the record is bad, not the run."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"{what} holds a lone surrogate ({value[error.start]!r}), not valid Unicode"
+    return None
 
 
 def iter_samples(config: SourceConfig, renderer: TextRenderer, stats: SourceStats) -> Iterator[Sample]:
