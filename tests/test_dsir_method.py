@@ -171,10 +171,24 @@ def test_one_target_per_file_and_a_raw_sample(data):
 def test_chunking_long_documents(data):
     long_doc = {"id": "long", "source": "math", "prompt": " ".join(f"word{i}" for i in range(45)), "response": "end"}
     path = write_jsonl(data["tmp"] / "long.jsonl", [long_doc, *list(data["records"].values())[:5]])
-    config = make_config(data, "chunks", **{"input.path": path, "method.dsir.chunk_words": 20, "method.budget": 1.0, "method.dsir.min_words": 1})
-    rows = selection(run(config, quiet=True))
+    overrides = {"input.path": path, "method.dsir.chunk_words": 20, "method.budget": 1.0, "method.dsir.min_words": 1, "output.write": "jsonl"}
+    result = run(make_config(data, "chunks", **overrides), quiet=True)
+    rows = selection(result)
     chunks = sorted((r["id"], r["chunk"]) for r in rows if r["id"].startswith("long"))
     assert chunks == [("long#0", 0), ("long#1", 1), ("long#2", 2)]  # 45 words + "\n\nend" -> 20, 20, 5 words
+    # selected.jsonl: every selected chunk is a row of its own, the long record's three in text order
+    written = [json.loads(line) for line in open(result.output_dir / "selected.jsonl", encoding="utf-8")]
+    assert len(written) == len(rows) == 13  # 6 records, cut into 13 chunks
+    long_rows = [w for w in written if w["id"] == "long"]
+    assert [w["chunk"] for w in long_rows] == [0, 1, 2]
+    assert long_rows[2]["chunk_text"] == "word40 word41 word42 word43 word44\n\nend"
+    rank_of = {r["id"]: r["rank"] for r in rows}
+    for record_id in {w["id"] for w in written}:
+        parts = [w for w in written if w["id"] == record_id]
+        assert [w["chunk"] for w in parts] == list(range(len(parts)))  # every chunk, in text order
+        assert " ".join(w["chunk_text"] for w in parts) == f"{parts[0]['prompt']}\n\n{parts[0]['response']}"
+        ids = [record_id] if len(parts) == 1 else [f"{record_id}#{c}" for c in range(len(parts))]
+        assert [w["rank"] for w in parts] == [rank_of[i] for i in ids]
 
 
 def test_resume_after_a_killed_run_gives_the_same_selection(data):

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dataselect.config import Config
+from dataselect.io.render import TextRenderer
 from dataselect.io.shards import atomic_write, atomic_write_text
 from dataselect.io.sources import iter_raw_records
 from dataselect.select.base import Selection
@@ -54,24 +55,36 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
 
 
 def write_selected_rows(out_dir: Path, config: Config, selection: Selection, progress: bool = True) -> Path:
-    """Copy the selected input records (in input order) with `rank` and `score` added.
+    """Copy the selected input records (in input order) with `rank` and `score` added. When the
+    method selected parts of records (`selection.chunker`), each selected part is a row of its own:
+    the record with `chunk` (its number) and `chunk_text` added, so no selected part is lost.
 
     One streaming pass over the input; only the selected rows' positions are held in memory."""
-    rank_of = {int(p): r for r, p in enumerate(selection.positions)}
+    ranks_at: dict[int, list[int]] = {}  # input position -> the ranks selected from it, in rank order
+    for rank, position in enumerate(selection.positions):
+        ranks_at.setdefault(int(position), []).append(rank)
+    chunks = selection.columns.get("chunk") if selection.chunker is not None else None
+    renderer = TextRenderer(config.input) if chunks is not None else None
     fmt = config.output.write
     path = out_dir / f"selected.{fmt}"
-    bar = tqdm(total=len(rank_of), desc="write selected rows", unit=" rows", disable=not progress)
+    bar = tqdm(total=len(selection.positions), desc="write selected rows", unit=" rows", disable=not progress)
 
     def rows():
-        remaining = len(rank_of)
+        remaining = len(ranks_at)
         for raw in iter_raw_records(config.input):
             if remaining == 0:
                 return
-            rank = rank_of.get(raw.position)
-            if rank is not None and raw.record is not None:
-                remaining -= 1
-                bar.update(1)
-                yield {**raw.record, "rank": rank, "score": float(selection.scores[rank])}
+            ranks = ranks_at.get(raw.position)
+            if ranks is None or raw.record is None:
+                continue
+            remaining -= 1
+            bar.update(len(ranks))
+            if chunks is None:
+                yield {**raw.record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
+                continue
+            parts = selection.chunker(renderer.render(raw.record))
+            for rank in sorted(ranks, key=lambda r: chunks[r]):  # a record's parts in text order
+                yield {**raw.record, "chunk": chunks[rank], "chunk_text": parts[chunks[rank]], "rank": rank, "score": float(selection.scores[rank])}
 
     def write_jsonl(temp: Path) -> None:
         with open(temp, "w", encoding="utf-8") as handle:

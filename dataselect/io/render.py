@@ -13,6 +13,15 @@ from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 
 
+def word_chunks(text: str, chunk_words: int) -> list[str]:
+    """The DSIR paper's equal-length chunks: the text split on single spaces into runs of
+    `chunk_words` words; a text no longer than that is one chunk, itself."""
+    words = text.split(" ")
+    if len(words) <= chunk_words:
+        return [text]
+    return [" ".join(words[start : start + chunk_words]) for start in range(0, len(words), chunk_words)]
+
+
 class BadRecord(Exception):
     """A record that cannot become a text; the message is the reason shown to the user."""
 

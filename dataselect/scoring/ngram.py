@@ -505,15 +505,14 @@ class NgramSource:
 
 
 def chunk_sample(sample: Sample, chunk_words: int | None) -> list[tuple[Sample, int]]:
-    """The paper's equal-length chunks: split on single spaces into runs of `chunk_words` words.
-    Documents no longer than that stay whole (chunk 0, same id); chunk c of a longer one gets id#c."""
-    words = sample.text.split(" ") if chunk_words else []
-    if not chunk_words or len(words) <= chunk_words:
+    """The sample's chunks (`word_chunks`): a document no longer than `chunk_words` stays whole
+    (chunk 0, same id); chunk c of a longer one gets id#c."""
+    from dataselect.io.render import word_chunks
+
+    chunks = word_chunks(sample.text, chunk_words) if chunk_words else [sample.text]
+    if len(chunks) == 1:
         return [(sample, 0)]
-    return [
-        (replace(sample, id=f"{sample.id}#{c}", text=" ".join(words[start : start + chunk_words])), c)
-        for c, start in enumerate(range(0, len(words), chunk_words))
-    ]
+    return [(replace(sample, id=f"{sample.id}#{c}", text=text), c) for c, text in enumerate(chunks)]
 
 
 def _features_path(store: ShardStore, index: int) -> Path:

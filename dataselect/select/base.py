@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -26,6 +26,9 @@ class Selection:
     unique: int = 0  # ... after collapsing exact duplicates
     throughput: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, str] = field(default_factory=dict)
+    # when the method selects parts of samples (DSIR's word chunks): a rendered text -> its parts, and
+    # columns["chunk"] holds each selected row's part number
+    chunker: Callable[[str], list[str]] | None = None
 
 
 class Method(Protocol):

@@ -10,6 +10,7 @@ report: KL(target || selected) against KL(target || a random selection of the sa
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
-from dataselect.io.render import TextRenderer
+from dataselect.io.render import TextRenderer, word_chunks
 from dataselect.scoring import ngram
 from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
 
@@ -253,6 +254,7 @@ class DSIRMethod:
             unique=int(unique.sum()),
             throughput=_throughput(pool, target, unit),
             cache={"pool": pool.cached, "target": target.cached},
+            chunker=functools.partial(word_chunks, chunk_words=options.chunk_words) if options.chunk_words else None,
         )
 
 
