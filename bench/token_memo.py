@@ -35,7 +35,8 @@ def main() -> int:
     from dataselect.io.render import TextRenderer
     from dataselect.io.sources import iter_samples
     from dataselect.scoring.models import load_tokenizer, resolve_model_path
-    from dataselect.scoring.ngram import CHUNK_TEXTS, TokenFeaturizer
+    from dataselect.scoring.ngram import TokenFeaturizer
+    from dataselect.scoring.ngram_store import CHUNK_TEXTS
     from dataselect.stats import SourceStats
 
     source = SourceConfig(path=args.pool, render="plain", on_error="skip", limit=args.limit)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from dataselect.scoring import ngram, token_memo
+from dataselect.scoring import importance, ngram, ngram_store, token_memo
 from dataselect.scoring.ngram import NgramFeatures, ReferenceFeaturizer
 
 TRICKY = [
@@ -25,7 +25,7 @@ TRICKY = [
 
 
 def counts_of(features: NgramFeatures, i: int, num_buckets: int = 10_000) -> np.ndarray:
-    return ngram.bucket_counts(features, num_buckets, np.arange(len(features)) == i)
+    return importance.bucket_counts(features, num_buckets, np.arange(len(features)) == i)
 
 
 def test_hash_golden_values():
@@ -103,15 +103,15 @@ def test_layout_segments_and_unigram_mode():
 
 def test_fit_smoothing_and_log_ratio():
     counts = np.array([3, 0, 1, 0], np.int64)
-    np.testing.assert_allclose(ngram.fit_distribution(counts), [0.75, 0, 0.25, 0])
+    np.testing.assert_allclose(importance.fit_distribution(counts), [0.75, 0, 0.25, 0])
     alpha = 1.0
-    smoothed = ngram.fit_distribution(counts, alpha)
+    smoothed = importance.fit_distribution(counts, alpha)
     np.testing.assert_allclose(smoothed, (counts + alpha) / (counts.sum() + alpha * 4))  # (p*T + a)/(T + aB)
     assert smoothed.sum() == pytest.approx(1.0)
-    raw = ngram.fit_distribution(np.array([1, 1, 1, 1]))
-    np.testing.assert_allclose(ngram.log_ratio(smoothed, raw), np.log(smoothed + 1e-8) - np.log(raw + 1e-8))
+    raw = importance.fit_distribution(np.array([1, 1, 1, 1]))
+    np.testing.assert_allclose(importance.log_ratio(smoothed, raw), np.log(smoothed + 1e-8) - np.log(raw + 1e-8))
     # a bucket the target never saw costs log(1e-8) - log(p_raw + 1e-8)
-    assert ngram.log_ratio(np.array([0.0, 1.0]), np.array([0.5, 0.5]))[0] == pytest.approx(np.log(1e-8) - np.log(0.5 + 1e-8))
+    assert importance.log_ratio(np.array([0.0, 1.0]), np.array([0.5, 0.5]))[0] == pytest.approx(np.log(1e-8) - np.log(0.5 + 1e-8))
 
 
 def test_log_weights_equal_count_dot_delta():
@@ -119,36 +119,36 @@ def test_log_weights_equal_count_dot_delta():
     texts = [" ".join(rng.choice(list("abcdefg"), size=rng.integers(0, 20))) for _ in range(50)]
     features = ReferenceFeaturizer(num_buckets=64).featurize(texts)
     delta = rng.normal(size=(3, 64))  # [T, B]
-    weights = ngram.log_weights(features, delta)  # [n, T]
+    weights = importance.log_weights(features, delta)  # [n, T]
     dense = np.stack([counts_of(features, i, 64) for i in range(len(texts))])  # [n, B]
     np.testing.assert_allclose(weights, dense @ delta.T, atol=1e-9)
-    np.testing.assert_allclose(ngram.log_weights(features, delta[0]), dense @ delta[0], atol=1e-9)
+    np.testing.assert_allclose(importance.log_weights(features, delta[0]), dense @ delta[0], atol=1e-9)
     assert (weights[features.n_ngrams == 0] == 0).all()
 
 
 def test_bucket_counts_of_a_document_subset():
     features = ReferenceFeaturizer(num_buckets=50).featurize(["a b", "c", "a a a"])
-    subset = ngram.bucket_counts(features, 50, np.array([True, False, True]))
+    subset = importance.bucket_counts(features, 50, np.array([True, False, True]))
     np.testing.assert_array_equal(subset, counts_of(features, 0, 50) + counts_of(features, 2, 50))
-    assert ngram.bucket_counts(features, 50).sum() == features.n_ngrams.sum()
+    assert importance.bucket_counts(features, 50).sum() == features.n_ngrams.sum()
 
 
 def test_kl_divergence():
     p = np.array([0.5, 0.5, 0.0])
-    assert ngram.kl_divergence(p, p) == pytest.approx(0.0, abs=1e-7)
-    assert ngram.kl_divergence(p, np.array([0.9, 0.1, 0.0])) > 0.3
+    assert importance.kl_divergence(p, p) == pytest.approx(0.0, abs=1e-7)
+    assert importance.kl_divergence(p, np.array([0.9, 0.1, 0.0])) > 0.3
     # buckets the selection never saw cost log(p / 1e-8) each
-    assert ngram.kl_divergence(p, np.array([0.0, 0.0, 1.0])) == pytest.approx(np.log((0.5 + 1e-8) / 1e-8))
+    assert importance.kl_divergence(p, np.array([0.0, 0.0, 1.0])) == pytest.approx(np.log((0.5 + 1e-8) / 1e-8))
 
 
 def test_chunking_splits_on_single_spaces():
     from dataselect.io.sources import Sample
 
     sample = Sample(position=3, id="doc", text="a b c d e", file="f", line=4, record={})
-    pieces = ngram.chunk_sample(sample, 2)
+    pieces = ngram_store.chunk_sample(sample, 2)
     assert [(p.id, p.text, c) for p, c in pieces] == [("doc#0", "a b", 0), ("doc#1", "c d", 1), ("doc#2", "e", 2)]
     assert all(p.position == 3 for p, _ in pieces)
-    assert ngram.chunk_sample(sample, 5) == [(sample, 0)]
+    assert ngram_store.chunk_sample(sample, 5) == [(sample, 0)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_token_features_agree_with_the_kernels(minilm_backend):
         np.testing.assert_array_equal(counts_of(features, i, 97), counts[i])
     delta = torch.linspace(-1, 1, 97, dtype=torch.float32)
     expected = dsir_log_weights(padded, torch.from_numpy(lengths), delta).numpy()
-    np.testing.assert_allclose(ngram.log_weights(features, delta.double().numpy()), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(importance.log_weights(features, delta.double().numpy()), expected, rtol=1e-5, atol=1e-5)
     assert features.n_ngrams.tolist() == [max(2 * n - 1, 0) for n in lengths]
 
 

@@ -13,7 +13,7 @@ from dataselect.cli import main as cli_main
 from dataselect.config import build_config
 from dataselect.errors import ConfigError
 from dataselect.pipeline import run
-from dataselect.scoring import ngram
+from dataselect.scoring import importance, ngram
 
 NAMES = ["Ava", "Noah", "Kemi", "Liam", "Maya", "Farid"]
 ITEMS = ["apples", "tickets", "marbles", "cookies", "stickers"]
@@ -111,10 +111,10 @@ def test_budget_all_scores_every_kept_document_with_its_log_weight(data):
     featurizer = ngram.ReferenceFeaturizer()
     pool_features = featurizer.featurize(texts)
     target_features = featurizer.featurize([f"{r['prompt']}\n\n{r['response']}" for r in target])
-    delta = ngram.log_ratio(
-        ngram.fit_distribution(ngram.bucket_counts(target_features, 10_000)), ngram.fit_distribution(ngram.bucket_counts(pool_features, 10_000))
+    delta = importance.log_ratio(
+        importance.fit_distribution(importance.bucket_counts(target_features, 10_000)), importance.fit_distribution(importance.bucket_counts(pool_features, 10_000))
     )
-    expected = dict(zip([r["id"] for r in records if "response" in r], ngram.log_weights(pool_features, delta)))
+    expected = dict(zip([r["id"] for r in records if "response" in r], importance.log_weights(pool_features, delta)))
     for row in rows:
         assert row["score"] == pytest.approx(expected[row["id"]], rel=1e-9, abs=1e-9)
 

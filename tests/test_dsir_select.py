@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dataselect.errors import ConfigError
-from dataselect.scoring import ngram
+from dataselect.scoring import importance, ngram
 from dataselect.select.dsir import gumbel_top_k, kl_reduction, resolve_proportions, sequential_select, target_quotas
 
 # chi-square critical values at alpha = 0.001 (no scipy needed at test time)
@@ -50,9 +50,9 @@ def test_gumbel_top2_matches_exact_successive_sampling():
 def test_target_equal_to_raw_gives_a_uniform_selection():
     texts = [f"doc {i} " + " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4] * (1 + i % 3)) for i in range(10)]
     features = ngram.ReferenceFeaturizer(num_buckets=256).featurize(texts)
-    counts = ngram.bucket_counts(features, 256)
-    delta = ngram.log_ratio(ngram.fit_distribution(counts), ngram.fit_distribution(counts))
-    weights = ngram.log_weights(features, delta[None, :])  # [10, 1]
+    counts = importance.bucket_counts(features, 256)
+    delta = importance.log_ratio(importance.fit_distribution(counts), importance.fit_distribution(counts))
+    weights = importance.log_weights(features, delta[None, :])  # [10, 1]
     assert (weights == 0).all()
     rng = np.random.default_rng(11)
     trials, k = 6000, 3

@@ -1,7 +1,6 @@
-"""DSIR's score phase (METHODS.md section 2): hashed n-gram features, the bag-of-n-grams fit and the
-per-document log importance weight.
+"""DSIR's featurisers (METHODS.md section 2): a batch of documents -> the hashed buckets of their
+unigrams and bigrams (NgramFeatures).
 
-Two featurisers turn a batch of documents into the buckets of their unigrams and bigrams:
   reference  lowercase -> WordPunct words (`\\w+|[^\\w\\s]+`) -> sha256(n-gram) mod num_buckets,
              bit-compatible with the `data-selection` package (1.0.3, with the nltk it installs).
              Speed without changing the output: ASCII documents go through an equivalent bytes
@@ -11,46 +10,28 @@ Two featurisers turn a batch of documents into the buckets of their unigrams and
              hash of `dataselect.kernels.ngram`: the kernel itself on CUDA, a numpy twin checked
              against it on the CPU. No string is hashed at all.
 
-The score phase writes each shard's bucket lists to the shard store (uint16 when num_buckets <= 65,536,
-so about 4 bytes per word), so fitting, weighting, the KL metric and a later run with another target
-never featurise the pool again. Everything after it is the same for both featurisers:
-    raw / target fit:  p = (sum_x c(x) + alpha) / (sum + alpha * B)        (alpha only for targets)
-    log ratio:         delta = log(p_tgt + 1e-8) - log(p_raw + 1e-8)
-    log weight:        log w(x) = sum over x's n-grams of delta[bucket]     (= delta . c(x), no length norm)
+The score phase that runs them over a source into a shard store is `ngram_store`; the fit and the log
+importance weights are `importance`.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import itertools
 import os
 import re
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import regex
 
 from dataselect.scoring.token_memo import ChunkMemo
 
-# The featuriser worker processes import this module and need none of the store, source and
-# progress-bar modules (pyarrow and tqdm among them), so those are imported where they are used.
-if TYPE_CHECKING:
-    import pyarrow as pa
+# The featuriser worker processes import this module: it imports none of the store, source and
+# progress-bar modules (pyarrow and tqdm among them).
 
-    from dataselect.config import RuntimeConfig, SourceConfig
-    from dataselect.io.render import TextRenderer
-    from dataselect.io.shards import ShardStore
-    from dataselect.io.sources import Sample
-    from dataselect.stats import SourceStats
-
-EPS = 1e-8  # inside both logs, as the package (log 1e-8 = -18.4 for buckets a distribution never saw)
-FEATURE_FORMAT = 1  # bump when the stored bucket lists change meaning
-CHUNK_TEXTS = 512  # texts per worker task: large enough for the vectorised parts to pay off
 
 # NLTK's WordPunctTokenizer is this pattern with findall. nltk >= 3.10 compiles it with the `regex`
 # engine (nltk.redos), whose \w also takes combining marks ('i\u0307brahim' is one word; stdlib `re` makes
@@ -440,277 +421,3 @@ def make_featurizer(options: Any, model_name: str, device: str) -> ReferenceFeat
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"config error: method.dsir.features: 'tokens' needs a fast tokenizer; {model_name!r} has none")
     return TokenFeaturizer(tokenizer._tokenizer, options.num_buckets, options.ngrams, str(resolve_device(device)), model_name)
-
-
-# ------------------------------------------------------------------------------------------------
-# worker processes
-# ------------------------------------------------------------------------------------------------
-
-class _Prepare:
-    """Picklable `featurizer.prepare`, the work a featuriser worker does."""
-
-    def __init__(self, featurizer: Any) -> None:
-        self.featurizer = featurizer
-
-    def __call__(self, texts: Sequence[str]) -> Any:
-        return self.featurizer.prepare(texts)
-
-
-def _concat_prepared(parts: list[Any], dtype: np.dtype) -> Any:
-    if all(isinstance(p, NgramFeatures) for p in parts):
-        return NgramFeatures.concat(parts, dtype)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-class FeaturizerPool:
-    """Runs a featuriser over lists of texts in `num_workers` processes (0: in this process)."""
-
-    def __init__(self, featurizer: Any, num_workers: int) -> None:
-        from dataselect.executors.local import ChunkedWorkerPool
-
-        self.featurizer = featurizer
-        combine = functools.partial(_concat_prepared, dtype=featurizer.dtype)
-        self._pool = ChunkedWorkerPool(_Prepare(featurizer), combine, num_workers, chunk_texts=CHUNK_TEXTS)
-
-    def submit(self, texts: Sequence[str]) -> "Future[Any]":
-        """Start featurising; `.result()` is what `finish` turns into NgramFeatures, in input order."""
-        return self._pool.submit(texts)
-
-    def finish(self, prepared: Any) -> NgramFeatures:
-        return self.featurizer.finish(prepared)
-
-    def close(self) -> None:
-        self._pool.close()
-
-    def __enter__(self) -> "FeaturizerPool":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# ------------------------------------------------------------------------------------------------
-# streaming score phase: source -> shard store of bucket lists
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class NgramSource:
-    store: ShardStore
-    stats: SourceStats
-    cached: str  # "hit", "partial" (resumed) or "miss"
-    docs: int = 0  # documents (chunks) featurised by this run
-    units: int = 0  # words or tokens featurised by this run
-    seconds: float = 0.0
-
-
-def chunk_sample(sample: Sample, chunk_words: int | None) -> list[tuple[Sample, int]]:
-    """The sample's chunks (`word_chunks`): a document no longer than `chunk_words` stays whole
-    (chunk 0, same id); chunk c of a longer one gets id#c."""
-    from dataselect.io.render import word_chunks
-
-    chunks = word_chunks(sample.text, chunk_words) if chunk_words else [sample.text]
-    if len(chunks) == 1:
-        return [(sample, 0)]
-    return [(replace(sample, id=f"{sample.id}#{c}", text=text), c) for c, text in enumerate(chunks)]
-
-
-def _features_path(store: ShardStore, index: int) -> Path:
-    return store.root / f"shard-{index:06d}.ngrams.npy"
-
-
-def read_features(store: ShardStore, index: int) -> NgramFeatures:
-    meta = store.read_meta(index, ["n_ngrams", "length"])
-    flat = np.load(_features_path(store, index), mmap_mode="r")
-    return NgramFeatures.from_stored(flat, meta.column("length").to_numpy(), meta.column("n_ngrams").to_numpy())
-
-
-def iter_features(store: ShardStore) -> Iterator[NgramFeatures]:
-    for index in range(store.num_shards):
-        yield read_features(store, index)
-
-
-def _shard_meta(samples: list[Sample], chunks: list[int], features: NgramFeatures, fields: dict[str, str], chunked: bool, files: bool) -> pa.Table:
-    """The columns every store has (id, position, text_hash, preview, record fields), plus the
-    length (words or tokens) and n-gram count of each document."""
-    import pyarrow as pa
-
-    from dataselect.io.shards import sample_columns
-
-    columns = {
-        **sample_columns(samples, fields),
-        "length": pa.array(features.lengths, pa.int64()),
-        "n_ngrams": pa.array(features.n_ngrams, pa.int64()),
-    }
-    if files:
-        columns["file"] = pa.array([s.file for s in samples], pa.string())
-    if chunked:
-        columns["chunk"] = pa.array(chunks, pa.int64())
-    return pa.table(columns)
-
-
-def featurize_source(
-    source: SourceConfig,
-    role: str,
-    renderer: TextRenderer,
-    runtime: RuntimeConfig,
-    cache_root: Path,
-    pool: FeaturizerPool,
-    chunk_words: int | None = None,
-    fields: dict[str, str] | None = None,
-    files: bool = False,
-) -> NgramSource:
-    """Featurise every sample of `source` into a shard store (resumable; a finished store is a cache
-    hit for any later run with the same input, rendering and featuriser). `fields` copies record
-    fields into metadata columns ({column: field}); `files` keeps each sample's file label."""
-    from tqdm import tqdm
-
-    from dataselect.scoring.stream import ShardStream
-    from dataselect.stats import SourceStats
-
-    featurizer = pool.featurizer
-    fields = fields or {}
-    extra = {"fields": fields, "files": files, "featurizer": featurizer.identity(), "chunk_words": chunk_words}
-    from dataselect.io.shards import keyed_store, source_key
-
-    store = keyed_store(cache_root, "ngrams", {"format": FEATURE_FORMAT, **source_key(source, renderer, runtime.shard_size), **extra})
-    if store.is_complete():
-        return NgramSource(store, store.total_stats(role), cached="hit")
-
-    result = NgramSource(store, SourceStats(role), cached="miss")
-    progress = tqdm(desc=f"featurise {role} ({featurizer.kind})", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
-    start = time.perf_counter()
-
-    def chunk_and_submit(samples: list[Sample]) -> tuple[list[Sample], tuple[list[int], Future]]:
-        if not chunk_words:
-            return samples, ([0] * len(samples), pool.submit([s.text for s in samples]))
-        pieces = [piece for s in samples for piece in chunk_sample(s, chunk_words)]
-        samples, chunks = [p[0] for p in pieces], [p[1] for p in pieces]
-        return samples, (chunks, pool.submit([s.text for s in samples]))
-
-    shards = ShardStream(source, role, renderer, store, runtime.shard_size, chunk_and_submit)
-    writer = ThreadPoolExecutor(max_workers=1)  # file writes overlap with reading the next shard
-    written: Future | None = None
-    try:
-        for shard in shards:
-            chunks, future = shard.work
-            features = pool.finish(future.result())
-            meta = _shard_meta(shard.samples, chunks, features, fields, bool(chunk_words), files)
-            if written is not None:
-                written.result()  # one shard in flight bounds memory and keeps the done records in order
-            written = writer.submit(_write_shard, store, shard.index, features, meta, shard.stats)
-            result.docs += len(shard.samples)
-            result.units += int(features.lengths.sum())
-            progress.update(len(shard.samples))
-            progress.set_postfix_str(f"{result.units / max(time.perf_counter() - start, 1e-9):,.0f} {'words' if featurizer.kind == 'reference' else 'tokens'}/s", refresh=False)
-        if written is not None:
-            written.result()
-        num_shards = shards.total_shards()
-    finally:
-        writer.shutdown(wait=True)
-        progress.close()
-    store.mark_complete(num_shards, {"role": role})
-    result.stats = store.total_stats(role)
-    result.cached = "partial" if shards.resumed else "miss"
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-def _write_shard(store: ShardStore, index: int, features: NgramFeatures, meta: pa.Table, stats: SourceStats) -> None:
-    """Features first, then the store's metadata and done record (written last: the shard is finished)."""
-    from dataselect.io.shards import atomic_write, save_npy
-
-    atomic_write(_features_path(store, index), lambda temp: save_npy(temp, features.stored()))
-    store.write_shard(index, meta, stats)
-
-
-# ------------------------------------------------------------------------------------------------
-# fitting and weights
-# ------------------------------------------------------------------------------------------------
-
-
-def bucket_counts(features: NgramFeatures, num_buckets: int, docs: np.ndarray | None = None) -> np.ndarray:
-    """Summed count vector of all documents, or of the documents where `docs` ([n] bool) is set. -> [B] int64"""
-    uni, bi = np.asarray(features.unigrams), np.asarray(features.bigrams)
-    if docs is not None:
-        uni, bi = uni[np.repeat(docs, features.lengths)], bi[np.repeat(docs, features.n_bigrams)]
-    return np.bincount(uni, minlength=num_buckets).astype(np.int64) + np.bincount(bi, minlength=num_buckets).astype(np.int64)
-
-
-def fit_distribution(counts: np.ndarray, alpha: float = 0.0) -> np.ndarray:
-    """Bag-of-hashed-n-grams MLE with optional Laplace smoothing: (c + alpha) / (sum c + alpha * B). [B] -> [B] f64"""
-    counts = np.asarray(counts, np.float64)
-    total = counts.sum() + alpha * counts.shape[-1]
-    if total <= 0:
-        raise ValueError("no n-grams to fit a distribution on")
-    return (counts + alpha) / total
-
-
-def log_ratio(target_probs: np.ndarray, raw_probs: np.ndarray) -> np.ndarray:
-    """delta = log(p_tgt + 1e-8) - log(p_raw + 1e-8). [..., B] -> [..., B] float64"""
-    return np.log(target_probs + EPS) - np.log(raw_probs + EPS)
-
-
-def log_weights(features: NgramFeatures, delta: np.ndarray) -> np.ndarray:
-    """log w(x) = sum of delta over x's n-gram buckets, for one or several targets.
-
-    delta: [B] or [T, B] float64; returns [n] or [n, T] float64 (0 for an empty document)."""
-    deltas = np.atleast_2d(delta)  # [T, B]
-    out = segment_sums(deltas[:, np.asarray(features.unigrams)], features.lengths)  # [n, T]
-    out += segment_sums(deltas[:, np.asarray(features.bigrams)], features.n_bigrams)
-    return out[:, 0] if np.ndim(delta) == 1 else out
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p || q) over hashed buckets with the weights' 1e-8 inside the logs (q may have empty buckets)."""
-    support = p > 0
-    return float(np.sum(p[support] * (np.log(p[support] + EPS) - np.log(q[support] + EPS))))
-
-
-@dataclass
-class RawFit:
-    counts: np.ndarray  # [B] int64
-    docs: int  # documents the raw distribution was fitted on
-    sampled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def fit_raw(store: ShardStore, num_buckets: int, sample_size: int | None, rng: np.random.Generator) -> RawFit:
-    """Raw n-gram counts over the whole pool, or over a seeded uniform sample of `sample_size` documents."""
-    total_docs = sum(store.read_meta(i, ["n_ngrams"]).num_rows for i in range(store.num_shards))
-    chosen = None
-    if sample_size and sample_size < total_docs:
-        chosen = np.zeros(total_docs, bool)  # [N]
-        chosen[rng.choice(total_docs, size=sample_size, replace=False)] = True
-    counts = np.zeros(num_buckets, np.int64)
-    offset = 0
-    for features in iter_features(store):
-        docs = None if chosen is None else chosen[offset : offset + len(features)]
-        counts += bucket_counts(features, num_buckets, docs)
-        offset += len(features)
-    return RawFit(counts, int(chosen.sum()) if chosen is not None else offset, sampled=chosen is not None)
-
-
-def pool_log_weights(store: ShardStore, delta: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Log weights of every pool document under each target. delta [T, B] -> [N, T] float64"""
-    from tqdm import tqdm
-
-    parts = [log_weights(f, delta) for f in tqdm(iter_features(store), total=store.num_shards, desc="dsir weights", unit=" shards", disable=not progress)]
-    return np.concatenate(parts) if parts else np.zeros((0, len(delta)), np.float64)
-
-
-def subset_counts(store: ShardStore, num_buckets: int, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Summed counts of several document subsets in one pass. masks: {name: [N] bool} -> {name: [B] int64}"""
-    out = {name: np.zeros(num_buckets, np.int64) for name in masks}
-    offset = 0
-    for features in iter_features(store):
-        for name, mask in masks.items():
-            out[name] += bucket_counts(features, num_buckets, mask[offset : offset + len(features)])
-        offset += len(features)
-    return out
-
-
-def fit_target(store: ShardStore, num_buckets: int, task_of_doc: np.ndarray, num_tasks: int) -> np.ndarray:
-    """Count vector per target task. task_of_doc [Nt] int -> [T, B] int64"""
-    return np.stack(list(subset_counts(store, num_buckets, {t: task_of_doc == t for t in range(num_tasks)}).values()))
-

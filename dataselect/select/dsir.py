@@ -1,7 +1,9 @@
 """DSIR (METHODS.md section 2): importance resampling on hashed n-gram features.
 
-score:  pool and target -> hashed unigram/bigram bucket lists per document (scoring/ngram.py, cached)
+score:  pool and target -> hashed unigram/bigram bucket lists per document, cached
+        (scoring/ngram.py featurisers, run over a source by scoring/ngram_store.py)
 fit:    raw distribution on the pool (all of it, or a seeded sample), one target distribution per task
+        (scoring/importance.py, as the weights and the KL metric)
 weight: log w(x) = sum of log(p_tgt + 1e-8) - log(p_raw + 1e-8) over x's n-grams
 select: documents of at least `min_words` (and, by default, first of their exact duplicates) ->
         Gumbel top-K (sampling without replacement in proportion to w) or plain top-K; several
@@ -19,7 +21,7 @@ import numpy as np
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer, word_chunks
-from dataselect.scoring import ngram
+from dataselect.scoring import importance, ngram, ngram_store
 from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
 
 # ------------------------------------------------------------------------------------------------
@@ -71,10 +73,10 @@ def sequential_select(
 def kl_reduction(target_probs: np.ndarray, selected_counts: np.ndarray, random_counts: np.ndarray) -> dict[str, Any]:
     """The paper's metric in the hashed feature space: per target, KL(p_t || q_random) - KL(p_t || q_selected),
     averaged over targets. target_probs [T, B]; counts [B]."""
-    q_selected = ngram.fit_distribution(selected_counts)
-    q_random = ngram.fit_distribution(random_counts)
-    kl_sel = [ngram.kl_divergence(p, q_selected) for p in target_probs]
-    kl_rand = [ngram.kl_divergence(p, q_random) for p in target_probs]
+    q_selected = importance.fit_distribution(selected_counts)
+    q_random = importance.fit_distribution(random_counts)
+    kl_sel = [importance.kl_divergence(p, q_selected) for p in target_probs]
+    kl_rand = [importance.kl_divergence(p, q_random) for p in target_probs]
     return {
         "kl_target_selected": float(np.mean(kl_sel)),
         "kl_target_random": float(np.mean(kl_rand)),
@@ -114,30 +116,30 @@ class Fit:
     names: np.ndarray  # [T] target names, sorted
     target_counts: np.ndarray  # [T, B] int64
     target_probs: np.ndarray  # [T, B] float64 (smoothed)
-    raw: ngram.RawFit
+    raw: importance.RawFit
     delta: np.ndarray  # [T, B] log(p_tgt + 1e-8) - log(p_raw + 1e-8)
 
 
-def fit(pool: ngram.NgramSource, target: ngram.NgramSource, config: Any) -> Fit:
+def fit(pool: ngram_store.NgramSource, target: ngram_store.NgramSource, config: Any) -> Fit:
     """Raw and per-target bag-of-hashed-n-gram distributions, and their log ratios."""
     options, nb = config.method.dsir, config.method.dsir.num_buckets
     column = "task" if config.target.task_field else ("file" if options.separate_targets else None)
     names, task_of_doc = target_tasks(target.store, column)
     if len(task_of_doc) == 0:
         raise ConfigError("config error: target.path: the target set has no usable samples")
-    target_counts = ngram.fit_target(target.store, nb, task_of_doc, len(names))  # [T, B]
+    target_counts = importance.fit_target(target.store, nb, task_of_doc, len(names))  # [T, B]
     empty = [str(n) for n, total in zip(names, target_counts.sum(axis=1)) if total == 0]
     if empty:
         raise ConfigError(f"config error: target.path: target(s) {empty} have no n-grams (empty texts?)")
-    raw = ngram.fit_raw(pool.store, nb, options.raw_sample_size, np.random.default_rng([config.method.seed, 2]))
+    raw = importance.fit_raw(pool.store, nb, options.raw_sample_size, np.random.default_rng([config.method.seed, 2]))
     if raw.counts.sum() == 0:
         raise ConfigError("config error: input.path: the pool has no n-grams to fit the raw distribution on")
-    target_probs = np.stack([ngram.fit_distribution(c, options.target_laplace_smoothing) for c in target_counts])  # [T, B]
-    delta = ngram.log_ratio(target_probs, ngram.fit_distribution(raw.counts))  # [T, B]
+    target_probs = np.stack([importance.fit_distribution(c, options.target_laplace_smoothing) for c in target_counts])  # [T, B]
+    delta = importance.log_ratio(target_probs, importance.fit_distribution(raw.counts))  # [T, B]
     return Fit(names, target_counts, target_probs, raw, delta)
 
 
-def eligibility(pool: ngram.NgramSource, options: Any, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def eligibility(pool: ngram_store.NgramSource, options: Any, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lengths [N], long enough [N] bool, first of its exact duplicates [N] bool); raises if none is kept."""
     lengths = pool.store.column("length").to_numpy()  # [N]
     long_enough = lengths >= options.min_words
@@ -150,14 +152,14 @@ def eligibility(pool: ngram.NgramSource, options: Any, unit: str) -> tuple[np.nd
     return lengths, long_enough, unique
 
 
-def random_baseline_kl(pool: ngram.NgramSource, fitted: Fit, chosen: np.ndarray, eligible: np.ndarray, seed: int) -> dict[str, Any]:
+def random_baseline_kl(pool: ngram_store.NgramSource, fitted: Fit, chosen: np.ndarray, eligible: np.ndarray, seed: int) -> dict[str, Any]:
     """KL(target || selected) against KL(target || a seeded uniform draw of as many eligible documents)."""
     n = len(eligible)
     baseline = top_k(np.random.default_rng([seed, 1]).random(n), len(chosen), eligible)
     masks = {"selected": np.zeros(n, bool), "random": np.zeros(n, bool)}
     masks["selected"][chosen] = True
     masks["random"][baseline] = True
-    counts = ngram.subset_counts(pool.store, fitted.delta.shape[1], masks)
+    counts = importance.subset_counts(pool.store, fitted.delta.shape[1], masks)
     return kl_reduction(fitted.target_probs, counts["selected"], counts["random"])
 
 
@@ -174,26 +176,26 @@ class DSIRMethod:
         workers = config.runtime.num_workers if options.num_workers is None else options.num_workers
         pool_source, target_source = _source_for_dsir(config.input), _source_for_dsir(config.target)
         task_field = config.target.task_field
-        with ngram.FeaturizerPool(featurizer, workers) as processes:  # one set of workers for both sources
+        with ngram_store.FeaturizerPool(featurizer, workers) as processes:  # one set of workers for both sources
             with context.stats.stage("featurize_pool"):
-                pool = ngram.featurize_source(
+                pool = ngram_store.featurize_source(
                     pool_source, "pool", TextRenderer(pool_source), config.runtime, context.cache_root, processes, options.chunk_words
                 )
             with context.stats.stage("featurize_target"):
-                target = ngram.featurize_source(
+                target = ngram_store.featurize_source(
                     target_source, "target", TextRenderer(target_source), config.runtime, context.cache_root, processes,
                     fields={"task": task_field} if task_field else None, files=options.separate_targets and not task_field,
                 )
         return self.select(context, pool, target, featurizer.kind)
 
-    def select(self, context, pool: ngram.NgramSource, target: ngram.NgramSource, kind: str) -> Selection:
+    def select(self, context, pool: ngram_store.NgramSource, target: ngram_store.NgramSource, kind: str) -> Selection:
         config = context.config
         options = config.method.dsir
         unit = "words" if kind == "reference" else "tokens"
         with context.stats.stage("fit"):
             fitted = fit(pool, target, config)
         with context.stats.stage("weights"):
-            weights = ngram.pool_log_weights(pool.store, fitted.delta, config.runtime.progress)  # [N, T]
+            weights = importance.pool_log_weights(pool.store, fitted.delta, config.runtime.progress)  # [N, T]
         with context.stats.stage("select"):
             lengths, long_enough, unique = eligibility(pool, options, unit)
             eligible = long_enough & unique
@@ -235,7 +237,7 @@ class DSIRMethod:
             "kl_target_selected": kl["kl_target_selected"],
             "kl_target_random": kl["kl_target_random"],
             "kl_reduction": kl["kl_reduction"],
-            "kl_epsilon": ngram.EPS,
+            "kl_epsilon": importance.EPS,
             "log_weight_quantiles": {q: float(np.quantile(kept_weights, q / 100)) for q in (0, 50, 90, 99, 100)},
         }
         columns: dict[str, list] = {"length": lengths[chosen].tolist()}
@@ -258,6 +260,6 @@ class DSIRMethod:
         )
 
 
-def _throughput(pool: ngram.NgramSource, target: ngram.NgramSource, unit: str) -> dict[str, Any]:
+def _throughput(pool: ngram_store.NgramSource, target: ngram_store.NgramSource, unit: str) -> dict[str, Any]:
     """Featurisation done by this run (0 docs on a cache hit); tokens are the featuriser's units."""
     return score_throughput(pool.docs + target.docs, pool.units + target.units, pool.seconds + target.seconds, unit=unit)
