@@ -12,3 +12,7 @@ class ConfigError(DataselectError):
 
 class InputError(DataselectError):
     """A bad input sample under `input.on_error: fail`, or an input path that cannot be read."""
+
+
+class OutputError(DataselectError):
+    """The selected rows cannot be written in the format asked for."""

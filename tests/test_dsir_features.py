@@ -307,3 +307,19 @@ def test_chunk_memo_starts_over_when_full_and_stays_exact(minilm_backend):
         assert lengths.tolist() == lengths_exact.tolist()
         np.testing.assert_array_equal(flat, flat_exact)
     assert len(resets) >= 2  # it started over, more than once
+
+
+def test_no_memo_for_added_tokens_matched_after_normalisation(minilm_backend):
+    """`add_tokens` makes normalized tokens, which the tokenizer finds in the normalised text (accents
+    stripped, lowercased): the shortcut never builds that text, so such a tokenizer gets no memo."""
+    from tokenizers import AddedToken, Tokenizer
+
+    backend = Tokenizer.from_str(minilm_backend.to_str())
+    backend.add_tokens([AddedToken("<eos>", normalized=True), AddedToken("new york", normalized=True)])
+    featurizer = ngram.TokenFeaturizer(backend, memo=True)
+    assert featurizer._memo is None
+    texts = ["x <e\u0301os> y", "ne\u0301\u0301w york", "plain words"]
+    flat, lengths = featurizer.tokenize(texts)
+    expected = [e.ids for e in featurizer.backend.encode_batch(texts, add_special_tokens=False)]  # its copy: no padding
+    assert flat.tolist() == [i for e in expected for i in e] and lengths.tolist() == [len(e) for e in expected]
+    assert expected[0][1] == backend.token_to_id("<eos>")  # the case the shortcut would get wrong

@@ -191,6 +191,17 @@ def test_chunking_long_documents(data):
         assert [w["rank"] for w in parts] == [rank_of[i] for i in ids]
 
 
+def test_chunk_rows_come_from_the_text_dsir_scored(data):
+    """render: auto is plain text in DSIR (no chat tags); the written chunk must be that text's chunk."""
+    conversation = {"id": "chat", "messages": [{"role": "user", "content": "one two three four"}, {"role": "assistant", "content": "five six seven eight"}]}
+    path = write_jsonl(data["tmp"] / "chat.jsonl", [conversation])
+    overrides = {"input.path": path, "input.render": "auto", "input.prompt_field": None, "input.response_field": None,
+                 "method.dsir.chunk_words": 3, "method.budget": 1.0, "method.dsir.min_words": 1, "output.write": "jsonl"}
+    result = run(make_config(data, "chat-chunks", **overrides), quiet=True)
+    written = [json.loads(line) for line in open(result.output_dir / "selected.jsonl", encoding="utf-8")]
+    assert [w["chunk_text"] for w in written] == ["one two three", "four\n\nfive six seven", "eight"]  # split at single spaces
+
+
 def test_resume_after_a_killed_run_gives_the_same_selection(data):
     config = make_config(data, "resume", **{"runtime.shard_size": 10})
     first = selection(run(config, quiet=True))

@@ -51,6 +51,11 @@ def test_top_k_ties_go_to_the_earlier_index_and_respect_eligibility():
     assert list(top_k(scores, 2, eligible=np.array([1, 0, 1, 1, 1], bool))) == [2, 4]
 
 
+def test_top_k_ranks_nan_scores_last_for_every_k():
+    scores = np.array([np.nan, np.nan, 1.0, 0.5])
+    assert [top_k(scores, k).tolist() for k in range(1, 5)] == [[2], [2, 3], [2, 3, 0], [2, 3, 0, 1]]
+
+
 def test_round_robin_interleaves_and_skips_duplicates():
     # task 0 ranks 0 > 1 > 2 > 3; task 1 ranks 0 > 3 > 2 > 1
     scores = np.array([[0.9, 0.8], [0.8, 0.1], [0.7, 0.3], [0.1, 0.5]])

@@ -106,3 +106,10 @@ def test_chat_template_is_used_when_the_tokenizer_has_one(tmp_path):
 def test_tulu_eos_and_text_hash():
     assert tulu_format([{"role": "user", "content": " q "}, {"role": "assistant", "content": "a"}], "</s>") == "<|user|>\nq\n<|assistant|>\na</s>"
     assert text_hash("abc") == text_hash("abc") != text_hash("abd")
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_record(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n')
+    samples, stats = _samples(SourceConfig(path=str(path)))
+    assert [s.text for s in samples] == ["first", "second"] and stats.skipped == 0

@@ -1,18 +1,23 @@
 """The output directory contract: selection.parquet, manifest.json, and the selected rows on request."""
 from __future__ import annotations
 
+import base64
+import datetime
 import importlib.metadata
 import json
 import platform
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dataselect.config import Config
-from dataselect.io.render import TextRenderer
+from dataselect.errors import OutputError
 from dataselect.io.shards import atomic_write, atomic_write_text
 from dataselect.io.sources import iter_raw_records
 from dataselect.select.base import Selection
@@ -64,12 +69,11 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
     for rank, position in enumerate(selection.positions):
         ranks_at.setdefault(int(position), []).append(rank)
     chunks = selection.columns.get("chunk") if selection.chunker is not None else None
-    renderer = TextRenderer(config.input) if chunks is not None else None
     fmt = config.output.write
     path = out_dir / f"selected.{fmt}"
     bar = tqdm(total=len(selection.positions), desc="write selected rows", unit=" rows", disable=not progress)
 
-    def rows():
+    def rows() -> Iterator[dict[str, Any]]:
         remaining = len(ranks_at)
         for raw in iter_raw_records(config.input):
             if remaining == 0:
@@ -82,40 +86,80 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
             if chunks is None:
                 yield {**raw.record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
                 continue
-            parts = selection.chunker(renderer.render(raw.record))
+            parts = selection.chunker(raw.record)
             for rank in sorted(ranks, key=lambda r: chunks[r]):  # a record's parts in text order
                 yield {**raw.record, "chunk": chunks[rank], "chunk_text": parts[chunks[rank]], "rank": rank, "score": float(selection.scores[rank])}
 
-    def write_jsonl(temp: Path) -> None:
-        with open(temp, "w", encoding="utf-8") as handle:
-            for row in rows():
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    def write_parquet(temp: Path) -> None:
-        writer = None
-        batch: list[dict] = []
-        try:
-            for row in rows():
-                batch.append(row)
-                if len(batch) == 4096:
-                    writer = _flush(writer, temp, batch)
-            if batch or writer is None:
-                writer = _flush(writer, temp, batch)
-        finally:
-            if writer is not None:
-                writer.close()
-
     try:
-        atomic_write(path, write_jsonl if fmt == "jsonl" else write_parquet)
+        atomic_write(path, lambda temp: (_write_jsonl_rows if fmt == "jsonl" else _write_parquet_rows)(temp, rows()))
     finally:
         bar.close()
     return path
 
 
-def _flush(writer, temp: Path, batch: list[dict]):
-    table = pa.Table.from_pylist(batch)
-    if writer is None:
-        writer = pq.ParquetWriter(temp, table.schema)
-    writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
-    batch.clear()
-    return writer
+def _json_value(value: Any) -> Any:
+    """What json.dumps cannot write itself, from parquet or hf inputs: dates and times as ISO 8601,
+    bytes as base64, numpy scalars as numbers, anything else (Decimal, timedelta) as its str."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _write_jsonl_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
+    with open(temp, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=_json_value) + "\n")
+
+
+PARQUET_PART_ROWS = 4096
+
+
+def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Every key of any row is a column (null where a row lacks it), typed from all its values."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    try:
+        return pa.table({key: pa.array([row.get(key) for row in rows]) for key in keys})
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise OutputError(f"output error: selected.parquet: an input field's values do not fit one column type ({error}); use output.write: jsonl") from None
+
+
+def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
+    """Parts of PARQUET_PART_ROWS rows first, then one file with the schema of all the parts together,
+    so a field that first appears (or first stops being null) in a later part is kept, not lost."""
+    parts_dir = Path(tempfile.mkdtemp(prefix=f"{temp.name}.parts.", dir=temp.parent))
+    try:
+        parts: list[tuple[Path, pa.Schema]] = []
+        for number, batch in enumerate(_batches(rows, PARQUET_PART_ROWS)):
+            table = _rows_table(batch)
+            parts.append((parts_dir / f"{number:06d}.parquet", table.schema))
+            pq.write_table(table, parts[-1][0])
+        try:
+            schema = pa.unify_schemas([s for _, s in parts], promote_options="permissive") if parts else pa.schema([])
+            with pq.ParquetWriter(temp, schema) as writer:
+                for part, _ in parts:
+                    writer.write_table(_conform(pq.read_table(part), schema))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+            raise OutputError(f"output error: selected.parquet: an input field's values do not fit one column type ({error}); use output.write: jsonl") from None
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The table in `schema`'s columns and types; a column it lacks is all null."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -6,6 +6,7 @@ and line; under `on_error: fail` the first one stops the run with that message.
 """
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import hashlib
@@ -118,6 +119,8 @@ def _open_text_lines(path: Path) -> Iterator[bytes]:
 
 def _read_jsonl(path: Path, label: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
     for line_number, raw in enumerate(_open_text_lines(path), start=1):
+        if line_number == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)  # written by some Windows tools; not part of the JSON
         if not raw.strip():
             continue
         try:

@@ -18,7 +18,8 @@ A new ASCII pre-token goes through the WordPiece model alone (the rest of the no
 nothing to clean ASCII), and every whole-word vocabulary entry is known from the start (greedy
 longest-match gives a word in the vocabulary as itself); a new run goes through the whole tokenizer.
 Texts the shortcut cannot vouch for (a character of BERT_UNSAFE, or an added token's text such as
-[CLS]) are left to the caller to tokenise whole (`accepts`).
+[CLS]) are marked for the caller to tokenise whole. A tokenizer with an added token matched after
+normalisation (`normalized: true`, what `add_tokens` makes by default) gets no memo at all.
 """
 from __future__ import annotations
 
@@ -189,6 +190,8 @@ class ChunkMemo:
         normalizer, pre, model = spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}, spec.get("model") or {}
         if normalizer.get("type") != "BertNormalizer" or pre.get("type") != "BertPreTokenizer":
             return None
+        if any(t.get("normalized") for t in spec.get("added_tokens", [])):
+            return None  # matched in the normalised text (accents stripped...), which the shortcut never builds
         added = [t["content"] for t in spec.get("added_tokens", [])]
         return cls(backend, added, bool(normalizer.get("lowercase")), model if model.get("type") == "WordPiece" else None)
 

@@ -26,9 +26,9 @@ class Selection:
     unique: int = 0  # ... after collapsing exact duplicates
     throughput: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, str] = field(default_factory=dict)
-    # when the method selects parts of samples (DSIR's word chunks): a rendered text -> its parts, and
-    # columns["chunk"] holds each selected row's part number
-    chunker: Callable[[str], list[str]] | None = None
+    # when the method selects parts of samples (DSIR's word chunks): an input record -> its parts, as
+    # the method cut them; columns["chunk"] holds each selected row's part number
+    chunker: Callable[[dict[str, Any]], list[str]] | None = None
 
 
 class Method(Protocol):
@@ -49,9 +49,10 @@ def first_occurrences(hashes: np.ndarray) -> np.ndarray:
 
 def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.ndarray:
     """Indices of the k highest scores, best first; ties go to the earlier index, so the order is
-    fully determined by the scores. [N] -> [k] int64"""
+    fully determined by the scores; a NaN score ranks below every number. [N] -> [k] int64"""
     candidates = np.arange(len(scores)) if eligible is None else np.flatnonzero(eligible)
     values = scores[candidates]
+    values = np.where(np.isnan(values), -np.inf, values)  # NaN would fail every comparison below
     if k < len(candidates):
         # partial selection first (O(N)), then an exact sort of the survivors with index tie-breaks
         threshold = np.partition(-values, k - 1)[k - 1]

@@ -12,7 +12,6 @@ report: KL(target || selected) against KL(target || a random selection of the sa
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -109,6 +108,17 @@ def resolve_proportions(names: Sequence[str], option: list[float] | dict[str, fl
 def _source_for_dsir(source: SourceConfig) -> SourceConfig:
     """`render: auto` means plain text here: chat tags would only add the same n-grams to every sample."""
     return source.model_copy(update={"render": "plain"}) if source.render == "auto" else source
+
+
+@dataclass
+class RecordChunks:
+    """A pool record -> the word chunks DSIR scored (the same rendering), for writing selected rows."""
+
+    renderer: TextRenderer
+    chunk_words: int
+
+    def __call__(self, record: dict[str, Any]) -> list[str]:
+        return word_chunks(self.renderer.render(record), self.chunk_words)
 
 
 @dataclass
@@ -256,7 +266,7 @@ class DSIRMethod:
             unique=int(unique.sum()),
             throughput=_throughput(pool, target, unit),
             cache={"pool": pool.cached, "target": target.cached},
-            chunker=functools.partial(word_chunks, chunk_words=options.chunk_words) if options.chunk_words else None,
+            chunker=RecordChunks(TextRenderer(_source_for_dsir(context.config.input)), options.chunk_words) if options.chunk_words else None,
         )
 
 

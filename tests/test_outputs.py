@@ -1,0 +1,57 @@
+"""The selected-rows files (output.write): every selected row, every field, any input format."""
+from __future__ import annotations
+
+import datetime
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from support import write_jsonl
+from dataselect.config import build_config
+from dataselect.errors import OutputError
+from dataselect.io import outputs
+from dataselect.select.base import Selection
+
+
+def _write(tmp_path, input_path, positions, fmt, **selection):
+    config = build_config({"input": {"path": str(input_path)}, "method": {"name": "random", "budget": 1.0}, "output": {"dir": str(tmp_path / "out"), "write": fmt}})
+    chosen = Selection(ids=[str(p) for p in positions], scores=np.arange(len(positions), 0, -1, dtype=np.float64), positions=np.array(positions), **selection)
+    return outputs.write_selected_rows(tmp_path / "out", config, chosen, progress=False)
+
+
+def test_parquet_keeps_fields_that_appear_only_in_later_rows_and_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs, "PARQUET_PART_ROWS", 3)  # several parts from a few rows
+    records = [{"text": f"t{i}", "meta": None} for i in range(5)] + [{"text": "t5", "meta": "x", "source": "wiki"}, {"text": "t6", "year": 2020}]
+    path = _write(tmp_path, write_jsonl(tmp_path / "in.jsonl", records), list(range(7)), "parquet")
+    table = pq.read_table(path)
+    assert table.column_names == ["text", "meta", "rank", "score", "source", "year"]
+    assert table.column("meta").to_pylist() == [None] * 5 + ["x", None]
+    assert table.column("source").to_pylist() == [None] * 5 + ["wiki", None]
+    assert table.column("year").to_pylist() == [None] * 6 + [2020]
+    assert table.column("rank").to_pylist() == list(range(7))
+    assert not list((tmp_path / "out").glob("*.parts.*"))  # the parts are cleaned up
+
+
+def test_parquet_with_one_field_of_two_types_is_a_one_line_error(tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "n": 1}, {"text": "b", "n": "one"}])
+    with pytest.raises(OutputError, match="output.write: jsonl"):
+        _write(tmp_path, path, [0, 1], "parquet")
+    assert not list((tmp_path / "out").iterdir())  # no half-written file
+
+
+def test_jsonl_writes_parquet_input_types(tmp_path):
+    when = datetime.datetime(2024, 5, 1, 12, 30)
+    pq.write_table(pa.table({"text": ["a", "b"], "when": [when, when], "blob": [b"\x00\x01", b""]}), tmp_path / "in.parquet")
+    rows = [json.loads(line) for line in _write(tmp_path, tmp_path / "in.parquet", [1, 0], "jsonl").read_text().splitlines()]
+    assert rows[0] == {"text": "a", "when": "2024-05-01T12:30:00", "blob": "AAE=", "rank": 1, "score": 1.0}
+    assert rows[1]["rank"] == 0 and rows[1]["text"] == "b"
+
+
+def test_chunked_rows_use_the_methods_own_cut(tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "one two three four five"}])
+    selection = {"columns": {"chunk": [1, 0]}, "chunker": lambda record: ["<" + w + ">" for w in record["text"].split(" ", 1)]}
+    rows = [json.loads(line) for line in _write(tmp_path, path, [0, 0], "jsonl", **selection).read_text().splitlines()]
+    assert [(r["chunk"], r["chunk_text"], r["rank"]) for r in rows] == [(0, "<one>", 1), (1, "<two three four five>", 0)]
