@@ -34,6 +34,9 @@ def _bench(name: str, args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and (len(argv) == 1 or (argv[1].startswith("-") and argv[1] not in ("-h", "--help"))):
+        argv.insert(1, "throughput")  # `dataselect bench --n 100`: the default benchmark, with its arguments
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -46,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         run(config, quiet=args.quiet)
         return 0
     except DataselectError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the file system said no (a full disk, a folder that cannot be written)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -216,9 +216,24 @@ def build_config(tree: dict[str, Any] | None, overrides: dict[str, Any] | list[s
             raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
         _set_dotted(tree, key, value)
     try:
-        return Config.model_validate(tree)
+        config = Config.model_validate(tree)
     except ValidationError as error:
         raise ConfigError(_first_error(error)) from None
+    _check_text_fields(config)
+    return config
+
+
+def _check_text_fields(config: Config) -> None:
+    """One of messages_field, prompt_field and text_field says where a source's text is; with two set,
+    one would be ignored without a word (a YAML file's prompt_field under `--set input.text_field=...`)."""
+    for role in ("input", "target"):
+        source = getattr(config, role)
+        chosen = [key for key in ("messages_field", "prompt_field", "text_field") if getattr(source, key)]
+        if len(chosen) > 1:
+            raise ConfigError(
+                f"config error: {role}.{chosen[0]} and {role}.{chosen[1]} are both set; only one of them can say "
+                f"where the text is (set the other to null)"
+            )
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:

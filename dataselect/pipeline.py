@@ -1,6 +1,7 @@
 """One run: method score phase -> select phase -> output directory (selection, manifest, rows)."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from dataselect.config import Config
-from dataselect.errors import ConfigError
+from dataselect.errors import ConfigError, InputError
 from dataselect.io.outputs import package_versions, selection_table, write_manifest, write_selected_rows, write_selection
 from dataselect.methods import get_method
 from dataselect.select.base import Selection
@@ -48,17 +49,40 @@ def _check_runtime(config: Config) -> None:
         raise ConfigError("config error: runtime.executor: 'ray' is not available in this build yet; use 'local'")
 
 
+def _writable_dir(path: Path, key: str) -> Path:
+    """The folder, created if need be, or a one-line error now rather than after hours of scoring."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"config error: {key}: cannot create {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"config error: {key}: {path} is not writable")
+    return path
+
+
+def _check_pool(selection: Selection) -> None:
+    """A pool with no usable sample is an input error, not an empty selection that exits 0."""
+    if selection.scored > 0:
+        return
+    pool = selection.pool_stats
+    counts = f" (read {pool.read}, skipped {pool.skipped} as bad{f'; the first: {pool.bad[0]}' if pool.bad else ''})" if pool else ""
+    raise InputError(f"input error: input.path: no usable samples{counts}")
+
+
 def run(config: Config, quiet: bool = False) -> RunResult:
     """Run a validated config end to end and write its output directory."""
     _check_runtime(config)
     method = get_method(config.method.name)
-    output_dir = Path(config.output.dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    context = RunContext(config=config, output_dir=output_dir, cache_root=config.runtime.resolved_cache_dir())
+    output_dir = _writable_dir(Path(config.output.dir), "output.dir")
+    context = RunContext(config=config, output_dir=output_dir, cache_root=_writable_dir(config.runtime.resolved_cache_dir(), "runtime.cache_dir"))
     started = time.perf_counter()
     selection = method.run(context)
+    _check_pool(selection)
     with context.stats.stage("write"):
         write_selection(output_dir, selection)
+        for stale in output_dir.glob("selected.*"):  # an earlier run's rows would pass for this run's
+            if stale.name in ("selected.jsonl", "selected.parquet"):
+                stale.unlink()
         if config.output.write != "none":
             write_selected_rows(output_dir, config, selection, progress=config.runtime.progress)
     total = time.perf_counter() - started

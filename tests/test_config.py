@@ -23,11 +23,13 @@ def test_defaults_validate_and_overrides_reach_any_key():
         ("method.name=knn", "method.name:"),
         ("runtime.batch_tokens=-1", "runtime.batch_tokens:"),
         ("input.on_error=ignore", "input.on_error:"),
+        (["input.prompt_field=prompt", "input.text_field=text"], "input.prompt_field and input.text_field are both set"),
+        (["target.messages_field=m", "target.text_field=t"], "target.messages_field and target.text_field are both set"),
     ],
 )
 def test_errors_name_the_key(override, expected):
     with pytest.raises(ConfigError) as error:
-        build_config({}, [override])
+        build_config({}, override if isinstance(override, list) else [override])
     assert expected in str(error.value)
     assert "\n" not in str(error.value)
 

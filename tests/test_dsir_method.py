@@ -92,6 +92,7 @@ def test_topk_picks_target_like_documents_and_reports_kl(data):
     assert method["kl_reduction"] > 0
     assert method["kl_target_selected"] < method["kl_target_random"]
     assert method["features"] == "reference" and method["num_buckets"] == 10_000 and method["min_words"] == 10
+    assert method["device"] == {"type": "cpu"}
     counts = result.manifest["counts"]
     assert counts["read"] == 83 and counts["skipped"] == 2 and counts["scored"] == 81
     assert method["dropped_short"] == 1  # "What is 2 + 2?\n\n4" has 7 words

@@ -30,6 +30,7 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
     assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "selected": 4}
     assert manifest["config"]["method"]["budget"] == 4
     assert manifest["versions"]["torch"] and manifest["method"]["pooling"] == "mean"
+    assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == "float32"
     assert manifest["throughput"]["docs_per_s"] > 0 and manifest["throughput"]["tokens_per_s"] > 0
     assert {"load_model", "score_pool", "score_target", "select", "total"} <= set(manifest["timings_s"])
     rows = [json.loads(line) for line in (out / "selected.jsonl").read_text().splitlines()]
@@ -197,3 +198,48 @@ def test_config_and_input_errors_through_the_library(tmp_path, demo_files):
         _run(tmp_path, pool, target, target__path=None)
     with pytest.raises(dataselect.InputError, match="no input files"):
         _run(tmp_path, tmp_path / "missing.jsonl", target)
+
+
+def test_run_mistakes_stop_with_one_line_before_the_work(tmp_path, demo_files, capsys):
+    pool, target = demo_files
+    bad_pool = write_jsonl(tmp_path / "bad.jsonl", [{"other": 1}, {"other": 2}])
+    with pytest.raises(dataselect.InputError, match=r"no usable samples \(read 2, skipped 2 as bad; the first: bad.jsonl:1: "):
+        _run(tmp_path, bad_pool, target)
+    with pytest.raises(dataselect.ConfigError, match="target.task_field: no target sample has a field 'tsak'"):
+        _run(tmp_path, pool, target, target__task_field="tsak")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(dataselect.ConfigError, match="output.dir: cannot create"):
+        _run(tmp_path, pool, target, output__dir=str(blocker / "out"))
+    with pytest.raises(dataselect.ConfigError, match="runtime.cache_dir: cannot create"):
+        _run(tmp_path, pool, target, runtime__cache_dir=str(blocker / "cache"))
+    not_parquet = tmp_path / "pool.parquet"
+    not_parquet.write_text('{"text": "not parquet"}\n')
+    capsys.readouterr()
+    assert cli_main(["run", "--config", str(_yaml(tmp_path, base_overrides(tmp_path, not_parquet, target)))]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: input error: cannot read") and "as parquet" in error and "\n" not in error
+
+
+def test_outputs_follow_the_umask_and_an_earlier_runs_rows_go(tmp_path, demo_files):
+    import os
+    import stat
+
+    pool, target = demo_files
+    _run(tmp_path, pool, target, output__write="jsonl")
+    assert (tmp_path / "out" / "selected.jsonl").exists()
+    _run(tmp_path, pool, target, method__budget=2)  # output.write: none
+    assert not (tmp_path / "out" / "selected.jsonl").exists()  # it held the earlier run's 4 rows
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [tmp_path / "out" / "selection.parquet", tmp_path / "out" / "manifest.json", *(tmp_path / "cache").rglob("*.done.json")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_bench_without_a_name_runs_the_default_with_its_arguments(monkeypatch):
+    from dataselect import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_bench", lambda name, args: calls.append((name, args)) or 0)
+    assert cli.main(["bench", "--n", "10"]) == 0 and cli.main(["bench"]) == 0 and cli.main(["bench", "kernels", "--quick"]) == 0
+    assert calls == [("throughput", ["--n", "10"]), ("throughput", []), ("kernels", ["--quick"])]

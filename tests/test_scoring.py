@@ -1,11 +1,11 @@
-"""Token-budget batching and worker tokenisation."""
+"""Token-budget batching, worker tokenisation and out-of-memory handling."""
 import numpy as np
 import pytest
 
 from support import MINILM
 from dataselect.scoring.batching import padding_waste, token_budget_batches
 from dataselect.scoring.models import load_tokenizer, resolve_model_path
-from dataselect.scoring.tokenize import TokenizerPool
+from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool
 
 
 def test_batches_cover_every_sample_once_within_the_budget():
@@ -45,3 +45,44 @@ def test_worker_tokenisation_equals_the_hf_tokenizer(workers):
         assert tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]].tolist() == expected[i]
     ids, mask = tokens.padded(np.array([0, 2]), pad_id=0)
     assert ids.shape == (2, 32) and mask[0].sum() == len(expected[0]) and mask[1].sum() == 32
+
+
+def test_out_of_memory_shrinks_every_later_batch_and_one_sample_too_many_is_one_line(tiny_bert_dir, capsys):
+    """CUDA's out-of-memory, simulated on the CPU by a model that fails above 40 padded tokens."""
+    import torch
+
+    from dataselect.errors import ConfigError
+    from dataselect.scoring.embed import Embedder
+    from dataselect.scoring.models import load_model
+
+    embedder = Embedder(load_model(str(tiny_bert_dir), "mean", 64, "float32", "cpu"))
+    expected_model = embedder.model
+    calls: list[tuple[int, int]] = []
+
+    class FailsAbove:
+        config = expected_model.config
+
+        def __init__(self, limit: int) -> None:
+            self.limit = limit
+
+        def __call__(self, input_ids, attention_mask):
+            calls.append(tuple(input_ids.shape))
+            if input_ids.numel() > self.limit:
+                raise torch.cuda.OutOfMemoryError("simulated")
+            return expected_model(input_ids=input_ids, attention_mask=attention_mask)
+
+    tokenizer = embedder.loaded.tokenizer
+    texts = [f"sample number {i} with a few words" for i in range(16)]
+    tokens = TokenizedTexts.concat([TokenizedTexts(np.array(ids, np.int32), np.array([len(ids)])) for ids in tokenizer(texts)["input_ids"]])
+    reference = embedder.embed_tokens(tokens, batch_tokens=10_000)  # no failure: one batch
+    embedder.model = FailsAbove(40)
+    got = embedder.embed_tokens(tokens, batch_tokens=10_000)
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
+    assert embedder.max_batch_tokens is not None and embedder.max_batch_tokens <= 40
+    assert capsys.readouterr().err.count("CUDA out of memory") == 1
+    calls.clear()
+    embedder.embed_tokens(tokens, batch_tokens=10_000)  # a later call: no failed attempt at all
+    assert calls and all(b * t <= 40 for b, t in calls)
+    embedder.model = FailsAbove(5)
+    with pytest.raises(ConfigError, match="model.max_length: one sample of .* tokens does not fit"):
+        embedder.embed_tokens(tokens, batch_tokens=10_000)

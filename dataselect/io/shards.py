@@ -32,6 +32,17 @@ if TYPE_CHECKING:
 PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file: mkstemp makes its files owner-only (0600).
+    Read once, at import: os.umask can only be read by setting it, which is not thread-safe."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call write(temp_path), then rename onto `path` (same folder, so the rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +50,7 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(Path(temp))
+        os.chmod(temp, FILE_MODE)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

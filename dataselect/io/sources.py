@@ -142,11 +142,16 @@ def _read_jsonl(path: Path, label: str) -> Iterator[tuple[str, int, dict | None,
 def _read_parquet(path: Path, label: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            row += 1
-            yield label, row, record, None
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for record in batch.to_pylist():
+                row += 1
+                yield label, row, record, None
+    except pa.ArrowException as error:  # not parquet, or damaged: the file, not one record, is bad
+        raise InputError(f"input error: cannot read {path} as parquet (after {row} rows): {str(error).splitlines()[0]}") from None
 
 
 def _read_hf(spec: str) -> Iterator[tuple[str, int, dict | None, str | None]]:

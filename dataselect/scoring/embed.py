@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from dataselect.config import ModelConfig, SourceConfig
+from dataselect.errors import ConfigError
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.batching import padding_waste, token_budget_batches
@@ -30,6 +31,7 @@ class Embedder:
         self.real_tokens = 0
         self.padded_tokens = 0
         self._warned_oom = False
+        self.max_batch_tokens: int | None = None  # after a CUDA out-of-memory: padded tokens per batch that fit
         self._tokenizer_pool: TokenizerPool | None = None
 
     @classmethod
@@ -84,22 +86,36 @@ class Embedder:
 
     @torch.inference_mode()
     def _forward(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
+        if len(indices) > 1 and self.max_batch_tokens is not None and len(indices) * width > self.max_batch_tokens:
+            return self._halves(tokens, indices, width)
         ids, mask = tokens.padded(indices, self.pad_id, width)  # [b, T] each
         input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
         attention_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
         try:
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, T, H]
         except torch.cuda.OutOfMemoryError:
-            if len(indices) == 1:
-                raise
-            if not self._warned_oom:
-                print(f"CUDA out of memory at {len(indices)}x{width} tokens; halving the batch and retrying", file=sys.stderr)
-                self._warned_oom = True
+            hidden = None  # handled below, once the exception (and the activations it holds) is gone
+        if hidden is None:
+            del input_ids, attention_mask
             torch.cuda.empty_cache()
-            half = len(indices) // 2
-            return np.concatenate([self._forward(tokens, indices[:half], width), self._forward(tokens, indices[half:], width)])
+            if len(indices) == 1:
+                raise ConfigError(
+                    f"config error: model.max_length: one sample of {width} tokens does not fit in {self.device} memory; "
+                    "lower model.max_length or use model.dtype: bfloat16"
+                )
+            # every later batch is kept under half of what failed, not only this one
+            self.max_batch_tokens = len(indices) * width // 2
+            if not self._warned_oom:
+                print(f"CUDA out of memory at {len(indices)}x{width} tokens; batches of at most {self.max_batch_tokens} "
+                      "padded tokens from now on", file=sys.stderr)
+                self._warned_oom = True
+            return self._halves(tokens, indices, width)
         pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32
         return pooled.float().cpu().numpy()
+
+    def _halves(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
+        half = len(indices) // 2
+        return np.concatenate([self._forward(tokens, indices[:half], width), self._forward(tokens, indices[half:], width)])
 
 
 class EmbeddingScorer:

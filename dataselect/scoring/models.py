@@ -110,6 +110,14 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def describe_device(device: torch.device | str) -> dict[str, Any]:
+    """What the manifest records of the device a run used: the GPU's name, or the CPU threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    return {"type": device.type, "threads": torch.get_num_threads()}
+
+
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     if requested == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -6,6 +6,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from dataselect.errors import ConfigError
 from dataselect.io.shards import ShardStore
 from dataselect.stats import SourceStats
 
@@ -81,10 +82,14 @@ def selected_rows(store: ShardStore, chosen: np.ndarray) -> dict[str, Any]:
     return {"ids": rows["id"], "positions": np.asarray(rows["position"], np.int64), "previews": rows["preview"]}
 
 
-def target_tasks(store: ShardStore, column: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted task names [T], task index of every target sample [Nt]); no column: one task, "target"."""
+def target_tasks(store: ShardStore, column: str | None, task_field: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted task names [T], task index of every target sample [Nt]); no column: one task, "target".
+    `task_field` (the config's target.task_field, copied into `column`): a field no sample has is a
+    misspelt key, and an error, not one unnamed task."""
     if column is None:
         return np.array(["target"]), np.zeros(int(store.rows().sum()), np.int64)
     labels = store.column(column).to_numpy(zero_copy_only=False)
+    if task_field is not None and len(labels) and all(label is None for label in labels):
+        raise ConfigError(f"config error: target.task_field: no target sample has a field {task_field!r}")
     labels = np.where(labels == None, "", labels).astype(str)  # noqa: E711 - elementwise on an object array
     return np.unique(labels, return_inverse=True)

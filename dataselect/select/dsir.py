@@ -110,6 +110,15 @@ def _source_for_dsir(source: SourceConfig) -> SourceConfig:
     return source.model_copy(update={"render": "plain"}) if source.render == "auto" else source
 
 
+def _hashing_device(featurizer: Any) -> dict[str, Any]:
+    """Where the n-grams were hashed; `reference` runs on the CPU and never imports torch."""
+    if featurizer.kind == "reference":
+        return {"type": "cpu"}
+    from dataselect.scoring.models import describe_device
+
+    return describe_device(featurizer.device)
+
+
 @dataclass
 class RecordChunks:
     """A pool record -> the word chunks DSIR scored (the same rendering), for writing selected rows."""
@@ -134,7 +143,7 @@ def fit(pool: ngram_store.NgramSource, target: ngram_store.NgramSource, config: 
     """Raw and per-target bag-of-hashed-n-gram distributions, and their log ratios."""
     options, nb = config.method.dsir, config.method.dsir.num_buckets
     column = "task" if config.target.task_field else ("file" if options.separate_targets else None)
-    names, task_of_doc = target_tasks(target.store, column)
+    names, task_of_doc = target_tasks(target.store, column, config.target.task_field)
     if len(task_of_doc) == 0:
         raise ConfigError("config error: target.path: the target set has no usable samples")
     target_counts = importance.fit_target(target.store, nb, task_of_doc, len(names))  # [T, B]
@@ -196,7 +205,9 @@ class DSIRMethod:
                     target_source, "target", TextRenderer(target_source), config.runtime, context.cache_root, processes,
                     fields={"task": task_field} if task_field else None, files=options.separate_targets and not task_field,
                 )
-        return self.select(context, pool, target, featurizer.kind)
+        selection = self.select(context, pool, target, featurizer.kind)
+        selection.metrics["device"] = _hashing_device(featurizer)
+        return selection
 
     def select(self, context, pool: ngram_store.NgramSource, target: ngram_store.NgramSource, kind: str) -> Selection:
         config = context.config

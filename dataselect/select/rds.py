@@ -16,6 +16,7 @@ from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.embed import Embedder
+from dataselect.scoring.models import describe_device
 from dataselect.scoring.store import score_source
 from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
 
@@ -112,7 +113,7 @@ class RDSMethod:
         target_vectors = np.concatenate([np.asarray(e, np.float32) for _, e in target.store.iter_shards(columns=["id"])] or [np.zeros((0, embedder.dim), np.float32)])
         if len(target_vectors) == 0:
             raise ConfigError("config error: target.path: the target set has no usable samples")
-        task_names, task_of_target = target_tasks(target.store, "task" if config.target.task_field else None)
+        task_names, task_of_target = target_tasks(target.store, "task" if config.target.task_field else None, config.target.task_field)
 
         scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, embedder.device,
                                     progress=config.runtime.progress)
@@ -135,6 +136,8 @@ class RDSMethod:
             metrics={
                 "pooling": embedder.loaded.pooling,
                 "max_length": embedder.loaded.max_length,
+                "device": describe_device(embedder.device),
+                "dtype": str(embedder.loaded.dtype).removeprefix("torch."),
                 "aggregation": options.aggregation,
                 "tasks": {str(name): int((task_of_target == i).sum()) for i, name in enumerate(task_names)},
                 "duplicates_collapsed": int(len(hashes) - eligible.sum()),
