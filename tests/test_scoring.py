@@ -86,3 +86,29 @@ def test_out_of_memory_shrinks_every_later_batch_and_one_sample_too_many_is_one_
     embedder.model = FailsAbove(5)
     with pytest.raises(ConfigError, match="model.max_length: one sample of .* tokens does not fit"):
         embedder.embed_tokens(tokens, batch_tokens=10_000)
+
+
+def test_a_hub_models_declared_pooling_is_fetched_with_it(tmp_path, monkeypatch):
+    import json
+
+    import huggingface_hub
+
+    from dataselect.scoring.models import sentence_transformers_pooling
+
+    declared = tmp_path / "config.json"
+    declared.write_text(json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    fetched = []
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: fetched.append((repo, name)) or str(declared))
+    assert sentence_transformers_pooling("some-org/cls-model") == "cls"
+    assert fetched == [("some-org/cls-model", "1_Pooling/config.json")]
+
+    def offline(repo, name):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    assert sentence_transformers_pooling("some-org/cls-model") is None  # then pooling auto falls back
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: fetched.append((repo, name)) or str(declared))
+    fetched.clear()
+    (tmp_path / "local-model").mkdir()
+    assert sentence_transformers_pooling(str(tmp_path / "local-model")) is None and fetched == []  # a folder: never the Hub

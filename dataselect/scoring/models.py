@@ -38,23 +38,30 @@ def resolve_model_path(name: str) -> str:
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
-def _local_file(model_path: str, filename: str) -> Path | None:
-    """A file of the model from its folder or the local HF cache; never the network."""
-    local = Path(model_path) / filename
-    if local.exists():
-        return local
+def _model_file(model_path: str, filename: str) -> Path | None:
+    """A sentence-transformers file of the model (None if it has none): from its folder, else the local
+    HF cache, else, for a Hub model (which from_pretrained has just fetched the same way, so the user
+    asked for a remote model), the Hub. Without that fetch a Hub model that pools its CLS token
+    would be embedded with the mean on a fresh machine."""
+    if Path(model_path).exists():
+        local = Path(model_path) / filename
+        return local if local.exists() else None
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
         cached = try_to_load_from_cache(model_path, filename)
-        return Path(cached) if isinstance(cached, str) else None
-    except Exception:  # noqa: BLE001 - an odd name or cache layout just means "no such file"
+        if isinstance(cached, str):
+            return Path(cached)
+        if cached is not None:  # the cache records that the repository has no such file
+            return None
+        return Path(hf_hub_download(model_path, filename))
+    except Exception:  # noqa: BLE001 - no such file, offline mode, an odd name: the model declares nothing
         return None
 
 
 def sentence_transformers_pooling(model_path: str) -> str | None:
     """The pooling a sentence-transformers folder declares in 1_Pooling/config.json, if any."""
-    pooling_file = _local_file(model_path, "1_Pooling/config.json")
+    pooling_file = _model_file(model_path, "1_Pooling/config.json")
     if pooling_file is None:
         return None
     flags = json.loads(pooling_file.read_text())
@@ -90,7 +97,7 @@ def resolve_pooling(requested: str, model_path: str, hf_config: Any) -> str:
 def resolve_max_length(requested: int | None, model_path: str, tokenizer: Any, hf_config: Any) -> int:
     if requested:
         return requested
-    st_config = _local_file(model_path, "sentence_bert_config.json")
+    st_config = _model_file(model_path, "sentence_bert_config.json")
     if st_config is not None:
         length = json.loads(st_config.read_text()).get("max_seq_length")
         if length:
