@@ -7,7 +7,9 @@ next shard while the current one is on the model.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -20,6 +22,16 @@ def _init_worker(work: Callable[[Sequence[str]], Any]) -> None:
     global _worker_work
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the process pool is the parallelism
     _worker_work = work
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    """A worker holds both ends of its task queue, so a parent killed outright (kill -9, the OOM killer)
+    never closes it and the worker would wait for tasks forever: it exits when the parent is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 def _run_in_worker(texts: Sequence[str]) -> Any:
