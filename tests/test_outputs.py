@@ -55,3 +55,9 @@ def test_chunked_rows_use_the_methods_own_cut(tmp_path):
     selection = {"columns": {"chunk": [1, 0]}, "chunker": lambda record: ["<" + w + ">" for w in record["text"].split(" ", 1)]}
     rows = [json.loads(line) for line in _write(tmp_path, path, [0, 0], "jsonl", **selection).read_text().splitlines()]
     assert [(r["chunk"], r["chunk_text"], r["rank"]) for r in rows] == [(0, "<one>", 1), (1, "<two three four five>", 0)]
+
+
+def test_an_inputs_own_rank_and_score_are_kept_apart(tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "score": 0.5, "rank": "high"}, {"text": "b"}])
+    rows = [json.loads(line) for line in _write(tmp_path, path, [0, 1], "jsonl").read_text().splitlines()]
+    assert rows == [{"text": "a", "input_score": 0.5, "input_rank": "high", "rank": 0, "score": 2.0}, {"text": "b", "rank": 1, "score": 1.0}]

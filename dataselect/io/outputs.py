@@ -60,9 +60,10 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
 
 
 def write_selected_rows(out_dir: Path, config: Config, selection: Selection, progress: bool = True) -> Path:
-    """Copy the selected input records (in input order) with `rank` and `score` added. When the
-    method selected parts of records (`selection.chunker`), each selected part is a row of its own:
-    the record with `chunk` (its number) and `chunk_text` added, so no selected part is lost.
+    """Copy the selected input records (in input order) with `rank` and `score` added (an input field
+    of the same name is kept as input_<name>). When the method selected parts of records
+    (`selection.chunker`), each selected part is a row of its own: the record with `chunk` (its
+    number) and `chunk_text` added, so no selected part is lost.
 
     One streaming pass over the input; only the selected rows' positions are held in memory."""
     ranks_at: dict[int, list[int]] = {}  # input position -> the ranks selected from it, in rank order
@@ -83,18 +84,32 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
                 continue
             remaining -= 1
             bar.update(len(ranks))
+            record = _kept_apart(raw.record, chunked=chunks is not None)
             if chunks is None:
-                yield {**raw.record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
+                yield {**record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
                 continue
             parts = selection.chunker(raw.record)
             for rank in sorted(ranks, key=lambda r: chunks[r]):  # a record's parts in text order
-                yield {**raw.record, "chunk": chunks[rank], "chunk_text": parts[chunks[rank]], "rank": rank, "score": float(selection.scores[rank])}
+                yield {**record, "chunk": chunks[rank], "chunk_text": parts[chunks[rank]], "rank": rank, "score": float(selection.scores[rank])}
 
     try:
         atomic_write(path, lambda temp: (_write_jsonl_rows if fmt == "jsonl" else _write_parquet_rows)(temp, rows()))
     finally:
         bar.close()
     return path
+
+
+ADDED_FIELDS = ("rank", "score")
+ADDED_CHUNK_FIELDS = ("chunk", "chunk_text")
+
+
+def _kept_apart(record: dict[str, Any], chunked: bool) -> dict[str, Any]:
+    """The record with any field of its own that a selected row adds (a `score` of the input, say)
+    renamed input_<name>, so the row has this run's values and the input's are not lost."""
+    added = ADDED_FIELDS + (ADDED_CHUNK_FIELDS if chunked else ())
+    if not any(name in record for name in added):
+        return record
+    return {(f"input_{key}" if key in added else key): value for key, value in record.items()}
 
 
 def _json_value(value: Any) -> Any:
