@@ -224,15 +224,18 @@ def build_config(tree: dict[str, Any] | None, overrides: dict[str, Any] | list[s
 
 
 def _check_text_fields(config: Config) -> None:
-    """One of messages_field, prompt_field and text_field says where a source's text is; with two set,
+    """One of messages_field, prompt_field (+ response_field) and text_field says where a source's text is; with two set,
     one would be ignored without a word (a YAML file's prompt_field under `--set input.text_field=...`)."""
     for role in ("input", "target"):
         source = getattr(config, role)
-        chosen = [key for key in ("messages_field", "prompt_field", "text_field") if getattr(source, key)]
+        # prompt_field and response_field are one choice (render.py reads either as a pair)
+        chosen = [key for key in ("messages_field", "prompt_field", "response_field", "text_field") if getattr(source, key)]
+        if "prompt_field" in chosen and "response_field" in chosen:
+            chosen.remove("response_field")
         if len(chosen) > 1:
             raise ConfigError(
-                f"config error: {role}.{chosen[0]} and {role}.{chosen[1]} are both set; only one of them can say "
-                f"where the text is (set the other to null)"
+                f"config error: {role}.{chosen[0]} and {role}.{chosen[1]} are both set; only one of messages_field, "
+                f"prompt_field (+ response_field) and text_field can say where the text is (set the others to null)"
             )
 
 

@@ -1,6 +1,7 @@
 """One run: method score phase -> select phase -> output directory (selection, manifest, rows)."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -11,8 +12,9 @@ from typing import Any
 import pyarrow as pa
 
 from dataselect.config import Config
-from dataselect.errors import ConfigError, InputError
+from dataselect.errors import ConfigError
 from dataselect.io.outputs import package_versions, selection_table, write_manifest, write_selected_rows, write_selection
+from dataselect.io.sources import resolve_locations
 from dataselect.methods import get_method
 from dataselect.select.base import Selection
 from dataselect.stats import RunStats
@@ -60,13 +62,19 @@ def _writable_dir(path: Path, key: str) -> Path:
     return path
 
 
-def _check_pool(selection: Selection) -> None:
-    """A pool with no usable sample is an input error, not an empty selection that exits 0."""
-    if selection.scored > 0:
+def _remove_earlier_rows(output_dir: Path, config: Config) -> None:
+    """Selected rows an earlier run wrote here in another format (its manifest says which) would pass
+    for this run's; this run's own format is replaced anyway. Never an input file of this run."""
+    try:
+        earlier = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))["config"]["output"]["write"]
+    except (OSError, ValueError, KeyError, TypeError):
         return
-    pool = selection.pool_stats
-    counts = f" (read {pool.read}, skipped {pool.skipped} as bad{f'; the first: {pool.bad[0]}' if pool.bad else ''})" if pool else ""
-    raise InputError(f"input error: input.path: no usable samples{counts}")
+    if earlier not in ("jsonl", "parquet") or earlier == config.output.write:
+        return
+    stale = output_dir / f"selected.{earlier}"
+    inputs = {Path(str(loc)).resolve() for _, loc in resolve_locations(config.input)} if stale.exists() else set()
+    if stale.exists() and stale.resolve() not in inputs:
+        stale.unlink()
 
 
 def run(config: Config, quiet: bool = False) -> RunResult:
@@ -77,12 +85,9 @@ def run(config: Config, quiet: bool = False) -> RunResult:
     context = RunContext(config=config, output_dir=output_dir, cache_root=_writable_dir(config.runtime.resolved_cache_dir(), "runtime.cache_dir"))
     started = time.perf_counter()
     selection = method.run(context)
-    _check_pool(selection)
     with context.stats.stage("write"):
         write_selection(output_dir, selection)
-        for stale in output_dir.glob("selected.*"):  # an earlier run's rows would pass for this run's
-            if stale.name in ("selected.jsonl", "selected.parquet"):
-                stale.unlink()
+        _remove_earlier_rows(output_dir, config)
         if config.output.write != "none":
             write_selected_rows(output_dir, config, selection, progress=config.runtime.progress)
     total = time.perf_counter() - started

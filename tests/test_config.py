@@ -25,6 +25,7 @@ def test_defaults_validate_and_overrides_reach_any_key():
         ("input.on_error=ignore", "input.on_error:"),
         (["input.prompt_field=prompt", "input.text_field=text"], "input.prompt_field and input.text_field are both set"),
         (["target.messages_field=m", "target.text_field=t"], "target.messages_field and target.text_field are both set"),
+        (["input.response_field=r", "input.text_field=t"], "input.response_field and input.text_field are both set"),
     ],
 )
 def test_errors_name_the_key(override, expected):

@@ -35,10 +35,12 @@ def test_parquet_keeps_fields_that_appear_only_in_later_rows_and_parts(tmp_path,
     assert not list((tmp_path / "out").glob("*.parts.*"))  # the parts are cleaned up
 
 
-def test_parquet_with_one_field_of_two_types_is_a_one_line_error(tmp_path):
-    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "n": 1}, {"text": "b", "n": "one"}])
-    with pytest.raises(OutputError, match="output.write: jsonl"):
+@pytest.mark.parametrize("values", [[1, "one"], [{}, {}], [2**64, 1]], ids=["two types", "always-empty dict", "huge int"])
+def test_fields_parquet_cannot_hold_are_a_one_line_error(tmp_path, values):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "n": values[0]}, {"text": "b", "n": values[1]}])
+    with pytest.raises(OutputError, match="output.write: jsonl") as error:
         _write(tmp_path, path, [0, 1], "parquet")
+    assert "\n" not in str(error.value)
     assert not list((tmp_path / "out").iterdir())  # no half-written file
 
 
@@ -58,6 +60,7 @@ def test_chunked_rows_use_the_methods_own_cut(tmp_path):
 
 
 def test_an_inputs_own_rank_and_score_are_kept_apart(tmp_path):
-    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "score": 0.5, "rank": "high"}, {"text": "b"}])
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "score": 0.5, "rank": "high", "input_rank": 7}, {"text": "b"}])
     rows = [json.loads(line) for line in _write(tmp_path, path, [0, 1], "jsonl").read_text().splitlines()]
-    assert rows == [{"text": "a", "input_score": 0.5, "input_rank": "high", "rank": 0, "score": 2.0}, {"text": "b", "rank": 1, "score": 1.0}]
+    assert rows == [{"text": "a", "input_score": 0.5, "input_input_rank": "high", "input_rank": 7, "rank": 0, "score": 2.0},
+                    {"text": "b", "rank": 1, "score": 1.0}]

@@ -205,6 +205,9 @@ def test_run_mistakes_stop_with_one_line_before_the_work(tmp_path, demo_files, c
     bad_pool = write_jsonl(tmp_path / "bad.jsonl", [{"other": 1}, {"other": 2}])
     with pytest.raises(dataselect.InputError, match=r"no usable samples \(read 2, skipped 2 as bad; the first: bad.jsonl:1: "):
         _run(tmp_path, bad_pool, target)
+    empty_pool = write_jsonl(tmp_path / "empty.jsonl", ["", "  "])
+    with pytest.raises(dataselect.InputError, match=r"no usable samples \(read 0, skipped 0 as bad\)"):
+        _run(tmp_path, empty_pool, target, method__name="random")
     with pytest.raises(dataselect.ConfigError, match="target.task_field: no target sample has a field 'tsak'"):
         _run(tmp_path, pool, target, target__task_field="tsak")
     blocker = tmp_path / "a-file"
@@ -230,6 +233,10 @@ def test_outputs_follow_the_umask_and_an_earlier_runs_rows_go(tmp_path, demo_fil
     assert (tmp_path / "out" / "selected.jsonl").exists()
     _run(tmp_path, pool, target, method__budget=2)  # output.write: none
     assert not (tmp_path / "out" / "selected.jsonl").exists()  # it held the earlier run's 4 rows
+    # rows kept as the input of the next run in the same folder are input, not stale output
+    _run(tmp_path, pool, target, output__write="jsonl")
+    _run(tmp_path, tmp_path / "out" / "selected.jsonl", target, method__name="random", method__budget=2)
+    assert len((tmp_path / "out" / "selected.jsonl").read_text().splitlines()) == 4
     umask = os.umask(0)
     os.umask(umask)
     for path in [tmp_path / "out" / "selection.parquet", tmp_path / "out" / "manifest.json", *(tmp_path / "cache").rglob("*.done.json")]:

@@ -50,17 +50,19 @@ def test_bad_records_are_counted_with_file_and_line(tmp_path):
     with open(path, "ab") as handle:
         handle.write(b'{"text": "\xff\xfe"}\n')
         handle.write(b'{"text": "lone \\ud800 surrogate"}\n{"text": "a pair \\ud83d\\ude00 is fine"}\n{"id": "\\udfff", "text": "bad id"}\n')
+        handle.write(b'{"text": "fine text", "meta": {"note": "x\\uDBFF"}}\n')
     samples, stats = _samples(SourceConfig(path=str(path), text_field="text"))
     assert [s.text for s in samples] == ["fine", "also fine", "a pair \U0001F600 is fine"]
-    assert stats.read == 10 and stats.skipped == 7
+    assert stats.read == 11 and stats.skipped == 8
     reasons = {b.line: b.reason for b in stats.bad}
     assert reasons[2].startswith("malformed JSON")
     assert reasons[3] == "empty text"
     assert reasons[4] == "missing field 'text'"
     assert reasons[5].startswith("over-long")
     assert reasons[7] == "not valid UTF-8"
-    assert reasons[8] == "text holds a lone surrogate ('\\ud800'), not valid Unicode"
-    assert reasons[10].startswith("id holds a lone surrogate")
+    assert reasons[8] == "a lone surrogate ('\\ud800') in a string, not valid Unicode"
+    assert reasons[10] == "a lone surrogate ('\\udfff') in a string, not valid Unicode"
+    assert reasons[11] == "a lone surrogate ('\\udbff') in a string, not valid Unicode"  # any field, nested too
     assert all(b.file == "pool.jsonl" for b in stats.bad)
 
 

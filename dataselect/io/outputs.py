@@ -109,7 +109,14 @@ def _kept_apart(record: dict[str, Any], chunked: bool) -> dict[str, Any]:
     added = ADDED_FIELDS + (ADDED_CHUNK_FIELDS if chunked else ())
     if not any(name in record for name in added):
         return record
-    return {(f"input_{key}" if key in added else key): value for key, value in record.items()}
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in added:
+            key = f"input_{key}"
+            while key in record or key in out:  # the input may have an input_score of its own too
+                key = f"input_{key}"
+        out[key] = value
+    return out
 
 
 def _json_value(value: Any) -> Any:
@@ -147,10 +154,7 @@ def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Every key of any row is a column (null where a row lacks it), typed from all its values."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
-    try:
-        return pa.table({key: pa.array([row.get(key) for row in rows]) for key in keys})
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise OutputError(f"output error: selected.parquet: an input field's values do not fit one column type ({error}); use output.write: jsonl") from None
+    return pa.table({key: pa.array([row.get(key) for row in rows]) for key in keys})
 
 
 def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
@@ -163,13 +167,13 @@ def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
             table = _rows_table(batch)
             parts.append((parts_dir / f"{number:06d}.parquet", table.schema))
             pq.write_table(table, parts[-1][0])
-        try:
-            schema = pa.unify_schemas([s for _, s in parts], promote_options="permissive") if parts else pa.schema([])
-            with pq.ParquetWriter(temp, schema) as writer:
-                for part, _ in parts:
-                    writer.write_table(_conform(pq.read_table(part), schema))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
-            raise OutputError(f"output error: selected.parquet: an input field's values do not fit one column type ({error}); use output.write: jsonl") from None
+        schema = pa.unify_schemas([s for _, s in parts], promote_options="permissive") if parts else pa.schema([])
+        with pq.ParquetWriter(temp, schema) as writer:
+            for part, _ in parts:
+                writer.write_table(_conform(pq.read_table(part), schema))
+    except (pa.ArrowException, OverflowError) as error:  # mixed types, an always-empty {} field, a huge int
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OutputError(f"output error: selected.parquet: the input's fields do not fit parquet columns ({message}); use output.write: jsonl") from None
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
 

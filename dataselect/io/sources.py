@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,6 +118,21 @@ def _open_text_lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
+# A JSON escape of a UTF-16 surrogate: \ud800-\udfff. Paired, json.loads makes one character of two;
+# alone it decodes to a lone surrogate, which no UTF-8 consumer (tokenizers, Arrow, hashing, the
+# selected rows) accepts, so the record is bad input, not the end of the run.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(record: dict) -> str | None:
+    """The first lone surrogate anywhere in the record (keys and nested values too), if any."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.object[error.start]
+    return None
+
+
 def _read_jsonl(path: Path, label: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
     for line_number, raw in enumerate(_open_text_lines(path), start=1):
         if line_number == 1:
@@ -135,6 +151,9 @@ def _read_jsonl(path: Path, label: str) -> Iterator[tuple[str, int, dict | None,
             continue
         if not isinstance(record, dict):
             yield label, line_number, None, "not a JSON object"
+            continue
+        if SURROGATE_ESCAPE.search(raw) is not None and (surrogate := _lone_surrogate(record)) is not None:
+            yield label, line_number, None, f"a lone surrogate ({surrogate!r}) in a string, not valid Unicode"
             continue
         yield label, line_number, record, None
 
@@ -206,30 +225,13 @@ def to_sample(raw: RawRecord, config: SourceConfig, renderer: TextRenderer, stat
             text = renderer.render(raw.record)
         except BadRecord as bad:
             reason = str(bad)
-        else:
-            reason = _lone_surrogate(text, "text")
-    sample_key = sample_id(config, raw) if reason is None else ""
-    if reason is None:
-        reason = _lone_surrogate(sample_key, "id")
     if reason is not None:
         bad = BadInput(raw.file, raw.line, reason)
         if config.on_error == "fail":
             raise InputError(f"input error: {bad} (set input.on_error: skip to skip bad samples)")
         stats.record_bad(bad)
         return None
-    return Sample(raw.position, sample_key, text, raw.file, raw.line, raw.record)
-
-
-def _lone_surrogate(value: str, what: str) -> str | None:
-    """A JSON escape such as \\ud800 without its pair decodes to a lone surrogate, which no UTF-8
-    consumer (tokenizers, Arrow, hashing) accepts: the record is bad, not the run."""
-    if value.isascii():
-        return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        return f"{what} holds a lone surrogate ({value[error.start]!r}), not valid Unicode"
-    return None
+    return Sample(raw.position, sample_id(config, raw), text, raw.file, raw.line, raw.record)
 
 
 def iter_samples(config: SourceConfig, renderer: TextRenderer, stats: SourceStats) -> Iterator[Sample]:

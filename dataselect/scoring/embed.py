@@ -99,9 +99,10 @@ class Embedder:
             del input_ids, attention_mask
             torch.cuda.empty_cache()
             if len(indices) == 1:
+                smaller = " or use model.dtype: bfloat16" if self.loaded.dtype == torch.float32 else ""
                 raise ConfigError(
                     f"config error: model.max_length: one sample of {width} tokens does not fit in {self.device} memory; "
-                    "lower model.max_length or use model.dtype: bfloat16"
+                    f"lower model.max_length{smaller}"
                 )
             # every later batch is kept under half of what failed, not only this one
             self.max_batch_tokens = len(indices) * width // 2

@@ -6,7 +6,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from dataselect.errors import ConfigError
+from dataselect.errors import ConfigError, InputError
 from dataselect.io.shards import ShardStore
 from dataselect.stats import SourceStats
 
@@ -50,7 +50,7 @@ def first_occurrences(hashes: np.ndarray) -> np.ndarray:
 
 def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.ndarray:
     """Indices of the k highest scores, best first; ties go to the earlier index, so the order is
-    fully determined by the scores; a NaN score ranks below every number. [N] -> [k] int64"""
+    fully determined by the scores; a NaN score counts as -inf. [N] -> [k] int64"""
     candidates = np.arange(len(scores)) if eligible is None else np.flatnonzero(eligible)
     values = scores[candidates]
     values = np.where(np.isnan(values), -np.inf, values)  # NaN would fail every comparison below
@@ -80,6 +80,15 @@ def selected_rows(store: ShardStore, chosen: np.ndarray) -> dict[str, Any]:
     """The Selection fields that come from the pool's metadata: ids, positions, previews (one pass)."""
     rows = store.take(chosen, ["id", "position", "preview"])
     return {"ids": rows["id"], "positions": np.asarray(rows["position"], np.int64), "previews": rows["preview"]}
+
+
+def require_usable_pool(stats: SourceStats) -> None:
+    """Right after a pool's score phase: a pool with no usable sample (every record bad, or none at
+    all) is an input error, not an empty selection that exits 0."""
+    if stats.read > stats.skipped:
+        return
+    first = f"; the first: {stats.bad[0]}" if stats.bad else ""
+    raise InputError(f"input error: input.path: no usable samples (read {stats.read}, skipped {stats.skipped} as bad{first})")
 
 
 def target_tasks(store: ShardStore, column: str | None, task_field: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer, word_chunks
 from dataselect.scoring import importance, ngram, ngram_store
-from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
+from dataselect.select.base import Selection, first_occurrences, require_usable_pool, score_throughput, selected_rows, target_tasks, top_k
 
 # ------------------------------------------------------------------------------------------------
 # pure select functions
@@ -200,6 +200,7 @@ class DSIRMethod:
                 pool = ngram_store.featurize_source(
                     pool_source, "pool", TextRenderer(pool_source), config.runtime, context.cache_root, processes, options.chunk_words
                 )
+                require_usable_pool(pool.stats)
             with context.stats.stage("featurize_target"):
                 target = ngram_store.featurize_source(
                     target_source, "target", TextRenderer(target_source), config.runtime, context.cache_root, processes,

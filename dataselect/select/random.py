@@ -6,7 +6,7 @@ import numpy as np
 
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, selected_rows, top_k
+from dataselect.select.base import Selection, first_occurrences, require_usable_pool, selected_rows, top_k
 
 
 class RandomMethod:
@@ -17,6 +17,7 @@ class RandomMethod:
         renderer = TextRenderer(config.input)
         with context.stats.stage("score_pool"):
             pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root)
+            require_usable_pool(pool.stats)
         with context.stats.stage("select"):
             hashes = pool.store.column("text_hash").to_numpy()
             eligible = first_occurrences(hashes)

@@ -18,7 +18,7 @@ from dataselect.io.shards import ShardStore
 from dataselect.scoring.embed import Embedder
 from dataselect.scoring.models import describe_device
 from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, score_throughput, selected_rows, target_tasks, top_k
+from dataselect.select.base import Selection, first_occurrences, require_usable_pool, score_throughput, selected_rows, target_tasks, top_k
 
 TARGET_TILE = 16384  # target rows per similarity tile
 
@@ -97,6 +97,7 @@ class RDSMethod:
         try:
             with context.stats.stage("score_pool"):
                 pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root, embedder)
+                require_usable_pool(pool.stats)
             with context.stats.stage("score_target"):
                 target = score_source(
                     config.target, "target", target_renderer, config.runtime, context.cache_root, embedder,
