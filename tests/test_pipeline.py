@@ -31,6 +31,7 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
     assert manifest["config"]["method"]["budget"] == 4
     assert manifest["versions"]["torch"] and manifest["method"]["pooling"] == "mean"
     assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == "float32"
+    assert manifest["method"]["truncated"] == {"pool": 0, "target": 0}
     assert manifest["throughput"]["docs_per_s"] > 0 and manifest["throughput"]["tokens_per_s"] > 0
     assert {"load_model", "score_pool", "score_target", "select", "total"} <= set(manifest["timings_s"])
     rows = [json.loads(line) for line in (out / "selected.jsonl").read_text().splitlines()]
@@ -250,3 +251,12 @@ def test_bench_without_a_name_runs_the_default_with_its_arguments(monkeypatch):
     monkeypatch.setattr(cli, "_bench", lambda name, args: calls.append((name, args)) or 0)
     assert cli.main(["bench", "--n", "10"]) == 0 and cli.main(["bench"]) == 0 and cli.main(["bench", "kernels", "--quick"]) == 0
     assert calls == [("throughput", ["--n", "10"]), ("throughput", []), ("kernels", ["--quick"])]
+
+
+def test_samples_cut_at_max_length_are_counted_on_a_cache_hit_too(tmp_path, demo_files):
+    pool, target = demo_files
+    first = _run(tmp_path, pool, target, model__max_length=12)
+    again = _run(tmp_path, pool, target, model__max_length=12)
+    assert first.manifest["method"]["truncated"]["pool"] > 0  # the demo questions run past 12 tokens
+    assert again.manifest["cache"] == {"pool": "hit", "target": "hit"}
+    assert again.manifest["method"]["truncated"] == first.manifest["method"]["truncated"]

@@ -45,6 +45,18 @@ def test_worker_tokenisation_equals_the_hf_tokenizer(workers):
         assert tokens.flat[tokens.offsets[i] : tokens.offsets[i + 1]].tolist() == expected[i]
     ids, mask = tokens.padded(np.array([0, 2]), pad_id=0)
     assert ids.shape == (2, 32) and mask[0].sum() == len(expected[0]) and mask[1].sum() == 32
+    untruncated = [len(x) for x in tokenizer(texts)["input_ids"]]
+    assert tokens.truncated.tolist() == [n > 32 for n in untruncated] and tokens.truncated.sum() == 150
+
+
+def test_the_slow_tokenizer_path_marks_truncation_too():
+    from dataselect.scoring.tokenize import SlowTokenizerEncoder
+
+    tokenizer = load_tokenizer(resolve_model_path(MINILM))
+    texts = ["short", "a much longer sentence " * 10, "exactly"]
+    tokens = SlowTokenizerEncoder(tokenizer, max_length=8)(texts)
+    assert tokens.truncated.tolist() == [False, True, False]
+    assert tokens.lengths.tolist() == [len(x) for x in tokenizer(texts, truncation=True, max_length=8)["input_ids"]]
 
 
 def test_out_of_memory_shrinks_every_later_batch_and_one_sample_too_many_is_one_line(tiny_bert_dir, capsys):

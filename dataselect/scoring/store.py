@@ -26,7 +26,7 @@ from dataselect.stats import SourceStats
 if TYPE_CHECKING:  # torch loads only for methods that embed
     from dataselect.scoring.embed import Embedder
 
-STORE_FORMAT = 1  # bump when shard contents change meaning
+STORE_FORMAT = 2  # bump when shard contents change meaning (2: the `truncated` column)
 
 
 @dataclass
@@ -49,8 +49,8 @@ def store_key(source: SourceConfig, renderer: TextRenderer, runtime: RuntimeConf
     }
 
 
-def _meta_table(samples: list[Sample], n_tokens: np.ndarray, fields: dict[str, str]) -> pa.Table:
-    return pa.table({**sample_columns(samples, fields), "n_tokens": pa.array(n_tokens, pa.int64())})
+def _meta_table(samples: list[Sample], n_tokens: np.ndarray, truncated: np.ndarray, fields: dict[str, str]) -> pa.Table:
+    return pa.table({**sample_columns(samples, fields), "n_tokens": pa.array(n_tokens, pa.int64()), "truncated": pa.array(truncated, pa.bool_())})
 
 
 def score_source(
@@ -91,11 +91,11 @@ def score_source(
             if embedder is not None:
                 tokens = shard.work.result()
                 embeddings = embedder.embed_tokens(tokens, runtime.batch_tokens, on_batch)
-                n_tokens = tokens.lengths
+                n_tokens, truncated = tokens.lengths, tokens.truncated
             else:
-                embeddings, n_tokens = None, np.zeros(len(shard.samples), np.int64)
+                embeddings, n_tokens, truncated = None, np.zeros(len(shard.samples), np.int64), np.zeros(len(shard.samples), bool)
                 on_batch(len(shard.samples), 0)
-            store.write_shard(shard.index, _meta_table(shard.samples, n_tokens, fields), shard.stats, embeddings)
+            store.write_shard(shard.index, _meta_table(shard.samples, n_tokens, truncated, fields), shard.stats, embeddings)
         num_shards = shards.total_shards()
     finally:
         progress.close()

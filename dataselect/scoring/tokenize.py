@@ -18,10 +18,12 @@ from dataselect.executors.local import ChunkedWorkerPool
 class TokenizedTexts:
     """Token ids of a list of texts, stored flat: ids of text i are flat[offsets[i]:offsets[i+1]]."""
 
-    def __init__(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray, truncated: np.ndarray | None = None) -> None:
         self.flat = flat  # [sum(lengths)] int32
         self.lengths = lengths  # [n] int64
         self.offsets = np.concatenate([[0], np.cumsum(lengths)])  # [n + 1]
+        # [n] bool: the text was cut at max_length
+        self.truncated = truncated if truncated is not None else np.zeros(len(lengths), bool)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -30,7 +32,7 @@ class TokenizedTexts:
     def concat(cls, parts: list["TokenizedTexts"]) -> "TokenizedTexts":
         if len(parts) == 1:
             return parts[0]
-        return cls(np.concatenate([p.flat for p in parts]), np.concatenate([p.lengths for p in parts]))
+        return cls(np.concatenate([p.flat for p in parts]), np.concatenate([p.lengths for p in parts]), np.concatenate([p.truncated for p in parts]))
 
     def padded(self, indices: np.ndarray, pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded ids and attention mask for the given texts: ([b, width] int64, [b, width] int64)."""
@@ -56,7 +58,8 @@ class BackendEncoder:
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=True)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
-        return TokenizedTexts(flat, lengths)
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))  # cut-off tokens
+        return TokenizedTexts(flat, lengths, truncated)
 
 
 class SlowTokenizerEncoder:
@@ -67,10 +70,19 @@ class SlowTokenizerEncoder:
         self.max_length = max_length
 
     def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"] if texts else []
+        if not texts:
+            return TokenizedTexts(np.zeros(0, np.int32), np.zeros(0, np.int64))
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, return_overflowing_tokens=True)
+        ids, truncated = encoded["input_ids"], np.zeros(len(texts), bool)
+        if "overflow_to_sample_mapping" in encoded:  # a row per max_length piece: keep each text's first
+            mapping = np.asarray(encoded["overflow_to_sample_mapping"])  # [rows] text of each row
+            first = np.flatnonzero(np.diff(mapping, prepend=-1) != 0)  # [n]
+            ids, truncated = [ids[row] for row in first], np.bincount(mapping, minlength=len(texts)) > 1
+        elif "num_truncated_tokens" in encoded:
+            truncated = np.asarray(encoded["num_truncated_tokens"]) > 0
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
         flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(lengths.sum()))
-        return TokenizedTexts(flat, lengths)
+        return TokenizedTexts(flat, lengths, truncated)
 
 
 class TokenizerPool:

@@ -138,6 +138,8 @@ class RDSMethod:
                 "pooling": embedder.loaded.pooling,
                 "max_length": embedder.loaded.max_length,
                 "device": describe_device(embedder.device),
+                # samples cut at max_length (RDS+ truncates, METHODS.md 1.5), from the stores: cache hits too
+                "truncated": {role: int(s.store.column("truncated").to_numpy().sum()) for role, s in (("pool", pool), ("target", target))},
                 "dtype": str(embedder.loaded.dtype).removeprefix("torch."),
                 "aggregation": options.aggregation,
                 "tasks": {str(name): int((task_of_target == i).sum()) for i, name in enumerate(task_names)},
