@@ -64,7 +64,8 @@ def _writable_dir(path: Path, key: str) -> Path:
 
 def _remove_earlier_rows(output_dir: Path, config: Config) -> None:
     """Selected rows an earlier run wrote here in another format (its manifest says which) would pass
-    for this run's; this run's own format is replaced anyway. Never an input file of this run."""
+    for this run's; this run's own format is replaced anyway. Never a file this run reads (pool or
+    target: last round's selection is a natural next target)."""
     try:
         earlier = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))["config"]["output"]["write"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -72,8 +73,11 @@ def _remove_earlier_rows(output_dir: Path, config: Config) -> None:
     if earlier not in ("jsonl", "parquet") or earlier == config.output.write:
         return
     stale = output_dir / f"selected.{earlier}"
-    inputs = {Path(str(loc)).resolve() for _, loc in resolve_locations(config.input)} if stale.exists() else set()
-    if stale.exists() and stale.resolve() not in inputs:
+    if not stale.exists():
+        return
+    sources = [config.input] + ([config.target] if config.target.path is not None else [])
+    inputs = {Path(str(loc)).resolve() for source in sources for _, loc in resolve_locations(source)}
+    if stale.resolve() not in inputs:
         stale.unlink()
 
 

@@ -238,6 +238,8 @@ def test_outputs_follow_the_umask_and_an_earlier_runs_rows_go(tmp_path, demo_fil
     _run(tmp_path, pool, target, output__write="jsonl")
     _run(tmp_path, tmp_path / "out" / "selected.jsonl", target, method__name="random", method__budget=2)
     assert len((tmp_path / "out" / "selected.jsonl").read_text().splitlines()) == 4
+    _run(tmp_path, pool, tmp_path / "out" / "selected.jsonl", output__write="parquet")  # ... and so is a target
+    assert len((tmp_path / "out" / "selected.jsonl").read_text().splitlines()) == 4
     umask = os.umask(0)
     os.umask(umask)
     for path in [tmp_path / "out" / "selection.parquet", tmp_path / "out" / "manifest.json", *(tmp_path / "cache").rglob("*.done.json")]:

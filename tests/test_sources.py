@@ -115,3 +115,14 @@ def test_a_byte_order_mark_does_not_cost_the_first_record(tmp_path):
     path.write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n')
     samples, stats = _samples(SourceConfig(path=str(path)))
     assert [s.text for s in samples] == ["first", "second"] and stats.skipped == 0
+
+
+def test_a_file_name_that_is_not_utf8_gives_printable_ids(tmp_path):
+    import os
+
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    (folder / os.fsdecode(b"part\xff.jsonl")).write_text('{"text": "one"}\n', encoding="utf-8")
+    samples, stats = _samples(SourceConfig(path=str(folder)))
+    assert [s.id for s in samples] == ["part\\xff.jsonl:1"] and stats.skipped == 0
+    samples[0].id.encode("utf-8")  # what Arrow needs

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -163,19 +164,30 @@ def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
     parts_dir = Path(tempfile.mkdtemp(prefix=f"{temp.name}.parts.", dir=temp.parent))
     try:
         parts: list[tuple[Path, pa.Schema]] = []
-        for number, batch in enumerate(_batches(rows, PARQUET_PART_ROWS)):
-            table = _rows_table(batch)
-            parts.append((parts_dir / f"{number:06d}.parquet", table.schema))
-            pq.write_table(table, parts[-1][0])
-        schema = pa.unify_schemas([s for _, s in parts], promote_options="permissive") if parts else pa.schema([])
-        with pq.ParquetWriter(temp, schema) as writer:
-            for part, _ in parts:
-                writer.write_table(_conform(pq.read_table(part), schema))
-    except (pa.ArrowException, OverflowError) as error:  # mixed types, an always-empty {} field, a huge int
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise OutputError(f"output error: selected.parquet: the input's fields do not fit parquet columns ({message}); use output.write: jsonl") from None
+        for number, batch in enumerate(_batches(rows, PARQUET_PART_ROWS)):  # errors reading the input pass as they are
+            with _fields_that_parquet_cannot_hold():
+                table = _rows_table(batch)
+                parts.append((parts_dir / f"{number:06d}.parquet", table.schema))
+                pq.write_table(table, parts[-1][0])
+        with _fields_that_parquet_cannot_hold():
+            schema = pa.unify_schemas([s for _, s in parts], promote_options="permissive") if parts else pa.schema([])
+            with pq.ParquetWriter(temp, schema) as writer:
+                for part, _ in parts:
+                    writer.write_table(_conform(pq.read_table(part), schema))
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _fields_that_parquet_cannot_hold() -> Iterator[None]:
+    """Mixed types in one field, a field that is {} in every row, an int above 2^63: one line, not a trace."""
+    try:
+        yield
+    except pa.ArrowMemoryError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise OutputError(f"output error: selected.parquet: the input's fields do not fit parquet columns ({message}); use output.write: jsonl") from None
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -91,7 +91,10 @@ def _labels(locations: list[tuple[str, Path | str]]) -> list[str]:
     root = Path(os.path.commonpath([str(f.parent) for f in files])) if files else None
     labels = []
     for kind, loc in locations:
-        labels.append(str(loc) if kind == "hf" else str(Path(loc).resolve().relative_to(root)))
+        label = str(loc) if kind == "hf" else str(Path(loc).resolve().relative_to(root))
+        # a file name that is not UTF-8 (Python holds its bytes as lone surrogates) is shown as \xNN: the
+        # label goes into ids, which Arrow and every later tool need as valid UTF-8
+        labels.append(os.fsencode(label).decode("utf-8", "backslashreplace"))
     return labels
 
 
@@ -127,7 +130,7 @@ SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 def _lone_surrogate(record: dict) -> str | None:
     """The first lone surrogate anywhere in the record (keys and nested values too), if any."""
     try:
-        json.dumps(record, ensure_ascii=False).encode("utf-8")
+        json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")
     except UnicodeEncodeError as error:
         return error.object[error.start]
     return None
@@ -188,7 +191,12 @@ def _read_hf(spec: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
         dataset = datasets.load_dataset(name, split=split or "train", streaming=True)
     label = f"hf:{spec}"
     for row, record in enumerate(dataset, start=1):
-        yield label, row, dict(record), None
+        record = dict(record)
+        surrogate = _lone_surrogate(record)  # a JSON-backed dataset can carry the same escapes as jsonl
+        if surrogate is not None:
+            yield label, row, None, f"a lone surrogate ({surrogate!r}) in a string, not valid Unicode"
+            continue
+        yield label, row, record, None
 
 
 def iter_raw_records(config: SourceConfig) -> Iterator[RawRecord]:
