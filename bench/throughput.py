@@ -20,8 +20,6 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
     args = parser.parse_args()
 
-    import torch
-
     import dataselect
     from dataselect.demo import make_demo
 
@@ -33,9 +31,8 @@ def main() -> None:
         "output.show_top=0", *args.overrides,
     ])
     result = dataselect.run(config, quiet=True)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() and config.runtime.device != "cpu" else "CPU"
-    t = result.manifest["throughput"]
-    print(f"device: {device} (torch threads {torch.get_num_threads()}); model {args.model}; dtype {config.model.dtype}")
+    method, t = result.manifest["method"], result.manifest["throughput"]
+    print(f"device: {method['device']}; model {args.model}; dtype {method['dtype']}")
     print(f"embedded {t['scored_docs']} docs, {t['scored_tokens']} tokens in {t['score_seconds']}s: "
           f"{t['docs_per_s']} docs/s, {t['tokens_per_s']} tokens/s, padding waste {t['padding_waste']}")
     print(f"stage timings (s): {result.manifest['timings_s']}")

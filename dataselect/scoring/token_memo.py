@@ -154,7 +154,6 @@ class ChunkMemo:
         self.backend = backend
         self.lowercase = lowercase
         self.wordpiece = wordpiece  # the WordPiece model's settings, when that is the model
-        self.unsafe = re.compile(BERT_UNSAFE)
         # an added token in any case (a superset of what the tokenizer matches, so at worst a text is
         # tokenised whole for nothing); its first characters are a cheap filter before the search
         added = [a for a in added if a]
