@@ -60,7 +60,9 @@ class LossStage:
         from dataselect.scoring.models import resolve_device, resolve_dtype
 
         device = resolve_device(self.device)
-        common = {"stage": "loss", "masks": MASKS_VERSION, "batch_invariant": True}
+        # batch_tokens: the padded width of a batch changes float sums by an ulp, and a cached store must
+        # hold exactly what this config computes
+        common = {"stage": "loss", "masks": MASKS_VERSION, "batch_tokens": self.batch_tokens}
         if self.proxies is not None:
             return common | {"scorer": "proxy", "device_type": device.type, **self.proxies.identity}
         path, hf_config = causal_lm_config(self.model.name, self.model.trust_remote_code)
