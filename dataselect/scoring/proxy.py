@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -97,12 +97,13 @@ def _learning_rate(step: int, config: ProxyConfig) -> float:
 
 
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
-              label: str = "proxy", per_sample_loss: Any = None) -> tuple[torch.nn.Module, list[float]]:
+              label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
+              callback: Callable[[int, torch.nn.Module], None] | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Trains one proxy on packed rows [R, context] for config.steps steps of config.batch_size rows
     (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
 
-    per_sample_loss(model, batch [b, T]) -> ([b] mean token CE with grad, [b] token counts) lets a
-    caller change the objective (bench/reweight_proxy.py); None is the plain mean token loss."""
+    objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
+    bench); None is the plain mean token loss. callback(step, model) runs after each step."""
     if len(rows) == 0:
         raise ValueError("no training rows: the training sample is shorter than one context")
     torch.manual_seed(seed)
@@ -120,16 +121,15 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
         x = torch.from_numpy(rows[batch])  # [b, T]
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, config)
-        if per_sample_loss is None:
-            loss = model(input_ids=x, labels=x).loss
-        else:
-            loss = per_sample_loss(model, x, step)
+        loss = model(input_ids=x, labels=x).loss if objective is None else objective(model, x, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if callback is not None:
+            callback(step, model)
     bar.close()
     return model.eval(), losses
 
