@@ -75,7 +75,6 @@ class DSIRConfig(_Section):
     # per target: a list in sorted target-name order, or {name: proportion}; default: n-gram count proportions
     target_proportions: Union[list[float], dict[str, float], None] = None
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting (the package does not)
-    num_workers: int | None = Field(None, ge=0)  # featuriser processes (None: runtime.num_workers; 0: in-process)
 
     @field_validator("target_proportions")
     @classmethod
@@ -90,6 +89,8 @@ class MethodConfig(_Section):
     name: Literal["rds", "dsir", "el2n", "cluster", "random"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
+    # pool samples whose text equals a target sample's (whitespace normalised) are never selected
+    exclude_target_copies: bool = True
     rds: RDSConfig = RDSConfig()
     dsir: DSIRConfig = DSIRConfig()
 
@@ -122,7 +123,10 @@ class RuntimeConfig(_Section):
     executor: Literal["local", "ray"] = "local"
     batch_tokens: int = Field(16384, gt=0)  # padded tokens per forward batch
     shard_size: int = Field(4096, gt=0)  # records per shard; also the window sorted by length for batching
-    num_workers: int = Field(1, ge=0)  # tokenizer worker processes (0: tokenize in the main process)
+    # worker processes that each score whole shards (0: this process); None: one per GPU on CUDA, else 0
+    num_workers: int | None = Field(None, ge=0)
+    devices: list[int] | None = None  # CUDA devices to use (default: every visible one)
+    ray_address: str | None = None  # runtime.executor: ray: a cluster address (default: a local instance)
     cache_dir: str | None = None  # default: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect
     progress: bool = True
 
