@@ -50,11 +50,15 @@ def _lookup(record: dict[str, Any], field: str) -> Any:
     return node
 
 
-def _has_keys(record: dict[str, Any], limit: int = 12) -> str:
-    """' (the record has: 'a', 'b')': what a user needs to fix a field name."""
+def _key_list(record: dict[str, Any], limit: int = 12) -> str:
+    """"'a', 'b'": the record's keys, for a user fixing a field name."""
     keys = [repr(str(key)) for key in list(record)[:limit]]
     more = f", ... ({len(record)} keys)" if len(record) > limit else ""
-    return f" (the record has: {', '.join(keys)}{more})" if keys else " (the record is empty)"
+    return ", ".join(keys) + more if keys else "no keys"
+
+
+def _has_keys(record: dict[str, Any]) -> str:
+    return f" (the record has: {_key_list(record)})"
 
 
 def _string_field(record: dict[str, Any], field: str) -> str:
@@ -189,8 +193,8 @@ class TextRenderer:
             text = self._plain(_string_field(record, "text"))
         else:
             raise BadRecord(
-                "no text field (looked for 'messages', 'conversations', 'prompt'/'response', 'instruction'/'input'/'output' "
-                f"and 'text'; set input.text_field, prompt_field or messages_field){_has_keys(record)}"
+                f"no text field (the record has: {_key_list(record)}; looked for 'messages', 'conversations', "
+                "'prompt'/'response', 'instruction'/'input'/'output' and 'text'; name it with text_field, prompt_field or messages_field)"
             )
         if len(text) > c.max_chars:
             raise BadRecord(f"over-long: {len(text):,} characters > input.max_chars={c.max_chars:,}")
