@@ -16,6 +16,7 @@ from dataselect.config import Config, SourceConfig
 from dataselect.errors import DataselectError
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.io.sources import iter_raw_records, resolve_locations
+from dataselect.stats import BadInput
 
 FIRST_RECORDS = 5  # records read from the start of each source
 
@@ -105,7 +106,7 @@ def check_source(config: Config, role: str, tokenizer: Any) -> Check:
                 except BadRecord as error:
                     reason = str(error)
             if reason is not None:
-                bad.append(f"{raw.file}:{raw.line}: {reason}")
+                bad.append(str(BadInput(raw.file, raw.line, reason)))
     except Exception as error:  # noqa: BLE001 - an unreadable source is this check's finding
         return Check(role, False, _failure(error))
     kinds = sorted({kind for kind, _ in locations})
