@@ -132,7 +132,8 @@ def test_same_seed_same_selection_whatever_workers_and_shards(data):
 
 
 def test_target_equal_to_pool_gives_zero_weights(data):
-    config = make_config(data, "same", **{"target.path": data["pool"], "method.budget": 1.0, "method.dsir.dedup": False})
+    config = make_config(data, "same", **{"target.path": data["pool"], "method.budget": 1.0, "method.dsir.dedup": False,
+                                          "method.exclude_target_copies": False})
     rows = selection(run(config, quiet=True))
     assert len(rows) == 80
     assert all(r["score"] == 0.0 for r in rows)

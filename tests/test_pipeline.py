@@ -27,7 +27,7 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
     scores = table.column("score").to_pylist()
     assert scores == sorted(scores, reverse=True)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "selected": 4}
+    assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "excluded_target_copies": 0, "selected": 4}
     assert manifest["config"]["method"]["budget"] == 4
     assert manifest["versions"]["torch"] and manifest["method"]["pooling"] == "mean"
     assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == "float32"
@@ -45,9 +45,19 @@ def test_leak_test_puts_the_target_copies_first(tmp_path, demo_files):
         {**json.loads(l), "id": "leak-" + json.loads(l)["id"]} for l in target.read_text().splitlines()
     ]
     write_jsonl(pool, leaked)
-    result = _run(tmp_path, pool, target, method__budget=2)
+    result = _run(tmp_path, pool, target, method__budget=2, method__exclude_target_copies=False)
     assert set(result.ids) == {"leak-t0", "leak-t1"}
     assert np.allclose(result.selection.scores, 1.0, atol=2e-3)
+
+
+def test_target_copies_in_the_pool_are_kept_out_by_default(tmp_path, demo_files):
+    pool, target = demo_files
+    copies = [{**json.loads(l), "id": "leak-" + json.loads(l)["id"]} for l in target.read_text().splitlines()]
+    copies[0]["prompt"] = "  " + copies[0]["prompt"].replace(" ", "   ")  # whitespace does not hide a copy
+    write_jsonl(pool, [json.loads(l) for l in pool.read_text().splitlines()] + copies)
+    result = _run(tmp_path, pool, target, method__budget=2)
+    assert not {"leak-t0", "leak-t1"} & set(result.ids)
+    assert result.manifest["counts"]["excluded_target_copies"] == 2
 
 
 def test_exact_duplicates_are_collapsed(tmp_path, demo_files):

@@ -57,7 +57,7 @@ def test_bad_records_are_counted_with_file_and_line(tmp_path):
     reasons = {b.line: b.reason for b in stats.bad}
     assert reasons[2].startswith("malformed JSON")
     assert reasons[3] == "empty text"
-    assert reasons[4] == "missing field 'text'"
+    assert reasons[4] == "missing field 'text' (the record has: 'other')"
     assert reasons[5].startswith("over-long")
     assert reasons[7] == "not valid UTF-8"
     assert reasons[8] == "a lone surrogate ('\\ud800') in a string, not valid Unicode"
