@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "el2n.yaml"))
     parser.add_argument("--set", action="append", default=[], help="config overrides, dotted.key=value")
     parser.add_argument("--cache-dir", default=None, help="default: a fresh temporary folder (no cached proxy)")
+    parser.add_argument("--save", default=None, help="write per-sample scores, corruption kinds and sources to this .npz")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     pool = Path(args.pool)
@@ -101,14 +102,14 @@ def main() -> None:
         renderer = TextRenderer(config.input, load_tokenizer(resolve_model_path(config.model.name)))
 
         # the score phase as the loop runs it in one process: train (or load) the proxies, then shards
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         stage = loss_stage_for(config, cache, lambda: iter_samples(config.input, renderer, SourceStats("pool")))
         trained = time.perf_counter()
         stage.setup(None)
         samples = list(iter_samples(config.input, renderer, SourceStats("pool")))
         size = config.runtime.shard_size
         outputs = [stage.score(samples[i : i + size]) for i in range(0, len(samples), size)]
-        finished = time.perf_counter()
+        finished, cpu_finished = time.perf_counter(), time.process_time()
 
     el2n = np.concatenate([np.asarray(o.columns["el2n"], np.float64) for o in outputs])
     loss = np.concatenate([np.asarray(o.columns["loss"], np.float64) for o in outputs])
@@ -125,8 +126,13 @@ def main() -> None:
         "seconds_train": round(trained - started, 1),
         "seconds_score": round(finished - trained, 1),
         "seconds_total": round(finished - started, 1),
+        "cpu_seconds_total": round(cpu_finished - cpu_started, 1),  # this process's CPU time, all threads
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # other work on the machine stretches wall time
     }
     print(json.dumps(report, indent=2))
+    if args.save:
+        np.savez(args.save, el2n=el2n, loss=loss, el2n_seeds=seeds, kind=kind,
+                 source=np.array([r.get("source", "") for r in rows]), words=np.array([len(r["response"].split()) for r in rows]))
 
 
 if __name__ == "__main__":

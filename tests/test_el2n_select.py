@@ -44,11 +44,12 @@ def test_offset_errors_name_their_key():
 
 def test_bad_scores_skip_or_fail():
     errors = [None, "no response tokens to score", None]
-    assert bad_scores(errors, ["a", "b", "c"], "skip").tolist() == [False, True, False]
+    ids = ["a", "b", "c"].__getitem__
+    assert bad_scores(errors, ids, "skip").tolist() == [False, True, False]
     with pytest.raises(InputError, match="input error: b: no response tokens to score"):
-        bad_scores(errors, ["a", "b", "c"], "fail")
+        bad_scores(errors, ids, "fail")
     with pytest.raises(InputError, match="no pool sample can be scored .*a: no response"):
-        bad_scores(["no response tokens to score"] * 2, ["a", "b"], "skip")
+        bad_scores(["no response tokens to score"] * 2, ids, "skip")
 
 
 def test_window_metrics_describe_the_window_and_the_pool():

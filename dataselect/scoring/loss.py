@@ -108,12 +108,14 @@ class LossStage:
         el2n_seeds = np.stack([r[0] for r in results])  # [S, n]
         loss_seeds = np.stack([r[1] for r in results])  # [S, n]
         n_tokens = results[0][2]  # [n] the same masks for every seed
-        columns = {
-            "el2n": average_over_seeds(el2n_seeds).tolist(),
-            "loss": average_over_seeds(loss_seeds).tolist(),
-            "n_tokens": n_tokens.tolist(),
-            "truncated": [p.truncated for p in prepared],
-            "error": [p.error for p in prepared],
+        import pyarrow as pa
+
+        columns = {  # typed, so a shard without any error (a null column) has the same schema as one with
+            "el2n": pa.array(average_over_seeds(el2n_seeds), pa.float32()),
+            "loss": pa.array(average_over_seeds(loss_seeds), pa.float32()),
+            "n_tokens": pa.array(n_tokens, pa.int64()),
+            "truncated": pa.array([p.truncated for p in prepared], pa.bool_()),
+            "error": pa.array([p.error for p in prepared], pa.string()),
         }
         arrays = {} if self.proxies is None else {"el2n_seeds": el2n_seeds.T.copy(), "loss_seeds": loss_seeds.T.copy()}
         counters = {

@@ -89,13 +89,14 @@ def counted_tokens(offsets: np.ndarray, spans: list[Span] | None) -> np.ndarray:
 
 def token_window(counted: np.ndarray, max_length: int) -> tuple[int, int]:
     """The [start, end) window of at most max_length tokens that a long sample is scored on: the whole
-    sample when it fits; else one that starts at most max_length // 2 tokens before the first counted
-    token (the prompt is cut from the left, so a long prompt does not push the response out)."""
+    sample when it fits; else one that starts at most max_length // 4 tokens before the first counted
+    token (the prompt is cut from the left, so a long prompt does not push the response out, and most
+    of the window is response: the more tokens a score averages, the less noisy it is)."""
     n = len(counted)
     if n <= max_length:
         return 0, n
     first = int(np.argmax(counted)) if counted.any() else 0
-    start = max(0, min(first - max_length // 2, n - max_length))
+    start = max(0, min(first - max_length // 4, n - max_length))
     return start, start + max_length
 
 

@@ -191,9 +191,10 @@ def train_proxies(
         logger.info("proxy models found in the cache: %s", path)
         return TrainedProxies(str(path), plan.identity())
     encoder = SampleEncoder(tokenizer, source, config.context)
-    prepared = [p for p in encoder.encode([s.text for s in samples], [s.record for s in samples]) if p.error is None]
+    encoded = encoder.encode([s.text for s in samples], [s.record for s in samples])
+    prepared = [p for p in encoded if p.error is None]
     if not prepared:
-        raise ValueError("no training sample has tokens to score")
+        raise ValueError(f"no training sample has tokens to score (the first: {encoded[0].error})" if encoded else "no training samples")
     vocab_size = max(len(tokenizer), int(max(int(p.ids.max()) for p in prepared)) + 1)
     id_map = reduced_vocabulary(np.concatenate([p.ids for p in prepared]), vocab_size, config.vocab)
     rows = packed_rows([id_map[p.ids] for p in prepared], config.context)  # [R, context]

@@ -80,7 +80,7 @@ def test_window_keeps_the_response_of_a_long_prompt():
     counted = np.r_[np.zeros(100, bool), np.ones(50, bool)]
     assert token_window(counted, 200) == (0, 150)  # fits: all of it
     start, end = token_window(counted, 32)
-    assert (start, end) == (100 - 16, 116)  # half a window of prompt, then the response
+    assert (start, end) == (100 - 8, 124)  # a quarter of a window of prompt, then the response
     assert token_window(np.r_[np.zeros(100, bool), np.ones(10, bool)], 32) == (78, 110)  # never past the end
     start, end = token_window(np.r_[np.zeros(5, bool), np.ones(100, bool)], 32)
     assert (start, end) == (0, 32)
