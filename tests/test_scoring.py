@@ -1,8 +1,8 @@
 """Token-budget batching, worker tokenisation and out-of-memory handling."""
 import numpy as np
 import pytest
-
 from support import MINILM
+
 from dataselect.scoring.batching import padding_waste, token_budget_batches
 from dataselect.scoring.models import load_tokenizer, resolve_model_path
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool

@@ -19,7 +19,6 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from kernel_checks import POISON_INT  # noqa: E402
 
 from dataselect.kernels import dispatch  # noqa: E402
