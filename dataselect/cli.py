@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import runpy
 import sys
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)  # library log lines, as the CLI's own
     try:
         if args.command == "bench":
             return _bench(args.name, args.args)

@@ -27,7 +27,7 @@ from dataselect.stats import SourceStats
 if TYPE_CHECKING:
     from dataselect.config import SourceConfig
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import RawRecord, Sample
+    from dataselect.io.sources import Sample
 
 PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 

@@ -10,8 +10,8 @@ import codecs
 import functools
 import glob
 import gzip
-import itertools
 import hashlib
+import itertools
 import json
 import os
 import re

@@ -5,7 +5,7 @@ that turns any iterable of samples (strings or records) into embeddings for some
 """
 from __future__ import annotations
 
-import sys
+import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -23,6 +23,9 @@ from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_f
 
 if TYPE_CHECKING:
     from dataselect.io.sources import Sample
+
+
+logger = logging.getLogger(__name__)
 
 
 class Embedder:
@@ -99,8 +102,8 @@ class Embedder:
             # every later batch is kept under half of what failed, not only this one
             self.max_batch_tokens = len(indices) * width // 2
             if not self._warned_oom:
-                print(f"CUDA out of memory at {len(indices)}x{width} tokens; batches of at most {self.max_batch_tokens} "
-                      "padded tokens from now on", file=sys.stderr)
+                logger.warning("CUDA out of memory at %dx%d tokens; batches of at most %d padded tokens from now on",
+                               len(indices), width, self.max_batch_tokens)
                 self._warned_oom = True
             return self._halves(tokens, indices, width)
         pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32

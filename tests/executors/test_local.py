@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support import MATH, OTHER, write_jsonl
 
 import dataselect
 from dataselect.errors import InputError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
-from support import MATH, OTHER, write_jsonl
 
 METHODS = {
     "rds": {},

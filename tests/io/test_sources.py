@@ -4,8 +4,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from support import write_jsonl
+
 from dataselect.config import SourceConfig
 from dataselect.errors import InputError
 from dataselect.io.render import TextRenderer, tulu_format
