@@ -195,7 +195,8 @@ class LossScorer:
         for batch in token_budget_batches(lengths, self.batch_tokens):
             rows = good_rows[batch.indices]
             self.padded_tokens += batch.padded_tokens
-            e, c, k = self.backoff.run(lambda part: self._forward(samples, part, batch.padded_length), rows, batch.padded_length)
+            width = batch.padded_length
+            e, c, k = self.backoff.run(lambda part, width=width: self._forward(samples, part, width), rows, width)
             el2n[rows], loss[rows], n_tokens[rows] = e, c, k
         return el2n, loss, n_tokens
 

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from support import write_jsonl
 
 from dataselect.config import ModelConfig, SourceConfig
 from dataselect.errors import ConfigError
@@ -16,7 +17,6 @@ from dataselect.kernels.el2n import token_el2n_and_ce_reference
 from dataselect.scoring.causal import IGNORE, LossScorer, SampleEncoder, load_causal_lm
 from dataselect.scoring.loss import LossStage
 from dataselect.stats import SourceStats
-from support import write_jsonl
 
 RECORDS = [
     {"id": "a", "prompt": "What is two plus two?", "response": "Four, of course."},

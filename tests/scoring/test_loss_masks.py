@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from support import MINILM
+
 from dataselect.config import SourceConfig
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.scoring.loss_masks import counted_tokens, response_spans, shifted_labels, token_window
@@ -17,7 +17,8 @@ def tokenizer():
     return load_tokenizer(resolve_model_path(MINILM))
 
 
-def counted_text(tokenizer, record, config=SourceConfig(), eos=None, render="tulu"):
+def counted_text(tokenizer, record, config=None, eos=None, render="tulu"):
+    config = config or SourceConfig()
     renderer = TextRenderer(config.model_copy(update={"render": render}), tokenizer)
     text = renderer.render(record)
     encoding = tokenizer(text, return_offsets_mapping=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from support import MATH, MINILM, OTHER, write_jsonl
 
-from support import MINILM, OTHER, MATH, write_jsonl
 from dataselect.config import ProxyConfig, SourceConfig, build_config
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import MATH, MINILM, OTHER, write_jsonl
 
 import dataselect
 import dataselect.pipeline
 from dataselect.errors import ConfigError, InputError
-from support import MATH, MINILM, OTHER, write_jsonl
 
 N = 3 * len(MATH + OTHER)  # the pool of _pool
 TINY_PROXY = {"method.el2n.proxy.steps": 3, "method.el2n.proxy.seeds": 2, "method.el2n.proxy.hidden": 16,
