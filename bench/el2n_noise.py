@@ -2,9 +2,10 @@
 
 Takes N samples of the instruction pool (seeded), corrupts 5% of their responses (half with their
 words shuffled, half replaced by as many words drawn at random from the sample's responses), scores
-every sample with the settings of configs/el2n.yaml (proxy trained on the corrupted pool itself,
-averaged over its seeds), and prints the AUROC of the EL2N score for flagging the corrupted samples,
-overall, per corruption and per seed, with the wall time of the score phase (proxy training included).
+every sample by running the engine as `dataselect run --config configs/el2n.yaml` does (in this
+process, so that the pool's scores can be read from the score store; the proxy is trained on the
+corrupted pool itself and averaged over its seeds), and prints the AUROC of the EL2N score for flagging the corrupted samples,
+overall, per corruption and per seed, with the run's wall time (proxy training included).
 
 Only responses of at least --min-words words (after the T0 "<|endoftext|>" marker is set aside, and
 put back after the corruption) are corrupted: shuffling a one-word response changes nothing, and 39%
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import logging
 import os
 import sys
 import tempfile
@@ -75,17 +75,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None, help="default: a fresh temporary folder (no cached proxy)")
     parser.add_argument("--save", default=None, help="write per-sample scores, corruption kinds and sources to this .npz")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     pool = Path(args.pool)
     if not pool.exists():
         sys.exit(f"pool not found: {pool} (the instruction pool lives in ../shared/data beside the repository; pass --pool)")
 
+    import dataselect.pipeline
     from dataselect.config import load_config
-    from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import iter_samples
-    from dataselect.scoring.loss import loss_stage_for
-    from dataselect.scoring.models import load_tokenizer, resolve_model_path
-    from dataselect.stats import SourceStats
+    from dataselect.io.shards import ShardStore
 
     with gzip.open(pool, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle]
@@ -96,24 +92,23 @@ def main() -> None:
         data = Path(tmp) / "noisy_pool.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         cache = args.cache_dir or str(Path(tmp) / "cache")
-        config = load_config(args.config, [f"input.path={data}", f"runtime.cache_dir={cache}", *args.set])
+        overrides = [f"input.path={data}", f"runtime.cache_dir={cache}", f"output.dir={Path(tmp) / 'out'}", "output.show_top=0", *args.set]
+        config = load_config(args.config, overrides)
         print(f"{len(rows)} samples, {int((kind == 1).sum())} shuffled + {int((kind == 2).sum())} random-word responses; "
-              f"proxy {config.method.el2n.proxy.model_dump()}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
-        renderer = TextRenderer(config.input, load_tokenizer(resolve_model_path(config.model.name)))
-
-        # the score phase as the loop runs it in one process: train (or load) the proxies, then shards
+              f"proxy {config.method.el2n.proxy.model_dump()}", flush=True)
+        # `dataselect run --config configs/el2n.yaml --set ...`, in this process so that the pool's scores can be read
         started, cpu_started = time.perf_counter(), time.process_time()
-        stage = loss_stage_for(config, cache, lambda: iter_samples(config.input, renderer, SourceStats("pool")))
-        trained = time.perf_counter()
-        stage.setup(None)
-        samples = list(iter_samples(config.input, renderer, SourceStats("pool")))
-        size = config.runtime.shard_size
-        outputs = [stage.score(samples[i : i + size]) for i in range(0, len(samples), size)]
+        result = dataselect.pipeline.run(config)
         finished, cpu_finished = time.perf_counter(), time.process_time()
-
-    el2n = np.concatenate([np.asarray(o.columns["el2n"], np.float64) for o in outputs])
-    loss = np.concatenate([np.asarray(o.columns["loss"], np.float64) for o in outputs])
-    seeds = np.concatenate([o.arrays["el2n_seeds"] for o in outputs])  # [N, S]
+        store = ShardStore(Path(result.manifest["stages"]["pool"]["store"]))
+        ids = store.column("id").to_pylist()
+        el2n = store.column("el2n").to_numpy(zero_copy_only=False).astype(np.float64)
+        loss = store.column("loss").to_numpy(zero_copy_only=False).astype(np.float64)
+        seeds = np.concatenate([store.read_array(i, "el2n_seeds") for i in range(store.num_shards)])  # [N, S]
+    order = {r["id"]: i for i, r in enumerate(rows)}
+    kind = kind[[order[i] for i in ids]]  # store row order
+    sources = np.array([rows[order[i]].get("source", "") for i in ids])
+    words = np.array([len(rows[order[i]]["response"].split()) for i in ids])
     scored = np.isfinite(el2n)
     print(f"scored {int(scored.sum())} of {len(el2n)} (bad: {int((~scored).sum())})")
     positive = kind[scored] > 0
@@ -123,16 +118,14 @@ def main() -> None:
         "auroc_el2n_random_words": auroc(el2n[scored][kind[scored] != 1], kind[scored][kind[scored] != 1] == 2),
         "auroc_loss": auroc(loss[scored], positive),
         "auroc_el2n_per_seed": [auroc(seeds[scored, s], positive) for s in range(seeds.shape[1])],
-        "seconds_train": round(trained - started, 1),
-        "seconds_score": round(finished - trained, 1),
         "seconds_total": round(finished - started, 1),
+        "timings_s": result.manifest["timings_s"],
         "cpu_seconds_total": round(cpu_finished - cpu_started, 1),  # this process's CPU time, all threads
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # other work on the machine stretches wall time
     }
     print(json.dumps(report, indent=2))
     if args.save:
-        np.savez(args.save, el2n=el2n, loss=loss, el2n_seeds=seeds, kind=kind,
-                 source=np.array([r.get("source", "") for r in rows]), words=np.array([len(r["response"].split()) for r in rows]))
+        np.savez(args.save, el2n=el2n, loss=loss, el2n_seeds=seeds, kind=kind, source=sources, words=words)
 
 
 if __name__ == "__main__":

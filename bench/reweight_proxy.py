@@ -58,7 +58,7 @@ def main() -> None:
     from dataselect.scoring.proxy import packed_rows, reduced_vocabulary, train_one
 
     config = load_config(args.config)
-    proxy = config.method.el2n.proxy.model_copy(update={"steps": args.steps, "batch_size": args.batch_size})
+    proxy = config.method.el2n.proxy.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "epochs": 1000.0})
     with gzip.open(pool, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle]
     rng = np.random.default_rng(args.seed)

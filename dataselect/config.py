@@ -105,6 +105,7 @@ class ProxyConfig(_Section):
     """The proxy causal LM trained on the pool when model.name is not a causal LM (scoring/proxy.py)."""
 
     steps: int = Field(150, gt=0)  # optimiser steps per seed (scores are read early in training)
+    epochs: float = Field(4.0, gt=0)  # ... but at most this many passes over the training sample
     seeds: int = Field(2, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
     sample: Union[int, float] = 10_000  # training samples: a count, or a fraction of the pool in (0, 1]
     batch_size: int = Field(64, gt=0)  # packed rows per step

@@ -87,20 +87,26 @@ def proxy_model(config: ProxyConfig, vocab: int) -> torch.nn.Module:
     return GPT2LMHeadModel(gpt2)
 
 
-def _learning_rate(step: int, config: ProxyConfig) -> float:
+def training_steps(config: ProxyConfig, rows: int) -> int:
+    """config.steps, but at most config.epochs passes over the rows: a small pool is not memorised
+    (and a demo pool trains in seconds)."""
+    return max(1, min(config.steps, math.ceil(config.epochs * rows / config.batch_size)))
+
+
+def _learning_rate(step: int, steps: int, peak: float) -> float:
     """Linear warm-up over the first 10% of steps, then cosine decay to a tenth of the peak."""
-    warmup = max(1, config.steps // 10)
+    warmup = max(1, steps // 10)
     if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, config.steps - warmup)
-    return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
               label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
               callback: Callable[[int, torch.nn.Module], None] | None = None) -> tuple[torch.nn.Module, list[float]]:
-    """Trains one proxy on packed rows [R, context] for config.steps steps of config.batch_size rows
-    (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
+    """Trains one proxy on packed rows [R, context] for training_steps(config, R) steps of
+    config.batch_size rows (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
 
     objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
     bench); None is the plain mean token loss. callback(step, model) runs after each step."""
@@ -113,14 +119,15 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
     rng = np.random.default_rng(seed)
     order = np.zeros(0, np.int64)
     losses: list[float] = []
-    bar = tqdm(range(config.steps), desc=f"train {label} (seed {seed})", unit="step", disable=not progress, leave=False)
+    steps = training_steps(config, len(rows))
+    bar = tqdm(range(steps), desc=f"train {label} (seed {seed})", unit="step", disable=not progress, leave=False)
     for step in bar:
         if len(order) < config.batch_size:
             order = np.concatenate([order, rng.permutation(len(rows))])
         batch, order = order[: config.batch_size], order[config.batch_size :]
         x = torch.from_numpy(rows[batch])  # [b, T]
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, config)
+            group["lr"] = _learning_rate(step, steps, config.lr)
         loss = model(input_ids=x, labels=x).loss if objective is None else objective(model, x, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

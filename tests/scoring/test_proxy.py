@@ -102,3 +102,12 @@ def test_loss_stage_for_picks_the_proxy_for_the_default_model_and_rejects_an_enc
     with pytest.raises(ConfigError, match="is not a causal LM"):
         loss_stage_for(build_config(tree, {"model.name": str(tiny_bert_dir)}), tmp_path, samples)
     assert loss_stage_for(build_config(tree, {"model.name": str(tiny_causal_dir)}), tmp_path, samples).proxies is None
+
+
+def test_training_steps_stop_after_the_epoch_cap():
+    from dataselect.scoring.proxy import training_steps
+
+    config = TINY.model_copy(update={"steps": 100, "batch_size": 8, "epochs": 2.0})
+    assert training_steps(config, rows=1000) == 100  # the cap does not bind
+    assert training_steps(config, rows=20) == 5  # 2 passes over 20 rows, 8 per step
+    assert training_steps(config, rows=1) == 1
