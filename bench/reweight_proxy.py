@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=500, help="held-out samples")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--context", type=int, default=None, help="tokens per row (default: the config's proxy.context)")
     parser.add_argument("--r", type=float, default=0.4, help="reweighting temperature")
     parser.add_argument("--burn-in", type=int, default=30, help="steps of plain loss before reweighting")
     parser.add_argument("--eval-every", type=int, default=10)
@@ -58,7 +59,8 @@ def main() -> None:
     from dataselect.scoring.proxy import packed_rows, reduced_vocabulary, train_one
 
     config = load_config(args.config)
-    proxy = config.method.el2n.proxy.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "epochs": 1000.0})
+    proxy = config.method.el2n.proxy.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "epochs": 1000.0,
+                                                        "context": args.context or config.method.el2n.proxy.context})
     with gzip.open(pool, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle]
     rng = np.random.default_rng(args.seed)

@@ -106,6 +106,7 @@ class ProxyConfig(_Section):
 
     steps: int = Field(150, gt=0)  # optimiser steps per seed (scores are read early in training)
     epochs: float = Field(4.0, gt=0)  # ... but at most this many passes over the training sample
+    train_tokens: Literal["all", "scored"] = "all"  # the training loss over every token, or only those a score counts
     seeds: int = Field(2, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
     sample: Union[int, float] = 10_000  # training samples: a count, or a fraction of the pool in (0, 1]
     batch_size: int = Field(64, gt=0)  # packed rows per step

@@ -67,6 +67,15 @@ def reduced_vocabulary(ids: np.ndarray, tokenizer_vocab: int, size: int) -> np.n
     return id_map
 
 
+def _unshifted_targets(id_map: np.ndarray, ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """HF-style labels (the model shifts them) from next-token labels: position t + 1 is a target
+    where labels[t] is. ids, labels [n] -> [n] mapped ids or -100"""
+    out = np.full(len(ids), -100, np.int64)  # [n]
+    counted = labels[:-1] != -100  # [n - 1] position t predicts a counted token t + 1
+    out[1:][counted] = id_map[ids[1:][counted]]
+    return out
+
+
 def packed_rows(windows: Sequence[np.ndarray], context: int) -> np.ndarray:
     """Windows laid end to end and cut into rows of `context` tokens (the tail is dropped): [R, context]"""
     stream = np.concatenate(list(windows)) if windows else np.zeros(0, np.int64)
@@ -104,12 +113,14 @@ def _learning_rate(step: int, steps: int, peak: float) -> float:
 
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
               label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
-              callback: Callable[[int, torch.nn.Module], None] | None = None) -> tuple[torch.nn.Module, list[float]]:
+              callback: Callable[[int, torch.nn.Module], None] | None = None,
+              targets: np.ndarray | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Trains one proxy on packed rows [R, context] for training_steps(config, R) steps of
     config.batch_size rows (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
 
     objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
-    bench); None is the plain mean token loss. callback(step, model) runs after each step."""
+    bench); None is the plain mean token loss. callback(step, model) runs after each step. targets
+    [R, context] (token ids, -100 where a token is not a target) restricts the plain loss to them."""
     if len(rows) == 0:
         raise ValueError("no training rows: the training sample is shorter than one context")
     torch.manual_seed(seed)
@@ -126,9 +137,12 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
             order = np.concatenate([order, rng.permutation(len(rows))])
         batch, order = order[: config.batch_size], order[config.batch_size :]
         x = torch.from_numpy(rows[batch])  # [b, T]
+        y = x if targets is None else torch.from_numpy(targets[batch])  # [b, T] HF shifts them by one
+        if targets is not None and not bool((y != -100).any()):
+            y = x  # a batch without any target token (rare): the plain loss rather than NaN
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, steps, config.lr)
-        loss = model(input_ids=x, labels=x).loss if objective is None else objective(model, x, step)
+        loss = model(input_ids=x, labels=y).loss if objective is None else objective(model, x, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -205,10 +219,13 @@ def train_proxies(
     vocab_size = max(len(tokenizer), int(max(int(p.ids.max()) for p in prepared)) + 1)
     id_map = reduced_vocabulary(np.concatenate([p.ids for p in prepared]), vocab_size, config.vocab)
     rows = packed_rows([id_map[p.ids] for p in prepared], config.context)  # [R, context]
+    targets = None
+    if config.train_tokens == "scored":  # only the tokens a score counts are targets (the responses)
+        targets = packed_rows([_unshifted_targets(id_map, p.ids, p.labels) for p in prepared], config.context)  # [R, context]
     states, curves = [], []
     started = time.perf_counter()
     for seed in seeds:
-        model, losses = train_one(rows, int(id_map.max()) + 1, config, seed, progress)
+        model, losses = train_one(rows, int(id_map.max()) + 1, config, seed, progress, targets=targets)
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         curves.append(losses)
         logger.info("proxy seed %d: training loss %.3f -> %.3f over %d steps", seed, losses[0], losses[-1], len(losses))

@@ -111,3 +111,22 @@ def test_training_steps_stop_after_the_epoch_cap():
     assert training_steps(config, rows=1000) == 100  # the cap does not bind
     assert training_steps(config, rows=20) == 5  # 2 passes over 20 rows, 8 per step
     assert training_steps(config, rows=1) == 1
+
+
+def test_scored_training_targets_are_the_counted_tokens_in_hf_layout():
+    from dataselect.scoring.proxy import _unshifted_targets
+
+    id_map = np.arange(20) + 100
+    ids = np.array([10, 11, 12, 13])
+    labels = np.array([-100, 12, 13, -100])  # next-token labels: tokens 2 and 3 count
+    assert _unshifted_targets(id_map, ids, labels).tolist() == [-100, -100, 112, 113]
+
+
+def test_a_proxy_trained_on_scored_tokens_only_differs_and_scores(pool, tmp_path):
+    plain, samples = proxy_stage(pool, tmp_path / "a", [3])
+    scored, _ = proxy_stage(pool, tmp_path / "b", [3], TINY.model_copy(update={"train_tokens": "scored"}))
+    assert plain.identity() != scored.identity()
+    for stage in (plain, scored):
+        stage.setup(None)
+    a, b = plain.score(samples).columns["el2n"], scored.score(samples).columns["el2n"]
+    assert np.isfinite(np.asarray(b)).all() and not np.allclose(a, b)
