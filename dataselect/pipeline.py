@@ -92,7 +92,9 @@ class RunResult:
 def make_executor(config: Config) -> Executor:
     runtime = config.runtime
     if runtime.executor == "ray":
-        raise ConfigError("config error: runtime.executor: 'ray' is not available in this build yet; use 'local'")
+        from dataselect.executors.ray import RayExecutor
+
+        return RayExecutor(runtime.ray_address, runtime.num_workers)
     from dataselect.executors.local import local_executor
 
     return local_executor(runtime.num_workers, runtime.device, runtime.devices)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dataselect
+from dataselect import pipeline
+
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -33,3 +36,33 @@ def base_overrides(tmp_path: Path, pool: Path, target: Path, **extra) -> dict:
     }
     overrides.update({k.replace("__", "."): v for k, v in extra.items()})
     return overrides
+
+
+# ---- the executor tests' shared cases: one pool, one config shape, the selection's bytes ----
+
+EXECUTOR_METHODS = {
+    "rds": {},
+    "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
+    "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
+    "random": {"method.name": "random"},
+}
+
+
+def executor_pool(tmp_path: Path, copies: int = 3) -> tuple[Path, Path]:
+    rows = [{"id": f"p{c}-{i}", "prompt": f"{t} (variant {c})", "response": f"Answer {i}."} for c in range(copies) for i, t in enumerate(MATH + OTHER)]
+    target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears?", "response": "9"}]
+    return write_jsonl(tmp_path / "pool.jsonl", rows), write_jsonl(tmp_path / "target.jsonl", target)
+
+
+def executor_config(tmp_path: Path, name: str, model: Path, pool: Path, target: Path, extra: dict) -> dataselect.Config:
+    overrides = {
+        "input.path": str(pool), "target.path": str(target), "model.name": str(model), "method.budget": 10,
+        "output.dir": str(tmp_path / name / "out"), "runtime.cache_dir": str(tmp_path / name / "cache"),
+        "runtime.shard_size": 7, "runtime.progress": False, "output.show_top": 0, **extra,
+    }
+    return dataselect.load_config(None, overrides)
+
+
+def selection_bytes(tmp_path, name, executor, model, pool, target, extra) -> bytes:
+    result = pipeline.run(executor_config(tmp_path, name, model, pool, target, extra), quiet=True, executor=executor)
+    return (Path(result.output_dir) / "selection.parquet").read_bytes()

@@ -13,44 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
-from support import MATH, OTHER, write_jsonl
+from support import EXECUTOR_METHODS as METHODS
+from support import executor_config as _config
+from support import executor_pool as _pool
+from support import selection_bytes as _selection_bytes
+from support import write_jsonl
 
 import dataselect
 from dataselect.errors import InputError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
 
-METHODS = {
-    "rds": {},
-    "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
-    "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
-    "random": {"method.name": "random"},
-}
-
-
-def _pool(tmp_path: Path, copies: int = 3) -> tuple[Path, Path]:
-    rows = [{"id": f"p{c}-{i}", "prompt": f"{t} (variant {c})", "response": f"Answer {i}."} for c in range(copies) for i, t in enumerate(MATH + OTHER)]
-    target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears?", "response": "9"}]
-    return write_jsonl(tmp_path / "pool.jsonl", rows), write_jsonl(tmp_path / "target.jsonl", target)
-
-
-def _config(tmp_path: Path, name: str, model: Path, pool: Path, target: Path, extra: dict) -> dataselect.Config:
-    overrides = {
-        "input.path": str(pool), "target.path": str(target), "model.name": str(model), "method.budget": 10,
-        "output.dir": str(tmp_path / name / "out"), "runtime.cache_dir": str(tmp_path / name / "cache"),
-        "runtime.shard_size": 7, "runtime.progress": False, "output.show_top": 0, **extra,
-    }
-    return dataselect.load_config(None, overrides)
-
-
-def _selection_bytes(tmp_path, name, executor, model, pool, target, extra) -> bytes:
-    result = dataselect.pipeline.run(_config(tmp_path, name, model, pool, target, extra), quiet=True, executor=executor)
-    return (Path(result.output_dir) / "selection.parquet").read_bytes()
-
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_the_selection_is_byte_identical_on_every_local_executor(tmp_path, tiny_bert_dir, method):
-    import dataselect.pipeline  # noqa: F401
-
     pool, target = _pool(tmp_path)
     extra = METHODS[method]
     in_process = _selection_bytes(tmp_path, "inproc", InProcessExecutor(), tiny_bert_dir, pool, target, extra)
