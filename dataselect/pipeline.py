@@ -2,14 +2,16 @@
 (selection, manifest, rows). The pipeline owns the executor and the bookkeeping every method shares."""
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -128,23 +130,62 @@ def _remove_earlier_rows(output_dir: Path, config: Config) -> None:
         stale.unlink()
 
 
+UNGUARDED_SCRIPT = ("config error: dataselect.run was called again in each worker process (they are spawned, and re-run the "
+                    "calling script); put the call under `if __name__ == \"__main__\":` or set runtime.num_workers: 0")
+SPAWN_MARKER_ENV = "DATASELECT_SPAWN_MARKER"  # a file a spawned worker writes when it meets an unguarded dataselect.run
+
+
+def _stop_a_spawned_rerun() -> None:
+    """In a spawned worker that is re-running the caller's unguarded script: stop it before any work.
+    Quietly (SystemExit, no traceback per worker) when the parent run left a marker to tell it why."""
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    marker = os.environ.get(SPAWN_MARKER_ENV)
+    if not marker:
+        raise ConfigError(UNGUARDED_SCRIPT)
+    try:
+        Path(marker).write_text("unguarded script\n", encoding="utf-8")
+    except OSError:
+        raise ConfigError(UNGUARDED_SCRIPT) from None
+    raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _spawn_marker() -> Iterator[Path]:
+    """A temporary file named in the environment the worker processes inherit (see _stop_a_spawned_rerun)."""
+    fd, name = tempfile.mkstemp(prefix="dataselect-spawn-", suffix=".marker")
+    os.close(fd)
+    earlier = os.environ.get(SPAWN_MARKER_ENV)
+    os.environ[SPAWN_MARKER_ENV] = name
+    try:
+        yield Path(name)
+    finally:
+        if earlier is None:
+            os.environ.pop(SPAWN_MARKER_ENV, None)
+        else:
+            os.environ[SPAWN_MARKER_ENV] = earlier
+        Path(name).unlink(missing_ok=True)
+
+
 def run(config: Config, quiet: bool = False, executor: Executor | None = None) -> RunResult:
     """Run a validated config end to end and write its output directory. `executor` replaces the one
     `runtime.executor` / `runtime.num_workers` would choose (it is closed at the end)."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # a spawned worker is re-running the caller's unguarded script: stop it before any work
-        raise ConfigError("config error: dataselect.run was called while a worker process was starting; put the call under "
-                          "`if __name__ == \"__main__\":` or set runtime.num_workers: 0")
+    _stop_a_spawned_rerun()
     method = get_method(config.method.name)
     output_dir = _writable_dir(Path(config.output.dir).expanduser(), "output.dir")
     cache_root = _writable_dir(config.runtime.resolved_cache_dir(), "runtime.cache_dir")
-    executor = executor if executor is not None else make_executor(config)
-    context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor)
     started = time.perf_counter()
-    try:
-        scored = method.score(context)
-    finally:
-        executor.close()
+    with _spawn_marker() as marker:
+        executor = executor if executor is not None else make_executor(config)
+        context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor)
+        try:
+            scored = method.score(context)
+        except Exception:
+            if marker.exists() and marker.stat().st_size:
+                raise ConfigError(UNGUARDED_SCRIPT) from None  # the workers died re-running the caller's script
+            raise
+        finally:
+            executor.close()
     with context.stats.stage("select"):
         selection = method.select(context, scored)
     with context.stats.stage("write"):

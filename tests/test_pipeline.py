@@ -272,3 +272,33 @@ def test_samples_cut_at_max_length_are_counted_on_a_cache_hit_too(tmp_path, demo
     assert first.manifest["method"]["truncated"]["pool"] > 0  # the demo questions run past 12 tokens
     assert again.manifest["cache"] == {"pool": "hit", "target": "hit"}
     assert again.manifest["method"]["truncated"] == first.manifest["method"]["truncated"]
+
+
+UNGUARDED_SCRIPT = """
+import dataselect
+print("script start", flush=True)
+config = dataselect.load_config(None, {overrides!r})
+result = dataselect.run(config, quiet=False)
+print("script end", flush=True)
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_script_without_the_main_guard_stops_at_once_with_one_line(tmp_path, demo_files, workers):
+    """The README's library snippet pasted into a plain script, with worker processes: each spawned worker
+    re-runs the script; the run must stop quickly with one line saying what to do, and do no work twice."""
+    import subprocess
+    import sys
+
+    pool, target = demo_files
+    overrides = base_overrides(tmp_path, pool, target, method__name="random", runtime__num_workers=workers, output__show_top=2)
+    script = tmp_path / "choose_samples.py"  # not select.py: that would shadow the standard library module
+    script.write_text(UNGUARDED_SCRIPT.format(overrides=overrides))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()
+    assert err[-1].endswith('put the call under `if __name__ == "__main__":` or set runtime.num_workers: 0') and "again in each worker" in err[-1], done.stderr
+    assert done.stderr.count("Traceback") <= 1, done.stderr  # the caller's own uncaught error; nothing from the workers
+    assert "selected" not in done.stdout and "script end" not in done.stdout  # no summary, once or twice
+    assert not (tmp_path / "out" / "selection.parquet").exists() and not list((tmp_path / "cache").rglob("*.done.json"))
