@@ -19,7 +19,7 @@ import pyarrow as pa
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
-from dataselect.io.outputs import package_versions, selection_table, write_manifest, write_selected_rows, write_selection
+from dataselect.io.outputs import package_versions, publish, selection_table, staged_outputs, write_manifest, write_selected_rows, write_selection
 from dataselect.io.render import TextRenderer
 from dataselect.io.sources import resolve_locations
 from dataselect.methods import get_method
@@ -111,23 +111,22 @@ def _writable_dir(path: Path, key: str) -> Path:
     return path
 
 
-def _remove_earlier_rows(output_dir: Path, config: Config) -> None:
-    """Selected rows an earlier run wrote here in another format (its manifest says which) would pass
-    for this run's; this run's own format is replaced anyway. Never a file this run reads (pool or
-    target: last round's selection is a natural next target)."""
+def _earlier_rows(output_dir: Path, config: Config) -> list[Path]:
+    """Selected rows an earlier run wrote here in another format (its manifest says which): they would
+    pass for this run's, so they go (this run's own format is replaced anyway). Never a file this run
+    reads (pool or target: last round's selection is a natural next target)."""
     try:
         earlier = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))["config"]["output"]["write"]
     except (OSError, ValueError, KeyError, TypeError):
-        return
+        return []
     if earlier not in ("jsonl", "parquet") or earlier == config.output.write:
-        return
+        return []
     stale = output_dir / f"selected.{earlier}"
     if not stale.exists():
-        return
+        return []
     sources = [config.input] + ([config.target] if config.target.path is not None else [])
     inputs = {Path(str(loc)).resolve() for source in sources for _, loc in resolve_locations(source)}
-    if stale.resolve() not in inputs:
-        stale.unlink()
+    return [] if stale.resolve() in inputs else [stale]
 
 
 UNGUARDED_SCRIPT = ("config error: dataselect.run was called again in each worker process (they are spawned, and re-run the "
@@ -188,14 +187,15 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
             executor.close()
     with context.stats.stage("select"):
         selection = method.select(context, scored)
-    with context.stats.stage("write"):
-        write_selection(output_dir, selection)
-        _remove_earlier_rows(output_dir, config)
-        if config.output.write != "none":
-            write_selected_rows(output_dir, config, selection, progress=config.runtime.progress)
-    total = time.perf_counter() - started
-    manifest = build_manifest(config, selection, context, total)
-    write_manifest(output_dir, manifest)
+    with staged_outputs(output_dir) as staging:  # nothing in output_dir changes until every file is written
+        with context.stats.stage("write"):
+            write_selection(staging, selection)
+            if config.output.write != "none":
+                write_selected_rows(staging, config, selection, progress=config.runtime.progress)
+        total = time.perf_counter() - started
+        manifest = build_manifest(config, selection, context, total)
+        write_manifest(staging, manifest)
+        publish(staging, output_dir, _earlier_rows(output_dir, config))
     if not quiet:
         print_summary(manifest, selection, config.output.show_top)
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)

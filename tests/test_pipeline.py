@@ -302,3 +302,45 @@ def test_a_script_without_the_main_guard_stops_at_once_with_one_line(tmp_path, d
     assert done.stderr.count("Traceback") <= 1, done.stderr  # the caller's own uncaught error; nothing from the workers
     assert "selected" not in done.stdout and "script end" not in done.stdout  # no summary, once or twice
     assert not (tmp_path / "out" / "selection.parquet").exists() and not list((tmp_path / "cache").rglob("*.done.json"))
+
+
+def _folder_state(out: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_a_failed_run_leaves_the_earlier_run_whole_and_no_staging(tmp_path):
+    """Bug 2: a second run that fails writing its rows must not have replaced selection.parquet already."""
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": f"g{i}", "text": f"good text {i}", "meta": "m"} for i in range(30)])
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"id": f"x{i}", "text": f"text {i}", "meta": i if i % 2 else str(i)} for i in range(60)])
+    overrides = base_overrides(tmp_path, good, good, method__name="random", method__budget=20, output__write="parquet")
+    dataselect.run(dataselect.load_config(None, overrides))
+    out = tmp_path / "out"
+    before = _folder_state(out)
+    assert set(before) == {"selection.parquet", "manifest.json", "selected.parquet"}
+    with pytest.raises(dataselect.DataselectError, match="field 'meta'") as error:
+        dataselect.run(dataselect.load_config(None, {**overrides, "input.path": str(mixed), "method.budget": 50}))
+    assert "\n" not in str(error.value)
+    assert _folder_state(out) == before  # the first run, untouched, and nothing staged is left behind
+
+
+def test_an_interrupt_while_writing_rows_leaves_the_earlier_run_whole(tmp_path, monkeypatch):
+    from dataselect.io import outputs
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"p{i}", "text": f"text {i}"} for i in range(30)])
+    overrides = base_overrides(tmp_path, pool, pool, method__name="random", method__budget=5, output__write="jsonl")
+    dataselect.run(dataselect.load_config(None, overrides))
+    before = _folder_state(tmp_path / "out")
+    real = outputs._write_jsonl_rows
+
+    def interrupted(temp, rows):
+        real(temp, (row for row, _ in zip(rows, range(2))))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "_write_jsonl_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "jsonl"}))
+    assert _folder_state(tmp_path / "out") == before
+    monkeypatch.setattr(outputs, "_write_jsonl_rows", real)
+    after = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "parquet"}))
+    assert set(_folder_state(tmp_path / "out")) == {"selection.parquet", "manifest.json", "selected.parquet"}  # the jsonl rows went
+    assert pq.read_table(tmp_path / "out" / "selected.parquet").num_rows == 10 == len(after.ids)

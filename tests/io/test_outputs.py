@@ -41,8 +41,18 @@ def test_fields_parquet_cannot_hold_are_a_one_line_error(tmp_path, values):
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "n": values[0]}, {"text": "b", "n": values[1]}])
     with pytest.raises(OutputError, match="output.write: jsonl") as error:
         _write(tmp_path, path, [0, 1], "parquet")
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and "'n'" in str(error.value)  # the field is named
     assert not list((tmp_path / "out").iterdir())  # no half-written file
+
+
+def test_a_field_whose_type_differs_between_parts_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs, "PARQUET_PART_ROWS", 2)  # ints in the first part, strings in the second
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "meta": 1}, {"text": "b", "meta": 2}, {"text": "c", "meta": "x"}])
+    with pytest.raises(OutputError, match=r"field 'meta' does not fit one parquet column \(it is int64 in some rows and string in others\)"):
+        _write(tmp_path, path, [0, 1, 2], "parquet")
+    with pytest.raises(OutputError, match=r"field 'meta' does not fit one parquet column \(its values are int and str\)"):
+        monkeypatch.setattr(outputs, "PARQUET_PART_ROWS", 4096)
+        _write(tmp_path, path, [0, 1, 2], "parquet")
 
 
 def test_jsonl_writes_parquet_input_types(tmp_path):
