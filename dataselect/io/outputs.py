@@ -110,7 +110,8 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
 
 def write_selected_rows(out_dir: Path, config: Config, selection: Selection, progress: bool = True) -> Path:
     """Copy the selected input records (in input order) with `rank` and `score` added (an input field
-    of the same name is kept as input_<name>). When the method selected parts of records
+    of the same name is kept as input_<name>), and the generated FILE:LINE id as `input.id_field` where
+    the record has none. When the method selected parts of records
     (`selection.chunker`), each selected part is a row of its own: the record with `chunk` (its
     number) and `chunk_text` added, so no selected part is lost.
 
@@ -120,6 +121,7 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
         ranks_at.setdefault(int(position), []).append(rank)
     chunks = selection.columns.get("chunk") if selection.chunker is not None else None
     fmt = config.output.write
+    id_field = config.input.id_field
     path = out_dir / f"selected.{fmt}"
     bar = tqdm(total=len(selection.positions), desc="write selected rows", unit=" rows", disable=not progress)
 
@@ -134,6 +136,8 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
             remaining -= 1
             bar.update(len(ranks))
             record = _kept_apart(raw.record, chunked=chunks is not None)
+            if record.get(id_field) is None:  # the id was made from file and line: the row carries it, so it joins
+                record = {id_field: selection.ids[ranks[0]], **record}
             if chunks is None:
                 yield {**record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
                 continue
