@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class RunContext:
     excluded_target_copies: int = 0
     skipped_files: dict[str, list[SkippedFile]] = field(default_factory=dict)  # by role: files a directory input did not read
     id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
+    single_use_stores: list[Path] = field(default_factory=list)  # removed after the run (standard input's)
 
     def score_source(self, name: str, source: SourceConfig, stage: ScoreStage, renderer: TextRenderer, fields: dict[str, str] | None = None) -> ScoredSource:
         """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
@@ -50,6 +52,8 @@ class RunContext:
         role = "pool" if name == "pool" else name
         with self.stats.stage(f"score_{name}"):
             result = run_stage(source, role, renderer, stage, self.config.runtime, self.cache_root, self.executor, fields)
+        if any(kind == "stdin" for kind, _ in resolve_locations(source)):
+            self.single_use_stores.append(Path(result.store.root))
         if name == "pool":
             require_usable_pool(result.stats)
         self.scored[name] = result
@@ -140,10 +144,10 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     cache_root = _cache_root(config)
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
-    with spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext():
-        with preflight.spawn_marker() as marker:
-            executor = executor if executor is not None else make_executor(config)
-            context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor, skipped_files=skipped)
+    with spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), preflight.spawn_marker() as marker:
+        executor = executor if executor is not None else make_executor(config)
+        context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor, skipped_files=skipped)
+        try:
             try:
                 scored = method.score(context)
             except Exception:
@@ -152,18 +156,21 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                 raise
             finally:
                 executor.close()
-        context.id_report = report.check_ids(scored["pool"]) if "pool" in scored else {}
-        with context.stats.stage("select"):
-            selection = method.select(context, scored)
-        with staged_outputs(output_dir) as staging:  # nothing in output_dir changes until every file is written
-            with context.stats.stage("write"):
-                write_selection(staging, selection)
-                if config.output.write != "none":
-                    write_selected_rows(staging, config, selection, progress=config.runtime.progress)
-            total = time.perf_counter() - started
-            manifest = report.build_manifest(config, selection, context, total)
-            write_manifest(staging, manifest)
-            publish(staging, output_dir, _earlier_rows(output_dir, config))
+            context.id_report = report.check_ids(scored["pool"]) if "pool" in scored else {}
+            with context.stats.stage("select"):
+                selection = method.select(context, scored)
+            with staged_outputs(output_dir) as staging:  # nothing in output_dir changes until every file is written
+                with context.stats.stage("write"):
+                    write_selection(staging, selection)
+                    if config.output.write != "none":
+                        write_selected_rows(staging, config, selection, progress=config.runtime.progress)
+                total = time.perf_counter() - started
+                manifest = report.build_manifest(config, selection, context, total)
+                write_manifest(staging, manifest)
+                publish(staging, output_dir, _earlier_rows(output_dir, config))
+        finally:
+            for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
+                shutil.rmtree(store, ignore_errors=True)
     if not quiet:
         report.print_summary(manifest, selection, config.output.show_top)
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)

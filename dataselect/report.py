@@ -132,7 +132,8 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
         name: {
             "stage": context.stage_kinds[name], "cache": s.cached, "shards": s.store.num_shards, "resumed_shards": s.resumed_shards,
             "docs": int(s.counter("docs")), "tokens": int(s.counter("tokens")), "seconds": round(s.seconds, 3),
-            "shard_seconds": round(s.counter("seconds"), 3), "store": str(Path(s.store.root).resolve()),
+            "shard_seconds": round(s.counter("seconds"), 3),
+            "store": None if Path(s.store.root) in context.single_use_stores else str(Path(s.store.root).resolve()),
         }
         for name, s in scored.items()
     }

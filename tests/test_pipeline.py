@@ -374,6 +374,23 @@ def test_standard_input_is_read_once_and_never_a_cache_hit(tmp_path, monkeypatch
     rows = [json.loads(line) for line in (tmp_path / "out" / "selected.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(r["text"].startswith("line ") for r in rows)
     assert not list((tmp_path / "cache").glob("stdin/*"))  # the copy of the stream is gone
+    assert result.manifest["stages"]["pool"]["store"] is None and not list((tmp_path / "cache").rglob("*.done.json"))  # and its store
+
+
+def test_no_folder_is_created_before_the_inputs_check_out(tmp_path, demo_files):
+    pool, target = demo_files
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    cases = [({"input.path": str(tmp_path / "missing.jsonl")}, dataselect.InputError, "no input files found"),
+             ({"target.path": str(tmp_path / "missing.jsonl")}, dataselect.InputError, "no input files found"),
+             ({"target.path": None}, dataselect.ConfigError, "target.path is required for method.name: rds"),
+             ({"input.path": str(empty)}, dataselect.InputError, "no usable samples"),
+             ({"target.path": str(empty)}, dataselect.ConfigError, "target set has no usable samples"),
+             ({"input.path": str(tmp_path / "notes.txt")}, dataselect.ConfigError, "set input.format")]
+    (tmp_path / "notes.txt").write_text("hello\n")
+    for overrides, error, message in cases:
+        with pytest.raises(error, match=message):
+            _run(tmp_path, pool, target, **{k.replace(".", "__"): v for k, v in overrides.items()})
+        assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists(), overrides
 
 
 def test_a_budget_that_is_not_met_says_how_many_and_why(tmp_path, demo_files, capsys):
