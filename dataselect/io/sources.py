@@ -184,8 +184,11 @@ def _glob(pattern: str, fmt: str) -> tuple[list[tuple[Path, str, Path | str]], l
     or inside the engine's cache is not read, anything else is classified."""
     found: list[tuple[Path, str, Path | str]] = []
     skipped: list[SkippedFile] = []
-    matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True))
-    datasets = {m.resolve() for m in matches if _is_saved_dataset(m)}
+    pattern = os.path.expanduser(pattern)
+    matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+    datasets = {Path(os.path.abspath(m)) for m in matches if _is_saved_dataset(m)}
+    literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]  # the folder the pattern starts in: folders above it are not looked at
+    top = Path(os.path.abspath(literal if literal.endswith(os.sep) or os.path.isdir(literal) else os.path.dirname(literal) or "."))
     marks: dict[Path, str | None] = {}
 
     def mark(folder: Path) -> str | None:  # "cache", "dataset" or None, for one folder (memoised)
@@ -195,16 +198,18 @@ def _glob(pattern: str, fmt: str) -> tuple[list[tuple[Path, str, Path | str]], l
         return marks[folder]
 
     for match in matches:
-        if match.resolve() in datasets:
-            if not any(f in datasets for f in match.resolve().parents):  # not a split folder of a matched DatasetDict
+        absolute = Path(os.path.abspath(match))
+        folders = list(itertools.takewhile(lambda f: f != top.parent, absolute.parents))  # up to the pattern's own folder
+        if absolute in datasets:
+            if not any(f in datasets for f in folders):  # not a split folder of a matched DatasetDict
                 found.extend((match, kind, loc) for kind, loc in _saved_dataset_locations(match))
             continue
         if not match.is_file():
             continue
-        enclosing = next(((f, mark(f)) for f in match.resolve().parents if mark(f) is not None), None)
+        enclosing = next(((f, mark(f)) for f in folders if mark(f) is not None), None)
         if enclosing is None:
             _classified(match, fmt, found, skipped)
-        elif enclosing[1] == "dataset" and not any(f in datasets for f in match.resolve().parents):
+        elif enclosing[1] == "dataset" and not any(f in datasets for f in folders):
             skipped.append(SkippedFile(str(match), f"part of the saved dataset {enclosing[0]} (name its folder to read it)"))
     return found, skipped
 
