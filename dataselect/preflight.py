@@ -6,6 +6,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -72,7 +73,11 @@ def check_sources(config: Config) -> dict[str, list[SkippedFile]]:
     skipped: dict[str, list[SkippedFile]] = {}
     for role, source in sources_read(config).items():
         locations = resolve_locations(source)
-        if not any(kind == "stdin" for kind, _ in locations) and next(plan_shards(source, 1), None) is None:
+        if any(kind == "stdin" for kind, _ in locations):
+            if sys.stdin is None or sys.stdin.isatty():
+                raise ConfigError(f"config error: {role}.path: '-' reads standard input, which is a terminal here; pipe the records in "
+                                  "(cat pool.jsonl | dataselect run ...)")
+        elif next(plan_shards(source, 1), None) is None:
             if role == "target":
                 raise ConfigError("config error: target.path: the target set has no usable samples")
             raise InputError("input error: input.path: no usable samples (read 0, skipped 0 as bad)")

@@ -377,8 +377,11 @@ def test_standard_input_is_read_once_and_never_a_cache_hit(tmp_path, monkeypatch
     assert result.manifest["stages"]["pool"]["store"] is None and not list((tmp_path / "cache").rglob("*.done.json"))  # and its store
 
 
-def test_no_folder_is_created_before_the_inputs_check_out(tmp_path, demo_files):
+def test_no_folder_is_created_before_the_inputs_check_out(tmp_path, demo_files, monkeypatch):
+    import sys
+
     pool, target = demo_files
+    monkeypatch.setattr(sys, "stdin", type("Terminal", (), {"isatty": staticmethod(lambda: True)})())
     empty = write_jsonl(tmp_path / "empty.jsonl", [])
     cases = [({"input.path": str(tmp_path / "missing.jsonl")}, dataselect.InputError, "no input files found"),
              ({"target.path": str(tmp_path / "missing.jsonl")}, dataselect.InputError, "no input files found"),
@@ -387,6 +390,7 @@ def test_no_folder_is_created_before_the_inputs_check_out(tmp_path, demo_files):
              ({"target.path": str(empty)}, dataselect.ConfigError, "target set has no usable samples"),
              ({"input.path": str(tmp_path / "notes.txt")}, dataselect.ConfigError, "set input.format")]
     (tmp_path / "notes.txt").write_text("hello\n")
+    cases.append(({"input.path": "-"}, dataselect.ConfigError, "standard input, which is a terminal here"))
     for overrides, error, message in cases:
         with pytest.raises(error, match=message):
             _run(tmp_path, pool, target, **{k.replace(".", "__"): v for k, v in overrides.items()})
