@@ -296,6 +296,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
     if not raw.strip():
         return key, None
+    if raw.strip() == "-" and _wants_text(_annotation_at(key)):
+        return key, "-"  # standard input for a path (YAML would read a list of one null)
     try:
         node = yaml.compose(raw, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
