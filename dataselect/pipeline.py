@@ -17,8 +17,11 @@ import pyarrow as pa
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
+from dataselect.hardware import run_mfu
+from dataselect.io.categorical import report_fields
 from dataselect.io.outputs import package_versions, selection_table, write_manifest, write_selected_rows, write_selection
 from dataselect.io.render import TextRenderer
+from dataselect.io.report import write_report_safely
 from dataselect.io.sources import resolve_locations
 from dataselect.methods import get_method
 from dataselect.scoring.loop import ScoredSource, run_stage
@@ -45,6 +48,8 @@ class RunContext:
         """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
         it in the manifest. A pool with no usable sample stops the run here."""
         role = "pool" if name == "pool" else name
+        if name == "pool":  # the report's composition: the input's categorical fields, copied as store columns
+            fields = report_fields(source, self.config.output.report_field) | (fields or {})
         with self.stats.stage(f"score_{name}"):
             result = run_stage(source, role, renderer, stage, self.config.runtime, self.cache_root, self.executor, fields)
         if name == "pool":
@@ -157,8 +162,10 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     total = time.perf_counter() - started
     manifest = build_manifest(config, selection, context, total)
     write_manifest(output_dir, manifest)
+    report = write_report_safely(output_dir, selection, manifest, context.scored["pool"].store if "pool" in context.scored else None)
     if not quiet:
         print_summary(manifest, selection, config.output.show_top)
+        print(f"report: {report}" if report else "report: not written (see the log line above)")
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
 
 
@@ -201,7 +208,7 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
         "stages": stages,
         "executor": context.executor.describe(),
         "timings_s": {name: round(seconds, 3) for name, seconds in context.stats.timings.items()} | {"total": round(total_seconds, 3)},
-        "throughput": _throughput(scored),
+        "throughput": _throughput(scored) | run_mfu(scored.values(), config.runtime.device, config.model.dtype, context.executor.describe()),
         "method": selection.metrics,
     }
 

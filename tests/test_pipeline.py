@@ -256,13 +256,15 @@ def test_outputs_follow_the_umask_and_an_earlier_runs_rows_go(tmp_path, demo_fil
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_bench_without_a_name_runs_the_default_with_its_arguments(monkeypatch):
-    from dataselect import cli
+def test_bench_without_a_name_runs_the_stage_benchmark_and_a_name_runs_the_script(monkeypatch):
+    from dataselect import benchmark, cli
 
     calls = []
     monkeypatch.setattr(cli, "_bench", lambda name, args: calls.append((name, args)) or 0)
+    monkeypatch.setattr(benchmark, "main", lambda args: calls.append(("stages", args)) or 0)
     assert cli.main(["bench", "--n", "10"]) == 0 and cli.main(["bench"]) == 0 and cli.main(["bench", "kernels", "--quick"]) == 0
-    assert calls == [("throughput", ["--n", "10"]), ("throughput", []), ("kernels", ["--quick"])]
+    assert cli.main(["bench", "throughput"]) == 0
+    assert calls == [("stages", ["--n", "10"]), ("stages", []), ("kernels", ["--quick"]), ("throughput", [])]
 
 
 def test_samples_cut_at_max_length_are_counted_on_a_cache_hit_too(tmp_path, demo_files):
