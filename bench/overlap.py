@@ -16,6 +16,7 @@ answered inside one run, so the machine's load cannot differ between the two sid
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -88,6 +89,7 @@ def main() -> int:
     import dataselect
     from dataselect.scoring.models import resolve_model
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its temporary folder
     with tempfile.TemporaryDirectory(prefix="dataselect-overlap-") as work:
         config = dataselect.load_config(None, [
             f"input.path={args.pool}", f"input.limit={args.n}", "input.prompt_field=prompt", "input.response_field=response",

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -361,6 +362,7 @@ def run_bench(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still removes its temporary folder
     figures = run_bench(args)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")

@@ -138,9 +138,10 @@ class EmbedStage:
         self.batch_tokens = batch_tokens
         self.embedder: Embedder | None = None
         self.encoder: Any = None
+        self._reader_encoder: Any = None  # prepare's tokenizer (the reader thread's)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "embedder": None, "encoder": None}  # weights load in each worker
+        return {**self.__dict__, "embedder": None, "encoder": None, "_reader_encoder": None}  # weights load in each worker
 
     @property
     def tokenizer(self) -> Any:
@@ -157,10 +158,20 @@ class EmbedStage:
         self.embedder = Embedder(load_weights(self.spec, device))
         self.encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
 
-    def score(self, samples: list[Sample]) -> ShardOutput:
+    def prepare(self, samples: list[Sample]) -> tuple[TokenizedTexts, float]:
+        """Tokenise a shard where it is read (the loop's reader thread): (tokens, seconds). Its own
+        encoder, so that it never shares a tokenizer with `score` running in another thread."""
+        if self._reader_encoder is None:
+            self._reader_encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
         start = time.perf_counter()
-        tokens = self.encoder([s.text for s in samples])
-        tokenize_seconds = time.perf_counter() - start
+        tokens = self._reader_encoder([s.text for s in samples])
+        return tokens, time.perf_counter() - start
+
+    def score(self, samples: list[Sample], prepared: tuple[TokenizedTexts, float] | None = None) -> ShardOutput:
+        if prepared is None:
+            start = time.perf_counter()
+            prepared = self.encoder([s.text for s in samples]), time.perf_counter() - start
+        tokens, tokenize_seconds = prepared
         embedder = self.embedder
         before = (embedder.padded_tokens, embedder.model_flops, embedder.forward_seconds)
         embeddings = embedder.embed_tokens(tokens, self.batch_tokens)  # [n, d] float32
