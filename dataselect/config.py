@@ -138,6 +138,7 @@ class OutputConfig(_Section):
     dir: str = "runs/latest"
     write: Literal["none", "jsonl", "parquet"] = "none"  # also materialise the selected rows
     show_top: int = Field(5, ge=0)  # print this many of the top selected samples at the end
+    report_field: str | None = None  # report.html's composition by this input field (besides the ones found)
 
     @field_validator("dir")
     @classmethod

@@ -18,8 +18,10 @@ from dataselect import preflight, report
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
+from dataselect.io.categorical import report_fields
 from dataselect.io.outputs import publish, selection_table, staged_outputs, write_manifest, write_selected_rows, write_selection
 from dataselect.io.render import TextRenderer
+from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
 from dataselect.io.sources import CACHE_TAG, CACHE_TAG_TEXT, SkippedFile, resolve_locations, spool_stdin
 from dataselect.methods import get_method
@@ -50,6 +52,8 @@ class RunContext:
         """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
         it in the manifest. A pool with no usable sample stops the run here."""
         role = "pool" if name == "pool" else name
+        if name == "pool":  # the report's composition: the input's categorical fields, copied as store columns
+            fields = report_fields(source, self.config.output.report_field) | (fields or {})
         with self.stats.stage(f"score_{name}"):
             result = run_stage(source, role, renderer, stage, self.config.runtime, self.cache_root, self.executor, fields)
         if any(kind == "stdin" for kind, _ in resolve_locations(source)):
@@ -169,12 +173,16 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                 total = time.perf_counter() - started
                 manifest = report.build_manifest(config, selection, context, total)
                 write_manifest(staging, manifest)
-                publish(staging, output_dir, _earlier_rows(output_dir, config))
+                pool_store = context.scored["pool"].store if "pool" in context.scored else None
+                drawn = write_report_safely(staging, selection, manifest, pool_store)  # part of the run: staged with it
+                stale = _earlier_rows(output_dir, config) + ([] if drawn else [output_dir / "report.html"])
+                publish(staging, output_dir, stale)
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
                 shutil.rmtree(store, ignore_errors=True)
     if not quiet:
         report.print_summary(manifest, selection, config.output.show_top)
+        print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
 
 

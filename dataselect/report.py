@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.compute as pc
 
 from dataselect.config import Config, MethodConfig, SourceConfig
+from dataselect.hardware import run_mfu
 from dataselect.io.outputs import package_versions
 from dataselect.io.sources import SkippedFile, resolve_locations
 from dataselect.select.base import Selection, score_throughput
@@ -157,7 +158,7 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
         "stages": stages,
         "executor": context.executor.describe(),
         "timings_s": {name: round(seconds, 3) for name, seconds in context.stats.timings.items()} | {"total": round(total_seconds, 3)},
-        "throughput": _throughput(scored),
+        "throughput": _throughput(scored) | run_mfu(scored.values(), config.runtime.device, config.model.dtype, context.executor.describe()),
         "method": selection.metrics,
     }
 

@@ -257,13 +257,15 @@ def test_outputs_follow_the_umask_and_an_earlier_runs_rows_go(tmp_path, demo_fil
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_bench_without_a_name_runs_the_default_with_its_arguments(monkeypatch):
-    from dataselect import cli
+def test_bench_without_a_name_runs_the_stage_benchmark_and_a_name_runs_the_script(monkeypatch):
+    from dataselect import benchmark, cli
 
     calls = []
     monkeypatch.setattr(cli, "_bench", lambda name, args: calls.append((name, args)) or 0)
+    monkeypatch.setattr(benchmark, "main", lambda args: calls.append(("stages", args)) or 0)
     assert cli.main(["bench", "--n", "10"]) == 0 and cli.main(["bench"]) == 0 and cli.main(["bench", "kernels", "--quick"]) == 0
-    assert calls == [("throughput", ["--n", "10"]), ("throughput", []), ("kernels", ["--quick"])]
+    assert cli.main(["bench", "throughput"]) == 0
+    assert calls == [("stages", ["--n", "10"]), ("stages", []), ("kernels", ["--quick"]), ("throughput", [])]
 
 
 def test_samples_cut_at_max_length_are_counted_on_a_cache_hit_too(tmp_path, demo_files):
@@ -317,7 +319,7 @@ def test_a_failed_run_leaves_the_earlier_run_whole_and_no_staging(tmp_path):
     dataselect.run(dataselect.load_config(None, overrides))
     out = tmp_path / "out"
     before = _folder_state(out)
-    assert set(before) == {"selection.parquet", "manifest.json", "selected.parquet"}
+    assert set(before) == {"selection.parquet", "manifest.json", "selected.parquet", "report.html"}
     with pytest.raises(dataselect.DataselectError, match="field 'meta'") as error:
         dataselect.run(dataselect.load_config(None, {**overrides, "input.path": str(mixed), "method.budget": 50}))
     assert "\n" not in str(error.value)
@@ -343,7 +345,7 @@ def test_an_interrupt_while_writing_rows_leaves_the_earlier_run_whole(tmp_path, 
     assert _folder_state(tmp_path / "out") == before
     monkeypatch.setattr(outputs, "_write_jsonl_rows", real)
     after = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "parquet"}))
-    assert set(_folder_state(tmp_path / "out")) == {"selection.parquet", "manifest.json", "selected.parquet"}  # the jsonl rows went
+    assert set(_folder_state(tmp_path / "out")) == {"selection.parquet", "manifest.json", "selected.parquet", "report.html"}  # the jsonl rows went
     assert pq.read_table(tmp_path / "out" / "selected.parquet").num_rows == 10 == len(after.ids)
 
 
@@ -357,8 +359,9 @@ def test_output_and_cache_inside_the_input_folder_are_not_read_back(tmp_path):
     reads = [dataselect.run(dataselect.load_config(None, overrides)).manifest["counts"]["read"] for _ in range(3)]
     assert reads == [30, 30, 30]
     manifest = json.loads((data / "out" / "manifest.json").read_text())
-    assert manifest["counts"]["skipped_files"] == 4  # README.txt and the earlier run's selection, manifest and rows
-    assert {Path(f["path"]).name for f in manifest["input"]["skipped_files"]} == {"README.txt", "selection.parquet", "manifest.json", "selected.jsonl"}
+    assert manifest["counts"]["skipped_files"] == 5  # README.txt and the earlier run's selection, manifest, rows and report
+    skipped = {Path(f["path"]).name for f in manifest["input"]["skipped_files"]}
+    assert skipped == {"README.txt", "selection.parquet", "manifest.json", "selected.jsonl", "report.html"}
 
 
 def test_standard_input_is_read_once_and_never_a_cache_hit(tmp_path, monkeypatch):

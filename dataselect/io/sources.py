@@ -38,7 +38,7 @@ JSON_ARRAY_SUFFIXES = tuple(".json" + c for c in ("",) + COMPRESSED_SUFFIXES)  #
 PARQUET_SUFFIXES = (".parquet",)
 STDIN = "-"  # input.path: - reads standard input
 # what this engine writes into output.dir; a directory input skips them where a dataselect manifest says so
-ENGINE_OUTPUTS = ("selection.parquet", "manifest.json", "selected.jsonl", "selected.parquet")
+ENGINE_OUTPUTS = ("selection.parquet", "manifest.json", "selected.jsonl", "selected.parquet", "report.html")
 CACHE_TAG = "CACHEDIR.TAG"  # the cache directory tag (bford.info/cachedir) the engine leaves in its cache root
 CACHE_TAG_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# dataselect's cache (runtime.cache_dir): score stores, not input\n"
 
