@@ -101,6 +101,43 @@ class DSIRConfig(_Section):
         return value
 
 
+class ProxyConfig(_Section):
+    """The proxy causal LM trained on the pool when model.name is not a causal LM (scoring/proxy.py)."""
+
+    steps: int = Field(150, gt=0)  # optimiser steps per seed (scores are read early in training)
+    epochs: float = Field(4.0, gt=0)  # ... but at most this many passes over the training sample
+    train_tokens: Literal["all", "scored"] = "all"  # the training loss over every token, or only those a score counts
+    seeds: int = Field(2, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
+    sample: Union[int, float] = 10_000  # training samples: a count, or a fraction of the pool in (0, 1]
+    batch_size: int = Field(64, gt=0)  # packed rows per step
+    context: int = Field(64, gt=1)  # tokens per row; also the window each sample is scored on
+    vocab: int = Field(4096, gt=1)  # output classes: the sample's most frequent token ids + one "other"
+    layers: int = Field(2, gt=0)
+    hidden: int = Field(128, gt=0)
+    heads: int = Field(4, gt=0)
+    lr: float = Field(3e-3, gt=0)
+
+    @field_validator("sample")
+    @classmethod
+    def _sample_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1) or (isinstance(value, float) and not 0.0 < value <= 1.0):
+            raise ValueError("must be a count >= 1 or a fraction in (0, 1]")
+        return value
+
+
+class EL2NConfig(_Section):
+    """EL2N / loss selection (METHODS.md section 3): score every pool sample with a causal LM (model.name)
+    or trained proxies, then keep a window of the sorted scores."""
+
+    score: Literal["el2n", "loss"] = "el2n"  # mean-token EL2N, or mean-token loss (log-perplexity)
+    # hardest: the highest scores; easiest: the lowest; middle: a window at `offset` (default: centred)
+    keep: Literal["hardest", "easiest", "middle"] = "middle"
+    offset: int | None = Field(None, ge=0)  # keep: middle only: skip this many of the lowest scores
+    scorer: Literal["auto", "model", "proxy"] = "auto"  # auto: model.name if it is a causal LM, the proxy for the default model
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+    proxy: ProxyConfig = ProxyConfig()
+
+
 class MethodConfig(_Section):
     name: Literal["rds", "dsir", "el2n", "cluster", "random"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
@@ -109,6 +146,7 @@ class MethodConfig(_Section):
     exclude_target_copies: bool = True
     rds: RDSConfig = RDSConfig()
     dsir: DSIRConfig = DSIRConfig()
+    el2n: EL2NConfig = EL2NConfig()
 
     @field_validator("budget", mode="before")
     @classmethod

@@ -45,6 +45,11 @@ EXECUTOR_METHODS = {
     "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
     "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
     "random": {"method.name": "random"},
+    # the default model means: train the proxy causal LM (tiny here) on the pool, then score with it
+    "el2n-proxy": {"method.name": "el2n", "model.name": "sentence-transformers/all-MiniLM-L6-v2", "method.el2n.proxy.steps": 3,
+                   "method.el2n.proxy.seeds": 2, "method.el2n.proxy.hidden": 16, "method.el2n.proxy.heads": 2,
+                   "method.el2n.proxy.layers": 1, "method.el2n.proxy.context": 16, "method.el2n.proxy.vocab": 64,
+                   "method.el2n.proxy.batch_size": 4},
 }
 
 
