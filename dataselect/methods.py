@@ -11,6 +11,8 @@ REGISTRY = {
     "rds": "dataselect.select.rds:RDSMethod",
     "random": "dataselect.select.random:RandomMethod",
     "dsir": "dataselect.select.dsir:DSIRMethod",
+    "cluster": "dataselect.select.cluster_method:ClusterMethod",
+    "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
 }
 
 

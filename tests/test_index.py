@@ -30,7 +30,9 @@ def fill_store(root, vectors, shard_size):
     starts = list(range(0, len(vectors), shard_size)) or [0]
     for index, start in enumerate(starts):
         block = vectors[start : start + shard_size]
-        meta = pa.table({"id": [f"s{i}" for i in range(start, start + len(block))], "text_hash": np.arange(start, start + len(block), dtype=np.int64)})
+        rows = range(start, start + len(block))
+        meta = pa.table({"id": [f"s{i}" for i in rows], "position": np.array(rows, np.int64), "text_hash": np.array(rows, np.int64),
+                         "preview": [f"text {i}" for i in rows]})
         store.write_shard(index, meta, SourceStats("pool"), block)
     store.mark_complete(len(starts), {})
     return store

@@ -2,6 +2,6 @@
 from dataselect.index.backends import make_assigner
 from dataselect.index.kmeans import Clusters, cluster_pool, spherical_kmeans
 from dataselect.index.pool_index import PoolIndex
-from dataselect.index.vectors import ArrayVectors, StoreVectors, sample
+from dataselect.index.vectors import ArrayVectors, StoreVectors, SubsetVectors, sample
 
-__all__ = ["ArrayVectors", "Clusters", "PoolIndex", "StoreVectors", "cluster_pool", "make_assigner", "sample", "spherical_kmeans"]
+__all__ = ["ArrayVectors", "Clusters", "PoolIndex", "StoreVectors", "SubsetVectors", "cluster_pool", "make_assigner", "sample", "spherical_kmeans"]

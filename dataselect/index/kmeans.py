@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dataselect.index.backends import Assigner, make_assigner
-from dataselect.index.vectors import TILE_ROWS, ArrayVectors, Vectors, sample
+from dataselect.index.vectors import TILE_ROWS, ArrayVectors, SubsetVectors, Vectors, sample
 
 logger = logging.getLogger(__name__)
 
@@ -191,16 +191,18 @@ class Clusters:
 
 def cluster_pool(pool: Vectors, k: int, niter: int = 20, seed: int = 0, max_points_per_centroid: int | None = 256,
                  backend: str = "auto", device: str = "auto", tile_rows: int = TILE_ROWS, progress: bool = False,
-                 init: str = "random") -> Clusters:
-    """k-means trained on a seeded sample of min(N, k x max_points_per_centroid) pool vectors (None:
-    every vector, streamed from the store each iteration), then every pool vector assigned."""
+                 init: str = "random", train_rows: np.ndarray | None = None) -> Clusters:
+    """k-means trained on a seeded sample of min(M, k x max_points_per_centroid) of the M candidate
+    vectors (`train_rows`, default all; max_points_per_centroid None: all M, streamed each
+    iteration), then every pool vector assigned."""
     started = time.perf_counter()
     assigner = make_assigner(backend, device)
     n = pool.count()
+    candidates: Vectors = pool if train_rows is None else SubsetVectors(pool, train_rows)
     if max_points_per_centroid is None:
-        train: Vectors = pool
+        train = candidates
     else:
-        train = ArrayVectors(sample(pool, k * max_points_per_centroid, seed))  # [min(N, k*cap), d] float32
+        train = ArrayVectors(sample(candidates, k * max_points_per_centroid, seed))  # [min(M, k*cap), d] float32
     sampled = time.perf_counter()
     result = spherical_kmeans(train, k, niter, seed, assigner, tile_rows, progress, init)
     trained = time.perf_counter()

@@ -74,6 +74,27 @@ class ArrayVectors:
             yield start, self.x[start : start + tile_rows]
 
 
+class SubsetVectors:
+    """Some rows of other vectors (e.g. a pool without its exact duplicates), still streamed in tiles."""
+
+    def __init__(self, vectors: Vectors, rows: np.ndarray) -> None:
+        self.vectors = vectors
+        self.subset = np.asarray(rows, np.int64)  # [m] rows of `vectors`
+
+    def count(self) -> int:
+        return len(self.subset)
+
+    def dim(self) -> int:
+        return self.vectors.dim()
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        return self.vectors.rows(self.subset[np.asarray(indices, np.int64)])
+
+    def tiles(self, tile_rows: int = TILE_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.count(), tile_rows):
+            yield start, self.vectors.rows(self.subset[start : start + tile_rows])
+
+
 class StoreVectors:
     """The float16 vectors of a shard store, in store row order, read shard by shard (memory-mapped)."""
 
