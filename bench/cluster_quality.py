@@ -1,0 +1,143 @@
+"""Cluster-diverse selection and semantic dedup on the real instruction pool (issue 11).
+
+    python bench/cluster_quality.py [--data ../shared/data/instruct_pool.jsonl.gz] [--cache .cache/bench_cluster]
+                                    [--budget 0.01] [--set method.cluster.num_clusters=500 ...]
+
+Embeds the pool with the engine (all-MiniLM-L6-v2, the store RDS+ uses; cached in --cache, so only the
+first run pays for it), selects with method `cluster`, and compares with a seeded random selection of
+the same size from the same unique samples:
+  coverage:        mean over pool samples of the cosine distance (1 - cos) to the nearest selected one
+                   (target: cluster <= 0.9 x random)
+  near-duplicates: pairs inside the selection with cosine > 0.95, as a share of all pairs (target: below random)
+Then SemDeDup at eps 0.05 and 0.1 on the same clustering: how many samples go, and a dense check (an
+independent numpy computation) that no kept pair inside a cluster has cosine above 1 - eps.
+Writes nothing but the embedding cache (and --json when given).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "instruct_pool.jsonl.gz"
+
+
+def coverage(pool, selected: np.ndarray) -> float:
+    """Mean over pool vectors of 1 - cos(nearest selected vector); selected: [m, d] unit rows."""
+    from dataselect.index import ArrayVectors, PoolIndex
+
+    sims, _ = PoolIndex.build(ArrayVectors(selected), "flat", device="cpu").nearest(pool)
+    return float(np.mean(1.0 - np.minimum(sims.astype(np.float64), 1.0)))
+
+
+def near_duplicate_pairs(selected: np.ndarray, threshold: float = 0.95) -> tuple[int, int]:
+    """(pairs with cosine > threshold, all pairs) inside one selection; selected: [m, d] unit rows."""
+    sims = selected @ selected.T  # [m, m]
+    upper = np.triu(np.ones(len(selected), bool), k=1)
+    return int((sims[upper] > threshold).sum()), int(upper.sum())
+
+
+def check_kept_pairs(clusters, vectors, kept: np.ndarray) -> float:
+    """The largest cosine between two kept samples of one cluster (dense, per cluster)."""
+    from dataselect.select.semdedup import unit_rows
+
+    worst = -1.0
+    for cluster in range(clusters.k):
+        rows = clusters.members(cluster)
+        rows = rows[kept[rows]]
+        if len(rows) < 2:
+            continue
+        x = unit_rows(vectors.rows(rows)).astype(np.float64)  # [m, d]
+        sims = x @ x.T
+        np.fill_diagonal(sims, -np.inf)
+        worst = max(worst, float(sims.max()))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench_cluster", help="embedding (and k-means) cache, reused")
+    parser.add_argument("--budget", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"bench/cluster_quality.py: no pool at {args.data}; pass --data PATH (the instruct_pool.jsonl.gz of ../shared/data)")
+
+    from dataselect.config import load_config
+    from dataselect.index import StoreVectors
+    from dataselect.pipeline import RunContext
+    from dataselect.select.base import first_occurrences, top_k
+    from dataselect.select.cluster_method import ClusterMethod, pool_clusters
+    from dataselect.select.semdedup import semdedup
+    from dataselect.stats import RunStats
+
+    overrides = [f"input.path={args.data}", "input.prompt_field=prompt", "input.response_field=response", "method.name=cluster",
+                 f"method.budget={args.budget}", f"method.seed={args.seed}", f"runtime.cache_dir={args.cache}", *args.overrides]
+    config = load_config(None, overrides)
+    context = RunContext(config=config, output_dir=args.cache / "unused", cache_root=config.runtime.resolved_cache_dir(), stats=RunStats())
+    method = ClusterMethod()
+    started = time.perf_counter()
+    scored = method.score(context)
+    embedded = time.perf_counter()
+    selection = method.select(context, scored)
+    selected_at = time.perf_counter()
+
+    store = scored["pool"].store
+    vectors = StoreVectors(store)
+    row_of = {sample_id: row for row, sample_id in enumerate(store.column("id").to_pylist())}
+    chosen = np.array([row_of[i] for i in selection.ids], np.int64)
+    eligible = first_occurrences(store.column("text_hash").to_numpy())
+    keys = np.random.default_rng(args.seed).random(len(eligible))
+    baseline = top_k(keys, len(chosen), eligible)  # the random method's rule: seeded keys, the K largest
+
+    figures: dict = {"pool": len(eligible), "unique": int(eligible.sum()), "selected": len(chosen), "overrides": overrides[3:],
+                     "num_clusters": selection.metrics["num_clusters"], "kmeans_seconds": selection.metrics["kmeans"]["seconds"],
+                     "embed_seconds": round(embedded - started, 1), "select_seconds": round(selected_at - embedded, 1),
+                     "pool_cache": scored["pool"].cached}
+    for name, rows in (("cluster", chosen), ("random", baseline)):
+        from dataselect.select.semdedup import unit_rows
+
+        picked = unit_rows(vectors.rows(rows))  # [K, d]
+        duplicates, pairs = near_duplicate_pairs(picked)
+        figures[name] = {"coverage": round(coverage(vectors, picked), 5), "near_duplicate_pairs": duplicates,
+                         "near_duplicate_rate": duplicates / pairs}
+    figures["coverage_ratio"] = round(figures["cluster"]["coverage"] / figures["random"]["coverage"], 4)
+
+    clusters, _ = pool_clusters(store, config, context.cache_root, selection.metrics["num_clusters"], np.flatnonzero(eligible))
+    dedup_started = time.perf_counter()
+    dedup = semdedup(clusters, vectors, config.method.semdedup.order, args.seed, eligible, config.method.semdedup.block_size)
+    figures["semdedup_seconds"] = round(time.perf_counter() - dedup_started, 1)
+    for eps in (0.05, 0.1):
+        removed = dedup.removed(eps)
+        kept = eligible & ~removed
+        per_cluster = dedup.removed_per_cluster(eps, clusters.k)
+        figures[f"semdedup_eps_{eps}"] = {"removed": int(removed.sum()), "kept": int(kept.sum()),
+                                          "clusters_with_removals": int((per_cluster > 0).sum()),
+                                          "max_kept_pair_cosine": round(check_kept_pairs(clusters, vectors, kept), 6),
+                                          "threshold": 1 - eps}
+
+    print(json.dumps(figures, indent=1))
+    cluster, random = figures["cluster"], figures["random"]
+    print(f"\ncoverage (mean cosine distance to the nearest selected): cluster {cluster['coverage']:.4f}, random {random['coverage']:.4f}, "
+          f"ratio {figures['coverage_ratio']:.3f} (target <= 0.9)")
+    print(f"near-duplicate pairs (cos > 0.95) in the selection: cluster {cluster['near_duplicate_pairs']} ({cluster['near_duplicate_rate']:.2e}), "
+          f"random {random['near_duplicate_pairs']} ({random['near_duplicate_rate']:.2e})")
+    for eps in (0.05, 0.1):
+        entry = figures[f"semdedup_eps_{eps}"]
+        ok = entry["max_kept_pair_cosine"] <= 1 - eps + 1e-6
+        print(f"semdedup eps {eps}: removed {entry['removed']:,} of {figures['unique']:,} unique samples; largest kept pair inside a cluster "
+              f"{entry['max_kept_pair_cosine']:.4f} ({'<=' if ok else '>'} {1 - eps:.2f})")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
