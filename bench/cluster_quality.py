@@ -76,7 +76,7 @@ def main() -> None:
     from dataselect.pipeline import RunContext
     from dataselect.select.base import first_occurrences, top_k
     from dataselect.select.cluster_method import ClusterMethod, pool_clusters
-    from dataselect.select.semdedup import semdedup
+    from dataselect.select.semdedup import semdedup, unit_rows
     from dataselect.stats import RunStats
 
     overrides = [f"input.path={args.data}", "input.prompt_field=prompt", "input.response_field=response", "method.name=cluster",
@@ -103,8 +103,6 @@ def main() -> None:
                      "embed_seconds": round(embedded - started, 1), "select_seconds": round(selected_at - embedded, 1),
                      "pool_cache": scored["pool"].cached}
     for name, rows in (("cluster", chosen), ("random", baseline)):
-        from dataselect.select.semdedup import unit_rows
-
         picked = unit_rows(vectors.rows(rows))  # [K, d]
         duplicates, pairs = near_duplicate_pairs(picked)
         figures[name] = {"coverage": round(coverage(vectors, picked), 5), "near_duplicate_pairs": duplicates,

@@ -179,3 +179,14 @@ def test_cluster_and_semdedup_run_end_to_end_and_reuse_the_rds_embeddings(tmp_pa
                                                          "output.dir": str(tmp_path / "sd")}), quiet=True)
     assert dedup.manifest["cache"] == {"pool": "hit", "clusters": "hit"}
     assert dedup.manifest["counts"]["selected"] == 18 - dedup.manifest["method"]["dedup"]["removed"]
+
+
+@pytest.mark.parametrize("name", ["cluster", "semdedup"])
+def test_the_shipped_configs_validate(name):
+    from pathlib import Path
+
+    from dataselect.config import load_config
+    from dataselect.methods import get_method
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert config.method.name == name and get_method(name).name == name

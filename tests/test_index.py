@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dataselect.index import ArrayVectors, Clusters, PoolIndex, StoreVectors, cluster_pool, make_assigner, sample, spherical_kmeans
+from dataselect.index import ArrayVectors, Clusters, PoolIndex, StoreVectors, SubsetVectors, cluster_pool, make_assigner, sample, spherical_kmeans
 from dataselect.index.kmeans import assign_to, imbalance_factor, split_empty
 from dataselect.index.vectors import seeded_sample
 from dataselect.io.shards import ShardStore
@@ -131,6 +131,18 @@ def test_cluster_pool_trains_on_a_capped_sample_and_assigns_every_stored_vector(
         assert np.all(clusters.labels[members] == c) and np.all(np.diff(members) > 0)
     streamed = cluster_pool(pool, k=4, niter=5, seed=0, max_points_per_centroid=None, backend="faiss")
     assert streamed.info["train_points"] == 200
+
+
+def test_subset_vectors_stream_some_rows_and_k_means_trains_on_them_only(tmp_path):
+    x, truth = blobs(np.random.default_rng(9), k=3, per=20, d=8)
+    pool = StoreVectors(fill_store(tmp_path / "s", x, shard_size=16))
+    keep = np.flatnonzero(truth != 2)  # blob 2 left out of training
+    subset = SubsetVectors(pool, keep)
+    np.testing.assert_array_equal(np.concatenate([t for _, t in subset.tiles(7)]), pool.rows(keep))
+    assert (subset.count(), subset.dim()) == (40, 8)
+    clusters = cluster_pool(pool, k=2, niter=5, seed=0, max_points_per_centroid=None, backend="numpy", init="kmeans++", train_rows=keep)
+    assert clusters.info["train_points"] == 40 and len(clusters.labels) == 60
+    assert {len(np.unique(clusters.labels[truth == b])) for b in (0, 1)} == {1} and clusters.labels[0] != clusters.labels[20]
 
 
 def test_clusters_save_and_load_round_trip(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataselect.index.backends import FaissAssigner, faiss_gpu_available
+from dataselect.index.backends import faiss_gpu_available, make_assigner
 from dataselect.index.kmeans import spherical_kmeans
 from dataselect.index.vectors import TILE_ROWS, ArrayVectors, Vectors, sample
 
@@ -39,13 +39,11 @@ class PoolIndex:
         elif kind == "ivf":
             nlist = min(n, nlist or max(1, int(4 * math.sqrt(n))))
             train = ArrayVectors(sample(vectors, nlist * 256, seed))  # [<= nlist*256, d]
-            centroids = spherical_kmeans(train, nlist, niter, seed, FaissAssigner()).centroids  # [nlist, d]
+            centroids = spherical_kmeans(train, nlist, niter, seed, make_assigner("auto", device)).centroids  # [nlist, d]
             quantizer = faiss.IndexFlatIP(d)
-            quantizer.add(centroids)
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            quantizer.add(centroids)  # trained with nlist entries: the IVF index needs no training of its own
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)  # faiss's wrapper keeps `quantizer` alive
             index.nprobe = min(nprobe, nlist)
-            index.own_fields = True
-            quantizer.this.disown()  # the IVF index frees it
         else:
             raise ValueError(f"unknown index kind {kind!r}; choose flat or ivf")
         built = cls(index, kind, device)
