@@ -23,6 +23,7 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/dataselect run --config configs/rds.yaml
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

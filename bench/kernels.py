@@ -1,8 +1,12 @@
 """Kernel benchmarks: time, bytes moved, achieved GB/s against the measured copy bandwidth, and peak memory
-of each kernel's dispatch path next to a naive torch version.
+of each kernel's dispatch path next to the family's torch reference from kernels/ (never a copy of it).
 
     python bench/kernels.py [--device auto|cpu|cuda] [--kernels pooling,el2n,el2n-lmhead,ngram,reweight]
-                            [--size name=value ...] [--json PATH]
+                            [--size name=value ...] [--quick] [--json PATH]
+
+Every run appends its rows (kernel, variant, shape, dtype, device name, ms, GB/s, peak memory, the
+command, torch / triton versions, the kernels backend) as JSON lines to bench/results/kernels.jsonl, or
+to --json PATH. DATASELECT_KERNELS=reference makes the "dispatch" rows the reference too (rows say so).
 
 GPU: time is the median of triton.testing.do_bench (L2 flushed between runs); peak memory is
 torch.cuda.max_memory_allocated above what the inputs already hold. CPU: the dispatch path is the torch
@@ -16,11 +20,14 @@ V=50,000, H=768), which runs on either; override with --size, e.g. --size el2n-l
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import importlib.util
 import json
 import os
+import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -42,6 +49,25 @@ SIZES: dict[str, dict[str, tuple]] = {
     "reweight": {"N": (4096, 4096), "strategy": ("linupper", "linupper")},
 }
 KERNELS = ["pooling", "el2n", "el2n-lmhead", "ngram", "reweight"]
+# --quick: tiny shapes that exercise every case in seconds (a smoke run; its figures measure nothing)
+QUICK: dict[str, dict] = {
+    "copy": {"MiB": 8},
+    "pooling": {"B": 3, "T": 37, "H": 100},
+    "el2n": {"B": 3, "T": 37, "V": 123},
+    "el2n-lmhead": {"B": 3, "T": 37, "V": 123, "H": 100},
+    "ngram": {"B": 3, "T": 37, "buckets": 101},
+    "reweight": {"N": 37},
+}
+# the "reference" variant of each kernel: the torch reference in kernels/ that every ratio is against
+BASELINES = {
+    "pooling": "pooling.pool_reference",
+    "el2n": "el2n.token_el2n_and_ce_reference (fp32)",
+    "el2n-lmhead": "hidden @ W.T, then el2n.token_el2n_and_ce_reference (fp32) on the [B, T, V] logits",
+    "ngram": "ngram.hashed_ngram_counts_reference @ log_ratio (builds [B, buckets])",
+    "reweight": "reweight.reweight_weights_reference",
+}
+DTYPES = {"ngram": "int64", "reweight": "float32", "copy": "float32"}  # kernels whose sizes name no dtype
+RESULTS = ROOT / "bench" / "results" / "kernels.jsonl"
 
 
 def import_kernels() -> None:
@@ -64,6 +90,8 @@ def import_kernels() -> None:
 
 
 def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable[[], object], int, int]:
+    """variant "dispatch" is the public entry point the engine calls (Triton on CUDA); "reference" is the
+    family's torch reference from kernels/ (BASELINES names it), the baseline every ratio is against."""
     import_kernels()
     g = torch.Generator(device=device).manual_seed(0)
     if kernel == "copy":
@@ -73,24 +101,18 @@ def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable
         return (lambda: dst.copy_(src)), 2 * src.numel() * 4, 0
 
     if kernel == "pooling":
-        from dataselect.kernels.pooling import pool, pooling_weights
+        from dataselect.kernels.pooling import pool, pool_reference
 
         B, T, H, dtype = p["B"], p["T"], p["H"], getattr(torch, p["dtype"])
         hidden = torch.randn(B, T, H, generator=g, device=device, dtype=dtype)  # [B, T, H]
         lengths = torch.randint(T // 4, T + 1, (B,), generator=g, device=device)  # [B]
         mask = (torch.arange(T, device=device)[None, :] >= T - lengths[:, None]).long()  # [B, T] left padding
         moved = hidden.numel() * hidden.element_size() + mask.numel() * mask.element_size() + B * H * 4
-        if variant == "dispatch":
-            return (lambda: pool(hidden, mask, p["mode"], True)), moved, 0
-
-        def naive() -> torch.Tensor:
-            w = pooling_weights(mask, p["mode"])  # [B, T]
-            return torch.nn.functional.normalize((hidden.float() * w[..., None]).sum(1), dim=-1)  # [B, H]
-
-        return naive, moved, 0
+        fn = pool if variant == "dispatch" else pool_reference
+        return (lambda: fn(hidden, mask, p["mode"], True)), moved, 0
 
     if kernel == "el2n":  # the reduction alone, on given logits
-        from dataselect.kernels.el2n import token_el2n_and_ce
+        from dataselect.kernels.el2n import token_el2n_and_ce, token_el2n_and_ce_reference
 
         B, T, V, dtype = p["B"], p["T"], p["V"], getattr(torch, p["dtype"])
         logits = (torch.randn(B, T, V, generator=g, device=device) * 3).to(dtype)  # [B, T, V]
@@ -98,10 +120,10 @@ def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable
         moved = logits.numel() * logits.element_size() + labels.numel() * 8 + 2 * B * T * 4
         if variant == "dispatch":
             return (lambda: token_el2n_and_ce(logits, labels)), moved, 0
-        return (lambda: naive_el2n(logits, labels)), moved, 0
+        return (lambda: token_el2n_and_ce_reference(logits, labels, dtype=torch.float32)), moved, 0
 
     if kernel == "el2n-lmhead":
-        from dataselect.kernels.el2n import lm_head_el2n_and_loss
+        from dataselect.kernels.el2n import lm_head_el2n_and_loss, token_el2n_and_ce_reference
 
         B, T, V, H, dtype = p["B"], p["T"], p["V"], p["H"], getattr(torch, p["dtype"])
         hidden = torch.randn(B, T, H, generator=g, device=device).to(dtype)  # [B, T, H]
@@ -111,15 +133,14 @@ def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable
         if variant == "dispatch":
             return (lambda: lm_head_el2n_and_loss(hidden, weight, labels)), 0, flops
 
-        def naive() -> tuple[torch.Tensor, torch.Tensor]:
-            logits = hidden @ weight.T  # [B, T, V]
-            e, c = naive_el2n(logits, labels)
+        def materialised() -> tuple[torch.Tensor, torch.Tensor]:
+            e, c = token_el2n_and_ce_reference(hidden @ weight.T, labels, dtype=torch.float32)  # via [B, T, V] logits
             return e.mean(1), c.mean(1)
 
-        return naive, 0, flops
+        return materialised, 0, flops
 
     if kernel == "ngram":
-        from dataselect.kernels.ngram import dsir_log_weights, hashed_ngram_counts
+        from dataselect.kernels.ngram import dsir_log_weights, hashed_ngram_counts_reference
 
         B, T, NB = p["B"], p["T"], p["buckets"]
         ids = torch.randint(0, 128_000, (B, T), generator=g, device=device)  # [B, T]
@@ -128,7 +149,7 @@ def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable
         moved = ids.numel() * 8 + B * 8 + B * 4
         if variant == "dispatch":
             return (lambda: dsir_log_weights(ids, lengths, log_ratio)), moved, 0
-        return (lambda: hashed_ngram_counts(ids, lengths, NB) @ log_ratio), moved, 0  # builds [B, NB]
+        return (lambda: hashed_ngram_counts_reference(ids, lengths, NB) @ log_ratio), moved, 0  # builds [B, NB]
 
     if kernel == "reweight":
         from dataselect.kernels.reweight import reweight_weights, reweight_weights_reference
@@ -137,15 +158,6 @@ def make_case(kernel: str, variant: str, p: dict, device: str) -> tuple[Callable
         fn = reweight_weights if variant == "dispatch" else reweight_weights_reference
         return (lambda: fn(losses, p["strategy"], 0.4)), p["N"] * 8, 0
     raise ValueError(kernel)
-
-
-def naive_el2n(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The textbook version: fp32 softmax minus one-hot, its norm, and -log p_y."""
-    p = torch.softmax(logits.float(), dim=-1)  # [..., V]
-    onehot = torch.nn.functional.one_hot(labels, logits.shape[-1]).float()  # [..., V]
-    el2n = torch.linalg.vector_norm(p - onehot, dim=-1)  # [...]
-    ce = -torch.log(p.gather(-1, labels[..., None]).squeeze(-1))  # [...]
-    return el2n, ce
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,15 +242,50 @@ def fmt(value: float | None, spec: str) -> str:
     return format(value, spec) if value is not None else "-"
 
 
-def main() -> None:
+def environment(device: str) -> dict:
+    """Device name and the versions every row carries, so rows from different machines can sit in one file."""
+    import_kernels()
+    from dataselect.kernels import dispatch
+
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+    else:
+        name = f"CPU ({cpu_model()}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    info = dispatch.describe()
+    return {
+        "device": name, "device_type": device, "torch": torch.__version__, "triton": info["triton"],
+        "cuda": torch.version.cuda, "kernels_backend": info["backend"], "triton_interpreter": info["interpreter"],
+        "python": platform.python_version(),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line, appended: earlier runs (other machines, other commits) stay in the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma list of {KERNELS}")
     parser.add_argument("--size", action="append", default=[], metavar="KERNEL.PARAM=VALUE")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run in seconds, not a measurement")
     parser.add_argument("--cpu-budget", type=float, default=3.0, help="seconds of timed calls per CPU variant")
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--json", type=Path, default=RESULTS,
+                        help=f"append the rows here as JSON lines (default {RESULTS.relative_to(ROOT)})")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.child:  # subprocess mode: one variant, JSON on stdout
         spec = json.loads(args.child)
@@ -248,64 +295,79 @@ def main() -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     col = 1 if device == "cuda" else 0
     params = {k: {name: v[col] for name, v in d.items()} for k, d in SIZES.items()}
+    if args.quick:
+        for kernel, values in QUICK.items():
+            params[kernel].update(values)
     for item in args.size:
         key, value = item.split("=", 1)
         kernel, name = key.split(".", 1)
         old = params[kernel][name]
         params[kernel][name] = type(old)(value)
-    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
-    print(f"device: {name}; torch {torch.__version__}")
+    env = environment(device)
+    command = shlex.join(["python", "bench/kernels.py", *(sys.argv[1:] if argv is None else argv)])
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    print(f"device: {env['device']}; torch {env['torch']}; triton {env['triton']}; kernels backend {env['kernels_backend']}")
 
     copy = measure_fresh("copy", "dispatch", params["copy"], device, args.cpu_budget)
     copy_bw = copy["bytes"] / copy["seconds"]
     print(f"copy bandwidth ({params['copy']['MiB']} MiB fp32, read + write): {copy_bw / 1e9:.1f} GB/s\n")
 
-    rows = []
+    def row_of(kernel: str, variant: str, p: dict, r: dict, ref: dict | None) -> dict:
+        gbps = r["bytes"] / r["seconds"] / 1e9 if r["bytes"] else None
+        return {
+            **env, "bench": "kernels", "command": command, "time": stamp,
+            "kernel": kernel, "variant": variant, "baseline": BASELINES.get(kernel) if variant == "reference" else None,
+            "shape": {k: v for k, v in p.items() if isinstance(v, int)}, "dtype": p.get("dtype", DTYPES.get(kernel)),
+            "params": {k: v for k, v in p.items() if not isinstance(v, int) and k != "dtype"},
+            "ms": r["seconds"] * 1e3, "runs": r["runs"], "gb_per_s": gbps, "copy_gb_per_s": copy_bw / 1e9,
+            "pct_copy_bw": 100 * gbps * 1e9 / copy_bw if gbps else None,
+            "tflop_per_s": r["flops"] / r["seconds"] / 1e12 if r["flops"] else None,
+            "peak_mib": r["peak_bytes"] / 2**20,
+            "speedup_vs_reference": ref["seconds"] / r["seconds"] if ref else None,
+            "peak_ratio_vs_reference": r["peak_bytes"] / max(ref["peak_bytes"], 1) if ref else None,
+        }
+
+    rows = [row_of("copy", "torch", params["copy"], copy, None)]
     header = f"{'kernel':<12} {'variant':<9} {'ms':>10} {'GB/s':>8} {'%copy':>6} {'TFLOP/s':>8} {'peak MiB':>9} {'x faster':>8} {'mem ratio':>9}  shape"
     print(header)
     print("-" * len(header))
     for kernel in [k for k in args.kernels.split(",") if k]:
         p = params[kernel]
-        results = {v: measure_fresh(kernel, v, p, device, args.cpu_budget) for v in ("dispatch", "naive")}
+        results = {v: measure_fresh(kernel, v, p, device, args.cpu_budget) for v in ("dispatch", "reference")}
         for variant, r in results.items():
-            gbps = r["bytes"] / r["seconds"] / 1e9 if r["bytes"] else None
-            row = {
-                "kernel": kernel, "variant": variant, "device": name, "shape": p, "ms": r["seconds"] * 1e3,
-                "gb_per_s": gbps, "pct_copy_bw": 100 * gbps * 1e9 / copy_bw if gbps else None,
-                "tflop_per_s": r["flops"] / r["seconds"] / 1e12 if r["flops"] else None,
-                "peak_mib": r["peak_bytes"] / 2**20, "runs": r["runs"],
-                "speedup_vs_naive": results["naive"]["seconds"] / r["seconds"],
-                "peak_ratio_vs_naive": r["peak_bytes"] / max(results["naive"]["peak_bytes"], 1),
-            }
+            row = row_of(kernel, variant, p, r, results["reference"])
             rows.append(row)
             print(
-                f"{kernel:<12} {variant:<9} {row['ms']:>10.3f} {fmt(gbps, '8.1f'):>8} {fmt(row['pct_copy_bw'], '6.1f'):>6} "
-                f"{fmt(row['tflop_per_s'], '8.2f'):>8} {row['peak_mib']:>9.1f} {row['speedup_vs_naive']:>8.2f} "
-                f"{row['peak_ratio_vs_naive']:>9.3f}  {shape_of(p)}"
+                f"{kernel:<12} {variant:<9} {row['ms']:>10.3f} {fmt(row['gb_per_s'], '8.1f'):>8} {fmt(row['pct_copy_bw'], '6.1f'):>6} "
+                f"{fmt(row['tflop_per_s'], '8.2f'):>8} {row['peak_mib']:>9.1f} {row['speedup_vs_reference']:>8.2f} "
+                f"{row['peak_ratio_vs_reference']:>9.3f}  {shape_of(p)}"
             )
+    print("\nreference: " + "; ".join(f"{k}: {BASELINES[k]}" for k in args.kernels.split(",") if k in BASELINES))
+
+    append_rows(args.json, rows)
+    print(f"\nappended {len(rows)} rows to {args.json}")
+    if args.quick:
+        print("--quick: shapes too small for the acceptance checks")
+        return
 
     print("\nacceptance:")
     by = {(r["kernel"], r["variant"]): r for r in rows}
     checks = []
     lm = by.get(("el2n-lmhead", "dispatch"))
     if lm:
-        checks.append((f"EL2N LM-head peak memory, chunked / naive ({shape_of(lm['shape'])})",
-                       lm["peak_ratio_vs_naive"], "<=", 0.25))
+        checks.append((f"EL2N LM-head peak memory, chunked / materialised logits ({shape_of(lm['shape'])} {lm['dtype']})",
+                       lm["peak_ratio_vs_reference"], "<=", 0.25))
     if device == "cuda":
         pl = by.get(("pooling", "dispatch"))
         if pl:
             checks.append((f"pooling % of copy bandwidth ({shape_of(pl['shape'])})", pl["pct_copy_bw"], ">=", 70.0))
         if lm:
-            checks.append(("fused EL2N speed-up vs naive", lm["speedup_vs_naive"], ">=", 1.5))
+            checks.append(("fused EL2N speed-up vs materialised logits", lm["speedup_vs_reference"], ">=", 1.5))
     for label, value, op, target in checks:
         ok = value <= target if op == "<=" else value >= target
         print(f"  {label}: {value:.3f} (target {op} {target}) {'PASS' if ok else 'FAIL'}")
     if device != "cuda":
         print("  GPU targets (pooling >= 70% of copy bandwidth; fused EL2N >= 1.5x faster) need a CUDA device")
-
-    if args.json:
-        args.json.write_text(json.dumps({"device": name, "copy_gb_per_s": copy_bw / 1e9, "rows": rows}, indent=2))
-        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

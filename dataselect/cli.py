@@ -1,22 +1,46 @@
-"""`dataselect run --config FILE [--set dotted.key=value ...]` and `dataselect bench`."""
+"""The `dataselect` command: run, config, methods, bench.
+
+    dataselect run --config FILE [--set dotted.key=value ...] [--dry-run | --print-config] [-q]
+    dataselect config [--config FILE] [--set ...]     the resolved config, every key, as YAML
+    dataselect methods                                the selection methods, one line each
+    dataselect bench [NAME] [ARGS ...]                a script from bench/
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import runpy
 import sys
 from pathlib import Path
 
+from dataselect import __version__
 from dataselect.errors import DataselectError
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="YAML config file (optional: the defaults plus --set otherwise)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any dotted config key, e.g. --set method.budget=100 (repeatable)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dataselect", description="GPU-accelerated data selection for LM training data.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="dataselect", description="GPU-accelerated data selection for LM training data.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Start with: dataselect run --config configs/rds.yaml   (docs/config.md lists every key)",
+    )
+    parser.add_argument("--version", action="version", version=f"dataselect {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="score a pool and select from it")
-    run.add_argument("--config", "-c", required=True, help="YAML config file")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any dotted config key")
-    run.add_argument("--quiet", "-q", action="store_true", help="no summary (progress bars follow runtime.progress)")
+    _add_config_arguments(run)
+    run.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bars (sets runtime.progress: false)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the config, inputs, model and output folder without scoring, one line per check")
+    run.add_argument("--print-config", action="store_true", help="print the resolved config (every key) as YAML and exit")
+    config = commands.add_parser("config", help="print the resolved config (every key and its value) as YAML")
+    _add_config_arguments(config)
+    commands.add_parser("methods", help="list the selection methods")
     bench = commands.add_parser("bench", help="measure throughput (runs a script from bench/)")
     bench.add_argument("name", nargs="?", default="throughput", help="script name in bench/ (default: throughput, the end-to-end selection throughput)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
@@ -33,19 +57,61 @@ def _bench(name: str, args: list[str]) -> int:
     return 0
 
 
+def config_yaml(config) -> str:
+    """The resolved config as YAML, every key in the order of the config's sections."""
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _methods() -> int:
+    from dataselect.methods import method_list
+
+    for name, available, description in method_list():
+        print(f"{name:<8} {description}" + ("" if available else "  [not in this build yet]"))
+    return 0
+
+
+def _dry_run(config) -> int:
+    from dataselect.dryrun import dry_run
+
+    checks = dry_run(config)
+    for check in checks:
+        print(check.line())
+    failed = [check.name for check in checks if not check.ok]
+    print(f"dry run: {len(checks) - len(failed)} of {len(checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 2 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and (len(argv) == 1 or (argv[1].startswith("-") and argv[1] not in ("-h", "--help"))):
         argv.insert(1, "throughput")  # `dataselect bench --n 100`: the default benchmark, with its arguments
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)  # library log lines, as the CLI's own
     try:
         if args.command == "bench":
             return _bench(args.name, args.args)
+        if args.command == "methods":
+            return _methods()
         from dataselect.config import load_config
+
+        overrides = list(args.overrides)
+        if getattr(args, "quiet", False):
+            overrides.append("runtime.progress=false")
+        config = load_config(args.config, overrides)
+        if args.command == "config" or args.print_config:
+            sys.stdout.write(config_yaml(config))
+            return 0
+        if args.dry_run:
+            return _dry_run(config)
         from dataselect.pipeline import run
 
-        config = load_config(args.config, args.overrides)
         run(config, quiet=args.quiet)
         return 0
     except DataselectError as error:

@@ -4,8 +4,11 @@ Every error names the dotted key; an unknown key gets the closest valid key sugg
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -44,12 +47,25 @@ class TargetConfig(SourceConfig):
     task_field: str | None = None  # several target tasks: RDS+ round-robins across them
 
 
+def looks_like_path(name: str) -> bool:
+    """A model name meant as a local folder: ./x, ../x, /x, ~/x or a/b/c (a Hub name is one `org/name`)."""
+    return name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name) or name.count("/") >= 2
+
+
 class ModelConfig(_Section):
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
     pooling: Literal["auto", "mean", "weighted_mean", "last", "cls"] = "auto"
     max_length: int | None = Field(None, gt=1)  # None: the model's own (sentence-transformers config or 512)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     trust_remote_code: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _local_model_exists(cls, value: str) -> str:
+        # a mistyped local folder would otherwise go to the Hub as a repository name and fail obscurely
+        if looks_like_path(value) and not Path(value).expanduser().exists():
+            raise ValueError(f"no such model folder {os.path.abspath(os.path.expanduser(value))} (a Hub name is written org/name)")
+        return value
 
 
 class RDSConfig(_Section):
@@ -75,7 +91,6 @@ class DSIRConfig(_Section):
     # per target: a list in sorted target-name order, or {name: proportion}; default: n-gram count proportions
     target_proportions: Union[list[float], dict[str, float], None] = None
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting (the package does not)
-    num_workers: int | None = Field(None, ge=0)  # featuriser processes (None: runtime.num_workers; 0: in-process)
 
     @field_validator("target_proportions")
     @classmethod
@@ -132,16 +147,24 @@ class MethodConfig(_Section):
     name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "random"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
+    # pool samples whose text equals a target sample's (whitespace normalised) are never selected
+    exclude_target_copies: bool = True
     rds: RDSConfig = RDSConfig()
     dsir: DSIRConfig = DSIRConfig()
     cluster: ClusterConfig = ClusterConfig()
     semdedup: SemDedupConfig = SemDedupConfig()
 
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget_is_not_bool(cls, value: Any) -> Any:
+        # before pydantic's coercion, which would read `true` as the count 1
+        if isinstance(value, bool):
+            raise ValueError("must be a count (an integer >= 1) or a fraction in (0, 1], not true/false")
+        return value
+
     @field_validator("budget")
     @classmethod
     def _budget_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
-        if isinstance(value, bool):
-            raise ValueError("must be a count or a fraction")
         if isinstance(value, int) and value < 1:
             raise ValueError("a count must be >= 1")
         if isinstance(value, float) and not 0.0 < value <= 1.0:
@@ -160,13 +183,25 @@ class OutputConfig(_Section):
     write: Literal["none", "jsonl", "parquet"] = "none"  # also materialise the selected rows
     show_top: int = Field(5, ge=0)  # print this many of the top selected samples at the end
 
+    @field_validator("dir")
+    @classmethod
+    def _expand_and_check_dir(cls, value: str) -> str:
+        # `~` as in input.path and runtime.cache_dir; a file here would only fail after the scoring
+        expanded = os.path.expanduser(value)
+        if Path(expanded).is_file():
+            raise ValueError(f"{expanded} is an existing file, not a folder")
+        return expanded
+
 
 class RuntimeConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     executor: Literal["local", "ray"] = "local"
     batch_tokens: int = Field(16384, gt=0)  # padded tokens per forward batch
     shard_size: int = Field(4096, gt=0)  # records per shard; also the window sorted by length for batching
-    num_workers: int = Field(1, ge=0)  # tokenizer worker processes (0: tokenize in the main process)
+    # worker processes that each score whole shards (0: this process); None: one per GPU on CUDA, else 0
+    num_workers: int | None = Field(None, ge=0)
+    devices: list[int] | None = None  # CUDA devices to use (default: every visible one)
+    ray_address: str | None = None  # runtime.executor: ray: a cluster address (default: a local instance)
     cache_dir: str | None = None  # default: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect
     progress: bool = True
 
@@ -223,7 +258,60 @@ def _first_error(error: ValidationError) -> str:
     return f"config error: {key}: {message} (got {detail.get('input')!r})"
 
 
+def _annotation_at(dotted: str) -> Any:
+    """The declared type of a dotted key (a section's model class for a section), or None if unknown."""
+    annotation: Any = Config
+    for part in dotted.split("."):
+        if not _is_section(annotation) or part not in annotation.model_fields:
+            return None
+        annotation = annotation.model_fields[part].annotation
+    return annotation
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _wants_text(annotation: Any) -> bool:
+    """A key whose values are only ever text (str, str | None, a Literal of strings, str | list[str]):
+    its YAML scalars are kept as written, so `2024-01-01` stays a folder name and `no` a field name."""
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return all(isinstance(arg, str) for arg in typing.get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return all(arg is type(None) or _wants_text(arg) for arg in typing.get_args(annotation))
+    if origin is list:
+        return typing.get_args(annotation) == (str,)
+    return False
+
+
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
+def _construct(node: yaml.Node, annotation: Any) -> Any:
+    """A YAML node as a Python value, typed by the config key it is for: sections recurse, text keys keep
+    the scalar's text (a plain `null`/`~`/empty stays None), everything else is read as YAML."""
+    if _is_section(annotation) and isinstance(node, yaml.MappingNode):
+        loader = yaml.SafeLoader("")
+        loader.flatten_mapping(node)  # YAML merge keys (<<)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            field = annotation.model_fields.get(key) if isinstance(key, str) else None
+            out[key] = _construct(value_node, field.annotation if field is not None else None)
+        return out
+    if _wants_text(annotation):
+        if isinstance(node, yaml.ScalarNode):
+            return None if node.tag == _NULL_TAG else node.value
+        if isinstance(node, yaml.SequenceNode) and all(isinstance(item, yaml.ScalarNode) for item in node.value):
+            return [None if item.tag == _NULL_TAG else item.value for item in node.value]
+    return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set one key; a mapping given for a section is merged into it key by key, not put in its place."""
     node = tree
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -232,30 +320,39 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
             child = {}
             node[part] = child
         node = child
+    if isinstance(value, dict) and _is_section(_annotation_at(dotted)):
+        if not isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]] = {}
+        for key, item in value.items():
+            _set_dotted(tree, f"{dotted}.{key}", item)
+        return
     node[parts[-1]] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'method.budget=2000' -> ('method.budget', 2000); values are parsed as YAML scalars/lists."""
+    """'method.budget=2000' -> ('method.budget', 2000); values are read as YAML, typed by the key:
+    a text key keeps its value as text ('output.dir=2024-01-01' -> '2024-01-01')."""
     if "=" not in text:
         raise ConfigError(f"config error: override {text!r} is not of the form dotted.key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if key not in valid_keys():
         raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
+    if not raw.strip():
+        return key, None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        node = yaml.compose(raw, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
-        value = raw
-    return key, value
+        return key, raw
+    return key, None if node is None else _construct(node, _annotation_at(key))
 
 
 def build_config(tree: dict[str, Any] | None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
-    """Validate a config tree (as read from YAML) after applying dotted overrides."""
-    tree = dict(tree or {})
-    if isinstance(overrides, list):
-        overrides = dict(parse_override(item) for item in overrides)
-    for key, value in (overrides or {}).items():
+    """Validate a config tree (as read from YAML) after applying dotted overrides, in order; a mapping
+    for a section ({'method': {'budget': 5}}) is merged into that section."""
+    tree = copy.deepcopy(dict(tree or {}))
+    pairs = [parse_override(item) for item in overrides] if isinstance(overrides, list) else list((overrides or {}).items())
+    for key, value in pairs:
         if key not in valid_keys():
             raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
         _set_dotted(tree, key, value)
@@ -283,6 +380,25 @@ def _check_text_fields(config: Config) -> None:
             )
 
 
+def _read_yaml(text: str, label: str) -> dict[str, Any]:
+    """A config file's mapping, typed by the config's keys; a YAML error names its line and column."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+            problem += f" ({context} that starts at line {context_mark.line + 1}, column {context_mark.column + 1})"
+        raise ConfigError(f"config error: {label} is not valid YAML{where}: {problem}") from None
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"config error: {label} must hold a mapping of sections (input, model, method, ...)")
+    return _construct(node, Config)
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
     """Read a YAML config file (optional) and apply overrides ({'method.budget': 10} or ['method.budget=10'])."""
     tree: dict[str, Any] = {}
@@ -291,10 +407,5 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"config error: cannot read {path}: {error.strerror}") from None
-        try:
-            tree = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config error: {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config error: {path} must hold a mapping of sections (input, model, method, ...)")
+        tree = _read_yaml(text, str(path))
     return build_config(tree, overrides)

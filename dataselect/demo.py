@@ -1,12 +1,13 @@
 """The demo pool and target behind configs/rds.yaml, generated from templates with a fixed seed.
 
-    python -m dataselect.demo configs/demo
+    python -m dataselect.demo [OUT_DIR] [--pool-size N] [--target-size N] [--seed S] [--force]
 
 The pool mixes eight topics of instruction/response pairs; the target holds grade-school math word
 problems, so a sensible selection puts the pool's math problems first.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
@@ -101,5 +102,25 @@ def make_demo(out_dir: Path, pool_size: int = 1200, target_size: int = 40, seed:
             target.write(json.dumps({"id": f"target-{i:03d}", "prompt": prompt, "response": response}) + "\n")
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dataselect.demo", description="Write the demo pool.jsonl and target.jsonl (deterministic).")
+    parser.add_argument("out_dir", type=Path, nargs="?", default=Path("configs/demo"),
+                        help="folder to write pool.jsonl and target.jsonl into (default: configs/demo, the shipped copy)")
+    parser.add_argument("--pool-size", type=int, default=1200, help="pool samples (default 1200)")
+    parser.add_argument("--target-size", type=int, default=40, help="target samples (default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0, as shipped)")
+    parser.add_argument("--force", action="store_true", help="replace pool.jsonl / target.jsonl already in the folder")
+    args = parser.parse_args(argv)
+    if args.pool_size < 1 or args.target_size < 1:
+        parser.error("--pool-size and --target-size must be at least 1")
+    existing = [name for name in ("pool.jsonl", "target.jsonl") if (args.out_dir / name).exists()]
+    if existing and not args.force:
+        print(f"error: {args.out_dir} already holds {' and '.join(existing)}; pass --force to replace them", file=sys.stderr)
+        return 2
+    make_demo(args.out_dir, args.pool_size, args.target_size, args.seed)
+    print(f"wrote {args.out_dir / 'pool.jsonl'} ({args.pool_size} samples) and {args.out_dir / 'target.jsonl'} ({args.target_size})")
+    return 0
+
+
 if __name__ == "__main__":
-    make_demo(Path(sys.argv[1] if len(sys.argv) > 1 else "configs/demo"))
+    sys.exit(main())

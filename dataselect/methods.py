@@ -16,6 +16,26 @@ REGISTRY = {
 }
 
 
+# one line each for `dataselect methods` (and docs/config.md), in method.name's order
+DESCRIPTIONS = {
+    "rds": "RDS+: rank the pool by cosine similarity of pooled embeddings to a target set (needs target.path and an embedding model)",
+    "dsir": "DSIR: importance-resample the pool towards a target's hashed n-gram distribution (needs target.path; no GPU needed)",
+    "el2n": "EL2N: rank by a causal LM's per-sample error and keep a window (hardest, middle or easiest)",
+    "cluster": "cluster-diverse: k-means on embeddings, per-cluster quotas, optional semantic dedup",
+    "random": "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)",
+}
+
+
+def method_list() -> list[tuple[str, bool, str]]:
+    """(name, available in this build, one-line description) for every method.name the config accepts."""
+    import typing
+
+    from dataselect.config import MethodConfig
+
+    names = typing.get_args(MethodConfig.model_fields["name"].annotation)
+    return [(name, name in REGISTRY, DESCRIPTIONS.get(name, "")) for name in names]
+
+
 def get_method(name: str) -> Method:
     if name not in REGISTRY:
         raise ConfigError(f"config error: method.name: '{name}' is not available yet; choose one of {sorted(REGISTRY)}")

@@ -1,12 +1,14 @@
 """Counters and timings of one run; they end up in manifest.json."""
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
+
+logger = logging.getLogger(__name__)
 
 MAX_REPORTED_BAD = 1000  # bad inputs listed one by one in the manifest; the counts cover all of them
 MAX_PRINTED_BAD = 20  # ... and printed to stderr as they are met
@@ -38,9 +40,9 @@ class SourceStats:
         if len(self.bad) < MAX_REPORTED_BAD:
             self.bad.append(bad)
         if self.skipped <= MAX_PRINTED_BAD:
-            print(f"skipped bad {self.role} input: {bad}", file=sys.stderr)
+            logger.warning("skipped bad %s input: %s", self.role, bad)
         elif self.skipped == MAX_PRINTED_BAD + 1:
-            print(f"skipped bad {self.role} input: more; see manifest.json", file=sys.stderr)
+            logger.warning("skipped bad %s input: more; see manifest.json", self.role)
 
     def merge(self, other: "SourceStats") -> None:
         self.read += other.read

@@ -1,2 +1,3 @@
-"""Kernels: each family has a Triton kernel for CUDA tensors, a plain-torch reference that serves the
-CPU path and the tests, and one dispatch function that the engine calls."""
+"""Kernels: each family has a Triton kernel for CUDA tensors beside the plain-torch reference that serves
+the CPU path and the tests, and one public entry point that asks `dispatch.use_triton` which to run
+(DATASELECT_KERNELS=reference forces the references everywhere)."""

@@ -27,11 +27,7 @@ from typing import Callable
 
 import torch
 
-try:  # Triton is optional: a CPU-only install runs the torch path
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from .dispatch import tl, triton, use_triton  # triton is None without Triton: the reference runs
 
 TokenStatsFn = Callable[[torch.Tensor, torch.Tensor, int], "tuple[torch.Tensor, torch.Tensor]"]
 
@@ -197,7 +193,7 @@ def token_el2n_and_ce_triton(
 
 
 def _token_stats_for(t: torch.Tensor) -> TokenStatsFn:
-    return token_el2n_and_ce_triton if (triton is not None and t.is_cuda) else token_el2n_and_ce_torch
+    return token_el2n_and_ce_triton if use_triton(t) else token_el2n_and_ce_torch
 
 
 def token_el2n_and_ce(

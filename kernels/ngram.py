@@ -22,18 +22,14 @@ Negative ids (e.g. padding) are taken modulo 2^32 like any other id; `lengths` d
 A document of length L (its first `lengths[b]` tokens) contributes L unigrams and L-1 bigrams, so a
 row of `hashed_ngram_counts` sums to 2L-1 (0 for an empty document).
 
-Public API: `ngram_bucket_ids`, `hashed_ngram_counts`, `dsir_log_weights` (dispatch: Triton for CUDA
-tensors when available, vectorised torch otherwise; the torch path is also the fast CPU path).
+Public API: `ngram_bucket_ids`, `hashed_ngram_counts`, `dsir_log_weights` (`dispatch.use_triton` picks
+Triton, for CUDA tensors, or vectorised torch, which is also the fast CPU path).
 """
 from __future__ import annotations
 
 import torch
 
-try:  # Triton is optional: a CPU-only install runs the torch path
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from .dispatch import tl, triton, use_triton  # triton is None without Triton: the reference runs
 
 MASK32 = 0xFFFFFFFF
 MIX = 0x045D9F3B
@@ -181,10 +177,6 @@ def dsir_log_weights_triton(token_ids: torch.Tensor, lengths: torch.Tensor, log_
 # ----------------------------------------------------------------------------------------------
 
 
-def _use_triton(t: torch.Tensor) -> bool:
-    return triton is not None and t.is_cuda
-
-
 def _check(token_ids: torch.Tensor, lengths: torch.Tensor) -> None:
     if token_ids.dim() != 2:
         raise ValueError(f"token_ids must be [B, T], got shape {tuple(token_ids.shape)}")
@@ -195,7 +187,7 @@ def _check(token_ids: torch.Tensor, lengths: torch.Tensor) -> None:
 def hashed_ngram_counts(token_ids: torch.Tensor, lengths: torch.Tensor, num_buckets: int) -> torch.Tensor:
     """Hashed unigram + bigram counts of the first lengths[b] tokens. [B, T], [B] -> [B, num_buckets] float32."""
     _check(token_ids, lengths)
-    if _use_triton(token_ids):
+    if use_triton(token_ids):
         return hashed_ngram_counts_triton(token_ids, lengths.to(token_ids.device).contiguous(), num_buckets)
     return hashed_ngram_counts_reference(token_ids, lengths, num_buckets)
 
@@ -205,6 +197,6 @@ def dsir_log_weights(token_ids: torch.Tensor, lengths: torch.Tensor, log_ratio: 
     _check(token_ids, lengths)
     if log_ratio.dim() != 1:
         raise ValueError(f"log_ratio must be [num_buckets], got shape {tuple(log_ratio.shape)}")
-    if _use_triton(token_ids):
+    if use_triton(token_ids):
         return dsir_log_weights_triton(token_ids, lengths.to(token_ids.device).contiguous(), log_ratio.to(token_ids.device))
     return dsir_log_weights_reference(token_ids, lengths, log_ratio.to(token_ids.device))

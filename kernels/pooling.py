@@ -7,7 +7,7 @@ Modes (METHODS.md section 1.3):
   last           the last real token's state
   cls            the first token's state (BERT-style encoders that declare it)
 
-`pool` is the one entry point: Triton on CUDA tensors (when available), the torch reference otherwise.
+`pool` is the one entry point; `dispatch.use_triton` picks the Triton kernel (CUDA tensors) or the reference.
 The kernel reads `last_hidden_state` in place (any strides, bf16/fp16/fp32), accumulates in fp32 and
 derives every weight from the attention mask inside the kernel, so nothing [B, T, H]-sized is copied.
 """
@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import torch
 
-try:  # Triton is optional: a CPU-only install runs the torch reference
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from .dispatch import tl, triton, use_triton  # triton is None without Triton: the reference runs
 
 POOLING_MODES = ("mean", "weighted_mean", "last", "cls")
 
@@ -201,7 +197,7 @@ def pool_triton(
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str, normalize: bool = False) -> torch.Tensor:
-    """Dispatch: the Triton kernel for CUDA tensors when it is available, the torch reference otherwise.
+    """The Triton kernel or the torch reference, as `dispatch.use_triton` decides for `hidden`.
 
     hidden [B, T, H], attention_mask [B, T] -> [B, H] float32 (scoring only: the Triton path has no autograd)
     """
@@ -211,6 +207,6 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str, normaliz
         raise ValueError(
             f"expected hidden [B, T, H] and attention_mask [B, T], got {tuple(hidden.shape)} and {tuple(attention_mask.shape)}"
         )
-    if triton is not None and hidden.is_cuda:
+    if use_triton(hidden):
         return pool_triton(hidden, attention_mask.to(hidden.device), mode, normalize)
     return pool_reference(hidden, attention_mask, mode, normalize)

@@ -23,11 +23,7 @@ from __future__ import annotations
 
 import torch
 
-try:  # Triton is optional: a CPU-only install runs the torch reference
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - exercised only without triton
-    triton = None
+from .dispatch import tl, triton, use_triton  # triton is None without Triton: the reference runs
 
 STRATEGIES = ("linupper", "quadratic", "extremes", "upper", "uniform")
 _ALIASES = {"mid": "quadratic"}
@@ -188,7 +184,7 @@ def reweight_weights(
     losses: torch.Tensor, strategy: str, r: float, delta: float = 1.0, eps: float = 1.0e-6
 ) -> torch.Tensor:
     """Weights only (no gradient). losses [N] -> [N] float32 summing to 1."""
-    if triton is not None and losses.is_cuda and losses.dim() == 1 and losses.shape[0] <= TRITON_MAX_N:
+    if use_triton(losses, supported=losses.dim() == 1 and losses.shape[0] <= TRITON_MAX_N):
         return reweight_weights_triton(losses, strategy, r, delta, eps)
     return reweight_weights_reference(losses, strategy, r, delta, eps)
 

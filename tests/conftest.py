@@ -10,7 +10,6 @@ import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-
 from support import MATH, MINILM, OTHER, TOKENIZER_FILES, write_jsonl  # noqa: E402
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from dataselect.config import build_config, load_config, parse_override
@@ -70,3 +72,85 @@ def test_shipped_configs_validate():
 
     for path in sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")):
         load_config(path)
+
+
+DSIR_YAML = Path(__file__).resolve().parents[1] / "configs" / "dsir.yaml"
+
+
+@pytest.mark.parametrize("overrides", [{"method": {"budget": 5}}, ["method={budget: 5}"]])
+def test_a_mapping_for_a_section_is_merged_into_it(overrides):
+    config = load_config(DSIR_YAML, overrides)
+    assert config.method.name == "dsir" and config.method.budget == 5
+    assert config.method.dsir.min_words == 5  # the file's, not the default 100
+
+
+def test_section_mappings_merge_in_order_and_a_dict_valued_key_is_replaced():
+    config = build_config({}, ["method={budget: 5, dsir: {ngrams: 1}}", "method={seed: 7, dsir: {min_words: 3}}"])
+    assert (config.method.budget, config.method.seed, config.method.dsir.ngrams, config.method.dsir.min_words) == (5, 7, 1, 3)
+    tree = {"method": {"dsir": {"target_proportions": {"a": 1.0}}}}
+    assert build_config(tree, {"method.dsir.target_proportions": {"b": 2.0}}).method.dsir.target_proportions == {"b": 2.0}
+    assert tree == {"method": {"dsir": {"target_proportions": {"a": 1.0}}}}  # the caller's tree is left alone
+    with pytest.raises(ConfigError, match=r"unknown key 'method.budgt' \(did you mean 'method.budget'\?\)"):
+        build_config({}, {"method": {"budgt": 5}})
+
+
+def test_tilde_is_expanded_in_output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert build_config({}, ["output.dir=~/runs/x"]).output.dir == str(tmp_path / "runs" / "x")
+    path = tmp_path / "c.yaml"
+    path.write_text("output:\n  dir: ~/runs/y\n")
+    assert load_config(path).output.dir == str(tmp_path / "runs" / "y")
+
+
+def test_an_output_dir_that_is_a_file_is_a_config_error(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(ConfigError, match=r"^config error: output.dir: .*taken is an existing file, not a folder"):
+        build_config({}, [f"output.dir={tmp_path / 'taken'}"])
+
+
+@pytest.mark.parametrize("how", ["tree", "set-true", "set-yes", "yaml"])
+def test_a_boolean_budget_is_rejected(how, tmp_path):
+    with pytest.raises(ConfigError, match="method.budget: must be a count"):
+        if how == "tree":
+            build_config({"method": {"budget": True}})
+        elif how == "yaml":
+            (tmp_path / "c.yaml").write_text("method:\n  budget: true\n")
+            load_config(tmp_path / "c.yaml")
+        else:
+            build_config({}, [f"method.budget={how.removeprefix('set-')}"])
+
+
+def test_text_keys_keep_their_values_as_text():
+    config = build_config({}, ["output.dir=2024-01-01", "input.id_field=no", "input.path=[2024-01-01.jsonl, on.jsonl]",
+                               "target.text_field=1.5", "model.name=gpt2"])
+    assert config.output.dir == "2024-01-01" and config.input.id_field == "no" and config.target.text_field == "1.5"
+    assert config.input.path == ["2024-01-01.jsonl", "on.jsonl"]
+    assert build_config({"input": {"text_field": "t"}}, ["input.text_field=null"]).input.text_field is None
+    assert parse_override("input.text_field=~") == ("input.text_field", None)
+    assert parse_override("runtime.progress=no") == ("runtime.progress", False)  # not a text key: YAML as ever
+    assert parse_override("method.budget=0.5") == ("method.budget", 0.5)
+
+
+def test_text_keys_in_a_file_keep_their_values_as_text(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("input:\n  id_field: no\n  path: [2024-01-01.jsonl]\noutput:\n  dir: 2024-01-01\nmethod:\n  budget: 5\n")
+    config = load_config(path)
+    assert (config.input.id_field, config.input.path, config.output.dir, config.method.budget) == ("no", ["2024-01-01.jsonl"], "2024-01-01", 5)
+
+
+def test_a_yaml_error_names_its_line_and_column(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method:\n  name: dsir\n\tbudget: 5\n")
+    with pytest.raises(ConfigError, match=r"c.yaml is not valid YAML at line 3, column 1: found character '\\t'"):
+        load_config(path)
+    path.write_text("input:\n  path: [a.jsonl\nmethod:\n  budget: 5\n")
+    with pytest.raises(ConfigError, match=r"at line 3, column 7: .*\(while parsing a flow sequence that starts at line 2, column 9\)$"):
+        load_config(path)
+
+
+def test_a_local_model_path_that_does_not_exist_says_so(tmp_path):
+    for name in ("./no/such/model", str(tmp_path / "missing"), "~/no-such-model-here", "a/b/c"):
+        with pytest.raises(ConfigError, match=r"^config error: model.name: no such model folder [^\n]*$"):
+            build_config({}, {"model.name": name})
+    assert build_config({}, {"model.name": str(tmp_path)}).model.name == str(tmp_path)
+    assert build_config({}, {"model.name": "some-org/some-model"}).model.name == "some-org/some-model"  # a Hub name

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support import MATH, base_overrides, write_jsonl
 
 import dataselect
-from support import MATH, base_overrides, write_jsonl
 from dataselect.cli import main as cli_main
 
 
@@ -27,7 +27,7 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
     scores = table.column("score").to_pylist()
     assert scores == sorted(scores, reverse=True)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "selected": 4}
+    assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "excluded_target_copies": 0, "selected": 4}
     assert manifest["config"]["method"]["budget"] == 4
     assert manifest["versions"]["torch"] and manifest["method"]["pooling"] == "mean"
     assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == "float32"
@@ -41,18 +41,28 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
 
 def test_leak_test_puts_the_target_copies_first(tmp_path, demo_files):
     pool, target = demo_files
-    leaked = [json.loads(l) for l in pool.read_text().splitlines()] + [
-        {**json.loads(l), "id": "leak-" + json.loads(l)["id"]} for l in target.read_text().splitlines()
+    leaked = [json.loads(line) for line in pool.read_text().splitlines()] + [
+        {**json.loads(line), "id": "leak-" + json.loads(line)["id"]} for line in target.read_text().splitlines()
     ]
     write_jsonl(pool, leaked)
-    result = _run(tmp_path, pool, target, method__budget=2)
+    result = _run(tmp_path, pool, target, method__budget=2, method__exclude_target_copies=False)
     assert set(result.ids) == {"leak-t0", "leak-t1"}
     assert np.allclose(result.selection.scores, 1.0, atol=2e-3)
 
 
+def test_target_copies_in_the_pool_are_kept_out_by_default(tmp_path, demo_files):
+    pool, target = demo_files
+    copies = [{**json.loads(line), "id": "leak-" + json.loads(line)["id"]} for line in target.read_text().splitlines()]
+    copies[0]["prompt"] = "  " + copies[0]["prompt"].replace(" ", "   ")  # whitespace does not hide a copy
+    write_jsonl(pool, [json.loads(line) for line in pool.read_text().splitlines()] + copies)
+    result = _run(tmp_path, pool, target, method__budget=2)
+    assert not {"leak-t0", "leak-t1"} & set(result.ids)
+    assert result.manifest["counts"]["excluded_target_copies"] == 2
+
+
 def test_exact_duplicates_are_collapsed(tmp_path, demo_files):
     pool, target = demo_files
-    rows = [json.loads(l) for l in pool.read_text().splitlines()]
+    rows = [json.loads(line) for line in pool.read_text().splitlines()]
     write_jsonl(pool, rows + [{**rows[0], "id": "dup-of-p0"}])
     result = _run(tmp_path, pool, target, method__budget=1.0)
     assert "p0" in result.ids and "dup-of-p0" not in result.ids
@@ -121,9 +131,9 @@ def test_multi_task_round_robin_through_the_pipeline(tmp_path, demo_files):
     assert result.ids[0] == "p6"  # "How do I bake bread at home?" leads the cooking task
 
 
-def test_bad_input_skip_counts_each_and_fail_stops(tmp_path, demo_files, capsys):
+def test_bad_input_skip_counts_each_and_fail_stops(tmp_path, demo_files, capsys, caplog):
     pool, target = demo_files
-    rows = [json.loads(l) for l in pool.read_text().splitlines()]
+    rows = [json.loads(line) for line in pool.read_text().splitlines()]
     bad_pool = write_jsonl(tmp_path / "bad.jsonl", rows[:3] + ['{"prompt": "unterminated', {"prompt": "", "response": ""},
                                                                {"response": "no prompt"}, {"prompt": "word " * 100_000, "response": "x"}] + rows[3:6])
     result = _run(tmp_path, bad_pool, target, input__prompt_field="prompt", input__response_field="response")
@@ -131,7 +141,7 @@ def test_bad_input_skip_counts_each_and_fail_stops(tmp_path, demo_files, capsys)
     reported = {(b["line"], b["reason"].split(" (")[0].split(":")[0]) for b in result.manifest["input"]["bad_inputs"]}
     assert reported == {(4, "malformed JSON"), (5, "empty text"), (6, "missing field 'prompt'"), (7, "over-long")}
     assert all(b["file"] == "bad.jsonl" for b in result.manifest["input"]["bad_inputs"])
-    assert "bad.jsonl:4: malformed JSON" in capsys.readouterr().err
+    assert "skipped bad pool input: bad.jsonl:4: malformed JSON" in caplog.text  # logged, so a library user can silence it
 
     overrides = base_overrides(tmp_path / "f", bad_pool, target, input__on_error="fail")
     code = cli_main(["run", "--config", str(_yaml(tmp_path, overrides)), "--quiet"])

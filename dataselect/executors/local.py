@@ -1,27 +1,35 @@
-"""Local worker processes for the CPU-side work of the score phase (tokenising, featurising).
+"""Local executors: shards in this process, or in worker processes that each take whole shards.
 
-`ChunkedWorkerPool` runs a picklable `work(texts)` over chunks of a list of texts in spawned worker
-processes and hands back one future for the whole list, in input order, so the caller can prepare the
-next shard while the current one is on the model.
+`InProcessExecutor` reads and renders the next shard in a thread while the current one is scored.
+`ProcessExecutor` starts `num_workers` spawned processes, each of which sets a stage up once (the model
+loads once per worker) and then scores whole shards; on CUDA each worker owns one GPU. At most two
+shards per worker are in flight, so a sequential source is never read far ahead of the workers.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-CHUNK_TEXTS = 256  # default texts per worker task: large enough to amortise pickling, small enough to balance
+from dataselect.errors import DataselectError
 
-_worker_work: Any = None
+logger = logging.getLogger(__name__)
+
+ShardOrder = Callable[[list[Any]], list[Any]]
 
 
-def _init_worker(work: Callable[[Sequence[str]], Any]) -> None:
-    global _worker_work
+class WorkerError(DataselectError):
+    """A worker process died or could not start."""
+
+
+def start_worker_process() -> None:
+    """What every worker process of this package does first."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the process pool is the parallelism
-    _worker_work = work
     threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
@@ -34,64 +42,129 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _run_in_worker(texts: Sequence[str]) -> Any:
-    return _worker_work(texts)
+def _ordered(specs: Iterable[Any], order: ShardOrder | None) -> Iterable[Any]:
+    return order(list(specs)) if order is not None else specs
 
 
-class ChunkedWorkerPool:
-    """`submit(texts)` -> Future of `combine([work(chunk) for chunk in chunks])`.
+class InProcessExecutor:
+    """Every shard in this process; the next shard is read and rendered while this one is scored."""
 
-    work:        picklable callable, sent once to each worker (0 workers: called in this process)
-    combine:     joins the chunks' results, in input order
-    chunk_texts: texts per worker task
-    """
+    def __init__(self, order: ShardOrder | None = None) -> None:
+        self.order = order
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataselect-read")
 
-    def __init__(
-        self, work: Callable[[Sequence[str]], Any], combine: Callable[[list[Any]], Any], num_workers: int, chunk_texts: int = CHUNK_TEXTS
-    ) -> None:
-        self.work = work
-        self.combine = combine
-        self.num_workers = num_workers
-        self.chunk_texts = chunk_texts
-        self._executor: ProcessPoolExecutor | None = None
-        if num_workers > 0:
-            self._executor = ProcessPoolExecutor(
-                max_workers=num_workers,
-                mp_context=multiprocessing.get_context("spawn"),  # fork after torch threads is unsafe
-                initializer=_init_worker,
-                initargs=(work,),
-            )
-            for _ in range(num_workers):  # start the workers now, while the caller reads its first shard
-                self._executor.submit(int)
-
-    def submit(self, texts: Sequence[str]) -> "Future[Any]":
-        if self._executor is None or not texts:
-            done: Future[Any] = Future()
-            done.set_result(self.combine([self.work(texts)]))
-            return done
-        parts = [self._executor.submit(_run_in_worker, texts[i : i + self.chunk_texts]) for i in range(0, len(texts), self.chunk_texts)]
-        combined: Future[Any] = Future()
-
-        def _combine(_: Future) -> None:
-            # callbacks run on the executor's single management thread, one at a time
-            if combined.done() or not all(p.done() for p in parts):
-                return
-            try:
-                combined.set_result(self.combine([p.result() for p in parts]))
-            except BaseException as error:  # noqa: BLE001 - surfaced to the caller by .result()
-                combined.set_exception(error)
-
-        for part in parts:
-            part.add_done_callback(_combine)
-        return combined
+    def map(self, task: Any, specs: Iterable[Any]) -> Iterator[Any]:
+        iterator = iter(_ordered(specs, self.order))
+        spec = next(iterator, None)
+        loading = self._reader.submit(task.load, spec) if spec is not None else None
+        while spec is not None:
+            loaded = loading.result()
+            upcoming = next(iterator, None)
+            loading = self._reader.submit(task.load, upcoming) if upcoming is not None else None
+            yield task.score(spec, loaded)
+            spec = upcoming
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        from dataselect.scoring.loop import close_ready
 
-    def __enter__(self) -> "ChunkedWorkerPool":
-        return self
+        self._reader.shutdown(wait=True)
+        close_ready()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def describe(self) -> dict:
+        return {"executor": "local", "workers": 0}
+
+
+def _init_process(devices: Any, threads: int) -> None:
+    start_worker_process()
+    from dataselect.scoring.loop import set_worker_device
+
+    device = devices.get() if devices is not None else None
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    set_worker_device(device)
+
+
+def _run_task(task: Any, spec: Any) -> Any:
+    return task(spec)
+
+
+class ProcessExecutor:
+    """`num_workers` spawned worker processes, each taking whole shards.
+
+    devices: one device per worker ("cuda:0", ...), or None for CPU workers (each then gets an equal
+             share of the CPU threads)."""
+
+    def __init__(self, num_workers: int, devices: Sequence[str] | None = None, order: ShardOrder | None = None) -> None:
+        if devices is not None and len(devices) != num_workers:
+            raise ValueError("one device per worker")
+        self.num_workers = num_workers
+        self.devices = list(devices) if devices else None
+        self.order = order
+        context = multiprocessing.get_context("spawn")  # fork after torch threads is unsafe
+        queue = None
+        if self.devices:
+            queue = context.Queue()
+            for device in self.devices:
+                queue.put(device)
+        threads = 0 if self.devices else max(1, (os.cpu_count() or 1) // num_workers)
+        self._pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=context, initializer=_init_process, initargs=(queue, threads))
+
+    def map(self, task: Any, specs: Iterable[Any]) -> Iterator[Any]:
+        in_flight: set[Future] = set()
+        iterator = iter(_ordered(specs, self.order))
+        try:
+            while True:
+                while len(in_flight) < 2 * self.num_workers:
+                    spec = next(iterator, None)
+                    if spec is None:
+                        break
+                    in_flight.add(self._pool.submit(_run_task, task, spec))
+                if not in_flight:
+                    return
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except BrokenProcessPool:
+            raise WorkerError(
+                "a worker process died (out of memory, killed, or it could not start: a script that calls dataselect.run "
+                "needs `if __name__ == \"__main__\":` around the call, or runtime.num_workers: 0); finished shards are kept "
+                "and a rerun resumes from them"
+            ) from None
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def describe(self) -> dict:
+        return {"executor": "local", "workers": self.num_workers, "devices": self.devices or "cpu"}
+
+
+def local_executor(num_workers: int | None, device: str, devices: Sequence[int] | None = None, order: ShardOrder | None = None) -> Any:
+    """The executor `runtime.executor: local` asks for: with CUDA, one worker per chosen GPU (all
+    visible ones by default); on the CPU `num_workers` processes, or this process for 0."""
+    cuda = _cuda_count() if device in ("auto", "cuda") else 0
+    if device == "cuda" and cuda == 0:
+        raise DataselectError("config error: runtime.device: 'cuda' but no CUDA device is available")
+    if cuda and num_workers is None:
+        chosen = list(devices) if devices is not None else list(range(cuda))
+        missing = [d for d in chosen if d >= cuda]
+        if missing:
+            raise DataselectError(f"config error: runtime.devices: {missing} not among the {cuda} visible GPUs")
+        if len(chosen) > 1:
+            return ProcessExecutor(len(chosen), [f"cuda:{d}" for d in chosen], order)
+        return InProcessExecutor(order)
+    if not num_workers:
+        return InProcessExecutor(order)
+    return ProcessExecutor(num_workers, order=order)
+
+
+def _cuda_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,9 +1,12 @@
 """Turn one input record into the one text that gets embedded or featurised.
 
-Field choice: `messages_field`, else `prompt_field`(+`response_field`), else `text_field`; with none of
-them configured, each record is looked at for `messages`, then `prompt`/`response`, then `text`.
-Conversations (and prompt/response pairs, as a two-turn conversation) use the tokenizer's chat template
-where it has one, otherwise the Tulu form of METHODS.md section 1.5.
+Field choice: `messages_field`, else `prompt_field`(+`response_field`), else `text_field`; a field name
+may be dotted (`data.text`) to reach into nested objects. With none of them configured, each record is
+looked at for `messages`, then ShareGPT `conversations`, then `prompt`/`response`, then Alpaca
+`instruction`/`input`/`output`, then `text`. Messages are `{role, content}` (content a string or an
+OpenAI list of parts, whose text parts are joined) or ShareGPT `{from, value}` (human/gpt/system).
+Conversations (and pairs, as a two-turn conversation) use the tokenizer's chat template where it has
+one, otherwise the Tulu form of RDS+ (docs/methods).
 """
 from __future__ import annotations
 
@@ -26,24 +29,93 @@ class BadRecord(Exception):
     """A record that cannot become a text; the message is the reason shown to the user."""
 
 
+# bump when some record renders to a different text (or stops or starts being bad): describe() is
+# part of the cache key, and a store written by the older rules must not be reused
+RENDER_VERSION = 2
+_MISSING = object()
+# ShareGPT speakers -> chat roles (other names are kept as they are)
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant",
+                  "bing": "assistant", "model": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def _lookup(record: dict[str, Any], field: str) -> Any:
+    """The field's value: a key of that exact name, else a dotted path into nested objects; or _MISSING."""
+    if field in record:
+        return record[field]
+    node: Any = record
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _key_list(record: dict[str, Any], limit: int = 12) -> str:
+    """"'a', 'b'": the record's keys, for a user fixing a field name."""
+    keys = [repr(str(key)) for key in list(record)[:limit]]
+    more = f", ... ({len(record)} keys)" if len(record) > limit else ""
+    return ", ".join(keys) + more if keys else "no keys"
+
+
+def _has_keys(record: dict[str, Any]) -> str:
+    return f" (the record has: {_key_list(record)})"
+
+
 def _string_field(record: dict[str, Any], field: str) -> str:
-    if field not in record or record[field] is None:
-        raise BadRecord(f"missing field '{field}'")
-    value = record[field]
+    value = _lookup(record, field)
+    if value is _MISSING or value is None:
+        raise BadRecord(f"missing field '{field}'{_has_keys(record)}")
     if not isinstance(value, str):
         raise BadRecord(f"field '{field}' is not a string")
     return value
 
 
+def _content(value: Any) -> str | None:
+    """A message's text: a string, None (a tool-call turn: no text), or OpenAI content parts, whose
+    text parts are joined by newlines (image and audio parts carry no text). None: not a content."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") == "text":
+                if not isinstance(part.get("text"), str):
+                    return None
+                texts.append(part["text"])
+            elif not isinstance(part, dict):
+                return None
+        return "\n".join(texts)
+    return None
+
+
+def _message(message: Any) -> dict[str, str] | None:
+    """{role, content} (OpenAI) or {from, value} (ShareGPT) as {role, content: str}; None if neither."""
+    if not isinstance(message, dict):
+        return None
+    if "role" in message:
+        role, content = message["role"], _content(message.get("content"))
+    elif "from" in message:
+        role, content = message["from"], _content(message.get("value"))
+        role = SHAREGPT_ROLES.get(role.lower(), role) if isinstance(role, str) else role
+    else:
+        return None
+    if not isinstance(role, str) or content is None:
+        return None
+    return {"role": role, "content": content}
+
+
 def _messages(record: dict[str, Any], field: str) -> list[dict[str, str]]:
-    if field not in record or record[field] is None:
-        raise BadRecord(f"missing field '{field}'")
-    messages = record[field]
-    if not isinstance(messages, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
-    ):
-        raise BadRecord(f"field '{field}' is not a list of {{role, content}} messages")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    messages = _lookup(record, field)
+    if messages is _MISSING or messages is None:
+        raise BadRecord(f"missing field '{field}'{_has_keys(record)}")
+    parsed = [_message(m) for m in messages] if isinstance(messages, list) else [None]
+    if any(m is None for m in parsed):
+        raise BadRecord(f"field '{field}' is not a list of {{role, content}} or {{from, value}} messages")
+    return parsed  # type: ignore[return-value]
 
 
 def tulu_format(messages: list[dict[str, str]], eos_token: str = "") -> str:
@@ -56,6 +128,20 @@ def tulu_format(messages: list[dict[str, str]], eos_token: str = "") -> str:
         else:
             parts.append(f"<|{message['role']}|>\n{content}\n")
     return "".join(parts).strip()
+
+
+def _alpaca(record: dict[str, Any]) -> list[dict[str, str]]:
+    """Alpaca's instruction, its optional input (after a blank line) and the output, as two turns."""
+    prompt = _string_field(record, "instruction")
+    extra = record.get("input")
+    if extra is not None and not isinstance(extra, str):
+        raise BadRecord("field 'input' is not a string")
+    if extra and extra.strip():
+        prompt = f"{prompt}\n\n{extra}"
+    messages = [{"role": "user", "content": prompt}]
+    if record.get("output") is not None:
+        messages.append({"role": "assistant", "content": _string_field(record, "output")})
+    return messages
 
 
 class TextRenderer:
@@ -78,6 +164,7 @@ class TextRenderer:
     def describe(self) -> dict[str, Any]:
         c = self.config
         return {
+            "version": RENDER_VERSION,
             "fields": [c.text_field, c.prompt_field, c.response_field, c.messages_field],
             "style": self.conversation_style,
             "eos": self.eos_token,
@@ -96,12 +183,19 @@ class TextRenderer:
             text = self._plain(_string_field(record, c.text_field))
         elif "messages" in record:
             text = self._conversation(_messages(record, "messages"))
+        elif "conversations" in record:  # ShareGPT
+            text = self._conversation(_messages(record, "conversations"))
         elif "prompt" in record:
             text = self._pair(record, "prompt", "response" if "response" in record else None)
+        elif "instruction" in record:  # Alpaca
+            text = self._conversation(_alpaca(record))
         elif "text" in record:
             text = self._plain(_string_field(record, "text"))
         else:
-            raise BadRecord("no text field (looked for 'messages', 'prompt'/'response' and 'text')")
+            raise BadRecord(
+                f"no text field (the record has: {_key_list(record)}; looked for 'messages', 'conversations', "
+                "'prompt'/'response', 'instruction'/'input'/'output' and 'text'; name it with text_field, prompt_field or messages_field)"
+            )
         if len(text) > c.max_chars:
             raise BadRecord(f"over-long: {len(text):,} characters > input.max_chars={c.max_chars:,}")
         return text

@@ -1,17 +1,17 @@
 """Per-shard score files, written atomically, with a record of finished shards.
 
 A store is one folder (under `runtime.cache_dir`, keyed by what determines its content):
-    shard-000000.emb.npy      float16 [n, d] L2-normalised embeddings (optional: methods without vectors omit it)
-    shard-000000.meta.parquet id, position, text_hash, n_tokens, preview (+ method columns)
-    shard-000000.done.json    written last: the shard is finished; holds its input counts and bad inputs
-    complete.json             written when the whole source is scored; holds the totals
+    shard-000000.<name>.npy   the arrays a stage returned (emb: float16 [n, d] unit embeddings; ngrams; ...)
+    shard-000000.meta.parquet id, position, text_hash, preview (+ the stage's columns)
+    shard-000000.done.json    written last: the shard is finished; its rows, input counts, bad inputs, counters
+    meta.parquet              when the store is complete: every shard's metadata, a row group per shard
+    complete.json             written last of all: shard count, rows per shard, the totals
 Each file is written to a temporary name and renamed, so a run killed at any point leaves either a
 finished shard or none, and a restart with the same config redoes only unfinished shards.
 """
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import tempfile
@@ -27,7 +27,7 @@ from dataselect.stats import SourceStats
 if TYPE_CHECKING:
     from dataselect.config import SourceConfig
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import RawRecord, Sample
+    from dataselect.io.sources import Sample
 
 PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 
@@ -67,8 +67,13 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 class ShardStore:
+    """One source's scored shards. While scoring, each shard is its own files; once every shard is done,
+    `complete` adds the row index (rows per shard) and one consolidated metadata file (a row group
+    per shard), so the select phase opens one file per column or `take`, however many shards there are."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._complete: dict[str, Any] | None = None
 
     def _path(self, index: int, suffix: str) -> Path:
         return self.root / f"shard-{index:06d}.{suffix}"
@@ -79,18 +84,43 @@ class ShardStore:
     def is_complete(self) -> bool:
         return (self.root / "complete.json").exists()
 
-    def write_shard(self, index: int, meta: pa.Table, stats: SourceStats, embeddings: np.ndarray | None = None) -> None:
-        if embeddings is not None:
-            assert len(embeddings) == meta.num_rows
-            atomic_write(self._path(index, "emb.npy"), lambda temp: save_npy(temp, embeddings.astype(np.float16)))
+    def write_shard(
+        self, index: int, meta: pa.Table, stats: SourceStats, arrays: dict[str, np.ndarray] | None = None,
+        counters: dict[str, float] | None = None,
+    ) -> None:
+        """Arrays and metadata first, the done record last: a shard with a done record is whole."""
+        for name, array in (arrays or {}).items():
+            atomic_write(self.array_path(index, name), lambda temp, array=array: save_npy(temp, array))
         atomic_write(self._path(index, "meta.parquet"), lambda t: pq.write_table(meta, t))
-        atomic_write_text(self._path(index, "done.json"), json.dumps({"rows": meta.num_rows, "input": stats.to_dict()}))
+        done = {"rows": meta.num_rows, "input": stats.to_dict(), "counters": counters or {}}
+        atomic_write_text(self._path(index, "done.json"), json.dumps(done))
 
-    def mark_complete(self, num_shards: int, info: dict[str, Any]) -> None:
-        atomic_write_text(self.root / "complete.json", json.dumps({"num_shards": num_shards, **info}, indent=1))
+    def array_path(self, index: int, name: str) -> Path:
+        return self._path(index, f"{name}.npy")
+
+    def shard_record(self, index: int) -> dict[str, Any]:
+        return json.loads(self._path(index, "done.json").read_text())
+
+    def complete(self, num_shards: int, info: dict[str, Any]) -> None:
+        """Index the finished store: rows per shard, the totals, and the consolidated metadata."""
+        records = [self.shard_record(i) for i in range(num_shards)]
+        total = SourceStats("source")
+        for record in records:
+            total.merge(SourceStats.from_dict("source", record["input"]))
+        meta_path = self.root / "meta.parquet"
+        if num_shards:
+            schema = pq.read_schema(self._path(0, "meta.parquet"))
+            tables = (self.read_shard_meta(i) for i in range(num_shards))
+            atomic_write(meta_path, lambda temp: _write_row_groups(temp, schema, tables))
+        rows = [int(r["rows"]) for r in records]
+        complete = {"num_shards": num_shards, "rows": rows, "input": total.to_dict(), **info}
+        atomic_write_text(self.root / "complete.json", json.dumps(complete))
+        self._complete = complete
 
     def complete_info(self) -> dict[str, Any]:
-        return json.loads((self.root / "complete.json").read_text())
+        if self._complete is None:
+            self._complete = json.loads((self.root / "complete.json").read_text())
+        return self._complete
 
     def write_key(self, key: dict[str, Any]) -> None:
         atomic_write_text(self.root / "key.json", json.dumps(key, indent=1, default=str))
@@ -100,60 +130,69 @@ class ShardStore:
         return int(self.complete_info()["num_shards"])
 
     def shard_stats(self, index: int, role: str) -> SourceStats:
-        done = json.loads(self._path(index, "done.json").read_text())
-        return SourceStats.from_dict(role, done["input"])
+        return SourceStats.from_dict(role, self.shard_record(index)["input"])
 
     def total_stats(self, role: str) -> SourceStats:
-        total = SourceStats(role)
-        for index in range(self.num_shards):
-            total.merge(self.shard_stats(index, role))
-        return total
+        return SourceStats.from_dict(role, self.complete_info()["input"])
+
+    def read_shard_meta(self, index: int, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self._path(index, "meta.parquet"), columns=columns)
 
     def read_meta(self, index: int, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self._path(index, "meta.parquet"), columns=columns)
+        """One shard's metadata (from the consolidated file of a complete store)."""
+        if self.is_complete() and self.num_shards:
+            return self._consolidated().read_row_group(index, columns=columns)
+        return self.read_shard_meta(index, columns)
+
+    def _consolidated(self) -> pq.ParquetFile:
+        return pq.ParquetFile(self.root / "meta.parquet")
+
+    def read_array(self, index: int, name: str) -> np.ndarray:
+        """An array a stage stored for the shard, memory-mapped."""
+        return np.load(self.array_path(index, name), mmap_mode="r")
 
     def read_embeddings(self, index: int) -> np.ndarray:
         """[n, d] float16, memory-mapped."""
-        return np.load(self._path(index, "emb.npy"), mmap_mode="r")
+        return self.read_array(index, "emb")
 
     def iter_shards(self, columns: list[str] | None = None, embeddings: bool = True) -> Iterator[tuple[pa.Table, np.ndarray | None]]:
         for index in range(self.num_shards):
             yield self.read_meta(index, columns), (self.read_embeddings(index) if embeddings else None)
 
     def rows(self) -> np.ndarray:
-        """Rows per shard, from the done records (no shard data is read). [num_shards] int64"""
-        return np.array([json.loads(self._path(i, "done.json").read_text())["rows"] for i in range(self.num_shards)], np.int64)
+        """Rows per shard, from the index. [num_shards] int64"""
+        return np.asarray(self.complete_info()["rows"], np.int64)
 
     def take(self, indices: np.ndarray, columns: list[str]) -> dict[str, list[Any]]:
-        """Metadata of the given global rows, in the given order, reading only the shards that hold
-        them and only the named columns. {column: [len(indices)] values}"""
+        """Metadata of the given global rows, in the given order, reading only the row groups (shards)
+        that hold them and only the named columns. {column: [len(indices)] values}"""
         indices = np.asarray(indices, np.int64)  # [K]
         offsets = np.concatenate([[0], np.cumsum(self.rows())])  # [num_shards + 1]
         shard_of = np.searchsorted(offsets, indices, side="right") - 1  # [K]
+        shards = np.unique(shard_of)
         out: dict[str, list[Any]] = {name: [None] * len(indices) for name in columns}
-        for shard in np.unique(shard_of):
-            where = np.flatnonzero(shard_of == shard)  # positions in the output
-            table = self.read_meta(int(shard), columns).take(pa.array(indices[where] - offsets[shard]))
-            for name in columns:
-                for slot, value in zip(where, table.column(name).to_pylist()):
-                    out[name][slot] = value
+        if len(shards) == 0:
+            return out
+        table = self._consolidated().read_row_groups([int(s) for s in shards], columns=columns)  # the needed shards, in order
+        starts = np.concatenate([[0], np.cumsum(self.rows()[shards])])  # row of each needed shard in `table`
+        local = starts[np.searchsorted(shards, shard_of)] + indices - offsets[shard_of]  # [K]
+        picked = table.take(pa.array(local))
+        for name in columns:
+            out[name] = picked.column(name).to_pylist()
         return out
 
     def column(self, name: str) -> pa.ChunkedArray:
         """One metadata column over all shards (arrow-backed, not Python objects)."""
-        return pa.chunked_array([self.read_meta(i, [name]).column(name).combine_chunks() for i in range(self.num_shards)])
+        if not self.num_shards:
+            return pa.chunked_array([], pa.null())
+        return self._consolidated().read(columns=[name]).column(name)
 
 
-def record_shards(source: "SourceConfig", shard_size: int) -> Iterator[tuple[int, list["RawRecord"]]]:
-    """Fixed runs of `shard_size` input records, so shard boundaries never depend on batching or workers."""
-    from dataselect.io.sources import iter_raw_records
-
-    records = iter_raw_records(source)
-    for index in itertools.count():
-        chunk = list(itertools.islice(records, shard_size))
-        if not chunk:
-            return
-        yield index, chunk
+def _write_row_groups(path: Path, schema: pa.Schema, tables: Iterator[pa.Table]) -> None:
+    """One parquet file, one row group per table (tables whose types differ from the first are cast)."""
+    with pq.ParquetWriter(path, schema) as writer:
+        for table in tables:
+            writer.write_table(table.cast(schema) if table.schema != schema else table, row_group_size=max(1, table.num_rows))
 
 
 def source_key(source: "SourceConfig", renderer: "TextRenderer", shard_size: int) -> dict[str, Any]:
@@ -178,7 +217,7 @@ def keyed_store(cache_root: Path, kind: str, key: dict[str, Any]) -> ShardStore:
 
 
 def sample_columns(samples: list["Sample"], fields: dict[str, str] | None = None) -> dict[str, pa.Array]:
-    """Metadata columns every store has (id, position, text_hash, preview), plus record fields
+    """Metadata columns every store has (id, position, text_hash, norm_hash, preview), plus record fields
     copied as string columns ({column: field})."""
     from dataselect.io.sources import text_hash
 
@@ -186,6 +225,8 @@ def sample_columns(samples: list["Sample"], fields: dict[str, str] | None = None
         "id": pa.array([s.id for s in samples], pa.string()),
         "position": pa.array([s.position for s in samples], pa.int64()),
         "text_hash": pa.array([text_hash(s.text) for s in samples], pa.int64()),
+        # whitespace-normalised: the contamination guard's key (a pool copy of a target sample)
+        "norm_hash": pa.array([text_hash(" ".join(s.text.split())) for s in samples], pa.int64()),
         "preview": pa.array([s.text[:PREVIEW_CHARS] for s in samples], pa.string()),
     }
     for column, field in (fields or {}).items():

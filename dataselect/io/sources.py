@@ -7,9 +7,11 @@ and line; under `on_error: fail` the first one stops the run with that message.
 from __future__ import annotations
 
 import codecs
+import functools
 import glob
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -17,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.stats import BadInput, SourceStats
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
+JSONL_SUFFIXES = tuple(base + c for base in (".jsonl", ".json", ".ndjson") for c in ("", ".gz", ".bz2", ".xz"))
 PARQUET_SUFFIXES = (".parquet",)
 
 
@@ -85,7 +89,7 @@ def resolve_locations(config: SourceConfig) -> list[tuple[str, Path | str]]:
     return [loc for p in paths for loc in _expand(p, config.format)]
 
 
-def _labels(locations: list[tuple[str, Path | str]]) -> list[str]:
+def file_labels(locations: list[tuple[str, Path | str]]) -> list[str]:
     """Short, stable file labels for ids: the path relative to the files' common folder."""
     files = [Path(loc).resolve() for kind, loc in locations if kind != "hf"]
     root = Path(os.path.commonpath([str(f.parent) for f in files])) if files else None
@@ -115,10 +119,21 @@ def fingerprint(config: SourceConfig) -> list[Any]:
     return out
 
 
-def _open_text_lines(path: Path) -> Iterator[bytes]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        yield from handle
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+
+
+def _open_binary(path: Path) -> Any:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.name.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    if path.name.endswith(".xz"):
+        import lzma
+
+        return lzma.open(path, "rb")
+    return open(path, "rb")
 
 
 # A JSON escape of a UTF-16 surrogate: \ud800-\udfff. Paired, json.loads makes one character of two;
@@ -136,84 +151,157 @@ def _lone_surrogate(record: dict) -> str | None:
     return None
 
 
-def _read_jsonl(path: Path, label: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
-    for line_number, raw in enumerate(_open_text_lines(path), start=1):
+def _parse_jsonl_line(raw: bytes) -> tuple[dict | None, str | None]:
+    """(record, None) or (None, why the line is bad)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not valid UTF-8"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, f"malformed JSON ({error.msg})"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    if SURROGATE_ESCAPE.search(raw) is not None and (surrogate := _lone_surrogate(record)) is not None:
+        return None, f"a lone surrogate ({surrogate!r}) in a string, not valid Unicode"
+    return record, None
+
+
+def _jsonl_records(lines: Iterator[bytes], label: str, first_line: int, first_position: int) -> Iterator[RawRecord]:
+    """Records of consecutive lines starting at line `first_line`; blank lines hold no record."""
+    position = first_position
+    for line_number, raw in enumerate(lines, start=first_line):
         if line_number == 1:
             raw = raw.removeprefix(codecs.BOM_UTF8)  # written by some Windows tools; not part of the JSON
         if not raw.strip():
             continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield label, line_number, None, "not valid UTF-8"
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield label, line_number, None, f"malformed JSON ({error.msg})"
-            continue
-        if not isinstance(record, dict):
-            yield label, line_number, None, "not a JSON object"
-            continue
-        if SURROGATE_ESCAPE.search(raw) is not None and (surrogate := _lone_surrogate(record)) is not None:
-            yield label, line_number, None, f"a lone surrogate ({surrogate!r}) in a string, not valid Unicode"
-            continue
-        yield label, line_number, record, None
+        record, error = _parse_jsonl_line(raw)
+        yield RawRecord(position, label, line_number, record, error)
+        position += 1
 
 
-def _read_parquet(path: Path, label: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
+def _byte_range_lines(path: Path, start: int, stop: int) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        offset = start
+        while offset < stop:
+            raw = handle.readline()
+            if not raw:
+                return
+            offset += len(raw)
+            yield raw
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with _open_binary(path) as handle:
+        yield from handle
+
+
+def parquet_rows(path: Path) -> int:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import pyarrow as pa
-
-    row = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            for record in batch.to_pylist():
-                row += 1
-                yield label, row, record, None
+        return pq.ParquetFile(path).metadata.num_rows
     except pa.ArrowException as error:  # not parquet, or damaged: the file, not one record, is bad
-        raise InputError(f"input error: cannot read {path} as parquet (after {row} rows): {str(error).splitlines()[0]}") from None
+        raise InputError(f"input error: cannot read {path} as parquet: {str(error).splitlines()[0]}") from None
 
 
-def _read_hf(spec: str) -> Iterator[tuple[str, int, dict | None, str | None]]:
+def _parquet_records(path: Path, label: str, start: int, stop: int, first_position: int) -> Iterator[RawRecord]:
+    """Rows [start, stop) of a parquet file, reading only the row groups that hold them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = start
+    try:
+        handle = pq.ParquetFile(path)
+        group_starts = np.cumsum([0] + [handle.metadata.row_group(g).num_rows for g in range(handle.num_row_groups)])
+        groups = [g for g in range(handle.num_row_groups) if group_starts[g] < stop and group_starts[g + 1] > start]
+        if not groups:
+            return
+        table = handle.read_row_groups(groups)
+        first = int(group_starts[groups[0]])
+        for batch in table.slice(start - first, stop - start).to_batches(max_chunksize=1024):
+            for record in batch.to_pylist():
+                yield RawRecord(first_position + row - start, label, row + 1, record, None)
+                row += 1
+    except pa.ArrowException as error:
+        raise InputError(f"input error: cannot read {path} as parquet (at row {row + 1}): {str(error).splitlines()[0]}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def load_disk_dataset(spec: str) -> Any:
+    """A `save_to_disk` dataset (memory-mapped), its split chosen as hf:PATH:SPLIT says."""
     import datasets
 
     name, _, split = spec.partition(":")
-    if Path(name).expanduser().is_dir():
-        dataset = datasets.load_from_disk(str(Path(name).expanduser()))
-        if isinstance(dataset, datasets.DatasetDict):
-            if not split and len(dataset) != 1:
-                raise ConfigError(f"config error: input.path: {spec!r} holds splits {list(dataset)}; name one as hf:PATH:SPLIT")
-            dataset = dataset[split or next(iter(dataset))]
-    else:
-        # remote datasets stream: nothing is downloaded up front and memory stays bounded
-        dataset = datasets.load_dataset(name, split=split or "train", streaming=True)
-    label = f"hf:{spec}"
-    for row, record in enumerate(dataset, start=1):
+    dataset = datasets.load_from_disk(str(Path(name).expanduser()))
+    if isinstance(dataset, datasets.DatasetDict):
+        if not split and len(dataset) != 1:
+            raise ConfigError(f"config error: input.path: {spec!r} holds splits {list(dataset)}; name one as hf:PATH:SPLIT")
+        if split and split not in dataset:
+            raise ConfigError(f"config error: input.path: {spec!r} has no split {split!r}; it holds {list(dataset)}")
+        dataset = dataset[split or next(iter(dataset))]
+    return dataset
+
+
+def _dataset_records(rows: Iterator[Any], label: str, first_row: int, first_position: int) -> Iterator[RawRecord]:
+    for offset, record in enumerate(rows):
         record = dict(record)
         surrogate = _lone_surrogate(record)  # a JSON-backed dataset can carry the same escapes as jsonl
-        if surrogate is not None:
-            yield label, row, None, f"a lone surrogate ({surrogate!r}) in a string, not valid Unicode"
-            continue
-        yield label, row, record, None
+        error = None if surrogate is None else f"a lone surrogate ({surrogate!r}) in a string, not valid Unicode"
+        yield RawRecord(first_position + offset, label, first_row + offset, None if error else record, error)
+
+
+def _stream_hf(spec: str) -> Iterator[Any]:
+    import datasets
+
+    name, _, split = spec.partition(":")
+    # remote datasets stream: nothing is downloaded up front and memory stays bounded
+    return iter(datasets.load_dataset(name, split=split or "train", streaming=True))
+
+
+def read_location(kind: str, location: Path | str, label: str, first_position: int = 0) -> Iterator[RawRecord]:
+    """Every record of one location, in order (what the planner reads for a sequential location)."""
+    if kind == "hf":
+        return _dataset_records(_stream_hf(str(location)), f"hf:{location}", 1, first_position)
+    return _jsonl_records(_lines(Path(location)), label, 1, first_position)
+
+
+def read_spec(spec: Any) -> Iterator[RawRecord]:
+    """The records of one planned shard (dataselect.io.plan.ShardSpec), with their positions and lines."""
+    if spec.kind == "records":
+        return iter(spec.records)
+    if spec.kind == "jsonl":
+        records = _jsonl_records(_byte_range_lines(Path(spec.location), spec.start, spec.stop), spec.label, spec.first_line, spec.first_position)
+    elif spec.kind == "parquet":
+        records = _parquet_records(Path(spec.location), spec.label, spec.start, spec.stop, spec.first_position)
+    else:
+        dataset = load_disk_dataset(spec.location)
+        records = _dataset_records(iter(dataset.select(range(spec.start, spec.stop))), spec.label, spec.start + 1, spec.first_position)
+    return guarded(itertools.islice(records, spec.count), spec.location)
+
+
+def guarded(items: Iterator[Any], location: Any) -> Iterator[Any]:
+    """The items, with a read failure of the location (gone, unreadable, damaged) as one input error."""
+    try:
+        yield from items
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise InputError(f"input error: cannot read {location}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - lzma/bz2 decompression errors have no common base
+        if type(error).__module__ in ("_lzma", "lzma", "_bz2", "bz2") or "compressed" in str(error).lower():
+            raise InputError(f"input error: cannot read {location}: {error}") from None
+        raise
 
 
 def iter_raw_records(config: SourceConfig) -> Iterator[RawRecord]:
-    """Every record of the source in a stable order, with its position, file label and line."""
-    locations = resolve_locations(config)
-    labels = _labels(locations)
-    position = 0
-    for (kind, loc), label in zip(locations, labels):
-        reader = _read_hf(str(loc)) if kind == "hf" else (_read_parquet if kind == "parquet" else _read_jsonl)(Path(loc), label)
-        try:
-            for file_label, line, record, error in reader:
-                yield RawRecord(position, file_label, line, record, error)
-                position += 1
-                if config.limit is not None and position >= config.limit:
-                    return
-        except (OSError, EOFError, gzip.BadGzipFile) as error:
-            raise InputError(f"input error: cannot read {loc}: {error}") from None
+    """Every record of the source in a stable order, with its position, file label and line: the
+    planned shards read one after another, so positions agree with the score phase's."""
+    from dataselect.io.plan import plan_shards
+
+    for spec in plan_shards(config, shard_size=1 << 16):
+        yield from read_spec(spec)
 
 
 def sample_id(config: SourceConfig, raw: RawRecord) -> str:

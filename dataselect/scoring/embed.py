@@ -5,10 +5,11 @@ that turns any iterable of samples (strings or records) into embeddings for some
 """
 from __future__ import annotations
 
-import sys
-from typing import Any, Callable, Iterable, Iterator
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from dataselect.config import ModelConfig, SourceConfig
@@ -16,8 +17,15 @@ from dataselect.errors import ConfigError
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.batching import padding_waste, token_budget_batches
-from dataselect.scoring.models import LoadedModel, load_model
-from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool
+from dataselect.scoring.models import LoadedModel, ModelSpec, load_model, load_weights, resolve_model
+from dataselect.scoring.stage import Resources, ShardOutput
+from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_for
+
+if TYPE_CHECKING:
+    from dataselect.io.sources import Sample
+
+
+logger = logging.getLogger(__name__)
 
 
 class Embedder:
@@ -41,19 +49,6 @@ class Embedder:
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
-
-    def identity(self) -> dict[str, Any]:
-        """What determines the embeddings (part of the cache key)."""
-        config = self.model.config
-        return {
-            "model": self.loaded.path,
-            "model_type": getattr(config, "model_type", None),
-            "name_or_path": getattr(config, "_name_or_path", None),
-            "pooling": self.loaded.pooling,
-            "max_length": self.loaded.max_length,
-            "dtype": str(self.loaded.dtype),
-            "device_type": self.device.type,
-        }
 
     def tokenizer_pool(self, num_workers: int) -> TokenizerPool:
         """One worker pool per embedder, reused by every source it embeds (workers start once)."""
@@ -107,8 +102,8 @@ class Embedder:
             # every later batch is kept under half of what failed, not only this one
             self.max_batch_tokens = len(indices) * width // 2
             if not self._warned_oom:
-                print(f"CUDA out of memory at {len(indices)}x{width} tokens; batches of at most {self.max_batch_tokens} "
-                      "padded tokens from now on", file=sys.stderr)
+                logger.warning("CUDA out of memory at %dx%d tokens; batches of at most %d padded tokens from now on",
+                               len(indices), width, self.max_batch_tokens)
                 self._warned_oom = True
             return self._halves(tokens, indices, width)
         pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32
@@ -117,6 +112,53 @@ class Embedder:
     def _halves(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
         half = len(indices) // 2
         return np.concatenate([self._forward(tokens, indices[:half], width), self._forward(tokens, indices[half:], width)])
+
+
+class EmbedStage:
+    """The embedding score stage: tokenise a shard, forward it in token-budget batches, pool.
+
+    Stored per shard: `emb` [n, d] float16 unit vectors, and the columns n_tokens and truncated."""
+
+    kind = "embeddings"
+    resources = Resources(gpu=True)
+    token_unit = "tokens"
+
+    def __init__(self, model: ModelConfig, device: str, batch_tokens: int) -> None:
+        self.spec: ModelSpec = resolve_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code)
+        self.batch_tokens = batch_tokens
+        self.embedder: Embedder | None = None
+        self.encoder: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "embedder": None, "encoder": None}  # weights load in each worker
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.spec.tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(self.spec.hf_config.hidden_size)
+
+    def identity(self) -> dict[str, Any]:
+        return self.spec.identity()
+
+    def setup(self, device: str | None) -> None:
+        self.embedder = Embedder(load_weights(self.spec, device))
+        self.encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
+
+    def score(self, samples: list[Sample]) -> ShardOutput:
+        tokens = self.encoder([s.text for s in samples])
+        before = self.embedder.padded_tokens
+        embeddings = self.embedder.embed_tokens(tokens, self.batch_tokens)  # [n, d] float32
+        return ShardOutput(
+            columns={"n_tokens": pa.array(tokens.lengths, pa.int64()), "truncated": pa.array(tokens.truncated, pa.bool_())},
+            arrays={"emb": embeddings.astype(np.float16)},
+            counters={"tokens": int(tokens.lengths.sum()), "padded_tokens": self.embedder.padded_tokens - before},
+        )
+
+    def close(self) -> None:
+        self.embedder = None
 
 
 class EmbeddingScorer:

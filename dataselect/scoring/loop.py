@@ -8,11 +8,29 @@ bar. When all shards are done the store is completed (row index, consolidated me
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
-from dataselect.io.shards import ShardStore
+import pyarrow as pa
+from tqdm import tqdm
+
+from dataselect.config import RuntimeConfig, SourceConfig
+from dataselect.errors import InputError
+from dataselect.io.plan import ShardSpec, plan_shards, source_is_sequential
+from dataselect.io.render import TextRenderer
+from dataselect.io.shards import ShardStore, keyed_store, sample_columns, source_key
+from dataselect.io.sources import Sample, read_spec, to_sample
+from dataselect.scoring.stage import ScoreStage
 from dataselect.stats import SourceStats
+
+if TYPE_CHECKING:
+    from dataselect.executors.base import Executor
+
+STORE_FORMAT = 3  # bump when shard contents change meaning (3: planned shards, one store layout for every stage)
 
 
 @dataclass
@@ -24,6 +42,157 @@ class ScoredSource:
     cached: str  # "hit" (nothing recomputed), "partial" (resumed) or "miss"
     counters: dict[str, float] = field(default_factory=dict)  # summed over the shards this run scored
     resumed_shards: int = 0  # shards an earlier run had finished
+    token_unit: str = "tokens"  # what the "tokens" counter counts (DSIR's reference features count words)
+    seconds: float = 0.0  # wall time of this run's score phase for the source
 
     def counter(self, name: str) -> float:
         return self.counters.get(name, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the worker side: one shard, read -> render -> score -> atomic write
+# ------------------------------------------------------------------------------------------------
+
+_READY: dict[str, ScoreStage] = {}  # this process's set-up stages, by identity: a model loads once per worker
+_WORKER_DEVICE: list[str | None] = [None]  # the device this worker process was given (None: runtime.device)
+
+
+def set_worker_device(device: str | None) -> None:
+    _WORKER_DEVICE[0] = device
+
+
+def stage_token(stage: ScoreStage) -> str:
+    return hashlib.sha256(json.dumps([stage.kind, stage.identity()], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def ready(stage: ScoreStage) -> ScoreStage:
+    """The stage set up in this process (set up now if it is the first shard of its kind here)."""
+    token = stage_token(stage)
+    if token not in _READY:
+        stage.setup(_WORKER_DEVICE[0])
+        _READY[token] = stage
+    return _READY[token]
+
+
+def close_ready() -> None:
+    for stage in _READY.values():
+        stage.close()
+    _READY.clear()
+
+
+@dataclass
+class ShardResult:
+    index: int
+    rows: int
+    counters: dict[str, float]
+    stats: SourceStats
+
+
+@dataclass
+class ShardTask:
+    """Everything a worker needs to score shards of one source with one stage (picklable)."""
+
+    source: SourceConfig
+    role: str
+    renderer: TextRenderer
+    stage: ScoreStage
+    fields: dict[str, str]
+    store_root: str
+
+    def load(self, spec: ShardSpec) -> tuple[list[Sample], SourceStats]:
+        """Read and render one shard: its usable samples, and its input counts and bad records."""
+        stats = SourceStats(self.role)
+        samples = [s for s in (to_sample(r, self.source, self.renderer, stats) for r in read_spec(spec)) if s is not None]
+        return samples, stats
+
+    def score(self, spec: ShardSpec, loaded: tuple[list[Sample], SourceStats]) -> ShardResult:
+        samples, stats = loaded
+        start = time.perf_counter()
+        output = ready(self.stage).score(samples)
+        rows = output.rows if output.rows is not None else samples
+        columns = {**sample_columns(rows, self.fields), **{k: _arrow(v) for k, v in output.columns.items()}}
+        counters = {"docs": len(rows), **output.counters, "seconds": round(time.perf_counter() - start, 6)}
+        ShardStore(Path(self.store_root)).write_shard(spec.index, pa.table(columns), stats, output.arrays, counters)
+        return ShardResult(spec.index, len(rows), counters, stats)
+
+    def __call__(self, spec: ShardSpec) -> ShardResult:
+        return self.score(spec, self.load(spec))
+
+
+def _arrow(values: Any) -> pa.Array:
+    return values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+
+
+# ------------------------------------------------------------------------------------------------
+# the driver side: the loop
+# ------------------------------------------------------------------------------------------------
+
+
+def store_for(source: SourceConfig, renderer: TextRenderer, stage: ScoreStage, shard_size: int, cache_root: Path,
+              fields: dict[str, str]) -> ShardStore:
+    """The store folder for this source, rendering, stage and copied fields (the cache key)."""
+    key = {"format": STORE_FORMAT, **source_key(source, renderer, shard_size), "stage": stage.kind,
+           "identity": stage.identity(), "fields": fields}
+    return keyed_store(cache_root, stage.kind, key)
+
+
+def _check_contract(source: SourceConfig, stats: SourceStats) -> None:
+    """A store scored under `on_error: skip` may hold skipped records; a `fail` run stops at the first."""
+    if source.on_error == "fail" and stats.skipped:
+        first = stats.bad[0] if stats.bad else "a bad record"
+        raise InputError(f"input error: {first} (recorded by an earlier run in the cache; set input.on_error: skip to skip bad samples)")
+
+
+def run_stage(
+    source: SourceConfig,
+    role: str,
+    renderer: TextRenderer,
+    stage: ScoreStage,
+    runtime: RuntimeConfig,
+    cache_root: Path,
+    executor: Executor,
+    fields: dict[str, str] | None = None,
+) -> ScoredSource:
+    """Score every planned shard of `source` with `stage` (resumable; a complete store is a cache hit).
+    `fields` copies record fields into metadata columns ({column: field})."""
+    fields = dict(fields or {})
+    store = store_for(source, renderer, stage, runtime.shard_size, cache_root, fields)
+    if store.is_complete():
+        stats = store.total_stats(role)
+        _check_contract(source, stats)
+        return ScoredSource(store, stats, cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
+
+    sequential = source_is_sequential(source)
+    scored = ScoredSource(store, SourceStats(role), cached="miss", token_unit=getattr(stage, "token_unit", "tokens"))
+    shard_count = [0]
+
+    def unfinished(specs: Iterator[ShardSpec]) -> Iterator[ShardSpec]:
+        for spec in specs:
+            shard_count[0] = spec.index + 1
+            if store.is_done(spec.index):
+                _check_contract(source, store.shard_stats(spec.index, role))
+                scored.resumed_shards += 1
+                continue
+            yield spec
+
+    pending: Iterator[ShardSpec] | list[ShardSpec] = unfinished(plan_shards(source, runtime.shard_size))
+    if not sequential:
+        pending = list(pending)  # a random-access plan is cheap to hold, and gives the bar its total
+    total = None if sequential else sum(s.count for s in pending)
+    bar = tqdm(total=total, desc=f"{stage.kind} {role}", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
+    start = time.perf_counter()
+    task = ShardTask(source, role, renderer, stage, fields, str(store.root))
+    try:
+        for result in executor.map(task, pending):
+            for name, value in result.counters.items():
+                scored.counters[name] = scored.counters.get(name, 0) + value
+            bar.update(result.stats.read)
+            tokens = scored.counters.get("tokens", 0)
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - start, 1e-9):,.0f} {scored.token_unit}/s", refresh=False)
+    finally:
+        bar.close()
+    store.complete(shard_count[0], {"role": role})
+    scored.stats = store.total_stats(role)
+    scored.cached = "partial" if scored.resumed_shards else "miss"
+    scored.seconds = time.perf_counter() - start
+    return scored

@@ -94,8 +94,31 @@ def resolve_pooling(requested: str, model_path: str, hf_config: Any) -> str:
     return "weighted_mean" if is_causal_lm(hf_config) else "mean"
 
 
+# models whose position ids start after the padding index (fairseq style): max_position_embeddings
+# counts pad_token_id + 1 positions no token can use (RoBERTa's 514 means 512 tokens)
+_PADDING_OFFSET_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet", "data2vec-text"}
+
+
+def position_limit(hf_config: Any) -> int | None:
+    """The most tokens the model's position embeddings cover, or None where it declares no limit."""
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    if not positions:
+        return None
+    if getattr(hf_config, "model_type", None) in _PADDING_OFFSET_MODELS:
+        positions -= (getattr(hf_config, "pad_token_id", None) or 0) + 1
+    return int(positions)
+
+
 def resolve_max_length(requested: int | None, model_path: str, tokenizer: Any, hf_config: Any) -> int:
+    """The asked-for length, checked against the model's positions now rather than at the first long
+    sample (hours in, as a raw RuntimeError); else the model's own."""
+    limit = position_limit(hf_config)
     if requested:
+        if limit is not None and requested > limit:
+            raise ConfigError(
+                f"config error: model.max_length: {requested} is above the {limit} positions of the model {model_path!r}; "
+                f"set at most {limit} (or leave it unset for the model's own)"
+            )
         return requested
     st_config = _model_file(model_path, "sentence_bert_config.json")
     if st_config is not None:
@@ -103,9 +126,8 @@ def resolve_max_length(requested: int | None, model_path: str, tokenizer: Any, h
         if length:
             return int(length)
     candidates = [MAX_DEFAULT_LENGTH, getattr(tokenizer, "model_max_length", MAX_DEFAULT_LENGTH)]
-    positions = getattr(hf_config, "max_position_embeddings", None)
-    if positions:
-        candidates.append(positions)
+    if limit:
+        candidates.append(limit)
     return int(min(candidates))
 
 
@@ -132,6 +154,32 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
 
 
 @dataclass
+class ModelSpec:
+    """A model resolved without its weights: what the driver needs for cache keys and rendering."""
+
+    path: str
+    tokenizer: Any
+    hf_config: Any
+    pooling: str
+    max_length: int
+    dtype: torch.dtype
+    device: torch.device
+    trust_remote_code: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What determines a model's outputs (part of the cache key)."""
+        return {
+            "model": self.path,
+            "model_type": getattr(self.hf_config, "model_type", None),
+            "name_or_path": getattr(self.hf_config, "_name_or_path", None),
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "dtype": str(self.dtype),
+            "device_type": self.device.type,
+        }
+
+
+@dataclass
 class LoadedModel:
     path: str
     tokenizer: Any
@@ -152,33 +200,56 @@ def load_tokenizer(model_path: str, trust_remote_code: bool = False) -> Any:
         raise ConfigError(f"config error: model.name: cannot load tokenizer of {model_path!r}: {str(error).splitlines()[0]}") from None
 
 
-def load_model(name: str, pooling: str, max_length: int | None, dtype: str, device: str, trust_remote_code: bool = False) -> LoadedModel:
-    """Tokenizer + base model (no LM head: only `last_hidden_state` is used) on the chosen device."""
-    from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
+def _cannot_load(name: str, error: OSError) -> ConfigError:
+    return ConfigError(f"config error: model.name: cannot load {name!r}: {str(error).splitlines()[0]}")
 
-    hf_logging.disable_progress_bar()  # our own bars report progress; its weight-loading bar is noise
+
+def resolve_model(name: str, pooling: str, max_length: int | None, dtype: str, device: str, trust_remote_code: bool = False) -> ModelSpec:
+    """Tokenizer, config, pooling, max length, dtype and device of a model, without loading its weights
+    (so a bad max length fails at once)."""
+    from transformers import AutoConfig
+
     path = resolve_model_path(name)
     local = Path(path).exists()
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
     tokenizer = load_tokenizer(path, trust_remote_code)
     try:
         hf_config = AutoConfig.from_pretrained(path, local_files_only=local, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(
-            path, config=hf_config, dtype=torch_dtype, local_files_only=local, trust_remote_code=trust_remote_code
-        )
     except OSError as error:
-        raise ConfigError(f"config error: model.name: cannot load {name!r}: {str(error).splitlines()[0]}") from None
-    model.eval().to(torch_device)
-    return LoadedModel(
+        raise _cannot_load(name, error) from None
+    return ModelSpec(
         path=path,
         tokenizer=tokenizer,
-        model=model,
+        hf_config=hf_config,
         pooling=resolve_pooling(pooling, path, hf_config),
         max_length=resolve_max_length(max_length, path, tokenizer, hf_config),
+        dtype=resolve_dtype(dtype, torch_device),
         device=torch_device,
-        dtype=torch_dtype,
+        trust_remote_code=trust_remote_code,
     )
+
+
+def load_weights(spec: ModelSpec, device: str | torch.device | None = None) -> LoadedModel:
+    """The base model (no LM head: only `last_hidden_state` is used) of a resolved spec, on `device`
+    (default: the spec's)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bars report progress; its weight-loading bar is noise
+    torch_device = torch.device(device) if device is not None else spec.device
+    local = Path(spec.path).exists()
+    try:
+        model = AutoModel.from_pretrained(
+            spec.path, config=spec.hf_config, dtype=spec.dtype, local_files_only=local, trust_remote_code=spec.trust_remote_code
+        )
+    except OSError as error:
+        raise _cannot_load(spec.path, error) from None
+    model.eval().to(torch_device)
+    return LoadedModel(spec.path, spec.tokenizer, model, spec.pooling, spec.max_length, torch_device, spec.dtype)
+
+
+def load_model(name: str, pooling: str, max_length: int | None, dtype: str, device: str, trust_remote_code: bool = False) -> LoadedModel:
+    """Tokenizer + base model on the chosen device."""
+    return load_weights(resolve_model(name, pooling, max_length, dtype, device, trust_remote_code))

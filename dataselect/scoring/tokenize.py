@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dataselect.executors.local import ChunkedWorkerPool
+from dataselect.scoring.workers import ChunkedWorkerPool
 
 
 class TokenizedTexts:
@@ -85,15 +85,21 @@ class SlowTokenizerEncoder:
         return TokenizedTexts(flat, lengths, truncated)
 
 
+def encoder_for(tokenizer: Any, max_length: int) -> "BackendEncoder | SlowTokenizerEncoder":
+    """texts -> TokenizedTexts, truncated at max_length with special tokens; fast tokenizers' Rust backend."""
+    if getattr(tokenizer, "is_fast", False):
+        return BackendEncoder(tokenizer._tokenizer, max_length)
+    return SlowTokenizerEncoder(tokenizer, max_length)
+
+
 class TokenizerPool:
     """Tokenises texts with `num_workers` processes (0: in this process)."""
 
     def __init__(self, tokenizer: Any, max_length: int, num_workers: int = 1) -> None:
         self.num_workers = num_workers
-        if getattr(tokenizer, "is_fast", False):
-            encoder: Any = BackendEncoder(tokenizer._tokenizer, max_length)
-        else:
-            encoder, num_workers = SlowTokenizerEncoder(tokenizer, max_length), 0
+        encoder = encoder_for(tokenizer, max_length)
+        if isinstance(encoder, SlowTokenizerEncoder):
+            num_workers = 0  # a Python tokenizer has no Rust backend to ship to workers
         self._pool = ChunkedWorkerPool(encoder, TokenizedTexts.concat, num_workers)
 
     def submit(self, texts: Sequence[str]) -> "Future[TokenizedTexts]":

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.shards import ShardStore
 from dataselect.stats import SourceStats
+
+if TYPE_CHECKING:
+    from dataselect.scoring.loop import ScoredSource
 
 
 @dataclass
@@ -21,23 +24,27 @@ class Selection:
     previews: list[str] | None = None
     columns: dict[str, list[Any]] = field(default_factory=dict)  # extra selection.parquet columns
     metrics: dict[str, Any] = field(default_factory=dict)  # method metrics for manifest.json
-    pool_stats: SourceStats | None = None
-    target_stats: SourceStats | None = None
     scored: int = 0  # pool samples that got a score
     unique: int = 0  # ... after collapsing exact duplicates
-    throughput: dict[str, Any] = field(default_factory=dict)
-    cache: dict[str, str] = field(default_factory=dict)
+    # every pool sample's score in store row order ([N], or [N, T] per task), for the report and benchmarks
+    pool_scores: np.ndarray | None = None
     # when the method selects parts of samples (DSIR's word chunks): an input record -> its parts, as
     # the method cut them; columns["chunk"] holds each selected row's part number
     chunker: Callable[[dict[str, Any]], list[str]] | None = None
 
 
 class Method(Protocol):
-    """A selection method: a streaming score phase, then a global select phase (DESIGN.md)."""
+    """A selection method: a streaming score phase, then a global select phase (DESIGN.md).
+
+    `score` declares the method's stages by running each through `context.score_source(name, source,
+    stage, renderer)`, which the pipeline runs on its executor with the shared bookkeeping, and returns
+    what it scored by name ("pool", "target", ...); `select` reads those stores and chooses."""
 
     name: str
 
-    def run(self, context: Any) -> Selection: ...
+    def score(self, context: Any) -> dict[str, ScoredSource]: ...
+
+    def select(self, context: Any, scored: dict[str, ScoredSource]) -> Selection: ...
 
 
 def first_occurrences(hashes: np.ndarray) -> np.ndarray:
@@ -65,6 +72,7 @@ def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.
 
 def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int | None = None, unit: str = "tokens") -> dict[str, Any]:
     """The manifest's `throughput`: what this run's score phase processed (0 docs on a cache hit)."""
+    docs, tokens = int(docs), int(tokens)
     return {
         "scored_docs": docs,
         "scored_tokens": tokens,

@@ -1,7 +1,7 @@
 """DSIR (METHODS.md section 2): importance resampling on hashed n-gram features.
 
 score:  pool and target -> hashed unigram/bigram bucket lists per document, cached
-        (scoring/ngram.py featurisers, run over a source by scoring/ngram_store.py)
+        (scoring/ngram.py featurisers, as the score stage of scoring/ngram_store.py)
 fit:    raw distribution on the pool (all of it, or a seeded sample), one target distribution per task
         (scoring/importance.py, as the weights and the KL metric)
 weight: log w(x) = sum of log(p_tgt + 1e-8) - log(p_raw + 1e-8) over x's n-grams
@@ -21,7 +21,8 @@ from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer, word_chunks
 from dataselect.scoring import importance, ngram, ngram_store
-from dataselect.select.base import Selection, first_occurrences, require_usable_pool, score_throughput, selected_rows, target_tasks, top_k
+from dataselect.scoring.loop import ScoredSource
+from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
 
 # ------------------------------------------------------------------------------------------------
 # pure select functions
@@ -139,7 +140,7 @@ class Fit:
     delta: np.ndarray  # [T, B] log(p_tgt + 1e-8) - log(p_raw + 1e-8)
 
 
-def fit(pool: ngram_store.NgramSource, target: ngram_store.NgramSource, config: Any) -> Fit:
+def fit(pool: ScoredSource, target: ScoredSource, config: Any) -> Fit:
     """Raw and per-target bag-of-hashed-n-gram distributions, and their log ratios."""
     options, nb = config.method.dsir, config.method.dsir.num_buckets
     column = "task" if config.target.task_field else ("file" if options.separate_targets else None)
@@ -158,7 +159,7 @@ def fit(pool: ngram_store.NgramSource, target: ngram_store.NgramSource, config: 
     return Fit(names, target_counts, target_probs, raw, delta)
 
 
-def eligibility(pool: ngram_store.NgramSource, options: Any, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def eligibility(pool: ScoredSource, options: Any, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lengths [N], long enough [N] bool, first of its exact duplicates [N] bool); raises if none is kept."""
     lengths = pool.store.column("length").to_numpy()  # [N]
     long_enough = lengths >= options.min_words
@@ -171,7 +172,7 @@ def eligibility(pool: ngram_store.NgramSource, options: Any, unit: str) -> tuple
     return lengths, long_enough, unique
 
 
-def random_baseline_kl(pool: ngram_store.NgramSource, fitted: Fit, chosen: np.ndarray, eligible: np.ndarray, seed: int) -> dict[str, Any]:
+def random_baseline_kl(pool: ScoredSource, fitted: Fit, chosen: np.ndarray, eligible: np.ndarray, seed: int) -> dict[str, Any]:
     """KL(target || selected) against KL(target || a seeded uniform draw of as many eligible documents)."""
     n = len(eligible)
     baseline = top_k(np.random.default_rng([seed, 1]).random(n), len(chosen), eligible)
@@ -185,34 +186,28 @@ def random_baseline_kl(pool: ngram_store.NgramSource, fitted: Fit, chosen: np.nd
 class DSIRMethod:
     name = "dsir"
 
-    def run(self, context) -> Selection:
+    def score(self, context) -> dict[str, ScoredSource]:
         config = context.config
         options = config.method.dsir
         if config.target.path is None:
             raise ConfigError("config error: target.path is required for method.name: dsir")
         with context.stats.stage("load_featurizer"):
             featurizer = ngram.make_featurizer(options, config.model.name, config.runtime.device)
-        workers = config.runtime.num_workers if options.num_workers is None else options.num_workers
+        self.featurizer = featurizer
         pool_source, target_source = _source_for_dsir(config.input), _source_for_dsir(config.target)
         task_field = config.target.task_field
-        with ngram_store.FeaturizerPool(featurizer, workers) as processes:  # one set of workers for both sources
-            with context.stats.stage("featurize_pool"):
-                pool = ngram_store.featurize_source(
-                    pool_source, "pool", TextRenderer(pool_source), config.runtime, context.cache_root, processes, options.chunk_words
-                )
-                require_usable_pool(pool.stats)
-            with context.stats.stage("featurize_target"):
-                target = ngram_store.featurize_source(
-                    target_source, "target", TextRenderer(target_source), config.runtime, context.cache_root, processes,
-                    fields={"task": task_field} if task_field else None, files=options.separate_targets and not task_field,
-                )
-        selection = self.select(context, pool, target, featurizer.kind)
-        selection.metrics["device"] = _hashing_device(featurizer)
-        return selection
+        pool = context.score_source("pool", pool_source, ngram_store.NgramStage(featurizer, options.chunk_words), TextRenderer(pool_source))
+        target = context.score_source(
+            "target", target_source, ngram_store.NgramStage(featurizer, files=options.separate_targets and not task_field),
+            TextRenderer(target_source), fields={"task": task_field} if task_field else None,
+        )
+        return {"pool": pool, "target": target}
 
-    def select(self, context, pool: ngram_store.NgramSource, target: ngram_store.NgramSource, kind: str) -> Selection:
+    def select(self, context, scored: dict) -> Selection:
         config = context.config
         options = config.method.dsir
+        pool, target = scored["pool"], scored["target"]
+        kind = self.featurizer.kind
         unit = "words" if kind == "reference" else "tokens"
         with context.stats.stage("fit"):
             fitted = fit(pool, target, config)
@@ -220,7 +215,7 @@ class DSIRMethod:
             weights = importance.pool_log_weights(pool.store, fitted.delta, config.runtime.progress)  # [N, T]
         with context.stats.stage("select"):
             lengths, long_enough, unique = eligibility(pool, options, unit)
-            eligible = long_enough & unique
+            eligible = long_enough & unique & context.eligible(pool)
             k = config.method.budget_for(int(eligible.sum()))
             proportions = resolve_proportions([str(n) for n in fitted.names], options.target_proportions, fitted.target_counts.sum(axis=1))
             quotas = target_quotas(k, proportions)
@@ -260,7 +255,8 @@ class DSIRMethod:
             "kl_target_random": kl["kl_target_random"],
             "kl_reduction": kl["kl_reduction"],
             "kl_epsilon": importance.EPS,
-            "log_weight_quantiles": {q: float(np.quantile(kept_weights, q / 100)) for q in (0, 50, 90, 99, 100)},
+            "log_weight_quantiles": {q: float(np.quantile(kept_weights, q / 100)) for q in (0, 50, 90, 99, 100)} if len(kept_weights) else {},
+            "device": _hashing_device(self.featurizer),
         }
         columns: dict[str, list] = {"length": lengths[chosen].tolist()}
         if len(fitted.names) > 1:
@@ -272,16 +268,10 @@ class DSIRMethod:
             scores=weights[chosen, task].astype(np.float64),
             columns=columns,
             metrics=metrics,
-            pool_stats=pool.stats,
-            target_stats=target.stats,
             scored=len(lengths),
             unique=int(unique.sum()),
-            throughput=_throughput(pool, target, unit),
-            cache={"pool": pool.cached, "target": target.cached},
+            pool_scores=weights[:, 0] if weights.shape[1] == 1 else weights,
             chunker=RecordChunks(TextRenderer(_source_for_dsir(context.config.input)), options.chunk_words) if options.chunk_words else None,
         )
 
 
-def _throughput(pool: ngram_store.NgramSource, target: ngram_store.NgramSource, unit: str) -> dict[str, Any]:
-    """Featurisation done by this run (0 docs on a cache hit); tokens are the featuriser's units."""
-    return score_throughput(pool.docs + target.docs, pool.units + target.units, pool.seconds + target.seconds, unit=unit)

@@ -5,29 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from dataselect.io.render import TextRenderer
-from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, require_usable_pool, selected_rows, top_k
+from dataselect.scoring.loop import ScoredSource
+from dataselect.scoring.samples import SampleStage
+from dataselect.select.base import Selection, first_occurrences, selected_rows, top_k
 
 
 class RandomMethod:
     name = "random"
 
-    def run(self, context) -> Selection:
+    def score(self, context) -> dict[str, ScoredSource]:
         config = context.config
-        renderer = TextRenderer(config.input)
-        with context.stats.stage("score_pool"):
-            pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root)
-            require_usable_pool(pool.stats)
-        with context.stats.stage("select"):
-            hashes = pool.store.column("text_hash").to_numpy()
-            eligible = first_occurrences(hashes)
-            keys = np.random.default_rng(config.method.seed).random(len(hashes))  # [N]
-            chosen = top_k(keys, config.method.budget_for(int(eligible.sum())), eligible)
-            return Selection(
-                **selected_rows(pool.store, chosen),
-                scores=keys[chosen],
-                pool_stats=pool.stats,
-                scored=len(hashes),
-                unique=int(eligible.sum()),
-                cache={"pool": pool.cached},
-            )
+        return {"pool": context.score_source("pool", config.input, SampleStage(), TextRenderer(config.input))}
+
+    def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
+        pool = scored["pool"]
+        hashes = pool.store.column("text_hash").to_numpy()
+        eligible = first_occurrences(hashes) & context.eligible(pool)
+        keys = np.random.default_rng(context.config.method.seed).random(len(hashes))  # [N]
+        chosen = top_k(keys, context.config.method.budget_for(int(eligible.sum())), eligible)
+        return Selection(**selected_rows(pool.store, chosen), scores=keys[chosen], scored=len(hashes), unique=int(eligible.sum()), pool_scores=keys)

@@ -15,10 +15,10 @@ from tqdm import tqdm
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
-from dataselect.scoring.embed import Embedder
+from dataselect.scoring.embed import EmbedStage
+from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.models import describe_device
-from dataselect.scoring.store import score_source
-from dataselect.select.base import Selection, first_occurrences, require_usable_pool, score_throughput, selected_rows, target_tasks, top_k
+from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
 
 TARGET_TILE = 16384  # target rows per similarity tile
 
@@ -85,41 +85,35 @@ def round_robin(task_scores: np.ndarray, k: int, eligible: np.ndarray) -> tuple[
 class RDSMethod:
     name = "rds"
 
-    def run(self, context) -> Selection:
+    def score(self, context) -> dict[str, ScoredSource]:
         config = context.config
         if config.target.path is None:
             raise ConfigError("config error: target.path is required for method.name: rds")
         with context.stats.stage("load_model"):
-            embedder = Embedder.from_config(config.model, config.runtime.device)
-        renderer = TextRenderer(config.input, embedder.loaded.tokenizer)
-        target_renderer = TextRenderer(config.target, embedder.loaded.tokenizer)
+            stage = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
         task_field = config.target.task_field
-        try:
-            with context.stats.stage("score_pool"):
-                pool = score_source(config.input, "pool", renderer, config.runtime, context.cache_root, embedder)
-                require_usable_pool(pool.stats)
-            with context.stats.stage("score_target"):
-                target = score_source(
-                    config.target, "target", target_renderer, config.runtime, context.cache_root, embedder,
-                    fields={"task": task_field} if task_field else None,
-                )
-        finally:
-            embedder.close()
-        with context.stats.stage("select"):
-            return self.select(context, pool, target, embedder)
+        pool = context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer))
+        target = context.score_source("target", config.target, stage, TextRenderer(config.target, stage.tokenizer),
+                                      fields={"task": task_field} if task_field else None)
+        self.spec = stage.spec
+        return {"pool": pool, "target": target}
 
-    def select(self, context, pool, target, embedder: Embedder) -> Selection:
+    def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
         config = context.config
         options = config.method.rds
-        target_vectors = np.concatenate([np.asarray(e, np.float32) for _, e in target.store.iter_shards(columns=["id"])] or [np.zeros((0, embedder.dim), np.float32)])
+        pool, target = scored["pool"], scored["target"]
+        dim = int(self.spec.hf_config.hidden_size)
+        target_vectors = np.concatenate([np.asarray(e, np.float32) for _, e in target.store.iter_shards(columns=["id"])] or [np.zeros((0, dim), np.float32)])
         if len(target_vectors) == 0:
             raise ConfigError("config error: target.path: the target set has no usable samples")
         task_names, task_of_target = target_tasks(target.store, "task" if config.target.task_field else None, config.target.task_field)
 
-        scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, embedder.device,
+        device = self.spec.device
+        scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, device,
                                     progress=config.runtime.progress)
         hashes = pool.store.column("text_hash").to_numpy()
-        eligible = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
+        unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
+        eligible = unique & context.eligible(pool)
         k = config.method.budget_for(int(eligible.sum()))
         columns: dict = {}
         if len(task_names) == 1:
@@ -135,29 +129,17 @@ class RDSMethod:
             scores=chosen_scores.astype(np.float64),
             columns=columns,
             metrics={
-                "pooling": embedder.loaded.pooling,
-                "max_length": embedder.loaded.max_length,
-                "device": describe_device(embedder.device),
+                "pooling": self.spec.pooling,
+                "max_length": self.spec.max_length,
+                "device": describe_device(device),
                 # samples cut at max_length (RDS+ truncates, METHODS.md 1.5), from the stores: cache hits too
                 "truncated": {role: int(s.store.column("truncated").to_numpy().sum()) for role, s in (("pool", pool), ("target", target))},
-                "dtype": str(embedder.loaded.dtype).removeprefix("torch."),
+                "dtype": str(self.spec.dtype).removeprefix("torch."),
                 "aggregation": options.aggregation,
                 "tasks": {str(name): int((task_of_target == i).sum()) for i, name in enumerate(task_names)},
-                "duplicates_collapsed": int(len(hashes) - eligible.sum()),
+                "duplicates_collapsed": int(len(hashes) - unique.sum()),
             },
-            pool_stats=pool.stats,
-            target_stats=target.stats,
             scored=len(hashes),
-            unique=int(eligible.sum()),
-            throughput=_throughput(pool, target),
-            cache={"pool": pool.cached, "target": target.cached},
+            unique=int(unique.sum()),
+            pool_scores=scores[:, 0] if len(task_names) == 1 else scores,
         )
-
-
-def _throughput(*sources) -> dict:
-    return score_throughput(
-        docs=sum(s.docs for s in sources),
-        tokens=sum(s.tokens for s in sources),
-        seconds=sum(s.seconds for s in sources),
-        padded_tokens=sum(s.padded_tokens for s in sources),
-    )

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import importlib.util
 import pytest
 import torch
+from kernel_checks import assert_written
 
 from dataselect.kernels import ngram
-
-requires_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
 M32 = 0xFFFFFFFF
 
@@ -117,30 +115,31 @@ def layout(ids: torch.Tensor, kind: str) -> torch.Tensor:
     return ids
 
 
-@requires_triton
+# ---------------------------------------------------------------- Triton kernels (interpreter on CPU, compiled on CUDA)
+
+
 @pytest.mark.parametrize("kind", ID_LAYOUTS)
 @pytest.mark.parametrize("nb", [101, 10_000])
-def test_triton_counts_match_reference(kind: str, nb: int, poisoned: None) -> None:
-    ids, lengths = make_batch()
-    ids = layout(ids, kind)
-    got = ngram.hashed_ngram_counts_triton(ids, lengths, nb)
+def test_triton_counts_match_reference(kind: str, nb: int, kernel_device: torch.device, poisoned: None) -> None:
+    raw, lengths = make_batch()
+    ids = layout(raw, kind)
+    got = ngram.hashed_ngram_counts(layout(raw.to(kernel_device), kind), lengths.to(kernel_device), nb).cpu()
     assert torch.equal(got, ngram.hashed_ngram_counts_reference(ids, lengths, nb))  # integer counts: exact
 
 
-@requires_triton
 @pytest.mark.parametrize("kind", ID_LAYOUTS)
 @pytest.mark.parametrize("ratio_dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_triton_dsir_matches_reference(kind: str, ratio_dtype: torch.dtype, poisoned: None) -> None:
-    ids, lengths = make_batch(B=5, T=1100)  # several 1024-token tiles
-    ids = layout(ids, kind)
+def test_triton_dsir_matches_reference(kind: str, ratio_dtype: torch.dtype, kernel_device: torch.device, poisoned: None) -> None:
+    raw, lengths = make_batch(B=5, T=1100)  # several 1024-token tiles
+    ids = layout(raw, kind)
     log_ratio = (torch.randn(10_000, generator=torch.Generator().manual_seed(4)) * 5).to(ratio_dtype)
-    got = ngram.dsir_log_weights_triton(ids, lengths, log_ratio)
+    got = ngram.dsir_log_weights(layout(raw.to(kernel_device), kind), lengths.to(kernel_device), log_ratio.to(kernel_device)).cpu()
     want = ngram.dsir_log_weights_reference(ids, lengths, log_ratio)  # fp64 sum of the same rounded ratios
+    assert_written(got)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-3)  # fp32 accumulation of ~2,000 terms of size ~5
     assert got[1].item() == 0.0  # empty document
 
 
-@requires_triton
 def test_kernels_compile_for_gpu(compile_for_gpu) -> None:
     common = dict(ids_ptr="*i64", len_ptr="*i64", T="i32", stride_b="i32", stride_t="i32", NUM_BUCKETS="i32", BLOCK_T="constexpr")
     compile_for_gpu(

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import importlib.util
 import pytest
 import torch
+from kernel_checks import assert_written
 
 from dataselect.kernels import pooling
 from dataselect.kernels.pooling import POOLING_MODES, pool, pool_reference, pooling_weights
-
-requires_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -22,10 +20,11 @@ def padded_mask(lengths: list[int], T: int, side: str) -> torch.Tensor:
     return mask
 
 
-def hidden_states(B: int, T: int, H: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
-    """[B, T, H] with non-unit strides: a slice of a wider tensor, like a view of a fused output."""
+def hidden_states(B: int, T: int, H: int, dtype: torch.dtype, seed: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
+    """[B, T, H] with non-unit strides: a slice of a wider tensor, like a view of a fused output.
+    The same values on every device (drawn on the CPU, sliced after the move so the strides survive)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, T, H + 5, generator=g).to(dtype)[:, :, 3 : 3 + H]
+    return torch.randn(B, T, H + 5, generator=g).to(dtype).to(device)[:, :, 3 : 3 + H]
 
 
 # ---------------------------------------------------------------- known answers (METHODS.md 1.11)
@@ -72,60 +71,58 @@ def test_dispatch_on_cpu_is_reference_and_rejects_unknown_mode() -> None:
         pool(hidden, mask, "max")
 
 
-# ---------------------------------------------------------------- Triton kernel (interpreter)
+# ---------------------------------------------------------------- Triton kernel (interpreter on CPU, compiled on CUDA)
 
 
-def unbatched(hidden: torch.Tensor, mask: torch.Tensor, mode: str, normalize: bool, fn) -> torch.Tensor:
+def unbatched(hidden: torch.Tensor, mask: torch.Tensor, mode: str, normalize: bool) -> torch.Tensor:
     """Each row alone, cut to its real tokens, with an all-ones mask (batch_size=1 in the reference code)."""
     rows = []
     for b in range(hidden.shape[0]):
         keep = mask[b].bool()
         h = hidden[b, keep].unsqueeze(0)  # [1, L, H]
-        rows.append(fn(h, torch.ones(1, h.shape[1], dtype=torch.int64), mode, normalize)[0])
+        rows.append(pool(h, torch.ones(1, h.shape[1], dtype=torch.int64, device=h.device), mode, normalize)[0])
     return torch.stack(rows)
 
 
-@requires_triton
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", POOLING_MODES)
 @pytest.mark.parametrize("normalize", [False, True])
-def test_triton_matches_reference(dtype: torch.dtype, mode: str, normalize: bool, poisoned: None) -> None:
+def test_triton_matches_reference(dtype: torch.dtype, mode: str, normalize: bool, kernel_device: torch.device, poisoned: None) -> None:
     hidden = hidden_states(3, 37, 100, dtype)  # odd T and H, non-contiguous
     mask = padded_mask([37, 21, 0], 37, "right")  # full, padded, and an all-padding row (pools to 0)
     mask[1] = padded_mask([21], 37, "left")[0]  # mixed sides in one batch
-    got = pooling.pool_triton(hidden, mask, mode, normalize)
+    got = pool(hidden_states(3, 37, 100, dtype, device=kernel_device), mask.to(kernel_device), mode, normalize).cpu()
     want = pool_reference(hidden.to(torch.float64), mask, mode, normalize).float()  # same rounded inputs, fp64
+    assert_written(got)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert got[2].abs().sum().item() == 0.0
 
 
-@requires_triton
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("mode", POOLING_MODES)
-def test_triton_padded_batch_equals_unbatched(side: str, mode: str, poisoned: None) -> None:
-    hidden = hidden_states(3, 37, 100, torch.bfloat16, seed=3)
-    mask = padded_mask([37, 12, 1], 37, side)
-    batched = pooling.pool_triton(hidden, mask, mode, True)
-    alone = unbatched(hidden, mask, mode, True, pooling.pool_triton)
-    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)  # only the summation order differs
+def test_triton_padded_batch_equals_unbatched(side: str, mode: str, kernel_device: torch.device, poisoned: None) -> None:
+    hidden = hidden_states(3, 37, 100, torch.bfloat16, seed=3, device=kernel_device)
+    mask = padded_mask([37, 12, 1], 37, side).to(kernel_device)
+    batched = pool(hidden, mask, mode, True)
+    assert_written(batched)
+    torch.testing.assert_close(batched, unbatched(hidden, mask, mode, True), rtol=1e-5, atol=1e-6)  # only the summation order differs
 
 
-@requires_triton
 @pytest.mark.parametrize("mode", POOLING_MODES)
 @pytest.mark.parametrize("normalize", [False, True])
-def test_triton_token_splits_and_mask_dtypes(mode: str, normalize: bool, poisoned: None) -> None:
+def test_triton_token_splits_and_mask_dtypes(mode: str, normalize: bool, kernel_device: torch.device, poisoned: None) -> None:
     # B=1 and T >> tile: the launcher splits T across programs and sums the partials in a second kernel
     B, T, H = 2, 1500, 20
     block_t, _, _, splits = pooling._pool_blocks(B, T, H, mode)
     assert mode in ("last", "cls") or splits > 1
     hidden = hidden_states(B, T, H, torch.float16, seed=4).transpose(0, 1).contiguous().transpose(0, 1)  # T-major
     mask = padded_mask([1499, 700], T, "left").bool()
-    got = pooling.pool_triton(hidden, mask, mode, normalize)
+    got = pool(hidden.to(kernel_device).transpose(0, 1).contiguous().transpose(0, 1), mask.to(kernel_device), mode, normalize).cpu()
     want = pool_reference(hidden.to(torch.float64), mask, mode, normalize).float()
+    assert_written(got)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-@requires_triton
 def test_kernels_compile_for_gpu(compile_for_gpu) -> None:
     partial_sig = dict(
         h_ptr="*bf16", m_ptr="*i64", out_ptr="*fp32", T="i32", H="i32", t_per_split="i32",

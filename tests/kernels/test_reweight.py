@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
 import pytest
 import torch
+from kernel_checks import assert_written
 
 from dataselect.kernels import reweight as rw
 from dataselect.kernels.reweight import normalize_losses, reweight, reweight_weights, reweight_weights_reference
-
-requires_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
 STRATEGIES = ["linupper", "quadratic", "extremes"]
 
@@ -112,28 +110,27 @@ def test_loss_value_gradient_and_lengths() -> None:
     torch.testing.assert_close(uniform_loss, (lam * losses.detach()).sum())  # token-weighted mean
 
 
-# ---------------------------------------------------------------- Triton kernel (interpreter)
+# ---------------------------------------------------------------- Triton kernel (interpreter on CPU, compiled on CUDA)
 
 
-@requires_triton
 @pytest.mark.parametrize("n", [1, 2, 37, 1500])  # 1500: two 1024-wide tiles, the second partial
 @pytest.mark.parametrize("strategy", STRATEGIES + ["upper", "mid"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_triton_matches_reference(n: int, strategy: str, dtype: torch.dtype, poisoned: None) -> None:
+def test_triton_matches_reference(n: int, strategy: str, dtype: torch.dtype, kernel_device: torch.device, poisoned: None) -> None:
     g = torch.Generator().manual_seed(n)
-    losses = (1.0 + 4.0 * torch.rand(n + 3, generator=g)).to(dtype)[::2][:n]  # strided view
-    got = rw.reweight_weights_triton(losses, strategy, 0.4)
+    wide = (1.0 + 4.0 * torch.rand(n + 3, generator=g)).to(dtype)  # [N+3]
+    losses = wide[::2][:n]  # strided view
+    got = reweight_weights(wide.to(kernel_device)[::2][:n], strategy, 0.4).cpu()
+    assert_written(got)
     torch.testing.assert_close(got, reweight_weights_reference(losses, strategy, 0.4), rtol=2e-6, atol=1e-9)
 
 
-@requires_triton
-def test_triton_equal_losses_exactly_uniform(poisoned: None) -> None:
+def test_triton_equal_losses_exactly_uniform(kernel_device: torch.device, poisoned: None) -> None:
     for n in (3, 7, 1500):
-        got = rw.reweight_weights_triton(torch.full((n,), 4.2), "quadratic", 0.4)
-        assert torch.equal(got, torch.full((n,), 1 / n))
+        got = reweight_weights(torch.full((n,), 4.2, device=kernel_device), "quadratic", 0.4)
+        assert torch.equal(got.cpu(), torch.full((n,), 1 / n))
 
 
-@requires_triton
 def test_kernels_compile_for_gpu(compile_for_gpu) -> None:
     sig = dict(
         loss_ptr="*fp32", w_ptr="*fp32", N="i32", stride="i32", delta="fp32", inv_r="fp32", inv_n="fp32",

@@ -1,8 +1,8 @@
 """Token-budget batching, worker tokenisation and out-of-memory handling."""
 import numpy as np
 import pytest
-
 from support import MINILM
+
 from dataselect.scoring.batching import padding_waste, token_budget_batches
 from dataselect.scoring.models import load_tokenizer, resolve_model_path
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool
@@ -59,7 +59,7 @@ def test_the_slow_tokenizer_path_marks_truncation_too():
     assert tokens.lengths.tolist() == [len(x) for x in tokenizer(texts, truncation=True, max_length=8)["input_ids"]]
 
 
-def test_out_of_memory_shrinks_every_later_batch_and_one_sample_too_many_is_one_line(tiny_bert_dir, capsys):
+def test_out_of_memory_shrinks_every_later_batch_and_one_sample_too_many_is_one_line(tiny_bert_dir, caplog):
     """CUDA's out-of-memory, simulated on the CPU by a model that fails above 40 padded tokens."""
     import torch
 
@@ -91,7 +91,7 @@ def test_out_of_memory_shrinks_every_later_batch_and_one_sample_too_many_is_one_
     got = embedder.embed_tokens(tokens, batch_tokens=10_000)
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
     assert embedder.max_batch_tokens is not None and embedder.max_batch_tokens <= 40
-    assert capsys.readouterr().err.count("CUDA out of memory") == 1
+    assert caplog.text.count("CUDA out of memory") == 1  # said once
     calls.clear()
     embedder.embed_tokens(tokens, batch_tokens=10_000)  # a later call: no failed attempt at all
     assert calls and all(b * t <= 40 for b, t in calls)

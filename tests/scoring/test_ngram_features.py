@@ -268,7 +268,7 @@ def test_piece_table_agrees_with_a_dict_through_collisions_and_growth():
     rng = np.random.default_rng(5)
     table = token_memo.PieceTable(capacity_log2=3)  # tiny: every batch collides and the table grows
     reference: dict[tuple[int, int], int] = {}
-    for batch in range(30):
+    for _ in range(30):
         keys = rng.integers(1, 60, (rng.integers(1, 40), 2)).astype(np.uint64)  # [m, 2] with repeats
         found = table.lookup(keys)
         assert found.tolist() == [reference.get((int(a), int(b)), -1) for a, b in keys]

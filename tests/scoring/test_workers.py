@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from dataselect.executors.local import ChunkedWorkerPool
+from dataselect.scoring.workers import ChunkedWorkerPool
 
 
 def _lengths(texts):
@@ -38,7 +38,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent('''
         import os, sys, time
-        from dataselect.executors.local import ChunkedWorkerPool
+        from dataselect.scoring.workers import ChunkedWorkerPool
 
         def work(texts):
             return [os.getpid()]

@@ -15,9 +15,10 @@ def _store(tmp_path, vectors: np.ndarray, shard_size: int) -> ShardStore:
     shards = 0
     for index, start in enumerate(range(0, len(vectors), shard_size)):
         block = vectors[start : start + shard_size]
-        store.write_shard(index, pa.table({"id": [str(i) for i in range(start, start + len(block))]}), SourceStats("pool"), block)
+        store.write_shard(index, pa.table({"id": [str(i) for i in range(start, start + len(block))]}), SourceStats("pool"),
+                          {"emb": block.astype(np.float16)})
         shards += 1
-    store.mark_complete(shards, {})
+    store.complete(shards, {})
     return store
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from support import write_jsonl
+
 from dataselect.config import build_config
 from dataselect.errors import OutputError
 from dataselect.io import outputs
@@ -17,7 +17,8 @@ from dataselect.select.base import Selection
 
 
 def _write(tmp_path, input_path, positions, fmt, **selection):
-    config = build_config({"input": {"path": str(input_path)}, "method": {"name": "random", "budget": 1.0}, "output": {"dir": str(tmp_path / "out"), "write": fmt}})
+    config = build_config({"input": {"path": str(input_path)}, "method": {"name": "random", "budget": 1.0},
+                           "output": {"dir": str(tmp_path / "out"), "write": fmt}})
     chosen = Selection(ids=[str(p) for p in positions], scores=np.arange(len(positions), 0, -1, dtype=np.float64), positions=np.array(positions), **selection)
     return outputs.write_selected_rows(tmp_path / "out", config, chosen, progress=False)
 

@@ -113,7 +113,8 @@ def test_budget_all_scores_every_kept_document_with_its_log_weight(data):
     pool_features = featurizer.featurize(texts)
     target_features = featurizer.featurize([f"{r['prompt']}\n\n{r['response']}" for r in target])
     delta = importance.log_ratio(
-        importance.fit_distribution(importance.bucket_counts(target_features, 10_000)), importance.fit_distribution(importance.bucket_counts(pool_features, 10_000))
+        importance.fit_distribution(importance.bucket_counts(target_features, 10_000)),
+        importance.fit_distribution(importance.bucket_counts(pool_features, 10_000)),
     )
     expected = dict(zip([r["id"] for r in records if "response" in r], importance.log_weights(pool_features, delta)))
     for row in rows:
@@ -123,7 +124,8 @@ def test_budget_all_scores_every_kept_document_with_its_log_weight(data):
 def test_same_seed_same_selection_whatever_workers_and_shards(data):
     gumbel = {"method.dsir.sampling": "gumbel"}
     a = run(make_config(data, "a", **gumbel), quiet=True)
-    b = run(make_config(data, "b", **gumbel, **{"runtime.num_workers": 1, "runtime.shard_size": 7, "runtime.cache_dir": str(data["tmp"] / "cache-b")}), quiet=True)
+    b_overrides = {"runtime.num_workers": 1, "runtime.shard_size": 7, "runtime.cache_dir": str(data["tmp"] / "cache-b")}
+    b = run(make_config(data, "b", **gumbel, **b_overrides), quiet=True)
     c = run(make_config(data, "c", **gumbel, **{"method.seed": 8}), quiet=True)
     assert a.manifest["cache"]["pool"] == "miss" and b.manifest["cache"]["pool"] == "miss"
     assert [r["id"] for r in selection(a)] == [r["id"] for r in selection(b)]
@@ -132,7 +134,8 @@ def test_same_seed_same_selection_whatever_workers_and_shards(data):
 
 
 def test_target_equal_to_pool_gives_zero_weights(data):
-    config = make_config(data, "same", **{"target.path": data["pool"], "method.budget": 1.0, "method.dsir.dedup": False})
+    config = make_config(data, "same", **{"target.path": data["pool"], "method.budget": 1.0, "method.dsir.dedup": False,
+                                          "method.exclude_target_copies": False})
     rows = selection(run(config, quiet=True))
     assert len(rows) == 80
     assert all(r["score"] == 0.0 for r in rows)

@@ -4,8 +4,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from support import write_jsonl
+
 from dataselect.config import SourceConfig
 from dataselect.errors import InputError
 from dataselect.io.render import TextRenderer, tulu_format
@@ -57,7 +57,7 @@ def test_bad_records_are_counted_with_file_and_line(tmp_path):
     reasons = {b.line: b.reason for b in stats.bad}
     assert reasons[2].startswith("malformed JSON")
     assert reasons[3] == "empty text"
-    assert reasons[4] == "missing field 'text'"
+    assert reasons[4] == "missing field 'text' (the record has: 'other')"
     assert reasons[5].startswith("over-long")
     assert reasons[7] == "not valid UTF-8"
     assert reasons[8] == "a lone surrogate ('\\ud800') in a string, not valid Unicode"

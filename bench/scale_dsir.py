@@ -1,0 +1,129 @@
+"""Scaling of the score phase with local workers, and shard opening cost, on a generated 2,000,000-document pool.
+
+    python bench/scale_dsir.py [--docs 2000000] [--workers 1 2] [--work DIR] [--keep]
+
+Generates a jsonl pool of short documents (random words from a fixed vocabulary, a few topics) and a
+target, then runs `dataselect run` with DSIR (`tokens` features) end to end with an empty cache for each
+worker count, as a subprocess whose whole process tree is measured (wall time, peak resident memory).
+Prints docs/s of the score phase and end to end, the speed-up of the last worker count over the first,
+and the time to open (plan-free: seek and read) the first and the last planned shard.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proc_tree import run_measured  # noqa: E402
+
+TOPICS = {
+    "math": "apples sum total number add equals minus divide times count pears coins how many more".split(),
+    "cooking": "bake bread oven flour salt minutes stir sauce boil pan heat dough recipe taste".split(),
+    "travel": "train city hotel ticket museum river walk map airport night street beach trip".split(),
+    "code": "function return value list loop python error class string index file print array".split(),
+}
+COMMON = "the a of and to in is it that for on with as was at by this be from or an are".split()
+
+
+def generate(path: Path, docs: int, seed: int = 0, batch: int = 100_000) -> None:
+    """`docs` jsonl records {"id", "text"} of 20-60 words: a topic's words mixed with common ones."""
+    rng = np.random.default_rng(seed)
+    names = list(TOPICS)
+    vocab = [np.array(TOPICS[name] + COMMON) for name in names]
+    with open(path, "w", encoding="utf-8") as handle:
+        for start in range(0, docs, batch):
+            n = min(batch, docs - start)
+            topics = rng.integers(len(names), size=n)
+            lengths = rng.integers(20, 61, size=n)
+            lines = []
+            for i in range(n):
+                words = vocab[topics[i]][rng.integers(len(vocab[topics[i]]), size=lengths[i])]
+                lines.append(json.dumps({"id": f"d{start + i}", "text": " ".join(words)}))
+            handle.write("\n".join(lines) + "\n")
+
+
+def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, float, int]:
+    """Median seconds to open and read the first and the last planned shard, and the shard count."""
+    from dataselect.config import SourceConfig
+    from dataselect.io.plan import plan_shards
+    from dataselect.io.sources import read_spec
+
+    specs = list(plan_shards(SourceConfig(path=str(pool)), shard_size))
+
+    def timed(spec) -> float:
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            assert sum(1 for _ in read_spec(spec)) == spec.count
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    return timed(specs[0]), timed(specs[-1]), len(specs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=2_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--shard-size", type=int, default=4096)
+    parser.add_argument("--features", default="tokens", choices=["tokens", "reference"])
+    parser.add_argument("--work", type=Path, default=None, help="folder for the pool and runs (default: a temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="dataselect-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        pool, target = work / "pool.jsonl", work / "target.jsonl"
+        if not pool.exists():
+            started = time.perf_counter()
+            generate(pool, args.docs)
+            print(f"generated {args.docs:,} docs ({pool.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f}s")
+        generate(target, 500, seed=1)
+        first, last, shards = open_times(pool, args.shard_size)
+        print(f"open+read a shard: first {first * 1e3:.1f} ms, last {last * 1e3:.1f} ms (ratio {last / first:.2f}), {shards} shards")
+        results = {}
+        for workers in args.workers:
+            run_dir = work / f"run-{workers}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            command = [sys.executable, "-m", "dataselect.cli", "run", "-q",
+                       "--set", f"input.path={pool}", "--set", f"target.path={target}", "--set", "method.name=dsir",
+                       "--set", f"method.dsir.features={args.features}", "--set", "method.dsir.min_words=10",
+                       "--set", "method.budget=10000", "--set", f"runtime.num_workers={workers}",
+                       "--set", f"runtime.shard_size={args.shard_size}", "--set", f"output.dir={run_dir / 'out'}",
+                       "--set", f"runtime.cache_dir={run_dir / 'cache'}", "--set", "runtime.progress=false"]
+            measured = run_measured(command)
+            if measured.returncode != 0:
+                print(measured.output)
+                raise SystemExit(f"run with {workers} workers failed")
+            manifest = json.loads((run_dir / "out" / "manifest.json").read_text())
+            pool_stage = manifest["stages"]["pool"]
+            results[workers] = {
+                "wall_s": measured.wall_s, "peak_rss_gb": measured.peak_rss_gb, "score_pool_s": pool_stage["seconds"],
+                "docs": pool_stage["docs"], "select_s": manifest["timings_s"].get("select"),
+            }
+            r = results[workers]
+            print(f"workers {workers}: wall {r['wall_s']:.1f}s, pool score phase {r['score_pool_s']:.1f}s "
+                  f"({r['docs'] / r['score_pool_s']:,.0f} docs/s; end to end {args.docs / r['wall_s']:,.0f} docs/s), "
+                  f"select {r['select_s']}s, peak RSS of the process tree {r['peak_rss_gb']:.2f} GB")
+            shutil.rmtree(run_dir / "cache", ignore_errors=True)
+        if len(results) > 1:
+            a, b = args.workers[0], args.workers[-1]
+            score = results[a]["score_pool_s"] / results[b]["score_pool_s"]
+            wall = results[a]["wall_s"] / results[b]["wall_s"]
+            print(f"speed-up {b} vs {a} workers: score phase {score:.2f}x, end to end {wall:.2f}x")
+    finally:
+        if not args.keep and args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

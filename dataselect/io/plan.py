@@ -1,0 +1,182 @@
+"""Shard plans: a source becomes a list of shard specs that any worker can open on its own.
+
+  jsonl (plain)   one vectorised pass over the bytes finds every record's line; a spec is a byte range
+                  with its first line number and position, so opening shard i is a seek
+  parquet         row ranges, from the file's metadata alone (no data read)
+  save_to_disk    index ranges of the memory-mapped dataset
+  sequential      compressed jsonl and remote `hf:` datasets cannot be opened in the middle: the planner
+                  reads them once, in order, and each spec carries its records inline
+
+A shard holds `shard_size` records of one file (the last one of a file may hold fewer); boundaries
+depend only on the files, the shard size and `input.limit`, never on batch size, workers or executor.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from dataselect.config import SourceConfig
+
+SCAN_BYTES = 1 << 24  # bytes per block of the jsonl line scan
+WHITESPACE = np.zeros(256, bool)
+WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True  # what bytes.strip() removes: such a line is no record
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard of a source, openable without reading the shards before it."""
+
+    index: int  # shard number within the source's plan
+    kind: str  # "jsonl" (byte range), "parquet" / "hf-disk" (row range), "records" (inline)
+    location: str  # the file or dataset folder
+    label: str  # the file label used in ids and error reports
+    start: int  # jsonl: first byte; parquet, hf-disk: first row (0-based)
+    stop: int  # jsonl: end byte; parquet, hf-disk: end row
+    first_line: int  # 1-based line (jsonl) or row of the shard's first record
+    first_position: int  # source-wide position of the shard's first record
+    count: int  # records in the shard
+    records: tuple | None = None  # "records": the RawRecords, read by the planner
+
+
+def is_sequential(kind: str, location: str) -> bool:
+    """A location that cannot be opened in the middle: compressed jsonl, a remote dataset."""
+    from dataselect.io.sources import COMPRESSED_SUFFIXES
+
+    return (kind == "jsonl" and str(location).endswith(COMPRESSED_SUFFIXES)) or (kind == "hf" and not _hf_disk_path(location))
+
+
+def _hf_disk_path(spec: str) -> Path | None:
+    name = spec.partition(":")[0]
+    path = Path(name).expanduser()
+    return path if path.is_dir() else None
+
+
+def jsonl_record_lines(path: Path, start_line: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(byte offset, 1-based line number) of every line that holds a record (not blank), in blocks.
+    Vectorised: about one numpy pass over the bytes, so planning a file costs little next to parsing it."""
+    offset, line = 0, start_line
+    carry = b""
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(SCAN_BYTES)
+            data = carry + block
+            if not data:
+                return
+            cut = len(data) if not block else data.rfind(b"\n") + 1  # whole lines only, until the end
+            if cut == 0:
+                carry = data
+                continue
+            piece = np.frombuffer(data, np.uint8, count=cut)  # [cut]
+            ends = np.flatnonzero(piece == 10)  # [lines] newline of each line
+            if len(ends) == 0 or ends[-1] != cut - 1:
+                ends = np.append(ends, cut)  # the file's last line has no newline
+            starts = np.concatenate([[0], ends[:-1] + 1])  # [lines]
+            content = ~WHITESPACE[piece]
+            if offset == 0 and data.startswith(BOM):
+                content[: len(BOM)] = False  # a byte-order mark is not content
+            filled = np.concatenate([[0], np.cumsum(content)])  # [cut + 1]
+            has_record = filled[np.minimum(ends, cut)] > filled[starts]  # [lines]
+            numbers = line + np.arange(len(starts))
+            yield offset + starts[has_record], numbers[has_record]
+            offset += cut
+            line += len(starts)
+            carry = data[cut:]
+            if not block:
+                return
+
+
+def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first_position: int, limit: int | None) -> Iterator[ShardSpec]:
+    size = path.stat().st_size
+    pending_offsets: list[np.ndarray] = []
+    pending_lines: list[np.ndarray] = []
+    index, position = first_index, first_position
+    remaining = None if limit is None else limit - first_position
+
+    def emit(offsets: np.ndarray, lines: np.ndarray, stop: int) -> ShardSpec:
+        return ShardSpec(index, "jsonl", str(path), label, int(offsets[0]), stop, int(lines[0]), position, len(offsets))
+
+    for offsets, lines in jsonl_record_lines(path):
+        pending_offsets.append(offsets)
+        pending_lines.append(lines)
+        offsets, lines = np.concatenate(pending_offsets), np.concatenate(pending_lines)
+        if remaining is not None and len(offsets) >= remaining:
+            offsets, lines = offsets[:remaining], lines[:remaining]
+        while len(offsets) > shard_size:  # a shard ends where the next one's first record starts
+            yield emit(offsets[:shard_size], lines[:shard_size], int(offsets[shard_size]))
+            index, position = index + 1, position + shard_size
+            if remaining is not None:
+                remaining -= shard_size
+            offsets, lines = offsets[shard_size:], lines[shard_size:]
+        pending_offsets, pending_lines = [offsets], [lines]
+        if remaining is not None and len(offsets) >= remaining:
+            break
+    offsets = np.concatenate(pending_offsets) if pending_offsets else np.zeros(0, np.int64)
+    lines = np.concatenate(pending_lines) if pending_lines else np.zeros(0, np.int64)
+    if len(offsets):
+        # the end of the last record's line: the next record's line start, else the end of the file
+        stop = size
+        if remaining is not None and len(offsets) == remaining:
+            stop = _line_end(path, int(offsets[-1]))
+        yield emit(offsets, lines, stop)
+
+
+def _line_end(path: Path, offset: int) -> int:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return offset + len(handle.readline())
+
+
+def _plan_rows(kind: str, location: str, label: str, rows: int, shard_size: int, first_index: int, first_position: int,
+               limit: int | None) -> Iterator[ShardSpec]:
+    if limit is not None:
+        rows = min(rows, limit - first_position)
+    for number, start in enumerate(range(0, rows, shard_size)):
+        stop = min(start + shard_size, rows)
+        yield ShardSpec(first_index + number, kind, location, label, start, stop, start + 1, first_position + start, stop - start)
+
+
+def _plan_sequential(records: Iterator[Any], shard_size: int, first_index: int, first_position: int, limit: int | None) -> Iterator[ShardSpec]:
+    if limit is not None:
+        records = itertools.islice(records, max(0, limit - first_position))
+    for number in itertools.count():
+        chunk = tuple(itertools.islice(records, shard_size))
+        if not chunk:
+            return
+        first = chunk[0]
+        yield ShardSpec(first_index + number, "records", "", first.file, 0, 0, first.line, first.position, len(chunk), chunk)
+
+
+def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
+    """The source's shards in order (lazily: a sequential location is read while it is planned)."""
+    from dataselect.io import sources
+
+    locations = sources.resolve_locations(config)
+    labels = sources.file_labels(locations)
+    index, position = 0, 0
+    for (kind, location), label in zip(locations, labels):
+        if config.limit is not None and position >= config.limit:
+            return
+        if is_sequential(kind, str(location)):
+            raw = sources.read_location(kind, location, label, first_position=position)
+            specs = _plan_sequential(raw, shard_size, index, position, config.limit)
+        elif kind == "jsonl":
+            specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit)
+        elif kind == "parquet":
+            specs = _plan_rows("parquet", str(location), label, sources.parquet_rows(Path(location)), shard_size, index, position, config.limit)
+        else:
+            rows = len(sources.load_disk_dataset(str(location)))
+            specs = _plan_rows("hf-disk", str(location), f"hf:{location}", rows, shard_size, index, position, config.limit)
+        for spec in sources.guarded(specs, location):
+            yield spec
+            index, position = spec.index + 1, spec.first_position + spec.count
+
+
+def source_is_sequential(config: SourceConfig) -> bool:
+    from dataselect.io.sources import resolve_locations
+
+    return any(is_sequential(kind, str(location)) for kind, location in resolve_locations(config))
