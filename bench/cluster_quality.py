@@ -73,7 +73,7 @@ def main() -> None:
 
     from dataselect.config import load_config
     from dataselect.index import StoreVectors
-    from dataselect.pipeline import RunContext
+    from dataselect.pipeline import RunContext, make_executor
     from dataselect.select.base import first_occurrences, top_k
     from dataselect.select.cluster_method import ClusterMethod, pool_clusters
     from dataselect.select.semdedup import semdedup, unit_rows
@@ -82,10 +82,15 @@ def main() -> None:
     overrides = [f"input.path={args.data}", "input.prompt_field=prompt", "input.response_field=response", "method.name=cluster",
                  f"method.budget={args.budget}", f"method.seed={args.seed}", f"runtime.cache_dir={args.cache}", *args.overrides]
     config = load_config(None, overrides)
-    context = RunContext(config=config, output_dir=args.cache / "unused", cache_root=config.runtime.resolved_cache_dir(), stats=RunStats())
+    executor = make_executor(config)
+    context = RunContext(config=config, output_dir=args.cache / "unused", cache_root=config.runtime.resolved_cache_dir(), executor=executor,
+                         stats=RunStats())
     method = ClusterMethod()
     started = time.perf_counter()
-    scored = method.score(context)
+    try:
+        scored = method.score(context)  # the pool's embeddings: embedded on the first run, a cache hit afterwards
+    finally:
+        executor.close()
     embedded = time.perf_counter()
     selection = method.select(context, scored)
     selected_at = time.perf_counter()

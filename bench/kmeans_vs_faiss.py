@@ -41,8 +41,8 @@ def write_store(root: Path, x: np.ndarray, shard_size: int):
     starts = range(0, len(x), shard_size)
     for index, start in enumerate(starts):
         block = x[start : start + shard_size]
-        store.write_shard(index, pa.table({"id": [str(i) for i in range(start, start + len(block))]}), SourceStats("pool"), block)
-    store.mark_complete(len(starts), {})
+        store.write_shard(index, pa.table({"id": [str(i) for i in range(start, start + len(block))]}), SourceStats("pool"), {"emb": block})
+    store.complete(len(starts), {})
     return store
 
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
+from dataselect.io.shards import ShardStore
+from dataselect.stats import SourceStats
+
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -33,3 +39,33 @@ def base_overrides(tmp_path: Path, pool: Path, target: Path, **extra) -> dict:
     }
     overrides.update({k.replace("__", "."): v for k, v in extra.items()})
     return overrides
+
+
+# ---- vectors for the index and cluster tests ----
+
+
+def unit(rng, n, d):
+    """n random unit vectors. -> [n, d] float32"""
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def blobs(rng, k, per, d, spread=0.02):
+    """k well-separated unit-vector blobs of `per` points each, blob after blob. -> ([k*per, d], [k*per])"""
+    centres = np.eye(d, dtype=np.float32)[:k]  # orthogonal directions
+    x = np.repeat(centres, per, axis=0) + spread * rng.standard_normal((k * per, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(k), per)
+
+
+def fill_vector_store(root, vectors, shard_size):
+    """A ShardStore filled by hand, as the embedding stage would leave it (float16 per shard)."""
+    store = ShardStore(root)
+    starts = list(range(0, len(vectors), shard_size)) or [0]
+    for index, start in enumerate(starts):
+        block = vectors[start : start + shard_size]
+        rows = range(start, start + len(block))
+        meta = pa.table({"id": [f"s{i}" for i in rows], "position": np.array(rows, np.int64), "text_hash": np.array(rows, np.int64),
+                         "preview": [f"text {i}" for i in rows]})
+        store.write_shard(index, meta, SourceStats("pool"), {"emb": block.astype(np.float16)})
+    store.complete(len(starts), {})
+    return store

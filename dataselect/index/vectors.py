@@ -19,7 +19,7 @@ EMBEDDING_ARRAY = "emb"  # the array name the embedding stage writes per shard
 
 def read_store_vectors(store: ShardStore, shard: int) -> np.ndarray:
     """The one place that reads a shard's embedding array: [n, d] float16, memory-mapped."""
-    return store.read_embeddings(shard)
+    return store.read_array(shard, EMBEDDING_ARRAY)
 
 
 class Vectors(Protocol):

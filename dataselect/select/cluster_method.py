@@ -27,7 +27,8 @@ from dataselect.index import Clusters, StoreVectors, cluster_pool
 from dataselect.index.backends import make_assigner
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
-from dataselect.select.base import Selection, first_occurrences, require_usable_pool, score_throughput, selected_rows
+from dataselect.scoring.loop import ScoredSource
+from dataselect.select.base import Selection, first_occurrences, selected_rows
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
 from dataselect.select.semdedup import semdedup
 
@@ -95,34 +96,22 @@ class ClusterMethod:
     name = "cluster"
     always_dedup = False  # semdedup: SemDeDup at method.semdedup.eps whatever method.cluster.dedup_eps says
 
-    def run(self, context) -> Selection:
-        with context.stats.stage("score_pool"):
-            scored = self.score(context)
-        with context.stats.stage("select"):
-            return self.select(context, scored)
-
-    def score(self, context) -> dict[str, Any]:
-        """The pool's embeddings (the store RDS+ scores into)."""
-        from dataselect.scoring.embed import Embedder
-        from dataselect.scoring.store import score_source
+    def score(self, context) -> dict[str, ScoredSource]:
+        """The pool's embeddings: the same stage, rendering and store as RDS+'s pool (a cache hit after it)."""
+        from dataselect.scoring.embed import EmbedStage
 
         config = context.config
-        embedder = Embedder.from_config(config.model, config.runtime.device)
-        try:
-            pool = score_source(config.input, "pool", TextRenderer(config.input, embedder.loaded.tokenizer), config.runtime,
-                                context.cache_root, embedder)
-        finally:
-            embedder.close()
-        require_usable_pool(pool.stats)
-        return {"pool": pool}
+        with context.stats.stage("load_model"):
+            stage = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
+        return {"pool": context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer))}
 
-    def select(self, context, scored: dict[str, Any]) -> Selection:
+    def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
         config = context.config
         options = config.method.cluster
         pool = scored["pool"]
         store = pool.store
         hashes = store.column("text_hash").to_numpy()
-        eligible = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)  # [N]
+        eligible = (first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)) & context.eligible(pool)  # [N]
         unique = int(eligible.sum())
         self._check(config, unique)
         k = options.num_clusters or max(1, round(math.sqrt(unique)))
@@ -168,11 +157,9 @@ class ClusterMethod:
                 "dedup": dedup_metrics or None,
                 "duplicates_collapsed": int(len(hashes) - unique),
             },
-            pool_stats=pool.stats,
             scored=len(hashes),
             unique=unique,
-            throughput=score_throughput(pool.docs, pool.tokens, pool.seconds, pool.padded_tokens),
-            cache={"pool": pool.cached, "clusters": cluster_cache},
+            pool_scores=priority,
         )
 
     def _check(self, config: Config, unique: int) -> None:

@@ -24,6 +24,8 @@ METHODS = {
     "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
     "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
     "random": {"method.name": "random"},
+    "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 4},
+    "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
 }
 
 

@@ -2,45 +2,17 @@
 and the pool index, against plain numpy references."""
 import faiss
 import numpy as np
-import pyarrow as pa
 import pytest
+from support import blobs, fill_vector_store, unit
 
 from dataselect.index import ArrayVectors, Clusters, PoolIndex, StoreVectors, SubsetVectors, cluster_pool, make_assigner, sample, spherical_kmeans
 from dataselect.index.kmeans import assign_to, imbalance_factor, split_empty
 from dataselect.index.vectors import seeded_sample
-from dataselect.io.shards import ShardStore
-from dataselect.stats import SourceStats
-
-
-def unit(rng, n, d):
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def blobs(rng, k, per, d, spread=0.02):
-    """k well-separated unit-vector blobs of `per` points each, blob after blob. -> ([k*per, d], [k*per])"""
-    centres = np.eye(d, dtype=np.float32)[:k]  # orthogonal directions
-    x = np.repeat(centres, per, axis=0) + spread * rng.standard_normal((k * per, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(k), per)
-
-
-def fill_store(root, vectors, shard_size):
-    """A ShardStore filled by hand, as the embedding stage would leave it (float16 per shard)."""
-    store = ShardStore(root)
-    starts = list(range(0, len(vectors), shard_size)) or [0]
-    for index, start in enumerate(starts):
-        block = vectors[start : start + shard_size]
-        rows = range(start, start + len(block))
-        meta = pa.table({"id": [f"s{i}" for i in rows], "position": np.array(rows, np.int64), "text_hash": np.array(rows, np.int64),
-                         "preview": [f"text {i}" for i in rows]})
-        store.write_shard(index, meta, SourceStats("pool"), block)
-    store.mark_complete(len(starts), {})
-    return store
 
 
 def test_store_vectors_read_rows_and_tiles_as_float32(tmp_path):
     x = unit(np.random.default_rng(0), 53, 12)
-    vectors = StoreVectors(fill_store(tmp_path / "s", x, shard_size=20))
+    vectors = StoreVectors(fill_vector_store(tmp_path / "s", x, shard_size=20))
     half = x.astype(np.float16).astype(np.float32)
     assert (vectors.count(), vectors.dim()) == (53, 12)
     picks = np.array([52, 0, 21, 19, 20, 40, 0])
@@ -120,7 +92,7 @@ def test_more_clusters_than_training_vectors_is_refused():
 
 def test_cluster_pool_trains_on_a_capped_sample_and_assigns_every_stored_vector(tmp_path):
     x, _ = blobs(np.random.default_rng(5), k=4, per=50, d=8)
-    pool = StoreVectors(fill_store(tmp_path / "s", x, shard_size=33))
+    pool = StoreVectors(fill_vector_store(tmp_path / "s", x, shard_size=33))
     clusters = cluster_pool(pool, k=4, niter=5, seed=0, max_points_per_centroid=10, backend="faiss", init="kmeans++")
     assert clusters.info["train_points"] == 40 and clusters.info["pool_points"] == 200
     half = x.astype(np.float16).astype(np.float32)
@@ -135,7 +107,7 @@ def test_cluster_pool_trains_on_a_capped_sample_and_assigns_every_stored_vector(
 
 def test_subset_vectors_stream_some_rows_and_k_means_trains_on_them_only(tmp_path):
     x, truth = blobs(np.random.default_rng(9), k=3, per=20, d=8)
-    pool = StoreVectors(fill_store(tmp_path / "s", x, shard_size=16))
+    pool = StoreVectors(fill_vector_store(tmp_path / "s", x, shard_size=16))
     keep = np.flatnonzero(truth != 2)  # blob 2 left out of training
     subset = SubsetVectors(pool, keep)
     np.testing.assert_array_equal(np.concatenate([t for _, t in subset.tiles(7)]), pool.rows(keep))
@@ -158,7 +130,7 @@ def test_clusters_save_and_load_round_trip(tmp_path):
 def test_flat_pool_index_is_exact_and_survives_save_and_load(tmp_path):
     rng = np.random.default_rng(7)
     x, queries = unit(rng, 120, 16), unit(rng, 30, 16)
-    pool = StoreVectors(fill_store(tmp_path / "s", x, shard_size=50))
+    pool = StoreVectors(fill_vector_store(tmp_path / "s", x, shard_size=50))
     index = PoolIndex.build(pool, "flat", device="cpu")
     half = x.astype(np.float16).astype(np.float32)
     sims, rows = index.nearest(ArrayVectors(queries))

@@ -1,7 +1,7 @@
 """Cluster quotas, within-cluster picks and SemDeDup against METHODS.md 5.6's known answers."""
 import numpy as np
 import pytest
-from test_index import blobs, unit
+from support import blobs, unit
 
 from dataselect.index import ArrayVectors, Clusters, cluster_pool
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
