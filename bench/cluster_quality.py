@@ -4,8 +4,9 @@
                                     [--budget 0.01] [--set method.cluster.num_clusters=500 ...]
 
 Embeds the pool with the engine (all-MiniLM-L6-v2, the store RDS+ uses; cached in --cache, so only the
-first run pays for it), selects with method `cluster`, and compares with a seeded random selection of
-the same size from the same unique samples:
+first run pays for it), selects with method `cluster` (its defaults; nearest-the-centroid picks with
+k = sqrt(N); the same with k = the budget, one pick per cluster), and compares each with a seeded
+random selection of the same size from the same unique samples:
   coverage:        mean over pool samples of the cosine distance (1 - cos) to the nearest selected one
                    (target: cluster <= 0.9 x random)
   near-duplicates: pairs inside the selection with cosine > 0.95, as a share of all pairs (target: below random)
@@ -92,29 +93,39 @@ def main() -> None:
     finally:
         executor.close()
     embedded = time.perf_counter()
-    selection = method.select(context, scored)
-    selected_at = time.perf_counter()
 
     store = scored["pool"].store
     vectors = StoreVectors(store)
     row_of = {sample_id: row for row, sample_id in enumerate(store.column("id").to_pylist())}
-    chosen = np.array([row_of[i] for i in selection.ids], np.int64)
     eligible = first_occurrences(store.column("text_hash").to_numpy())
+    budget = config.method.budget_for(int(eligible.sum()))
     keys = np.random.default_rng(args.seed).random(len(eligible))
-    baseline = top_k(keys, len(chosen), eligible)  # the random method's rule: seeded keys, the K largest
+    baseline = top_k(keys, budget, eligible)  # the random method's rule: seeded keys, the K largest
 
-    figures: dict = {"pool": len(eligible), "unique": int(eligible.sum()), "selected": len(chosen), "overrides": overrides[3:],
-                     "num_clusters": selection.metrics["num_clusters"], "kmeans_seconds": selection.metrics["kmeans"]["seconds"],
-                     "embed_seconds": round(embedded - started, 1), "select_seconds": round(selected_at - embedded, 1),
-                     "pool_cache": scored["pool"].cached}
-    for name, rows in (("cluster", chosen), ("random", baseline)):
+    def evaluate(rows: np.ndarray) -> dict:
         picked = unit_rows(vectors.rows(rows))  # [K, d]
         duplicates, pairs = near_duplicate_pairs(picked)
-        figures[name] = {"coverage": round(coverage(vectors, picked), 5), "near_duplicate_pairs": duplicates,
-                         "near_duplicate_rate": duplicates / pairs}
-    figures["coverage_ratio"] = round(figures["cluster"]["coverage"] / figures["random"]["coverage"], 4)
+        return {"coverage": round(coverage(vectors, picked), 5), "near_duplicate_pairs": duplicates, "near_duplicate_rate": duplicates / pairs}
 
-    clusters, _ = pool_clusters(store, config, context.cache_root, selection.metrics["num_clusters"], np.flatnonzero(eligible))
+    figures: dict = {"pool": len(eligible), "unique": int(eligible.sum()), "budget": budget, "overrides": overrides[3:],
+                     "embed_seconds": round(embedded - started, 1), "pool_cache": scored["pool"].cached, "random": evaluate(baseline)}
+    variants = {  # the engine's defaults, then nearest-the-centroid picks with k = sqrt(N) and k = budget (one per cluster)
+        "defaults": [],
+        "nearest": ["method.cluster.pick=nearest"],
+        "nearest_k_budget": ["method.cluster.pick=nearest", f"method.cluster.num_clusters={budget}"],
+    }
+    for name, extra in variants.items():
+        variant = load_config(None, overrides + extra)
+        begun = time.perf_counter()
+        selection = method.select(RunContext(config=variant, output_dir=context.output_dir, cache_root=context.cache_root, executor=None), scored)
+        entry = evaluate(np.array([row_of[i] for i in selection.ids], np.int64))
+        entry.update({"settings": extra, "num_clusters": selection.metrics["num_clusters"], "selected": len(selection.ids),
+                      "select_seconds": round(time.perf_counter() - begun, 1), "kmeans_seconds": selection.metrics["kmeans"]["seconds"],
+                      "kmeans_cache": selection.metrics["cluster_cache"]})
+        entry["coverage_ratio"] = round(entry["coverage"] / figures["random"]["coverage"], 4)
+        figures[name] = entry
+
+    clusters, _ = pool_clusters(store, config, context.cache_root, figures["defaults"]["num_clusters"], np.flatnonzero(eligible))
     dedup_started = time.perf_counter()
     dedup = semdedup(clusters, vectors, config.method.semdedup.order, args.seed, eligible, config.method.semdedup.block_size)
     figures["semdedup_seconds"] = round(time.perf_counter() - dedup_started, 1)
@@ -128,11 +139,13 @@ def main() -> None:
                                           "threshold": 1 - eps}
 
     print(json.dumps(figures, indent=1))
-    cluster, random = figures["cluster"], figures["random"]
-    print(f"\ncoverage (mean cosine distance to the nearest selected): cluster {cluster['coverage']:.4f}, random {random['coverage']:.4f}, "
-          f"ratio {figures['coverage_ratio']:.3f} (target <= 0.9)")
-    print(f"near-duplicate pairs (cos > 0.95) in the selection: cluster {cluster['near_duplicate_pairs']} ({cluster['near_duplicate_rate']:.2e}), "
-          f"random {random['near_duplicate_pairs']} ({random['near_duplicate_rate']:.2e})")
+    random = figures["random"]
+    print(f"\nrandom: coverage (mean cosine distance to the nearest selected) {random['coverage']:.4f}, "
+          f"near-duplicate pairs (cos > 0.95) {random['near_duplicate_pairs']} ({random['near_duplicate_rate']:.2e})")
+    for name in variants:
+        entry = figures[name]
+        print(f"cluster {name} (k={entry['num_clusters']}): coverage {entry['coverage']:.4f}, ratio to random {entry['coverage_ratio']:.3f} "
+              f"(target <= 0.9); near-duplicate pairs {entry['near_duplicate_pairs']} ({entry['near_duplicate_rate']:.2e})")
     for eps in (0.05, 0.1):
         entry = figures[f"semdedup_eps_{eps}"]
         ok = entry["max_kept_pair_cosine"] <= 1 - eps + 1e-6
