@@ -96,25 +96,30 @@ class TorchAssigner:
         return sims.cpu().numpy(), labels.cpu().numpy().astype(np.int64)
 
 
-def make_assigner(backend: str = "auto", device: str = "auto") -> Assigner:
-    """`auto`: faiss on the GPU when it can, torch on CUDA when faiss cannot, else faiss-cpu.
-    `device` (runtime.device) `cpu` keeps everything on the CPU."""
+def resolve_backend(backend: str = "auto", device: str = "auto") -> str:
+    """The backend `make_assigner` would build, by name, without building it: `auto` is faiss on the GPU
+    when it can, torch on CUDA when faiss cannot, else faiss-cpu; `device` (runtime.device) `cpu`
+    keeps everything on the CPU. Returns faiss, faiss-gpu, torch-cpu, torch-cuda or numpy."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    gpu_ok = device != "cpu"
     if backend == "auto":
-        if device != "cpu" and faiss_gpu_available():
-            backend = "faiss-gpu"
-        elif device != "cpu" and _torch_cuda():
-            backend = "torch"
-        else:
-            backend = "faiss"
-    if backend == "numpy":
-        return NumpyAssigner()
+        backend = "faiss-gpu" if gpu_ok and faiss_gpu_available() else "torch" if gpu_ok and _torch_cuda() else "faiss"
     if backend == "torch":
-        return TorchAssigner("cuda" if device != "cpu" and _torch_cuda() else "cpu")
+        return "torch-cuda" if gpu_ok and _torch_cuda() else "torch-cpu"
     if backend == "faiss-gpu" and not faiss_gpu_available():
         raise ValueError("backend 'faiss-gpu' needs faiss with GPU support (the `gpu` extra) and a visible GPU")
-    return FaissAssigner(gpu=backend == "faiss-gpu")
+    return backend
+
+
+def make_assigner(backend: str = "auto", device: str = "auto") -> Assigner:
+    """The nearest-centroid backend (see resolve_backend)."""
+    name = resolve_backend(backend, device)
+    if name == "numpy":
+        return NumpyAssigner()
+    if name.startswith("torch"):
+        return TorchAssigner(name.removeprefix("torch-"))
+    return FaissAssigner(gpu=name == "faiss-gpu")
 
 
 def _torch_cuda() -> bool:

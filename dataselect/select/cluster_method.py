@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from dataselect.config import Config
 from dataselect.errors import ConfigError
 from dataselect.index import Clusters, StoreVectors, cluster_pool
-from dataselect.index.backends import make_assigner
+from dataselect.index.backends import resolve_backend
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource
@@ -74,7 +74,10 @@ def cluster_key(store: ShardStore, config: Config, k: int, backend: str) -> dict
 def pool_clusters(store: ShardStore, config: Config, cache_root: Path, k: int, train_rows: np.ndarray) -> tuple[Clusters, str]:
     """The pool's k-means, from the cache when an earlier run made it with the same settings. -> (clusters, "hit" | "miss")"""
     options = config.method.cluster
-    backend = make_assigner(options.backend, config.runtime.device).name
+    try:
+        backend = resolve_backend(options.backend, config.runtime.device)
+    except ValueError as error:
+        raise ConfigError(f"config error: method.cluster.backend: {error}") from None
     key = cluster_key(store, config, k, backend)
     folder = Path(cache_root) / "clusters" / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cached = Clusters.load(folder)

@@ -189,3 +189,13 @@ def test_the_shipped_configs_validate(name):
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
     assert config.method.name == name and get_method(name).name == name
+
+
+def test_faiss_gpu_without_a_gpu_build_is_one_line(tmp_path):
+    from dataselect.index.backends import faiss_gpu_available
+
+    if faiss_gpu_available():
+        pytest.skip("this machine has faiss with GPU support")
+    x = blobs(np.random.default_rng(10), k=2, per=10, d=8)[0]
+    with pytest.raises(ConfigError, match="config error: method.cluster.backend: backend 'faiss-gpu' needs faiss with GPU support"):
+        select(tmp_path, x, method__budget=4, method__cluster__backend="faiss-gpu", method__cluster__num_clusters=2)
