@@ -43,8 +43,9 @@ def near_duplicate_pairs(selected: np.ndarray, threshold: float = 0.95) -> tuple
     return int((sims[upper] > threshold).sum()), int(upper.sum())
 
 
-def check_kept_pairs(clusters, vectors, kept: np.ndarray) -> float:
-    """The largest cosine between two kept samples of one cluster (dense, per cluster)."""
+def check_kept_pairs(clusters, vectors, kept: np.ndarray, block: int = 2048) -> float:
+    """The largest cosine between two kept samples of one cluster: float64, every pair, rows in blocks
+    (an independent check of SemDeDup's rule, not its code path)."""
     from dataselect.select.semdedup import unit_rows
 
     worst = -1.0
@@ -54,9 +55,10 @@ def check_kept_pairs(clusters, vectors, kept: np.ndarray) -> float:
         if len(rows) < 2:
             continue
         x = unit_rows(vectors.rows(rows)).astype(np.float64)  # [m, d]
-        sims = x @ x.T
-        np.fill_diagonal(sims, -np.inf)
-        worst = max(worst, float(sims.max()))
+        for start in range(0, len(x), block):
+            sims = x[start : start + block] @ x.T  # [b, m]
+            sims[np.arange(len(sims)), start + np.arange(len(sims))] = -np.inf  # a sample with itself
+            worst = max(worst, float(sims.max()))
     return worst
 
 
