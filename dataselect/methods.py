@@ -12,6 +12,8 @@ REGISTRY = {
     "random": "dataselect.select.random:RandomMethod",
     "dsir": "dataselect.select.dsir:DSIRMethod",
     "el2n": "dataselect.select.el2n:EL2NMethod",
+    "cluster": "dataselect.select.cluster_method:ClusterMethod",
+    "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
 }
 
 
