@@ -104,18 +104,18 @@ class DSIRConfig(_Section):
 class ProxyConfig(_Section):
     """The proxy causal LM trained on the pool when model.name is not a causal LM (scoring/proxy.py)."""
 
-    steps: int = Field(150, gt=0)  # optimiser steps per seed (scores are read early in training)
+    steps: int = Field(300, gt=0)  # optimiser steps per seed (scores are read early in training)
     epochs: float = Field(4.0, gt=0)  # ... but at most this many passes over the training sample
     train_tokens: Literal["all", "scored"] = "all"  # the training loss over every token, or only those a score counts
-    seeds: int = Field(2, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
+    seeds: int = Field(1, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
     sample: Union[int, float] = 10_000  # training samples: a count, or a fraction of the pool in (0, 1]
-    batch_size: int = Field(64, gt=0)  # packed rows per step
-    context: int = Field(64, gt=1)  # tokens per row; also the window each sample is scored on
+    batch_size: int = Field(32, gt=0)  # packed rows per step
+    context: int = Field(128, gt=1)  # tokens per row; also the window each sample is scored on
     vocab: int = Field(4096, gt=1)  # output classes: the sample's most frequent token ids + one "other"
     layers: int = Field(2, gt=0)
     hidden: int = Field(128, gt=0)
     heads: int = Field(4, gt=0)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(6e-3, gt=0)
 
     @field_validator("sample")
     @classmethod
