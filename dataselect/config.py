@@ -136,10 +136,50 @@ class EL2NConfig(_Section):
     scorer: Literal["auto", "model", "proxy"] = "auto"  # auto: model.name if it is a causal LM, the proxy for the default model
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
     proxy: ProxyConfig = ProxyConfig()
+def _open_unit_interval(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value < 1.0:
+        raise ValueError("must be in (0, 1): a sample goes when its cosine to an earlier one exceeds 1 - eps")
+    return value
+
+
+class ClusterConfig(_Section):
+    """Cluster-diverse selection (METHODS.md 5.1): spherical k-means on the pool embeddings (the store
+    RDS+ uses), per-cluster quotas, a within-cluster pick. The k-means keys also serve `semdedup`."""
+
+    num_clusters: int | None = Field(None, gt=0)  # None: round(sqrt(unique pool samples))
+    niter: int = Field(20, gt=0)
+    max_points_per_centroid: int | None = Field(256, gt=0)  # training sample cap (None: train on the whole pool)
+    init: Literal["random", "kmeans++"] = "random"  # random: k distinct samples, as faiss does
+    backend: Literal["auto", "faiss", "faiss-gpu", "torch", "numpy"] = "auto"  # nearest-centroid search
+    quota: Literal["equal", "size", "sqrt"] = "equal"  # per-cluster share of the budget
+    pick: Literal["random", "nearest", "score"] = "random"  # within a cluster: seeded, nearest the centroid, best score
+    score_from: str | None = None  # pick: score: a run folder with scores.parquet (id, score for every pool sample), or that file
+    score_order: Literal["highest", "lowest"] = "highest"  # which end of score_from's scores is picked first
+    dedup_eps: float | None = None  # SemDeDup before picking (method.semdedup.order); None: no dedup
+    dedup: bool = True  # collapse exact-duplicate pool texts first
+
+    @field_validator("dedup_eps")
+    @classmethod
+    def _eps_in_unit_interval(cls, value: float | None) -> float | None:
+        return _open_unit_interval(value)
+
+
+class SemDedupConfig(_Section):
+    """SemDeDup (METHODS.md 5.3) on method.cluster's k-means; a budget below the survivors is picked
+    by method.cluster's quota and pick."""
+
+    eps: float = 0.05  # remove a sample whose cosine to an earlier one of its cluster exceeds 1 - eps
+    order: Literal["hard", "easy", "random"] = "hard"  # hard: farthest from the centroid first (kept first)
+    block_size: int = Field(1024, gt=0)  # similarity block edge (memory block_size^2 per cluster)
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_in_unit_interval(cls, value: float) -> float:
+        return _open_unit_interval(value)
 
 
 class MethodConfig(_Section):
-    name: Literal["rds", "dsir", "el2n", "cluster", "random"] = "rds"
+    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "random"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
     # pool samples whose text equals a target sample's (whitespace normalised) are never selected
@@ -147,6 +187,8 @@ class MethodConfig(_Section):
     rds: RDSConfig = RDSConfig()
     dsir: DSIRConfig = DSIRConfig()
     el2n: EL2NConfig = EL2NConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    semdedup: SemDedupConfig = SemDedupConfig()
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -176,6 +218,7 @@ class OutputConfig(_Section):
     dir: str = "runs/latest"
     write: Literal["none", "jsonl", "parquet"] = "none"  # also materialise the selected rows
     show_top: int = Field(5, ge=0)  # print this many of the top selected samples at the end
+    report_field: str | None = None  # report.html's composition by this input field (besides the ones found)
 
     @field_validator("dir")
     @classmethod
@@ -334,6 +377,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
     if not raw.strip():
         return key, None
+    if raw.strip() == "-" and _wants_text(_annotation_at(key)):
+        return key, "-"  # standard input for a path (YAML would read a list of one null)
     try:
         node = yaml.compose(raw, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
