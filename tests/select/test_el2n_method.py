@@ -78,3 +78,11 @@ def test_a_sample_without_response_is_skipped_or_fails(tmp_path):
     assert result.manifest["method"]["unscored_bad"] == 1 and "p3" not in result.ids
     with pytest.raises(InputError, match="input error: p3: no response tokens to score"):
         _run(tmp_path, pool, name="fail", method__budget=5, input__on_error="fail")
+
+
+def test_configs_el2n_yaml_runs_on_the_demo_pool(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "output.dir": str(tmp_path / "out"),
+                 "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0, **TINY_PROXY}
+    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "el2n.yaml", overrides), quiet=True)
+    assert len(result.ids) == 100 and result.manifest["method"]["keep"] == "middle"
