@@ -229,7 +229,7 @@ def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int |
     score = timings.get("score_pool", 0) + timings.get("score_target", 0)
     breakdown = {
         "forward": counters.get("forward_seconds", 0), "tokenise": counters.get("tokenize_seconds", 0),
-        "rest of the score phase (read, render, pooling, hashing, store writes)": score - counters.get("forward_seconds", 0)
+        "rest of the score phase (model weights load, read, render, pooling, hashing, store writes)": score - counters.get("forward_seconds", 0)
         - counters.get("tokenize_seconds", 0),
         "select": timings.get("select", 0), "write": timings.get("write", 0),
         "model load and the rest": total - score - timings.get("select", 0) - timings.get("write", 0),
