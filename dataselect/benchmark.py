@@ -248,10 +248,12 @@ def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int |
 def environment(device: Any) -> dict[str, Any]:
     import torch
 
+    from dataselect.hardware import cpu_name
+
     if torch.device(device).type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        name = f"CPU ({cpu_name()}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"device": name, "torch": torch.__version__, "python": platform.python_version(), "load_average_1min": load}
 
