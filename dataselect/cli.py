@@ -55,6 +55,7 @@ def _bench(name: str, args: list[str]) -> int:
         print(f"error: no benchmark {name!r} (looked for {script}); bench/ ships with the source checkout", file=sys.stderr)
         return 2
     sys.argv = [str(script), *args]
+    sys.path.insert(0, str(script.parent))  # as `python bench/NAME.py` would: the scripts share bench/bench_common.py
     runpy.run_path(str(script), run_name="__main__")
     return 0
 

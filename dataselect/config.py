@@ -101,14 +101,94 @@ class DSIRConfig(_Section):
         return value
 
 
+class ProxyConfig(_Section):
+    """The proxy causal LM trained on the pool when model.name is not a causal LM (scoring/proxy.py)."""
+
+    steps: int = Field(300, gt=0)  # optimiser steps per seed (scores are read early in training)
+    epochs: float = Field(4.0, gt=0)  # ... but at most this many passes over the training sample
+    train_tokens: Literal["all", "scored"] = "all"  # the training loss over every token, or only those a score counts
+    seeds: int = Field(1, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
+    sample: Union[int, float] = 10_000  # training samples: a count, or a fraction of the pool in (0, 1]
+    batch_size: int = Field(32, gt=0)  # packed rows per step
+    context: int = Field(128, gt=1)  # tokens per row; also the window each sample is scored on
+    vocab: int = Field(4096, gt=1)  # output classes: the sample's most frequent token ids + one "other"
+    layers: int = Field(2, gt=0)
+    hidden: int = Field(128, gt=0)
+    heads: int = Field(4, gt=0)
+    lr: float = Field(6e-3, gt=0)
+
+    @field_validator("sample")
+    @classmethod
+    def _sample_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1) or (isinstance(value, float) and not 0.0 < value <= 1.0):
+            raise ValueError("must be a count >= 1 or a fraction in (0, 1]")
+        return value
+
+
+class EL2NConfig(_Section):
+    """EL2N / loss selection (METHODS.md section 3): score every pool sample with a causal LM (model.name)
+    or trained proxies, then keep a window of the sorted scores."""
+
+    score: Literal["el2n", "loss"] = "el2n"  # mean-token EL2N, or mean-token loss (log-perplexity)
+    # hardest: the highest scores; easiest: the lowest; middle: a window at `offset` (default: centred)
+    keep: Literal["hardest", "easiest", "middle"] = "middle"
+    offset: int | None = Field(None, ge=0)  # keep: middle only: skip this many of the lowest scores
+    scorer: Literal["auto", "model", "proxy"] = "auto"  # auto: model.name if it is a causal LM, the proxy for the default model
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+    proxy: ProxyConfig = ProxyConfig()
+def _open_unit_interval(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value < 1.0:
+        raise ValueError("must be in (0, 1): a sample goes when its cosine to an earlier one exceeds 1 - eps")
+    return value
+
+
+class ClusterConfig(_Section):
+    """Cluster-diverse selection (METHODS.md 5.1): spherical k-means on the pool embeddings (the store
+    RDS+ uses), per-cluster quotas, a within-cluster pick. The k-means keys also serve `semdedup`."""
+
+    num_clusters: int | None = Field(None, gt=0)  # None: round(sqrt(unique pool samples))
+    niter: int = Field(20, gt=0)
+    max_points_per_centroid: int | None = Field(256, gt=0)  # training sample cap (None: train on the whole pool)
+    init: Literal["random", "kmeans++"] = "random"  # random: k distinct samples, as faiss does
+    backend: Literal["auto", "faiss", "faiss-gpu", "torch", "numpy"] = "auto"  # nearest-centroid search
+    quota: Literal["equal", "size", "sqrt"] = "equal"  # per-cluster share of the budget
+    pick: Literal["random", "nearest", "score"] = "random"  # within a cluster: seeded, nearest the centroid, best score
+    score_from: str | None = None  # pick: score: a run folder with scores.parquet (id, score for every pool sample), or that file
+    score_order: Literal["highest", "lowest"] = "highest"  # which end of score_from's scores is picked first
+    dedup_eps: float | None = None  # SemDeDup before picking (method.semdedup.order); None: no dedup
+    dedup: bool = True  # collapse exact-duplicate pool texts first
+
+    @field_validator("dedup_eps")
+    @classmethod
+    def _eps_in_unit_interval(cls, value: float | None) -> float | None:
+        return _open_unit_interval(value)
+
+
+class SemDedupConfig(_Section):
+    """SemDeDup (METHODS.md 5.3) on method.cluster's k-means; a budget below the survivors is picked
+    by method.cluster's quota and pick."""
+
+    eps: float = 0.05  # remove a sample whose cosine to an earlier one of its cluster exceeds 1 - eps
+    order: Literal["hard", "easy", "random"] = "hard"  # hard: farthest from the centroid first (kept first)
+    block_size: int = Field(1024, gt=0)  # similarity block edge (memory block_size^2 per cluster)
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_in_unit_interval(cls, value: float) -> float:
+        return _open_unit_interval(value)
+
+
 class MethodConfig(_Section):
-    name: Literal["rds", "dsir", "el2n", "cluster", "random"] = "rds"
+    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "random"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
     # pool samples whose text equals a target sample's (whitespace normalised) are never selected
     exclude_target_copies: bool = True
     rds: RDSConfig = RDSConfig()
     dsir: DSIRConfig = DSIRConfig()
+    el2n: EL2NConfig = EL2NConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    semdedup: SemDedupConfig = SemDedupConfig()
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -297,6 +377,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
     if not raw.strip():
         return key, None
+    if raw.strip() == "-" and _wants_text(_annotation_at(key)):
+        return key, "-"  # standard input for a path (YAML would read a list of one null)
     try:
         node = yaml.compose(raw, Loader=yaml.SafeLoader)
     except yaml.YAMLError:

@@ -11,6 +11,9 @@ REGISTRY = {
     "rds": "dataselect.select.rds:RDSMethod",
     "random": "dataselect.select.random:RandomMethod",
     "dsir": "dataselect.select.dsir:DSIRMethod",
+    "el2n": "dataselect.select.el2n:EL2NMethod",
+    "cluster": "dataselect.select.cluster_method:ClusterMethod",
+    "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
 }
 
 
@@ -20,6 +23,7 @@ DESCRIPTIONS = {
     "dsir": "DSIR: importance-resample the pool towards a target's hashed n-gram distribution (needs target.path; no GPU needed)",
     "el2n": "EL2N: rank by a causal LM's per-sample error and keep a window (hardest, middle or easiest)",
     "cluster": "cluster-diverse: k-means on embeddings, per-cluster quotas, optional semantic dedup",
+    "semdedup": "SemDeDup: drop near-duplicates within each k-means cluster (cosine above 1 - eps), keep the survivors or a budget of them",
     "random": "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)",
 }
 

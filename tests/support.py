@@ -4,8 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 import dataselect
 from dataselect import pipeline
+from dataselect.io.shards import ShardStore
+from dataselect.stats import SourceStats
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -45,6 +50,13 @@ EXECUTOR_METHODS = {
     "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
     "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
     "random": {"method.name": "random"},
+    # the default model means: train the proxy causal LM (tiny here) on the pool, then score with it
+    "el2n-proxy": {"method.name": "el2n", "model.name": "sentence-transformers/all-MiniLM-L6-v2", "method.el2n.proxy.steps": 3,
+                   "method.el2n.proxy.seeds": 2, "method.el2n.proxy.hidden": 16, "method.el2n.proxy.heads": 2,
+                   "method.el2n.proxy.layers": 1, "method.el2n.proxy.context": 16, "method.el2n.proxy.vocab": 64,
+                   "method.el2n.proxy.batch_size": 4},
+    "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 4},
+    "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
 }
 
 
@@ -66,3 +78,31 @@ def executor_config(tmp_path: Path, name: str, model: Path, pool: Path, target: 
 def selection_bytes(tmp_path, name, executor, model, pool, target, extra) -> bytes:
     result = pipeline.run(executor_config(tmp_path, name, model, pool, target, extra), quiet=True, executor=executor)
     return (Path(result.output_dir) / "selection.parquet").read_bytes()
+# ---- vectors for the index and cluster tests ----
+
+
+def unit(rng, n, d):
+    """n random unit vectors. -> [n, d] float32"""
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def blobs(rng, k, per, d, spread=0.02):
+    """k well-separated unit-vector blobs of `per` points each, blob after blob. -> ([k*per, d], [k*per])"""
+    centres = np.eye(d, dtype=np.float32)[:k]  # orthogonal directions
+    x = np.repeat(centres, per, axis=0) + spread * rng.standard_normal((k * per, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(k), per)
+
+
+def fill_vector_store(root, vectors, shard_size):
+    """A ShardStore filled by hand, as the embedding stage would leave it (float16 per shard)."""
+    store = ShardStore(root)
+    starts = list(range(0, len(vectors), shard_size)) or [0]
+    for index, start in enumerate(starts):
+        block = vectors[start : start + shard_size]
+        rows = range(start, start + len(block))
+        meta = pa.table({"id": [f"s{i}" for i in rows], "position": np.array(rows, np.int64), "text_hash": np.array(rows, np.int64),
+                         "preview": [f"text {i}" for i in rows]})
+        store.write_shard(index, meta, SourceStats("pool"), {"emb": block.astype(np.float16)})
+    store.complete(len(starts), {})
+    return store

@@ -224,20 +224,24 @@ class EmbeddingScorer:
     def pooling(self) -> str:
         return self.embedder.loaded.pooling
 
-    def _text(self, sample: str | dict) -> str:
+    def _text(self, sample: str | dict, number: int) -> str:
+        """A string as it is; a record rendered like an `input.*` record ({"text": s} gives s itself)."""
         if isinstance(sample, str):
             return sample
+        if not isinstance(sample, dict):
+            raise ValueError(f"cannot embed sample {number}: {type(sample).__name__} {sample!r:.40}; "
+                             "a sample is a string or a record (a dict with text, prompt/response or messages)")
         try:
             return self.renderer.render(sample)
         except BadRecord as error:
-            raise ValueError(f"cannot embed sample: {error}") from None
+            raise ValueError(f"cannot embed sample {number}: {error}") from None
 
     def embed_batches(self, samples: Iterable[str | dict]) -> Iterator[np.ndarray]:
         """Yields [<=window, d] float32 blocks in input order; the next window is tokenised meanwhile."""
-        iterator = iter(samples)
+        iterator = enumerate(samples)
 
         def next_window() -> list[str]:
-            return [self._text(s) for _, s in zip(range(self.window), iterator)]
+            return [self._text(s, number) for _, (number, s) in zip(range(self.window), iterator)]
 
         texts = next_window()
         pending = self.pool.submit(texts)

@@ -49,7 +49,12 @@ def _done_shards(cache: Path) -> int:
     return len(list(cache.glob("embeddings/*/shard-*.done.json")))
 
 
-def test_a_run_killed_mid_score_resumes_without_rescoring(tmp_path, tiny_bert_dir):
+def _done_records(cache: Path) -> dict[str, int]:
+    """Every finished shard's done record and when it was written (a rescored shard would be rewritten)."""
+    return {str(p): p.stat().st_mtime_ns for p in cache.glob("embeddings/*/shard-*.done.json")}
+
+
+def test_a_run_killed_at_three_moments_resumes_each_time_without_rescoring(tmp_path, tiny_bert_dir):
     pool, target = _pool(tmp_path, copies=20)  # 360 samples: 52 shards of 7
     extra = {"runtime.num_workers": 2}
     reference = dataselect.run(_config(tmp_path, "reference", tiny_bert_dir, pool, target, extra))
@@ -63,18 +68,22 @@ def test_a_run_killed_mid_score_resumes_without_rescoring(tmp_path, tiny_bert_di
             dataselect.run(dataselect.Config.model_validate(json.load(open({str(config_file)!r}))))
     '''))
     cache = tmp_path / "killed" / "cache"
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while _done_shards(cache) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers, mid-score
-    process.wait()
-    finished = _done_shards(cache)
-    assert 3 <= finished < 52, f"the kill came at {finished} finished shards; it must land inside the score phase"
+    kept: dict[str, int] = {}
+    for moment in (1, 20, 45):  # early, middle and late in the pool's 52 shards
+        process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while _done_shards(cache) < moment and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers, mid-score
+        process.wait()
+        done = _done_records(cache)
+        assert moment <= len(done) < 52, f"the kill came at {len(done)} finished shards; it must land inside the score phase"
+        assert all(done[path] == written for path, written in kept.items())  # no finished shard was scored again
+        kept = done
     resumed = dataselect.run(config)
     pool_stage = resumed.manifest["stages"]["pool"]
-    assert pool_stage["cache"] == "partial"
-    assert pool_stage["resumed_shards"] >= finished  # every shard finished before the kill is kept...
-    assert pool_stage["docs"] == 360 - 7 * pool_stage["resumed_shards"]  # ...and not scored again
+    assert pool_stage["cache"] == "partial" and pool_stage["resumed_shards"] == len(kept)
+    assert pool_stage["docs"] == 360 - 7 * len(kept)  # only the unfinished shards were scored
+    assert all(_done_records(cache)[path] == written for path, written in kept.items())
     assert resumed.ids == reference.ids
     assert (Path(resumed.output_dir) / "selection.parquet").read_bytes() == (Path(reference.output_dir) / "selection.parquet").read_bytes()

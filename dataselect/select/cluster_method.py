@@ -1,0 +1,192 @@
+"""Methods `cluster` (METHODS.md 5.1: k-means quotas, optional SemDeDup first) and `semdedup`
+(5.3: SemDeDup, then every survivor or a budget of them).
+
+score:  the pool's embeddings, the same store RDS+ uses (a run over the same pool and model is a
+        cache hit)
+select: spherical k-means over the store (cached beside it: a later run with the same k-means
+        settings reuses the clustering) -> [SemDeDup per cluster] -> per-cluster quotas -> the
+        within-cluster pick (random, nearest the centroid, or a score from an earlier run).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dataselect.config import Config
+from dataselect.errors import ConfigError
+from dataselect.index import Clusters, StoreVectors, cluster_pool
+from dataselect.index.backends import resolve_backend
+from dataselect.io.render import TextRenderer
+from dataselect.io.shards import ShardStore
+from dataselect.scoring.loop import ScoredSource
+from dataselect.select.base import Selection, first_occurrences, selected_rows
+from dataselect.select.cluster import pick_by_quota, quotas, random_keys
+from dataselect.select.semdedup import semdedup
+
+logger = logging.getLogger(__name__)
+
+SCORES_FILE = "scores.parquet"  # a run folder's per-pool-sample scores: id, score
+
+
+def read_pool_scores(path: str, store: ShardStore) -> np.ndarray:
+    """Scores from an earlier run over the same pool, in this store's row order. `path`: a run folder
+    holding scores.parquet, or such a file (columns id, score: every pool sample exactly once). -> [N]"""
+    key = "method.cluster.score_from"
+    file = Path(path) / SCORES_FILE if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config error: {key}: {file} does not exist (a run folder over the same pool with {SCORES_FILE}, or such a file)")
+    try:
+        table = pq.read_table(file, columns=["id", "score"])
+    except (pa.ArrowException, OSError) as error:
+        raise ConfigError(f"config error: {key}: cannot read id and score from {file}: {str(error).splitlines()[0]}") from None
+    ids = table.column("id").cast(pa.string())
+    if pc.count_distinct(ids).as_py() != len(ids):
+        raise ConfigError(f"config error: {key}: {file} holds some ids more than once; it is not one score per pool sample")
+    pool_ids = store.column("id")
+    where = pc.index_in(pool_ids, value_set=ids.combine_chunks())  # [N] row in the score file, null when missing
+    missing = where.null_count
+    if missing or len(ids) != len(pool_ids):
+        raise ConfigError(
+            f"config error: {key}: {file} does not match the pool: {missing:,} of {len(pool_ids):,} pool samples have no score "
+            f"and it holds {len(ids) - (len(pool_ids) - missing):,} ids the pool does not (is it a run over another pool?)"
+        )
+    scores = table.column("score").cast(pa.float64()).to_numpy(zero_copy_only=False)  # [rows in file]
+    return scores[where.to_numpy(zero_copy_only=False).astype(np.int64)]
+
+
+def cluster_key(store: ShardStore, config: Config, k: int, backend: str) -> dict[str, Any]:
+    """What decides a pool's clustering: its embedding store and the k-means settings."""
+    options = config.method.cluster
+    return {"store": str(store.root.resolve()), "k": k, "niter": options.niter, "seed": config.method.seed,
+            "max_points_per_centroid": options.max_points_per_centroid, "init": options.init, "backend": backend,
+            "exact_dedup": options.dedup}
+
+
+def pool_clusters(store: ShardStore, config: Config, cache_root: Path, k: int, train_rows: np.ndarray) -> tuple[Clusters, str]:
+    """The pool's k-means, from the cache when an earlier run made it with the same settings. -> (clusters, "hit" | "miss")"""
+    options = config.method.cluster
+    try:
+        backend = resolve_backend(options.backend, config.runtime.device)
+    except ValueError as error:
+        raise ConfigError(f"config error: method.cluster.backend: {error}") from None
+    key = cluster_key(store, config, k, backend)
+    folder = Path(cache_root) / "clusters" / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cached = Clusters.load(folder)
+    if cached is not None:
+        return cached, "hit"
+    clusters = cluster_pool(StoreVectors(store), k, options.niter, config.method.seed, options.max_points_per_centroid, options.backend,
+                            config.runtime.device, progress=config.runtime.progress, init=options.init, train_rows=train_rows)
+    clusters.save(folder)
+    return clusters, "miss"
+
+
+def _torch_device(device: str) -> str:
+    import torch
+
+    return "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+
+
+class ClusterMethod:
+    name = "cluster"
+    always_dedup = False  # semdedup: SemDeDup at method.semdedup.eps whatever method.cluster.dedup_eps says
+
+    def score(self, context) -> dict[str, ScoredSource]:
+        """The pool's embeddings: the same stage, rendering and store as RDS+'s pool (a cache hit after it)."""
+        from dataselect.scoring.embed import EmbedStage
+
+        config = context.config
+        with context.stats.stage("load_model"):
+            stage = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
+        return {"pool": context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer))}
+
+    def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
+        config = context.config
+        options = config.method.cluster
+        pool = scored["pool"]
+        store = pool.store
+        hashes = store.column("text_hash").to_numpy()
+        eligible = (first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)) & context.eligible(pool)  # [N]
+        unique = int(eligible.sum())
+        self._check(config, unique)
+        k = options.num_clusters or max(1, round(math.sqrt(unique)))
+        given = self._given_scores(config, store)  # [N] or None; read before any heavy work, so a bad score_from fails fast
+
+        clusters, cluster_cache = pool_clusters(store, config, context.cache_root, k, np.flatnonzero(eligible))
+        priority = {"random": lambda: random_keys(len(hashes), config.method.seed), "nearest": lambda: clusters.sims.astype(np.float64),
+                    "score": lambda: given if options.score_order == "highest" else -given}[options.pick]()  # [N] higher first
+        unique_sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] before semantic dedup
+        eps = config.method.semdedup.eps if self.always_dedup else options.dedup_eps
+        dedup_metrics: dict[str, Any] = {}
+        if eps is not None:
+            dedup = semdedup(clusters, StoreVectors(store), config.method.semdedup.order, config.method.seed, eligible,
+                             config.method.semdedup.block_size, _torch_device(config.runtime.device))
+            removed = dedup.removed(eps)
+            eligible &= ~removed
+            dedup_metrics = {"eps": eps, "order": config.method.semdedup.order, "removed": int(removed.sum()),
+                             "removed_per_cluster": dedup.removed_per_cluster(eps, k).tolist()}
+
+        sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] candidates per cluster
+        budget = config.method.budget_for(unique)
+        if budget > sizes.sum():
+            logger.warning("semantic dedup left %d samples, fewer than the budget of %d: all of them are selected", sizes.sum(), budget)
+            budget = int(sizes.sum())
+        quota = quotas(sizes, budget, options.quota)
+        chosen, within = pick_by_quota(clusters.labels, priority, quota, eligible)
+        scores = priority[chosen] if options.pick != "score" or options.score_order == "highest" else -priority[chosen]
+        labels = clusters.labels[chosen]
+        return Selection(
+            **selected_rows(store, chosen),
+            scores=scores.astype(np.float64),
+            columns={"cluster": labels.astype(np.int64).tolist(), "cluster_rank": within.tolist()},
+            metrics={
+                "num_clusters": k,
+                "quota": options.quota,
+                "pick": options.pick,
+                "score_from": options.score_from,
+                "kmeans": clusters.info,
+                "cluster_cache": cluster_cache,
+                "cluster_sizes": unique_sizes.tolist(),  # unique samples per cluster
+                "candidates_per_cluster": sizes.tolist(),  # ... left after semantic dedup
+                "selected_per_cluster": np.bincount(labels, minlength=k).tolist(),
+                "dedup": dedup_metrics or None,
+                "duplicates_collapsed": int(len(hashes) - unique),
+            },
+            scored=len(hashes),
+            unique=unique,
+            pool_scores=priority,
+        )
+
+    def _check(self, config: Config, unique: int) -> None:
+        """The config errors that need the pool's size."""
+        options = config.method.cluster
+        budget = config.method.budget
+        if isinstance(budget, int) and budget > unique:
+            raise ConfigError(f"config error: method.budget: {budget:,} is more than the {unique:,} unique samples in the pool")
+        if options.num_clusters is not None and options.num_clusters > unique:
+            raise ConfigError(f"config error: method.cluster.num_clusters: {options.num_clusters:,} clusters for {unique:,} unique samples; "
+                              f"use at most {unique:,}")
+
+    def _given_scores(self, config: Config, store: ShardStore) -> np.ndarray | None:
+        """pick: score's scores from method.cluster.score_from, in store row order. -> [N] float64 or None"""
+        options = config.method.cluster
+        if options.pick != "score":
+            if options.score_from is not None:
+                raise ConfigError(f"config error: method.cluster.score_from: only read with method.cluster.pick: score (got pick: {options.pick})")
+            return None
+        if options.score_from is None:
+            raise ConfigError("config error: method.cluster.score_from: pick: score needs an earlier run over the same pool (its folder)")
+        return read_pool_scores(options.score_from, store)
+
+
+class SemDedupMethod(ClusterMethod):
+    name = "semdedup"
+    always_dedup = True
