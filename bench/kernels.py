@@ -260,11 +260,9 @@ def environment(device: str) -> dict:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    from dataselect.hardware import cpu_name
+
+    return cpu_name()
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:

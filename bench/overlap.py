@@ -16,6 +16,7 @@ answered inside one run, so the machine's load cannot differ between the two sid
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def main() -> int:
     parser.add_argument("--target", type=Path, default=DATA / "targets" / "gsm8k_test.jsonl.gz")
     parser.add_argument("--n", type=int, default=2000, help="pool records (the first N; the full pool takes ~30 min on a 2-core CPU)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (key=value)")
+    parser.add_argument("--keep-report", type=Path, help="copy the run's report.html here before the temporary folder goes")
     args = parser.parse_args()
     for name, path in (("--pool", args.pool), ("--target", args.target)):
         if not path.exists():
@@ -110,6 +112,8 @@ def main() -> int:
         counted = manifest["throughput"].get("forward_seconds") or 0.0
         print(f"RDS+ run end to end: {run_docs:,} docs in {wall:.1f}s = {run_docs / wall:.2f} docs/s "
               f"(timings {manifest['timings_s']})", flush=True)
+        if args.keep_report is not None:
+            shutil.copy(Path(work) / "out" / "report.html", args.keep_report)
         _, after = forward_only(config, spec, spec.device)
         print(f"forward alone (after the run): {docs:,} docs in {after:.1f}s = {docs / after:.2f} docs/s")
     if run_docs != docs:

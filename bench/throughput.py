@@ -1,6 +1,6 @@
-"""Selection throughput of the whole engine (`dataselect bench`), on generated data, any device.
+"""Selection throughput of the whole engine (`dataselect bench throughput`), on generated data, any device.
 
-    dataselect bench [throughput] [--n 4000] [--model sentence-transformers/all-MiniLM-L6-v2] [--set key=value ...]
+    dataselect bench throughput [--n 4000] [--model sentence-transformers/all-MiniLM-L6-v2] [--set key=value ...]
 
 Generates a pool of N instruction samples with dataselect.demo's templates, runs RDS+ end to end with
 an empty cache (so embedding is measured), and prints the device, docs/s, tokens/s, padding waste

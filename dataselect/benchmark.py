@@ -229,7 +229,7 @@ def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int |
     score = timings.get("score_pool", 0) + timings.get("score_target", 0)
     breakdown = {
         "forward": counters.get("forward_seconds", 0), "tokenise": counters.get("tokenize_seconds", 0),
-        "rest of the score phase (read, render, pooling, hashing, store writes)": score - counters.get("forward_seconds", 0)
+        "rest of the score phase (model weights load, read, render, pooling, hashing, store writes)": score - counters.get("forward_seconds", 0)
         - counters.get("tokenize_seconds", 0),
         "select": timings.get("select", 0), "write": timings.get("write", 0),
         "model load and the rest": total - score - timings.get("select", 0) - timings.get("write", 0),
@@ -248,10 +248,12 @@ def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int |
 def environment(device: Any) -> dict[str, Any]:
     import torch
 
+    from dataselect.hardware import cpu_name
+
     if torch.device(device).type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+        name = f"CPU ({cpu_name()}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"device": name, "torch": torch.__version__, "python": platform.python_version(), "load_average_1min": load}
 

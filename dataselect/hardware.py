@@ -32,6 +32,17 @@ GPU_BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), for benchmark rows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def known_gpu_peak(name: str) -> float | None:
     """Dense bf16 FLOP/s of a GPU named `name`, or None when it is not in the table."""
     for key, tflops in GPU_BF16_PEAK_TFLOPS:

@@ -220,10 +220,9 @@ def _cluster_figures(metrics: dict[str, Any]) -> str:
     dedup = metrics.get("dedup") or {}
     if dedup.get("removed_per_cluster"):
         overlays["removed by semantic dedup"] = dedup["removed_per_cluster"]
-    sizes_array = np.asarray(sizes)
+    sizes_array = np.asarray(sizes)  # not empty: the caller checked
     out = table(["clusters", "smallest", "median", "largest", "removed by semantic dedup"],
-                [[len(sizes), int(sizes_array.min(initial=0)), float(np.median(sizes_array)) if len(sizes) else None,
-                  int(sizes_array.max(initial=0)), dedup.get("removed")]])
+                [[len(sizes), int(sizes_array.min()), float(np.median(sizes_array)), int(sizes_array.max()), dedup.get("removed")]])
     out += image(plots.sized_bars(sizes, overlays, "cluster sizes"), "cluster sizes",
                  "Unique samples per cluster (grey), largest first, with the rows selected from each and those semantic dedup removed.")
     return out

@@ -220,3 +220,46 @@ def test_the_report_loads_in_headless_chromium_and_every_image_decodes(rds_run):
     assert title == "dataselect report: rds"
     assert errors == []
     assert len(sizes) >= 3 and all(width > 0 and height > 0 for width, height in sizes)
+
+
+# ---------------------------------------------------------------------------------------------
+# the methods' own figures, from the metrics each method reports (no run needed)
+# ---------------------------------------------------------------------------------------------
+
+
+def _page(metrics: dict, pool_scores, scores, method: str, columns: dict | None = None) -> str:
+    from dataselect.select.base import Selection
+
+    selection = Selection(ids=[f"s{i}" for i in range(len(scores))], scores=np.asarray(scores, np.float64),
+                          positions=np.arange(len(scores)), columns=columns or {}, metrics=metrics, pool_scores=pool_scores)
+    manifest = {"config": {"method": {"name": method}}, "counts": {"selected": len(scores)}, "timings_s": {"score_pool": 1.0, "total": 1.5}}
+    return report.render(selection, manifest, None)
+
+
+def test_cluster_figures_show_sizes_selected_and_dedup_removals():
+    metrics = {"num_clusters": 3, "cluster_sizes": [50, 30, 20], "candidates_per_cluster": [45, 30, 18],
+               "selected_per_cluster": [4, 3, 3], "dedup": {"eps": 0.1, "removed": 7, "removed_per_cluster": [5, 0, 2]}}
+    page = _page(metrics, np.linspace(0, 1, 100), [0.9] * 10, "cluster")
+    method = _section(page, "Method figures (cluster)")
+    assert "<td class=\"num\">3</td><td class=\"num\">20</td><td class=\"num\">30</td><td class=\"num\">50</td><td class=\"num\">7</td>" in method
+    assert len(_images(method)) == 1 and "dedup.removed" in method
+
+
+def test_el2n_shows_its_window_and_the_proxy_training_loss():
+    scores = np.array([0.5, np.nan, 0.7, 0.2, np.inf, 0.9])
+    metrics = {"score": "el2n", "keep": "middle", "window_min": 0.5, "window_max": 0.7, "pool_mean": 0.575,
+               "proxy": {"losses": [[3.0, 2.5, 2.1], [3.1, 2.4, 2.2]], "sample_size": 100}}
+    page = _page(metrics, scores, [0.5, 0.7], "el2n")
+    assert "2 pool rows have no finite score" in _section(page, "Scores")
+    method = _section(page, "Method figures (el2n)")
+    assert "<td>middle</td>" in method and len(_images(method)) == 1  # the loss curves
+    assert report.loss_curves(metrics) == {"losses (seed 0)": [3.0, 2.5, 2.1], "losses (seed 1)": [3.1, 2.4, 2.2]}
+
+
+def test_many_tasks_get_one_histogram_of_each_rows_best_score_and_no_scores_is_a_note():
+    pool = np.random.default_rng(0).random((50, 9))
+    tasks = {f"t{i}": 1 for i in range(9)}
+    page = _page({"tasks": tasks}, pool, [0.99] * 9, "rds", {"task": [f"t{i}" for i in range(9)]})
+    scores = _section(page, "Scores")
+    assert len(_images(scores)) == 1 and "9 tasks: each row&#x27;s highest task score" in scores
+    assert "keeps no per-sample pool scores" in _page({}, None, [1.0], "random")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from support import executor_pool
 
 import dataselect
@@ -29,5 +30,11 @@ def test_the_in_process_executor_tokenises_in_its_reader_thread(tmp_path, tiny_b
     result = dataselect.run(config)
     assert len(threads) == 6 + 1  # 54 pool samples in shards of 10, and the target's one shard
     assert all(name.startswith("dataselect-read") for name in threads)
-    counters = result.manifest["throughput"]
-    assert counters["forward_seconds"] > 0 and counters["mfu"] > 0
+    throughput = result.manifest["throughput"]
+    # the manifest's MFU: 2 x linear parameters x real tokens (tiny BERT: 2 layers of Q, K, V, O 32x32 + 32,
+    # intermediate 32x64 + 64, output 64x32 + 32), over the counted forward seconds, against the measured peak
+    assert throughput["model_flops"] == 2 * 2 * (4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32)) * throughput["scored_tokens"]
+    achieved = throughput["model_flops"] / throughput["forward_seconds"]
+    # the manifest rounds forward_seconds to ms and the peak to GFLOP/s: a few percent on a tiny model's figures
+    assert throughput["mfu"] == pytest.approx(achieved / (throughput["peak_tflops_per_s"] * 1e12), rel=0.05)
+    assert throughput["peak_source"] == "measured float32 matmul (cpu)"
