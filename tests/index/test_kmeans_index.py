@@ -17,6 +17,8 @@ def test_store_vectors_read_rows_and_tiles_as_float32(tmp_path):
     assert (vectors.count(), vectors.dim()) == (53, 12)
     picks = np.array([52, 0, 21, 19, 20, 40, 0])
     np.testing.assert_array_equal(vectors.rows(picks), half[picks])
+    for rows in (np.arange(53), np.arange(20, 40), np.r_[np.arange(20, 40), np.arange(0, 20)], np.arange(39, 19, -1)):  # whole shards, any order
+        np.testing.assert_array_equal(vectors.rows(rows), half[rows])
     tiles = list(vectors.tiles(tile_rows=7))
     assert all(t.dtype == np.float32 for _, t in tiles)
     np.testing.assert_array_equal(np.concatenate([t for _, t in tiles]), half)
