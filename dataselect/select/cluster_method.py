@@ -137,8 +137,11 @@ class ClusterMethod:
 
         sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] candidates per cluster
         budget = config.method.budget_for(unique)
+        if eps is not None:
+            logger.info("semantic dedup at eps %g removed %d of %d unique samples", eps, dedup_metrics["removed"], unique)
         if budget > sizes.sum():
-            logger.warning("semantic dedup left %d samples, fewer than the budget of %d: all of them are selected", sizes.sum(), budget)
+            if not self.always_dedup:  # semdedup's budget is "at most": 1.0 asks for every survivor
+                logger.warning("semantic dedup left %d samples, fewer than the budget of %d: all of them are selected", sizes.sum(), budget)
             budget = int(sizes.sum())
         quota = quotas(sizes, budget, options.quota)
         chosen, within = pick_by_quota(clusters.labels, priority, quota, eligible)
