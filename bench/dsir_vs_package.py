@@ -24,21 +24,18 @@ import gzip
 import json
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from bench_common import SHARED_DATA, data_file, work_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 def parse_args() -> argparse.Namespace:
@@ -229,9 +226,10 @@ def gsm8k_selection(pool: dict, target: dict, work: Path, args, package=None) ->
 
 def main() -> int:
     args = parse_args()
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dsir-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    args.target = str(data_file(args.target, "--target"))
+    args.pile = str(data_file(args.pile, "--pile"))
+    args.pool = str(data_file(args.pool, "--pool"))
+    with work_folder("dsir-bench-", args.keep) as work:
         print(f"cores: {len(os.sched_getaffinity(0))}; python {sys.version.split()[0]}; work dir {work}")
         target = source_tree(args.target)
         pile = compare("pile", source_tree(args.pile, args.limit), target, work, args, args.min_words)
@@ -245,11 +243,7 @@ def main() -> int:
                       f"ratio reference {row['ratio_reference']:.1f}x wall / {row['cpu_ratio_reference']:.1f}x CPU, "
                       f"tokens {row['ratio_tokens']:.1f}x wall / {row['cpu_ratio_tokens']:.1f}x CPU "
                       f"(package {row['package_s']:.1f}s, reference {row['engine_reference_s']:.1f}s, tokens {row['engine_tokens_s']:.1f}s)")
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

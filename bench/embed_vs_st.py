@@ -24,8 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_common import SHARED_DATA, data_file  # noqa: E402
 
-DEFAULT_POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "instruct_pool.jsonl.gz"
+DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 
 
 def load_texts(path: Path, n: int) -> list[str]:
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' default")
     parser.add_argument("--dtype", default="float32", help="engine weights: float32 (as the peer) or bfloat16")
     args = parser.parse_args()
+    args.pool = data_file(args.pool, "--pool")
 
     from sentence_transformers import SentenceTransformer
 

@@ -12,39 +12,39 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from bench_common import SHARED_DATA, data_file, work_folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pool", type=Path, default=DATA / "instruct_pool.jsonl.gz")
-    parser.add_argument("--target", type=Path, default=DATA / "targets" / "gsm8k_test.jsonl.gz")
+    parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
+    parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--out", default="runs/bench_rds_gsm8k")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
     args = parser.parse_args()
+    pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
 
     import dataselect
 
-    cache = tempfile.mkdtemp(prefix="dataselect-bench-cache-")
-    overrides = [
-        f"input.path={args.pool}", "input.prompt_field=prompt", "input.response_field=response",
-        f"target.path={args.target}", "target.prompt_field=prompt", "target.response_field=response",
-        "method.name=rds", f"method.budget={args.budget}", f"output.dir={args.out}", f"runtime.cache_dir={cache}",
-        *args.overrides,
-    ]
-    config = dataselect.load_config(None, overrides)
-    start = time.perf_counter()
-    result = dataselect.run(config, quiet=False)
-    wall = time.perf_counter() - start
+    with work_folder("dataselect-bench-cache-") as cache:  # a fresh cache: the figures include embedding
+        overrides = [
+            f"input.path={pool}", "input.prompt_field=prompt", "input.response_field=response",
+            f"target.path={target}", "target.prompt_field=prompt", "target.response_field=response",
+            "method.name=rds", f"method.budget={args.budget}", f"output.dir={args.out}", f"runtime.cache_dir={cache}",
+            *args.overrides,
+        ]
+        config = dataselect.load_config(None, overrides)
+        start = time.perf_counter()
+        result = dataselect.run(config, quiet=False)
+        wall = time.perf_counter() - start
 
     source_of = {}
-    with gzip.open(args.pool, "rt", encoding="utf-8") as handle:
+    with gzip.open(pool, "rt", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             source_of[str(row["id"])] = row["source"]

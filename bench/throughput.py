@@ -9,8 +9,8 @@ and per-stage timings from the run's manifest.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
+
+from bench_common import work_folder
 
 
 def main() -> None:
@@ -23,20 +23,19 @@ def main() -> None:
     import dataselect
     from dataselect.demo import make_demo
 
-    work = Path(tempfile.mkdtemp(prefix="dataselect-bench-"))
-    make_demo(work, pool_size=args.n, target_size=100)
-    config = dataselect.load_config(None, [
-        f"input.path={work / 'pool.jsonl'}", f"target.path={work / 'target.jsonl'}", f"model.name={args.model}",
-        "method.name=rds", "method.budget=0.1", f"output.dir={work / 'out'}", f"runtime.cache_dir={work / 'cache'}",
-        "output.show_top=0", *args.overrides,
-    ])
-    result = dataselect.run(config, quiet=True)
+    with work_folder("dataselect-bench-") as work:  # generated data, output and an empty cache: removed at the end
+        make_demo(work, pool_size=args.n, target_size=100)
+        config = dataselect.load_config(None, [
+            f"input.path={work / 'pool.jsonl'}", f"target.path={work / 'target.jsonl'}", f"model.name={args.model}",
+            "method.name=rds", "method.budget=0.1", f"output.dir={work / 'out'}", f"runtime.cache_dir={work / 'cache'}",
+            "output.show_top=0", *args.overrides,
+        ])
+        result = dataselect.run(config, quiet=True)
     method, t = result.manifest["method"], result.manifest["throughput"]
     print(f"device: {method['device']}; model {args.model}; dtype {method['dtype']}")
     print(f"embedded {t['scored_docs']} docs, {t['scored_tokens']} tokens in {t['score_seconds']}s: "
           f"{t['docs_per_s']} docs/s, {t['tokens_per_s']} tokens/s, padding waste {t['padding_waste']}")
     print(f"stage timings (s): {result.manifest['timings_s']}")
-
 
 if __name__ == "__main__":
     main()

@@ -12,31 +12,30 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from bench_common import SHARED_DATA, data_file
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core, like one featuriser worker
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/data")
+CHUNK_TEXTS = 512  # texts per tokenize call: the size of the featuriser's worker tasks when bench/RESULTS.md was measured
+
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pool", default=str(SHARED / "instruct_pool.jsonl.gz"))
+    parser.add_argument("--pool", default=str(SHARED_DATA / "instruct_pool.jsonl.gz"))
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3, help="the fastest run counts")
     args = parser.parse_args()
+    args.pool = str(data_file(args.pool, "--pool"))
 
     from dataselect.config import SourceConfig
     from dataselect.io.render import TextRenderer
     from dataselect.io.sources import iter_samples
     from dataselect.scoring.models import load_tokenizer, resolve_model_path
     from dataselect.scoring.ngram import TokenFeaturizer
-    from dataselect.scoring.ngram_store import CHUNK_TEXTS
     from dataselect.stats import SourceStats
 
     source = SourceConfig(path=args.pool, render="plain", on_error="skip", limit=args.limit)

@@ -3,7 +3,8 @@
     dataselect run --config FILE [--set dotted.key=value ...] [--dry-run | --print-config] [-q]
     dataselect config [--config FILE] [--set ...]     the resolved config, every key, as YAML
     dataselect methods                                the selection methods, one line each
-    dataselect bench [NAME] [ARGS ...]                a script from bench/
+    dataselect bench [--n N] [--device cpu|cuda] [--json FILE]   every stage's throughput and roofline figures
+    dataselect bench NAME [ARGS ...]                  a script from bench/ (source checkout)
 """
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the resolved config (every key and its value) as YAML")
     _add_config_arguments(config)
     commands.add_parser("methods", help="list the selection methods")
-    bench = commands.add_parser("bench", help="measure throughput (runs a script from bench/)")
-    bench.add_argument("name", nargs="?", default="throughput", help="script name in bench/ (default: throughput, the end-to-end selection throughput)")
+    bench = commands.add_parser("bench", help="every stage's throughput with MFU and bandwidth figures (dataselect bench --help), "
+                                "or NAME: a script from bench/", add_help=False)
+    bench.add_argument("name", nargs="?", default=None, help="script name in bench/ (without it: the stage benchmark)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     return parser
 
@@ -53,6 +55,7 @@ def _bench(name: str, args: list[str]) -> int:
         print(f"error: no benchmark {name!r} (looked for {script}); bench/ ships with the source checkout", file=sys.stderr)
         return 2
     sys.argv = [str(script), *args]
+    sys.path.insert(0, str(script.parent))  # as `python bench/NAME.py` would: the scripts share bench/bench_common.py
     runpy.run_path(str(script), run_name="__main__")
     return 0
 
@@ -85,8 +88,15 @@ def _dry_run(config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"] and (len(argv) == 1 or (argv[1].startswith("-") and argv[1] not in ("-h", "--help"))):
-        argv.insert(1, "throughput")  # `dataselect bench --n 100`: the default benchmark, with its arguments
+    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1].startswith("-")):
+        from dataselect.benchmark import main as stage_bench  # `dataselect bench [--n 100 ...]`: every stage
+
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        try:
+            return stage_bench(argv[1:])
+        except DataselectError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -101,6 +101,41 @@ class DSIRConfig(_Section):
         return value
 
 
+class ProxyConfig(_Section):
+    """The proxy causal LM trained on the pool when model.name is not a causal LM (scoring/proxy.py)."""
+
+    steps: int = Field(300, gt=0)  # optimiser steps per seed (scores are read early in training)
+    epochs: float = Field(4.0, gt=0)  # ... but at most this many passes over the training sample
+    train_tokens: Literal["all", "scored"] = "all"  # the training loss over every token, or only those a score counts
+    seeds: int = Field(1, gt=0)  # proxies trained with seeds method.seed, method.seed + 1, ...; scores averaged
+    sample: Union[int, float] = 10_000  # training samples: a count, or a fraction of the pool in (0, 1]
+    batch_size: int = Field(32, gt=0)  # packed rows per step
+    context: int = Field(128, gt=1)  # tokens per row; also the window each sample is scored on
+    vocab: int = Field(4096, gt=1)  # output classes: the sample's most frequent token ids + one "other"
+    layers: int = Field(2, gt=0)
+    hidden: int = Field(128, gt=0)
+    heads: int = Field(4, gt=0)
+    lr: float = Field(6e-3, gt=0)
+
+    @field_validator("sample")
+    @classmethod
+    def _sample_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1) or (isinstance(value, float) and not 0.0 < value <= 1.0):
+            raise ValueError("must be a count >= 1 or a fraction in (0, 1]")
+        return value
+
+
+class EL2NConfig(_Section):
+    """EL2N / loss selection (METHODS.md section 3): score every pool sample with a causal LM (model.name)
+    or trained proxies, then keep a window of the sorted scores."""
+
+    score: Literal["el2n", "loss"] = "el2n"  # mean-token EL2N, or mean-token loss (log-perplexity)
+    # hardest: the highest scores; easiest: the lowest; middle: a window at `offset` (default: centred)
+    keep: Literal["hardest", "easiest", "middle"] = "middle"
+    offset: int | None = Field(None, ge=0)  # keep: middle only: skip this many of the lowest scores
+    scorer: Literal["auto", "model", "proxy"] = "auto"  # auto: model.name if it is a causal LM, the proxy for the default model
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+    proxy: ProxyConfig = ProxyConfig()
 def _open_unit_interval(value: float | None) -> float | None:
     if value is not None and not 0.0 < value < 1.0:
         raise ValueError("must be in (0, 1): a sample goes when its cosine to an earlier one exceeds 1 - eps")
@@ -151,6 +186,7 @@ class MethodConfig(_Section):
     exclude_target_copies: bool = True
     rds: RDSConfig = RDSConfig()
     dsir: DSIRConfig = DSIRConfig()
+    el2n: EL2NConfig = EL2NConfig()
     cluster: ClusterConfig = ClusterConfig()
     semdedup: SemDedupConfig = SemDedupConfig()
 
@@ -182,6 +218,7 @@ class OutputConfig(_Section):
     dir: str = "runs/latest"
     write: Literal["none", "jsonl", "parquet"] = "none"  # also materialise the selected rows
     show_top: int = Field(5, ge=0)  # print this many of the top selected samples at the end
+    report_field: str | None = None  # report.html's composition by this input field (besides the ones found)
 
     @field_validator("dir")
     @classmethod
@@ -340,6 +377,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"config error: unknown key '{key}'{_suggest(key)}")
     if not raw.strip():
         return key, None
+    if raw.strip() == "-" and _wants_text(_annotation_at(key)):
+        return key, "-"  # standard input for a path (YAML would read a list of one null)
     try:
         node = yaml.compose(raw, Loader=yaml.SafeLoader)
     except yaml.YAMLError:

@@ -39,7 +39,7 @@ def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def _needs(config: Config) -> tuple[str | None, bool]:
+def method_needs(config: Config) -> tuple[str | None, bool]:
     """(what the method loads of model.name: 'model', 'tokenizer' or None; whether it reads target.path)."""
     name = config.method.name
     if name == "rds":
@@ -137,7 +137,7 @@ def check_folder(name: str, key: str, path: Path) -> Check:
 
 def dry_run(config: Config) -> list[Check]:
     """Every check, in order; a failed check does not stop the later ones."""
-    kind, needs_target = _needs(config)
+    kind, needs_target = method_needs(config)
     checks = [check_method(config)]
     model_check, tokenizer = check_model(config, kind)
     checks.append(model_check)

@@ -11,6 +11,7 @@ REGISTRY = {
     "rds": "dataselect.select.rds:RDSMethod",
     "random": "dataselect.select.random:RandomMethod",
     "dsir": "dataselect.select.dsir:DSIRMethod",
+    "el2n": "dataselect.select.el2n:EL2NMethod",
     "cluster": "dataselect.select.cluster_method:ClusterMethod",
     "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
 }

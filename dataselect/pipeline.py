@@ -2,10 +2,10 @@
 (selection, manifest, rows). The pipeline owns the executor and the bookkeeping every method shares."""
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
 import os
-import sys
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +14,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dataselect import preflight, report
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
-from dataselect.io.outputs import package_versions, selection_table, write_manifest, write_selected_rows, write_selection
+from dataselect.io.categorical import report_fields
+from dataselect.io.outputs import publish, selection_table, staged_outputs, write_manifest, write_selected_rows, write_selection
 from dataselect.io.render import TextRenderer
-from dataselect.io.sources import resolve_locations
+from dataselect.io.report import write_report_safely
+from dataselect.io.shards import atomic_write_text
+from dataselect.io.sources import CACHE_TAG, CACHE_TAG_TEXT, SkippedFile, resolve_locations, spool_stdin
 from dataselect.methods import get_method
 from dataselect.scoring.loop import ScoredSource, run_stage
 from dataselect.scoring.stage import ScoreStage
-from dataselect.select.base import Selection, require_usable_pool, score_throughput
+from dataselect.select.base import Selection, require_usable_pool
 from dataselect.stats import RunStats
 
 
@@ -40,13 +44,20 @@ class RunContext:
     scored: dict[str, ScoredSource] = field(default_factory=dict)
     stage_kinds: dict[str, str] = field(default_factory=dict)
     excluded_target_copies: int = 0
+    skipped_files: dict[str, list[SkippedFile]] = field(default_factory=dict)  # by role: files a directory input did not read
+    id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
+    single_use_stores: list[Path] = field(default_factory=list)  # removed after the run (standard input's)
 
     def score_source(self, name: str, source: SourceConfig, stage: ScoreStage, renderer: TextRenderer, fields: dict[str, str] | None = None) -> ScoredSource:
         """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
         it in the manifest. A pool with no usable sample stops the run here."""
         role = "pool" if name == "pool" else name
+        if name == "pool":  # the report's composition: the input's categorical fields, copied as store columns
+            fields = report_fields(source, self.config.output.report_field) | (fields or {})
         with self.stats.stage(f"score_{name}"):
             result = run_stage(source, role, renderer, stage, self.config.runtime, self.cache_root, self.executor, fields)
+        if any(kind == "stdin" for kind, _ in resolve_locations(source)):
+            self.single_use_stores.append(Path(result.store.root))
         if name == "pool":
             require_usable_pool(result.stats)
         self.scored[name] = result
@@ -92,7 +103,9 @@ class RunResult:
 def make_executor(config: Config) -> Executor:
     runtime = config.runtime
     if runtime.executor == "ray":
-        raise ConfigError("config error: runtime.executor: 'ray' is not available in this build yet; use 'local'")
+        from dataselect.executors.ray import RayExecutor
+
+        return RayExecutor(runtime.ray_address, runtime.num_workers)
     from dataselect.executors.local import local_executor
 
     return local_executor(runtime.num_workers, runtime.device, runtime.devices)
@@ -109,123 +122,74 @@ def _writable_dir(path: Path, key: str) -> Path:
     return path
 
 
-def _remove_earlier_rows(output_dir: Path, config: Config) -> None:
-    """Selected rows an earlier run wrote here in another format (its manifest says which) would pass
-    for this run's; this run's own format is replaced anyway. Never a file this run reads (pool or
-    target: last round's selection is a natural next target)."""
+def _earlier_rows(output_dir: Path, config: Config) -> list[Path]:
+    """Selected rows an earlier run wrote here in another format (its manifest says which): they would
+    pass for this run's, so they go (this run's own format is replaced anyway). Never a file this run
+    reads (pool or target: last round's selection is a natural next target)."""
     try:
         earlier = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))["config"]["output"]["write"]
     except (OSError, ValueError, KeyError, TypeError):
-        return
+        return []
     if earlier not in ("jsonl", "parquet") or earlier == config.output.write:
-        return
+        return []
     stale = output_dir / f"selected.{earlier}"
     if not stale.exists():
-        return
+        return []
     sources = [config.input] + ([config.target] if config.target.path is not None else [])
     inputs = {Path(str(loc)).resolve() for source in sources for _, loc in resolve_locations(source)}
-    if stale.resolve() not in inputs:
-        stale.unlink()
+    return [] if stale.resolve() in inputs else [stale]
 
 
 def run(config: Config, quiet: bool = False, executor: Executor | None = None) -> RunResult:
     """Run a validated config end to end and write its output directory. `executor` replaces the one
     `runtime.executor` / `runtime.num_workers` would choose (it is closed at the end)."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # a spawned worker is re-running the caller's unguarded script: stop it before any work
-        raise ConfigError("config error: dataselect.run was called while a worker process was starting; put the call under "
-                          "`if __name__ == \"__main__\":` or set runtime.num_workers: 0")
+    preflight.stop_a_spawned_rerun()
     method = get_method(config.method.name)
+    skipped = preflight.check_sources(config)  # before any folder is created
     output_dir = _writable_dir(Path(config.output.dir).expanduser(), "output.dir")
-    cache_root = _writable_dir(config.runtime.resolved_cache_dir(), "runtime.cache_dir")
-    executor = executor if executor is not None else make_executor(config)
-    context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor)
+    cache_root = _cache_root(config)
     started = time.perf_counter()
-    try:
-        scored = method.score(context)
-    finally:
-        executor.close()
-    with context.stats.stage("select"):
-        selection = method.select(context, scored)
-    with context.stats.stage("write"):
-        write_selection(output_dir, selection)
-        _remove_earlier_rows(output_dir, config)
-        if config.output.write != "none":
-            write_selected_rows(output_dir, config, selection, progress=config.runtime.progress)
-    total = time.perf_counter() - started
-    manifest = build_manifest(config, selection, context, total)
-    write_manifest(output_dir, manifest)
+    reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
+    with spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), preflight.spawn_marker() as marker:
+        executor = executor if executor is not None else make_executor(config)
+        context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor, skipped_files=skipped)
+        try:
+            try:
+                scored = method.score(context)
+            except Exception:
+                if marker.exists() and marker.stat().st_size:
+                    raise ConfigError(preflight.UNGUARDED_SCRIPT) from None  # the workers died re-running the caller's script
+                raise
+            finally:
+                executor.close()
+            context.id_report = report.check_ids(scored["pool"]) if "pool" in scored else {}
+            with context.stats.stage("select"):
+                selection = method.select(context, scored)
+            with staged_outputs(output_dir) as staging:  # nothing in output_dir changes until every file is written
+                with context.stats.stage("write"):
+                    write_selection(staging, selection)
+                    if config.output.write != "none":
+                        write_selected_rows(staging, config, selection, progress=config.runtime.progress)
+                total = time.perf_counter() - started
+                manifest = report.build_manifest(config, selection, context, total)
+                write_manifest(staging, manifest)
+                pool_store = context.scored["pool"].store if "pool" in context.scored else None
+                drawn = write_report_safely(staging, selection, manifest, pool_store)  # part of the run: staged with it
+                stale = _earlier_rows(output_dir, config) + ([] if drawn else [output_dir / "report.html"])
+                publish(staging, output_dir, stale)
+        finally:
+            for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
+                shutil.rmtree(store, ignore_errors=True)
     if not quiet:
-        print_summary(manifest, selection, config.output.show_top)
+        report.print_summary(manifest, selection, config.output.show_top)
+        print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
 
 
-def _throughput(scored: dict[str, ScoredSource]) -> dict[str, Any]:
-    """Summed over the sources: what this run's score phase processed (0 docs on a cache hit)."""
-    total = lambda name: sum(s.counter(name) for s in scored.values())  # noqa: E731
-    units = {s.token_unit for s in scored.values()}
-    return score_throughput(
-        docs=total("docs"), tokens=total("tokens"), seconds=sum(s.seconds for s in scored.values()),
-        padded_tokens=total("padded_tokens") or None, unit=units.pop() if len(units) == 1 else "tokens",
-    )
-
-
-def build_manifest(config: Config, selection: Selection, context: RunContext, total_seconds: float) -> dict[str, Any]:
-    scored = context.scored
-    pool = scored.get("pool")
-    counts = {
-        "read": pool.stats.read if pool else None,
-        "skipped": pool.stats.skipped if pool else None,
-        "scored": selection.scored,
-        "unique": selection.unique,
-        "excluded_target_copies": context.excluded_target_copies,
-        "selected": len(selection.ids),
-    }
-    stages = {
-        name: {
-            "stage": context.stage_kinds[name], "cache": s.cached, "shards": s.store.num_shards, "resumed_shards": s.resumed_shards,
-            "docs": int(s.counter("docs")), "tokens": int(s.counter("tokens")), "seconds": round(s.seconds, 3),
-            "shard_seconds": round(s.counter("seconds"), 3), "store": str(s.store.root),
-        }
-        for name, s in scored.items()
-    }
-    return {
-        "config": config.model_dump(mode="json"),
-        "versions": package_versions(),
-        "counts": counts,
-        "input": pool.stats.to_dict() if pool else None,
-        "target": scored["target"].stats.to_dict() if "target" in scored else None,
-        "cache": {name: s.cached for name, s in scored.items()},
-        "stages": stages,
-        "executor": context.executor.describe(),
-        "timings_s": {name: round(seconds, 3) for name, seconds in context.stats.timings.items()} | {"total": round(total_seconds, 3)},
-        "throughput": _throughput(scored),
-        "method": selection.metrics,
-    }
-
-
-def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int) -> None:
-    counts = manifest["counts"]
-    throughput = manifest.get("throughput") or {}
-    out = sys.stdout
-    print(
-        f"\nselected {counts['selected']:,} of {counts['unique']:,} unique samples "
-        f"(read {counts['read']:,}, skipped {counts['skipped']:,} bad) in {manifest['timings_s']['total']:.1f}s",
-        file=out,
-    )
-    if throughput.get("docs_per_s"):
-        padding = throughput.get("padding_waste")
-        print(
-            f"scored {throughput['scored_docs']:,} docs at {throughput['docs_per_s']:,.1f} docs/s, "
-            f"{throughput['tokens_per_s']:,.0f} {throughput['token_unit']}/s"
-            + (f" (padding {100 * padding:.1f}%)" if padding is not None else ""),
-            file=out,
-        )
-    if manifest.get("cache"):
-        print("cache: " + ", ".join(f"{k} {v}" for k, v in manifest["cache"].items()), file=out)
-    if show_top and selection.previews:
-        print(f"top {min(show_top, len(selection.ids))}:", file=out)
-        for rank in range(min(show_top, len(selection.ids))):
-            preview = " ".join(selection.previews[rank].split())[:110]
-            print(f"  {rank:>3}  {selection.scores[rank]:.4f}  {selection.ids[rank]}  {preview}", file=out)
-    print(f"wrote {manifest['config']['output']['dir']}/selection.parquet and manifest.json", file=out)
+def _cache_root(config: Config) -> Path:
+    """runtime.cache_dir, created, with the cache directory tag (backup tools and directory inputs skip it)."""
+    root = _writable_dir(config.runtime.resolved_cache_dir(), "runtime.cache_dir")
+    tag = root / CACHE_TAG
+    if not tag.exists():
+        atomic_write_text(tag, CACHE_TAG_TEXT)
+    return root

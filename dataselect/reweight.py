@@ -22,6 +22,10 @@ from dataselect.kernels.reweight import canonical_strategy, reweight_weights
 class LossReweighter:
     def __init__(self, strategy: str = "linupper", r: float = 0.4, burn_in_steps: int = 1000, delta: float = 1.0):
         self.strategy = canonical_strategy(strategy)
+        if not r > 0:  # r is a temperature: weights are softmax(f / r)
+            raise ValueError(f"LossReweighter: temperature r must be > 0, got {r}")
+        if not delta > 0:
+            raise ValueError(f"LossReweighter: delta must be > 0, got {delta}")
         self.r = r
         self.burn_in_steps = burn_in_steps
         self.delta = delta

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+import dataselect
+from dataselect import pipeline
 from dataselect.io.shards import ShardStore
 from dataselect.stats import SourceStats
 
@@ -41,6 +43,41 @@ def base_overrides(tmp_path: Path, pool: Path, target: Path, **extra) -> dict:
     return overrides
 
 
+# ---- the executor tests' shared cases: one pool, one config shape, the selection's bytes ----
+
+EXECUTOR_METHODS = {
+    "rds": {},
+    "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
+    "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
+    "random": {"method.name": "random"},
+    # the default model means: train the proxy causal LM (tiny here) on the pool, then score with it
+    "el2n-proxy": {"method.name": "el2n", "model.name": "sentence-transformers/all-MiniLM-L6-v2", "method.el2n.proxy.steps": 3,
+                   "method.el2n.proxy.seeds": 2, "method.el2n.proxy.hidden": 16, "method.el2n.proxy.heads": 2,
+                   "method.el2n.proxy.layers": 1, "method.el2n.proxy.context": 16, "method.el2n.proxy.vocab": 64,
+                   "method.el2n.proxy.batch_size": 4},
+    "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 4},
+    "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
+}
+
+
+def executor_pool(tmp_path: Path, copies: int = 3) -> tuple[Path, Path]:
+    rows = [{"id": f"p{c}-{i}", "prompt": f"{t} (variant {c})", "response": f"Answer {i}."} for c in range(copies) for i, t in enumerate(MATH + OTHER)]
+    target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears?", "response": "9"}]
+    return write_jsonl(tmp_path / "pool.jsonl", rows), write_jsonl(tmp_path / "target.jsonl", target)
+
+
+def executor_config(tmp_path: Path, name: str, model: Path, pool: Path, target: Path, extra: dict) -> dataselect.Config:
+    overrides = {
+        "input.path": str(pool), "target.path": str(target), "model.name": str(model), "method.budget": 10,
+        "output.dir": str(tmp_path / name / "out"), "runtime.cache_dir": str(tmp_path / name / "cache"),
+        "runtime.shard_size": 7, "runtime.progress": False, "output.show_top": 0, **extra,
+    }
+    return dataselect.load_config(None, overrides)
+
+
+def selection_bytes(tmp_path, name, executor, model, pool, target, extra) -> bytes:
+    result = pipeline.run(executor_config(tmp_path, name, model, pool, target, extra), quiet=True, executor=executor)
+    return (Path(result.output_dir) / "selection.parquet").read_bytes()
 # ---- vectors for the index and cluster tests ----
 
 

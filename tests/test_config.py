@@ -154,3 +154,11 @@ def test_a_local_model_path_that_does_not_exist_says_so(tmp_path):
             build_config({}, {"model.name": name})
     assert build_config({}, {"model.name": str(tmp_path)}).model.name == str(tmp_path)
     assert build_config({}, {"model.name": "some-org/some-model"}).model.name == "some-org/some-model"  # a Hub name
+
+
+def test_a_dash_is_standard_input_not_a_yaml_list(tmp_path):
+    assert load_config(None, ["input.path=-"]).input.path == "-"
+    assert load_config(None, ["target.path= - "]).target.path == "-"
+    config_file = tmp_path / "stdin.yaml"
+    config_file.write_text('input:\n  path: "-"\n')
+    assert load_config(config_file).input.path == "-"

@@ -27,7 +27,8 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
     scores = table.column("score").to_pylist()
     assert scores == sorted(scores, reverse=True)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "excluded_target_copies": 0, "selected": 4}
+    assert manifest["counts"] == {"read": 18, "skipped": 0, "scored": 18, "unique": 18, "excluded_target_copies": 0, "selected": 4,
+                                  "skipped_files": 0, "duplicate_ids": 0, "empty_ids": 0}
     assert manifest["config"]["method"]["budget"] == 4
     assert manifest["versions"]["torch"] and manifest["method"]["pooling"] == "mean"
     assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == "float32"
@@ -256,13 +257,15 @@ def test_outputs_follow_the_umask_and_an_earlier_runs_rows_go(tmp_path, demo_fil
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
-def test_bench_without_a_name_runs_the_default_with_its_arguments(monkeypatch):
-    from dataselect import cli
+def test_bench_without_a_name_runs_the_stage_benchmark_and_a_name_runs_the_script(monkeypatch):
+    from dataselect import benchmark, cli
 
     calls = []
     monkeypatch.setattr(cli, "_bench", lambda name, args: calls.append((name, args)) or 0)
+    monkeypatch.setattr(benchmark, "main", lambda args: calls.append(("stages", args)) or 0)
     assert cli.main(["bench", "--n", "10"]) == 0 and cli.main(["bench"]) == 0 and cli.main(["bench", "kernels", "--quick"]) == 0
-    assert calls == [("throughput", ["--n", "10"]), ("throughput", []), ("kernels", ["--quick"])]
+    assert cli.main(["bench", "throughput"]) == 0
+    assert calls == [("stages", ["--n", "10"]), ("stages", []), ("kernels", ["--quick"]), ("throughput", [])]
 
 
 def test_samples_cut_at_max_length_are_counted_on_a_cache_hit_too(tmp_path, demo_files):
@@ -272,3 +275,199 @@ def test_samples_cut_at_max_length_are_counted_on_a_cache_hit_too(tmp_path, demo
     assert first.manifest["method"]["truncated"]["pool"] > 0  # the demo questions run past 12 tokens
     assert again.manifest["cache"] == {"pool": "hit", "target": "hit"}
     assert again.manifest["method"]["truncated"] == first.manifest["method"]["truncated"]
+
+
+UNGUARDED_SCRIPT = """
+import dataselect
+print("script start", flush=True)
+config = dataselect.load_config(None, {overrides!r})
+result = dataselect.run(config, quiet=False)
+print("script end", flush=True)
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_script_without_the_main_guard_stops_at_once_with_one_line(tmp_path, demo_files, workers):
+    """The README's library snippet pasted into a plain script, with worker processes: each spawned worker
+    re-runs the script; the run must stop quickly with one line saying what to do, and do no work twice."""
+    import subprocess
+    import sys
+
+    pool, target = demo_files
+    overrides = base_overrides(tmp_path, pool, target, method__name="random", runtime__num_workers=workers, output__show_top=2)
+    script = tmp_path / "choose_samples.py"  # not select.py: that would shadow the standard library module
+    script.write_text(UNGUARDED_SCRIPT.format(overrides=overrides))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()
+    assert err[-1].endswith('put the call under `if __name__ == "__main__":` or set runtime.num_workers: 0') and "again in each worker" in err[-1], done.stderr
+    assert done.stderr.count("Traceback") <= 1, done.stderr  # the caller's own uncaught error; nothing from the workers
+    assert "selected" not in done.stdout and "script end" not in done.stdout  # no summary, once or twice
+    assert not (tmp_path / "out" / "selection.parquet").exists() and not list((tmp_path / "cache").rglob("*.done.json"))
+
+
+def _folder_state(out: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_a_failed_run_leaves_the_earlier_run_whole_and_no_staging(tmp_path):
+    """Bug 2: a second run that fails writing its rows must not have replaced selection.parquet already."""
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": f"g{i}", "text": f"good text {i}", "meta": "m"} for i in range(30)])
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"id": f"x{i}", "text": f"text {i}", "meta": i if i % 2 else str(i)} for i in range(60)])
+    overrides = base_overrides(tmp_path, good, good, method__name="random", method__budget=20, output__write="parquet")
+    dataselect.run(dataselect.load_config(None, overrides))
+    out = tmp_path / "out"
+    before = _folder_state(out)
+    assert set(before) == {"selection.parquet", "manifest.json", "selected.parquet", "report.html"}
+    with pytest.raises(dataselect.DataselectError, match="field 'meta'") as error:
+        dataselect.run(dataselect.load_config(None, {**overrides, "input.path": str(mixed), "method.budget": 50}))
+    assert "\n" not in str(error.value)
+    assert _folder_state(out) == before  # the first run, untouched, and nothing staged is left behind
+
+
+def test_an_interrupt_while_writing_rows_leaves_the_earlier_run_whole(tmp_path, monkeypatch):
+    from dataselect.io import outputs
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"p{i}", "text": f"text {i}"} for i in range(30)])
+    overrides = base_overrides(tmp_path, pool, pool, method__name="random", method__budget=5, output__write="jsonl")
+    dataselect.run(dataselect.load_config(None, overrides))
+    before = _folder_state(tmp_path / "out")
+    real = outputs._write_jsonl_rows
+
+    def interrupted(temp, rows):
+        real(temp, (row for row, _ in zip(rows, range(2))))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "_write_jsonl_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "jsonl"}))
+    assert _folder_state(tmp_path / "out") == before
+    monkeypatch.setattr(outputs, "_write_jsonl_rows", real)
+    after = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "parquet"}))
+    assert set(_folder_state(tmp_path / "out")) == {"selection.parquet", "manifest.json", "selected.parquet", "report.html"}  # the jsonl rows went
+    assert pq.read_table(tmp_path / "out" / "selected.parquet").num_rows == 10 == len(after.ids)
+
+
+def test_output_and_cache_inside_the_input_folder_are_not_read_back(tmp_path):
+    """Bug 3: with output.dir (and the cache) inside a directory input, every run reads the same records."""
+    data = tmp_path / "data"
+    write_jsonl(data / "pool.jsonl", [{"id": f"p{i}", "text": f"text number {i}"} for i in range(30)])
+    (data / "README.txt").write_text("about this data\n")
+    overrides = base_overrides(tmp_path, data, data, method__name="random", method__budget=10, output__write="jsonl",
+                               output__dir=str(data / "out"), runtime__cache_dir=str(data / "cache"))
+    reads = [dataselect.run(dataselect.load_config(None, overrides)).manifest["counts"]["read"] for _ in range(3)]
+    assert reads == [30, 30, 30]
+    manifest = json.loads((data / "out" / "manifest.json").read_text())
+    assert manifest["counts"]["skipped_files"] == 5  # README.txt and the earlier run's selection, manifest, rows and report
+    skipped = {Path(f["path"]).name for f in manifest["input"]["skipped_files"]}
+    assert skipped == {"README.txt", "selection.parquet", "manifest.json", "selected.jsonl", "report.html"}
+
+
+def test_standard_input_is_read_once_and_never_a_cache_hit(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    payload = "".join(json.dumps({"text": f"line {i}"}) + "\n" for i in range(12)).encode()
+    overrides = base_overrides(tmp_path, "-", "-", method__name="random", method__budget=3, output__write="jsonl")
+    for _ in range(2):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(payload))))
+        result = dataselect.run(dataselect.load_config(None, overrides))
+        assert result.manifest["cache"] == {"pool": "miss"} and result.manifest["counts"]["read"] == 12
+    rows = [json.loads(line) for line in (tmp_path / "out" / "selected.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["text"].startswith("line ") for r in rows)
+    assert not list((tmp_path / "cache").glob("stdin/*"))  # the copy of the stream is gone
+    assert result.manifest["stages"]["pool"]["store"] is None and not list((tmp_path / "cache").rglob("*.done.json"))  # and its store
+
+
+def test_no_folder_is_created_before_the_inputs_check_out(tmp_path, demo_files, monkeypatch):
+    import sys
+
+    pool, target = demo_files
+    monkeypatch.setattr(sys, "stdin", type("Terminal", (), {"isatty": staticmethod(lambda: True)})())
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    cases = [({"input.path": str(tmp_path / "missing.jsonl")}, dataselect.InputError, "no input files found"),
+             ({"target.path": str(tmp_path / "missing.jsonl")}, dataselect.InputError, "no input files found"),
+             ({"target.path": None}, dataselect.ConfigError, "target.path is required for method.name: rds"),
+             ({"input.path": str(empty)}, dataselect.InputError, "no usable samples"),
+             ({"target.path": str(empty)}, dataselect.ConfigError, "target set has no usable samples"),
+             ({"input.path": str(tmp_path / "notes.txt")}, dataselect.ConfigError, "set input.format")]
+    (tmp_path / "notes.txt").write_text("hello\n")
+    cases.append(({"input.path": "-"}, dataselect.ConfigError, "standard input, which is a terminal here"))
+    for overrides, error, message in cases:
+        with pytest.raises(error, match=message):
+            _run(tmp_path, pool, target, **{k.replace(".", "__"): v for k, v in overrides.items()})
+        assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists(), overrides
+
+
+def test_a_budget_that_is_not_met_says_how_many_and_why(tmp_path, demo_files, capsys):
+    pool, target = demo_files
+    rows = [json.loads(line) for line in pool.read_text().splitlines()]
+    copies = [{**json.loads(line), "id": "leak-" + json.loads(line)["id"]} for line in target.read_text().splitlines()]
+    write_jsonl(pool, rows + [{**rows[0], "id": "dup"}, {**rows[1], "id": "dup2"}] + copies)  # 18 + 2 duplicates + 2 target copies
+    overrides = base_overrides(tmp_path, pool, target, method__budget=100)
+    result = dataselect.run(dataselect.load_config(None, overrides), quiet=False)
+    budget = result.manifest["budget"]
+    assert budget["asked"] == 100 and budget["selected"] == len(result.ids) == 18 and budget["short_by"] == 82
+    assert budget["not_eligible"] == {"duplicates": 2, "target_copies": 2}
+    why = "budget 100, but only 18 pool samples could be selected: 22 scored, of which 2 exact duplicates collapsed, 2 copies of target samples kept out"
+    assert budget["why"].startswith(why) and why in capsys.readouterr().out
+    met = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 3}), quiet=False)
+    assert met.manifest["budget"]["short_by"] == 0 and met.manifest["budget"]["why"] is None
+    assert "could be selected" not in capsys.readouterr().out
+    fraction = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 0.5}))
+    assert len(fraction.ids) == 9 and fraction.manifest["budget"]["why"].startswith("budget 0.5 is a fraction of the eligible pool samples")
+
+
+def test_dsirs_length_floor_is_named_when_it_cuts_the_selection(tmp_path):
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": " ".join(["word"] * (3 + i)) + f" doc{i}"} for i in range(20)])
+    target = write_jsonl(tmp_path / "target.jsonl", [{"text": "word word word word word word word word"}])
+    result = dataselect.run(dataselect.load_config(None, base_overrides(tmp_path, pool, target, method__name="dsir", method__budget=20,
+                                                                         method__dsir__min_words=15)))
+    budget = result.manifest["budget"]
+    assert budget["not_eligible"]["shorter_than_min_words"] == 11 and budget["selected"] == 9 == len(result.ids)
+    assert "11 shorter than method.dsir.min_words (15 words)" in budget["why"]
+
+
+def test_the_manifest_is_a_full_record_of_the_run(tmp_path, demo_files, monkeypatch):
+    import datetime
+    import sys
+
+    from dataselect import stats
+
+    pool, target = demo_files
+    monkeypatch.setattr(stats, "MAX_REPORTED_BAD", 2)
+    monkeypatch.setattr(sys, "argv", ["my_script.py", "--flag"])
+    rows = [json.loads(line) for line in pool.read_text().splitlines()]
+    write_jsonl(pool, rows + ["{broken"] * 5)
+    monkeypatch.chdir(tmp_path)
+    overrides = base_overrides(tmp_path, Path("pool.jsonl"), target, output__write="jsonl", output__dir="out", runtime__cache_dir="cache")
+    manifest = dataselect.run(dataselect.load_config(None, overrides)).manifest
+    created = datetime.datetime.fromisoformat(manifest["created"])
+    assert created.tzinfo is not None and abs((datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()) < 600
+    assert manifest["command"] == ["my_script.py", "--flag"] and manifest["cwd"] == str(tmp_path.resolve())
+    assert manifest["input"]["locations"] == [{"kind": "jsonl", "path": str((tmp_path / "pool.jsonl").resolve())}]
+    assert manifest["target"]["locations"] == [{"kind": "jsonl", "path": str(target.resolve())}]
+    assert manifest["outputs"] == {"dir": str(tmp_path / "out"), "selection": str(tmp_path / "out" / "selection.parquet"),
+                                   "manifest": str(tmp_path / "out" / "manifest.json"), "rows": str(tmp_path / "out" / "selected.jsonl")}
+    assert manifest["cache_dir"] == str(tmp_path / "cache")
+    assert all(Path(stage["store"]).is_dir() and Path(stage["store"]).is_absolute() for stage in manifest["stages"].values())
+    bad = manifest["input"]
+    assert bad["skipped"] == 5 and len(bad["bad_inputs"]) == bad["bad_inputs_listed"] == 2 and bad["bad_inputs_cut"] is True
+    assert set(manifest["config"]["method"]) == {"name", "budget", "seed", "exclude_target_copies", "rds"}  # no dsir section
+
+
+def test_duplicate_and_empty_ids_are_reported_and_generated_ids_reach_the_rows(tmp_path, caplog):
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": "same", "text": "first"}, {"id": "same", "text": "second"}, {"id": "", "text": "third"},
+                                                 {"text": "no id here"}, {"id": "own", "text": "fifth"}])
+    overrides = base_overrides(tmp_path, pool, pool, method__name="random", method__budget=1.0, output__write="jsonl")
+    result = dataselect.run(dataselect.load_config(None, overrides))
+    assert result.manifest["counts"]["duplicate_ids"] == 1 and result.manifest["counts"]["empty_ids"] == 1
+    assert result.manifest["ids"]["duplicate_id_examples"] == ["same"]
+    assert "1 duplicate ids (e.g. 'same') and 1 empty ids" in caplog.text
+    rows = [json.loads(line) for line in (tmp_path / "out" / "selected.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["first", "second", "third", "no id here", "fifth"]  # input order
+    assert rows[3]["id"] == "pool.jsonl:4" and "pool.jsonl:4" in result.ids  # the generated id joins
+    custom = dataselect.run(dataselect.load_config(None, {**overrides, "input.id_field": "key", "output.dir": str(tmp_path / "o2")}))
+    keyed = [json.loads(line) for line in (tmp_path / "o2" / "selected.jsonl").read_text().splitlines()]
+    assert [r["key"] for r in keyed] == [f"pool.jsonl:{i}" for i in range(1, 6)] and set(custom.ids) == {r["key"] for r in keyed}

@@ -6,9 +6,12 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -54,6 +57,51 @@ def write_selection(out_dir: Path, selection: Selection) -> Path:
     return path
 
 
+STAGING_PREFIX = ".dataselect-staging-"  # hidden, so a directory input never reads it
+
+
+@contextlib.contextmanager
+def staged_outputs(out_dir: Path) -> Iterator[Path]:
+    """A staging folder inside `out_dir` for one run's files; removed on the way out, whatever happens,
+    so a failure or an interrupt while writing leaves the folder as the earlier run left it."""
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, out_dir: Path, stale: list[Path]) -> None:
+    """Move the staged files into `out_dir` together, manifest.json last, and remove `stale` files of an
+    earlier run (and staging folders a killed run left). Renames only, with Ctrl-C held until they are done."""
+    staged = sorted(staging.iterdir(), key=lambda p: p.name == "manifest.json")
+    with _interrupts_held():
+        for path in staged:
+            if path.name == "manifest.json":
+                for old in stale:
+                    old.unlink(missing_ok=True)
+            os.replace(path, out_dir / path.name)
+    for leftover in out_dir.glob(STAGING_PREFIX + "*"):
+        if leftover != staging and leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT waits until the block is done (then raises), so a Ctrl-C cannot split a few renames."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
     path = out_dir / "manifest.json"
     atomic_write_text(path, json.dumps(manifest, indent=2, default=str))
@@ -62,7 +110,8 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
 
 def write_selected_rows(out_dir: Path, config: Config, selection: Selection, progress: bool = True) -> Path:
     """Copy the selected input records (in input order) with `rank` and `score` added (an input field
-    of the same name is kept as input_<name>). When the method selected parts of records
+    of the same name is kept as input_<name>), and the generated FILE:LINE id as `input.id_field` where
+    the record has none. When the method selected parts of records
     (`selection.chunker`), each selected part is a row of its own: the record with `chunk` (its
     number) and `chunk_text` added, so no selected part is lost.
 
@@ -72,6 +121,7 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
         ranks_at.setdefault(int(position), []).append(rank)
     chunks = selection.columns.get("chunk") if selection.chunker is not None else None
     fmt = config.output.write
+    id_field = config.input.id_field
     path = out_dir / f"selected.{fmt}"
     bar = tqdm(total=len(selection.positions), desc="write selected rows", unit=" rows", disable=not progress)
 
@@ -86,6 +136,8 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
             remaining -= 1
             bar.update(len(ranks))
             record = _kept_apart(raw.record, chunked=chunks is not None)
+            if record.get(id_field) is None:  # the id was made from file and line: the row carries it, so it joins
+                record = {id_field: selection.ids[ranks[0]], **record}
             if chunks is None:
                 yield {**record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
                 continue
@@ -152,10 +204,37 @@ def _batches(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
         yield batch
 
 
+PARQUET_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+
+
 def _rows_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Every key of any row is a column (null where a row lacks it), typed from all its values."""
     keys = list(dict.fromkeys(key for row in rows for key in row))
-    return pa.table({key: pa.array([row.get(key) for row in rows]) for key in keys})
+    columns = {}
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        try:
+            columns[key] = pa.array(values)
+        except PARQUET_ERRORS as error:
+            kinds = sorted({type(v).__name__ for v in values if v is not None})
+            raise _unfit(key, f"its values are {' and '.join(kinds)}" if len(kinds) > 1 else _first_line(error)) from None
+    return pa.table(columns)
+
+
+def _unified(schemas: list[pa.Schema]) -> pa.Schema:
+    """The parts' schemas as one; a field whose types in two parts cannot be one column is named."""
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    except PARQUET_ERRORS as error:
+        names = dict.fromkeys(f.name for s in schemas for f in s)
+        for name in names:
+            fields = [s.field(name) for s in schemas if name in s.names]
+            try:
+                pa.unify_schemas([pa.schema([f]) for f in fields], promote_options="permissive")
+            except PARQUET_ERRORS:
+                types = list(dict.fromkeys(str(f.type) for f in fields))
+                raise _unfit(name, f"it is {' in some rows and '.join(types[:2])} in others") from None
+        raise _unfit(None, _first_line(error)) from None
 
 
 def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
@@ -165,12 +244,12 @@ def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
     try:
         parts: list[tuple[Path, pa.Schema]] = []
         for number, batch in enumerate(_batches(rows, PARQUET_PART_ROWS)):  # errors reading the input pass as they are
+            table = _rows_table(batch)
+            parts.append((parts_dir / f"{number:06d}.parquet", table.schema))
             with _fields_that_parquet_cannot_hold():
-                table = _rows_table(batch)
-                parts.append((parts_dir / f"{number:06d}.parquet", table.schema))
                 pq.write_table(table, parts[-1][0])
+        schema = _unified([s for _, s in parts])
         with _fields_that_parquet_cannot_hold():
-            schema = pa.unify_schemas([s for _, s in parts], promote_options="permissive") if parts else pa.schema([])
             with pq.ParquetWriter(temp, schema) as writer:
                 for part, _ in parts:
                     writer.write_table(_conform(pq.read_table(part), schema))
@@ -178,19 +257,35 @@ def _write_parquet_rows(temp: Path, rows: Iterator[dict[str, Any]]) -> None:
         shutil.rmtree(parts_dir, ignore_errors=True)
 
 
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _unfit(field: str | None, why: str) -> OutputError:
+    where = f"field {field!r} does not fit one parquet column ({why})" if field is not None else f"the input's fields do not fit parquet columns ({why})"
+    return OutputError(f"output error: selected.parquet: {where}; use output.write: jsonl")
+
+
 @contextlib.contextmanager
 def _fields_that_parquet_cannot_hold() -> Iterator[None]:
-    """Mixed types in one field, a field that is {} in every row, an int above 2^63: one line, not a trace."""
+    """A field that is {} in every row, an int above 2^63 (what only writing finds): one line, not a trace."""
     try:
         yield
     except pa.ArrowMemoryError:
         raise
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise OutputError(f"output error: selected.parquet: the input's fields do not fit parquet columns ({message}); use output.write: jsonl") from None
+    except PARQUET_ERRORS as error:
+        raise _unfit(None, _first_line(error)) from None
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """The table in `schema`'s columns and types; a column it lacks is all null."""
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type) for f in schema]
+    columns = []
+    for f in schema:
+        if f.name not in table.column_names:
+            columns.append(pa.nulls(len(table), f.type))
+            continue
+        try:
+            columns.append(table.column(f.name).cast(f.type))
+        except PARQUET_ERRORS as error:
+            raise _unfit(f.name, _first_line(error)) from None
     return pa.Table.from_arrays(columns, schema=schema)

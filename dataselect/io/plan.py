@@ -4,8 +4,8 @@
                   with its first line number and position, so opening shard i is a seek
   parquet         row ranges, from the file's metadata alone (no data read)
   save_to_disk    index ranges of the memory-mapped dataset
-  sequential      compressed jsonl and remote `hf:` datasets cannot be opened in the middle: the planner
-                  reads them once, in order, and each spec carries its records inline
+  sequential      compressed jsonl, JSON arrays, standard input and remote `hf:` datasets cannot be opened
+                  in the middle: the planner reads them once, in order, and each spec carries its records inline
 
 A shard holds `shard_size` records of one file (the last one of a file may hold fewer); boundaries
 depend only on the files, the shard size and `input.limit`, never on batch size, workers or executor.
@@ -44,16 +44,13 @@ class ShardSpec:
 
 
 def is_sequential(kind: str, location: str) -> bool:
-    """A location that cannot be opened in the middle: compressed jsonl, a remote dataset."""
-    from dataselect.io.sources import COMPRESSED_SUFFIXES
+    """A location that cannot be opened in the middle: compressed jsonl, a JSON array, standard input,
+    a remote dataset."""
+    from dataselect.io.sources import COMPRESSED_SUFFIXES, hf_disk_path
 
-    return (kind == "jsonl" and str(location).endswith(COMPRESSED_SUFFIXES)) or (kind == "hf" and not _hf_disk_path(location))
-
-
-def _hf_disk_path(spec: str) -> Path | None:
-    name = spec.partition(":")[0]
-    path = Path(name).expanduser()
-    return path if path.is_dir() else None
+    if kind in ("json", "stdin"):
+        return True
+    return (kind == "jsonl" and str(location).endswith(COMPRESSED_SUFFIXES)) or (kind == "hf" and hf_disk_path(location) is None)
 
 
 def jsonl_record_lines(path: Path, start_line: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:

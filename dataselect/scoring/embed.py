@@ -6,6 +6,7 @@ that turns any iterable of samples (strings or records) into embeddings for some
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 
 from dataselect.config import ModelConfig, SourceConfig
 from dataselect.errors import ConfigError
+from dataselect.hardware import forward_flops, linear_parameters
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.batching import padding_waste, token_budget_batches
@@ -38,6 +40,9 @@ class Embedder:
         self.pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
         self.real_tokens = 0
         self.padded_tokens = 0
+        self.linear_params = linear_parameters(self.model)  # for the model FLOPs of each forward
+        self.model_flops = 0  # 2 x linear parameters x real tokens, over every forward so far
+        self.forward_seconds = 0.0  # wall time inside the model's forward (synchronised on CUDA)
         self._warned_oom = False
         self.max_batch_tokens: int | None = None  # after a CUDA out-of-memory: padded tokens per batch that fit
         self._tokenizer_pool: TokenizerPool | None = None
@@ -86,8 +91,11 @@ class Embedder:
         ids, mask = tokens.padded(indices, self.pad_id, width)  # [b, T] each
         input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
         attention_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        start = time.perf_counter()
         try:
             hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, T, H]
+            if hidden.is_cuda:
+                torch.cuda.synchronize(hidden.device)  # the forward's own time, not the pooling's after it
         except torch.cuda.OutOfMemoryError:
             hidden = None  # handled below, once the exception (and the activations it holds) is gone
         if hidden is None:
@@ -106,6 +114,8 @@ class Embedder:
                                len(indices), width, self.max_batch_tokens)
                 self._warned_oom = True
             return self._halves(tokens, indices, width)
+        self.forward_seconds += time.perf_counter() - start
+        self.model_flops += forward_flops(self.linear_params, int(mask.sum()))
         pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32
         return pooled.float().cpu().numpy()
 
@@ -128,9 +138,10 @@ class EmbedStage:
         self.batch_tokens = batch_tokens
         self.embedder: Embedder | None = None
         self.encoder: Any = None
+        self._reader_encoder: Any = None  # prepare's tokenizer (the reader thread's)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "embedder": None, "encoder": None}  # weights load in each worker
+        return {**self.__dict__, "embedder": None, "encoder": None, "_reader_encoder": None}  # weights load in each worker
 
     @property
     def tokenizer(self) -> Any:
@@ -147,14 +158,32 @@ class EmbedStage:
         self.embedder = Embedder(load_weights(self.spec, device))
         self.encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
 
-    def score(self, samples: list[Sample]) -> ShardOutput:
-        tokens = self.encoder([s.text for s in samples])
-        before = self.embedder.padded_tokens
-        embeddings = self.embedder.embed_tokens(tokens, self.batch_tokens)  # [n, d] float32
+    def prepare(self, samples: list[Sample]) -> tuple[TokenizedTexts, float]:
+        """Tokenise a shard where it is read (the loop's reader thread): (tokens, seconds). Its own
+        encoder, so that it never shares a tokenizer with `score` running in another thread."""
+        if self._reader_encoder is None:
+            self._reader_encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
+        start = time.perf_counter()
+        tokens = self._reader_encoder([s.text for s in samples])
+        return tokens, time.perf_counter() - start
+
+    def score(self, samples: list[Sample], prepared: tuple[TokenizedTexts, float] | None = None) -> ShardOutput:
+        if prepared is None:
+            start = time.perf_counter()
+            prepared = self.encoder([s.text for s in samples]), time.perf_counter() - start
+        tokens, tokenize_seconds = prepared
+        embedder = self.embedder
+        before = (embedder.padded_tokens, embedder.model_flops, embedder.forward_seconds)
+        embeddings = embedder.embed_tokens(tokens, self.batch_tokens)  # [n, d] float32
         return ShardOutput(
             columns={"n_tokens": pa.array(tokens.lengths, pa.int64()), "truncated": pa.array(tokens.truncated, pa.bool_())},
             arrays={"emb": embeddings.astype(np.float16)},
-            counters={"tokens": int(tokens.lengths.sum()), "padded_tokens": self.embedder.padded_tokens - before},
+            counters={
+                "tokens": int(tokens.lengths.sum()), "padded_tokens": embedder.padded_tokens - before[0],
+                # the manifest's MFU: model FLOPs of this shard's forwards, and the seconds they took
+                "model_flops": embedder.model_flops - before[1], "forward_seconds": round(embedder.forward_seconds - before[2], 6),
+                "tokenize_seconds": round(tokenize_seconds, 6),
+            },
         )
 
     def close(self) -> None:
@@ -195,20 +224,24 @@ class EmbeddingScorer:
     def pooling(self) -> str:
         return self.embedder.loaded.pooling
 
-    def _text(self, sample: str | dict) -> str:
+    def _text(self, sample: str | dict, number: int) -> str:
+        """A string as it is; a record rendered like an `input.*` record ({"text": s} gives s itself)."""
         if isinstance(sample, str):
             return sample
+        if not isinstance(sample, dict):
+            raise ValueError(f"cannot embed sample {number}: {type(sample).__name__} {sample!r:.40}; "
+                             "a sample is a string or a record (a dict with text, prompt/response or messages)")
         try:
             return self.renderer.render(sample)
         except BadRecord as error:
-            raise ValueError(f"cannot embed sample: {error}") from None
+            raise ValueError(f"cannot embed sample {number}: {error}") from None
 
     def embed_batches(self, samples: Iterable[str | dict]) -> Iterator[np.ndarray]:
         """Yields [<=window, d] float32 blocks in input order; the next window is tokenised meanwhile."""
-        iterator = iter(samples)
+        iterator = enumerate(samples)
 
         def next_window() -> list[str]:
-            return [self._text(s) for _, s in zip(range(self.window), iterator)]
+            return [self._text(s, number) for _, (number, s) in zip(range(self.window), iterator)]
 
         texts = next_window()
         pending = self.pool.submit(texts)

@@ -99,16 +99,21 @@ class ShardTask:
     fields: dict[str, str]
     store_root: str
 
-    def load(self, spec: ShardSpec) -> tuple[list[Sample], SourceStats]:
-        """Read and render one shard: its usable samples, and its input counts and bad records."""
+    def load(self, spec: ShardSpec) -> tuple[list[Sample], SourceStats, Any]:
+        """Read and render one shard: its usable samples, its input counts and bad records, and what the
+        stage's optional `prepare` makes of the samples (tokens), so that this work runs wherever the
+        shard is read (the in-process executor's reader thread, while the previous shard is scored)."""
         stats = SourceStats(self.role)
         samples = [s for s in (to_sample(r, self.source, self.renderer, stats) for r in read_spec(spec)) if s is not None]
-        return samples, stats
+        stage = _READY.get(stage_token(self.stage), self.stage)  # the set-up copy once there is one (its tokenizer is made)
+        prepare = getattr(stage, "prepare", None)
+        return samples, stats, prepare(samples) if prepare is not None else None
 
-    def score(self, spec: ShardSpec, loaded: tuple[list[Sample], SourceStats]) -> ShardResult:
-        samples, stats = loaded
+    def score(self, spec: ShardSpec, loaded: tuple[list[Sample], SourceStats, Any]) -> ShardResult:
+        samples, stats, prepared = loaded
         start = time.perf_counter()
-        output = ready(self.stage).score(samples)
+        stage = ready(self.stage)
+        output = stage.score(samples) if prepared is None else stage.score(samples, prepared)
         rows = output.rows if output.rows is not None else samples
         columns = {**sample_columns(rows, self.fields), **{k: _arrow(v) for k, v in output.columns.items()}}
         counters = {"docs": len(rows), **output.counters, "seconds": round(time.perf_counter() - start, 6)}

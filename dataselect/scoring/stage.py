@@ -60,7 +60,9 @@ class ScoreStage(Protocol):
         ...
 
     def score(self, samples: list["Sample"]) -> ShardOutput:
-        """Score one shard's samples (in shard order)."""
+        """Score one shard's samples (in shard order). A stage with the optional `prepare(samples)`
+        (CPU work that needs no set-up, e.g. tokenising; it may run in another thread, before `setup`,
+        while the previous shard is scored) is called as `score(samples, prepared)` with its result."""
         ...
 
     def close(self) -> None:

@@ -13,46 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
-from support import MATH, OTHER, write_jsonl
+from support import EXECUTOR_METHODS as METHODS
+from support import executor_config as _config
+from support import executor_pool as _pool
+from support import selection_bytes as _selection_bytes
+from support import write_jsonl
 
 import dataselect
 from dataselect.errors import InputError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
 
-METHODS = {
-    "rds": {},
-    "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
-    "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
-    "random": {"method.name": "random"},
-    "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 4},
-    "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
-}
-
-
-def _pool(tmp_path: Path, copies: int = 3) -> tuple[Path, Path]:
-    rows = [{"id": f"p{c}-{i}", "prompt": f"{t} (variant {c})", "response": f"Answer {i}."} for c in range(copies) for i, t in enumerate(MATH + OTHER)]
-    target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears?", "response": "9"}]
-    return write_jsonl(tmp_path / "pool.jsonl", rows), write_jsonl(tmp_path / "target.jsonl", target)
-
-
-def _config(tmp_path: Path, name: str, model: Path, pool: Path, target: Path, extra: dict) -> dataselect.Config:
-    overrides = {
-        "input.path": str(pool), "target.path": str(target), "model.name": str(model), "method.budget": 10,
-        "output.dir": str(tmp_path / name / "out"), "runtime.cache_dir": str(tmp_path / name / "cache"),
-        "runtime.shard_size": 7, "runtime.progress": False, "output.show_top": 0, **extra,
-    }
-    return dataselect.load_config(None, overrides)
-
-
-def _selection_bytes(tmp_path, name, executor, model, pool, target, extra) -> bytes:
-    result = dataselect.pipeline.run(_config(tmp_path, name, model, pool, target, extra), quiet=True, executor=executor)
-    return (Path(result.output_dir) / "selection.parquet").read_bytes()
-
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_the_selection_is_byte_identical_on_every_local_executor(tmp_path, tiny_bert_dir, method):
-    import dataselect.pipeline  # noqa: F401
-
     pool, target = _pool(tmp_path)
     extra = METHODS[method]
     in_process = _selection_bytes(tmp_path, "inproc", InProcessExecutor(), tiny_bert_dir, pool, target, extra)
@@ -76,7 +49,12 @@ def _done_shards(cache: Path) -> int:
     return len(list(cache.glob("embeddings/*/shard-*.done.json")))
 
 
-def test_a_run_killed_mid_score_resumes_without_rescoring(tmp_path, tiny_bert_dir):
+def _done_records(cache: Path) -> dict[str, int]:
+    """Every finished shard's done record and when it was written (a rescored shard would be rewritten)."""
+    return {str(p): p.stat().st_mtime_ns for p in cache.glob("embeddings/*/shard-*.done.json")}
+
+
+def test_a_run_killed_at_three_moments_resumes_each_time_without_rescoring(tmp_path, tiny_bert_dir):
     pool, target = _pool(tmp_path, copies=20)  # 360 samples: 52 shards of 7
     extra = {"runtime.num_workers": 2}
     reference = dataselect.run(_config(tmp_path, "reference", tiny_bert_dir, pool, target, extra))
@@ -90,18 +68,22 @@ def test_a_run_killed_mid_score_resumes_without_rescoring(tmp_path, tiny_bert_di
             dataselect.run(dataselect.Config.model_validate(json.load(open({str(config_file)!r}))))
     '''))
     cache = tmp_path / "killed" / "cache"
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while _done_shards(cache) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers, mid-score
-    process.wait()
-    finished = _done_shards(cache)
-    assert 3 <= finished < 52, f"the kill came at {finished} finished shards; it must land inside the score phase"
+    kept: dict[str, int] = {}
+    for moment in (1, 20, 45):  # early, middle and late in the pool's 52 shards
+        process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while _done_shards(cache) < moment and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers, mid-score
+        process.wait()
+        done = _done_records(cache)
+        assert moment <= len(done) < 52, f"the kill came at {len(done)} finished shards; it must land inside the score phase"
+        assert all(done[path] == written for path, written in kept.items())  # no finished shard was scored again
+        kept = done
     resumed = dataselect.run(config)
     pool_stage = resumed.manifest["stages"]["pool"]
-    assert pool_stage["cache"] == "partial"
-    assert pool_stage["resumed_shards"] >= finished  # every shard finished before the kill is kept...
-    assert pool_stage["docs"] == 360 - 7 * pool_stage["resumed_shards"]  # ...and not scored again
+    assert pool_stage["cache"] == "partial" and pool_stage["resumed_shards"] == len(kept)
+    assert pool_stage["docs"] == 360 - 7 * len(kept)  # only the unfinished shards were scored
+    assert all(_done_records(cache)[path] == written for path, written in kept.items())
     assert resumed.ids == reference.ids
     assert (Path(resumed.output_dir) / "selection.parquet").read_bytes() == (Path(reference.output_dir) / "selection.parquet").read_bytes()

@@ -28,7 +28,7 @@ def test_parquet_keeps_fields_that_appear_only_in_later_rows_and_parts(tmp_path,
     records = [{"text": f"t{i}", "meta": None} for i in range(5)] + [{"text": "t5", "meta": "x", "source": "wiki"}, {"text": "t6", "year": 2020}]
     path = _write(tmp_path, write_jsonl(tmp_path / "in.jsonl", records), list(range(7)), "parquet")
     table = pq.read_table(path)
-    assert table.column_names == ["text", "meta", "rank", "score", "source", "year"]
+    assert table.column_names == ["id", "text", "meta", "rank", "score", "source", "year"]  # id: the selection's, for records without one
     assert table.column("meta").to_pylist() == [None] * 5 + ["x", None]
     assert table.column("source").to_pylist() == [None] * 5 + ["wiki", None]
     assert table.column("year").to_pylist() == [None] * 6 + [2020]
@@ -41,15 +41,25 @@ def test_fields_parquet_cannot_hold_are_a_one_line_error(tmp_path, values):
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "n": values[0]}, {"text": "b", "n": values[1]}])
     with pytest.raises(OutputError, match="output.write: jsonl") as error:
         _write(tmp_path, path, [0, 1], "parquet")
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and "'n'" in str(error.value)  # the field is named
     assert not list((tmp_path / "out").iterdir())  # no half-written file
+
+
+def test_a_field_whose_type_differs_between_parts_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs, "PARQUET_PART_ROWS", 2)  # ints in the first part, strings in the second
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "meta": 1}, {"text": "b", "meta": 2}, {"text": "c", "meta": "x"}])
+    with pytest.raises(OutputError, match=r"field 'meta' does not fit one parquet column \(it is int64 in some rows and string in others\)"):
+        _write(tmp_path, path, [0, 1, 2], "parquet")
+    with pytest.raises(OutputError, match=r"field 'meta' does not fit one parquet column \(its values are int and str\)"):
+        monkeypatch.setattr(outputs, "PARQUET_PART_ROWS", 4096)
+        _write(tmp_path, path, [0, 1, 2], "parquet")
 
 
 def test_jsonl_writes_parquet_input_types(tmp_path):
     when = datetime.datetime(2024, 5, 1, 12, 30)
     pq.write_table(pa.table({"text": ["a", "b"], "when": [when, when], "blob": [b"\x00\x01", b""]}), tmp_path / "in.parquet")
     rows = [json.loads(line) for line in _write(tmp_path, tmp_path / "in.parquet", [1, 0], "jsonl").read_text().splitlines()]
-    assert rows[0] == {"text": "a", "when": "2024-05-01T12:30:00", "blob": "AAE=", "rank": 1, "score": 1.0}
+    assert rows[0] == {"id": "0", "text": "a", "when": "2024-05-01T12:30:00", "blob": "AAE=", "rank": 1, "score": 1.0}
     assert rows[1]["rank"] == 0 and rows[1]["text"] == "b"
 
 
@@ -63,5 +73,5 @@ def test_chunked_rows_use_the_methods_own_cut(tmp_path):
 def test_an_inputs_own_rank_and_score_are_kept_apart(tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "score": 0.5, "rank": "high", "input_rank": 7}, {"text": "b"}])
     rows = [json.loads(line) for line in _write(tmp_path, path, [0, 1], "jsonl").read_text().splitlines()]
-    assert rows == [{"text": "a", "input_score": 0.5, "input_input_rank": "high", "input_rank": 7, "rank": 0, "score": 2.0},
-                    {"text": "b", "rank": 1, "score": 1.0}]
+    assert rows == [{"id": "0", "text": "a", "input_score": 0.5, "input_input_rank": "high", "input_rank": 7, "rank": 0, "score": 2.0},
+                    {"id": "1", "text": "b", "rank": 1, "score": 1.0}]

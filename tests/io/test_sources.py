@@ -1,5 +1,6 @@
 import gzip
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -126,3 +127,177 @@ def test_a_file_name_that_is_not_utf8_gives_printable_ids(tmp_path):
     samples, stats = _samples(SourceConfig(path=str(folder)))
     assert [s.id for s in samples] == ["part\\xff.jsonl:1"] and stats.skipped == 0
     samples[0].id.encode("utf-8")  # what Arrow needs
+
+
+# ------------------------------------------------------------------------------------------------
+# what a directory or glob yields (issue 9, bug 3)
+# ------------------------------------------------------------------------------------------------
+
+
+def _manifest(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps({"config": {}, "versions": {"dataselect": "0.1.0"}}))
+    pq.write_table(pa.table({"id": ["a"], "rank": [0], "score": [1.0]}), folder / "selection.parquet")
+    write_jsonl(folder / "selected.jsonl", [{"text": "a selected row"}])
+
+
+def test_a_directory_yields_data_files_only(tmp_path):
+    import datasets
+
+    from dataselect.io.sources import resolve_locations, skipped_files
+
+    data = tmp_path / "data"
+    write_jsonl(data / "a.jsonl", [{"text": "one"}])
+    (data / "README.txt").write_text("not data\n")
+    (data / ".hidden.jsonl").write_text('{"text": "hidden"}\n')
+    _manifest(data / "runs" / "x")  # an earlier run's output inside the input folder
+    write_jsonl(data / "runs" / "x" / "notes.jsonl", [{"text": "user data beside the outputs"}])
+    store = data / "cache" / "embeddings" / "abc"
+    store.mkdir(parents=True)
+    (store / "key.json").write_text("{}")
+    pq.write_table(pa.table({"id": ["s"]}), store / "shard-000000.meta.parquet")
+    tagged = data / "cache2"
+    tagged.mkdir()
+    (tagged / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    write_jsonl(tagged / "stdin-x.jsonl", [{"text": "in a cache"}])
+    datasets.Dataset.from_dict({"text": ["saved one", "saved two"]}).save_to_disk(str(data / "saved"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["dd train"]}),
+                          "test": datasets.Dataset.from_dict({"text": ["dd test"]})}).save_to_disk(str(data / "dd"))
+
+    config = SourceConfig(path=str(data))
+    kinds = [(kind, str(loc).removeprefix(str(data) + "/")) for kind, loc in resolve_locations(config)]
+    assert kinds == [("jsonl", "a.jsonl"), ("hf", "dd:train"), ("hf", "dd:test"), ("jsonl", "runs/x/notes.jsonl"), ("hf", "saved")]
+    samples, stats = _samples(config)
+    assert sorted(s.text for s in samples) == sorted(["one", "dd train", "dd test", "user data beside the outputs", "saved one", "saved two"])
+    assert stats.skipped == 0  # no dataset_info.json or state.json read as JSON Lines
+    skipped = {Path(s.path).relative_to(data).as_posix(): s.reason for s in skipped_files(config)}
+    assert set(skipped) == {"README.txt", "runs/x/manifest.json", "runs/x/selection.parquet", "runs/x/selected.jsonl"}
+    assert skipped["README.txt"].startswith("not a data file")
+
+    everything = SourceConfig(path=str(data / "**" / "*"))  # a glob meets the same rules
+    assert {Path(s.path).name for s in skipped_files(everything)} >= {"README.txt", "selected.jsonl"}
+    assert resolve_locations(everything) == resolve_locations(config)  # no dataset_info.json, .arrow or cache file
+    with pytest.raises(InputError, match=r"skipped 2; the first: .*dataset_info.json: part of the saved dataset .*saved \(name its folder"):
+        resolve_locations(SourceConfig(path=str(data / "saved" / "*.json")))
+
+
+def test_a_named_file_of_unknown_kind_asks_for_input_format(tmp_path):
+    from dataselect.errors import ConfigError
+
+    notes = tmp_path / "pool.txt"
+    notes.write_text('{"text": "one"}\n')
+    with pytest.raises(ConfigError, match=r"^config error: input.format: cannot tell the kind of .*pool.txt from its name; set input.format: jsonl"):
+        list(iter_raw_records(SourceConfig(path=str(notes))))
+    assert [r.record for r in iter_raw_records(SourceConfig(path=str(notes), format="jsonl"))] == [{"text": "one"}]
+    only_text = tmp_path / "only"
+    only_text.mkdir()
+    (only_text / "README.md").write_text("# hi\n")
+    with pytest.raises(InputError, match=r"no input files found at .* \(skipped 1; the first: .*README.md: not a data file"):
+        list(iter_raw_records(SourceConfig(path=str(only_text))))
+
+
+def test_hf_folder_with_a_split_it_does_not_have_is_one_line(tmp_path):
+    import datasets
+
+    from dataselect.errors import ConfigError
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["a"]})}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ConfigError, match=r"has no split 'nosplit'; it holds \['train'\]"):
+        list(iter_raw_records(SourceConfig(path=f"hf:{tmp_path / 'dd'}:nosplit")))
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs people have: compressed JSON Lines, JSON arrays, standard input, hf:NAME:CONFIG:SPLIT
+# ------------------------------------------------------------------------------------------------
+
+ROWS = [{"id": f"r{i}", "text": f"record number {i}"} for i in range(40)]
+
+
+def _compressed(path, data: bytes) -> None:
+    import bz2
+    import lzma
+
+    import zstandard
+
+    openers = {".gz": gzip.compress, ".bz2": lambda d: bz2.compress(d, 1),  # 100k blocks: a cut file has whole ones
+                ".xz": lzma.compress, ".zst": zstandard.ZstdCompressor().compress}
+    path.write_bytes(openers[path.suffix](data))
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_jsonl_reads_and_plans_sequentially(tmp_path, suffix):
+    from dataselect.io.plan import plan_shards
+
+    data = "".join(json.dumps(r) + "\n" for r in ROWS).encode()
+    path = tmp_path / f"pool.jsonl{suffix}"
+    _compressed(path, data)
+    samples, stats = _samples(SourceConfig(path=str(path)))
+    assert [s.id for s in samples] == [r["id"] for r in ROWS] and stats.skipped == 0
+    assert {spec.kind for spec in plan_shards(SourceConfig(path=str(path)), 16)} == {"records"}
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_a_damaged_compressed_file_is_one_bad_input_where_it_broke(tmp_path, suffix):
+    import random
+
+    rng = random.Random(0)
+    rows = [{"text": "".join(rng.choice("abcdefghij ") for _ in range(80))} for _ in range(3000)]  # does not compress away
+    whole = tmp_path / f"whole.jsonl{suffix}"
+    _compressed(whole, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    cut = tmp_path / "cut" / f"pool.jsonl{suffix}"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    write_jsonl(tmp_path / "cut" / "zz_after.jsonl", [{"text": "the next file is read"}])
+    samples, stats = _samples(SourceConfig(path=str(tmp_path / "cut")))
+    damaged = [b for b in stats.bad if b.reason.startswith("damaged compressed file")]
+    assert len(damaged) == 1 and damaged[0].file == f"pool.jsonl{suffix}"
+    assert 100 < damaged[0].line < 3000  # where it broke: after the lines that could be read
+    assert samples[-1].text == "the next file is read" and len(samples) >= damaged[0].line - 2
+    with pytest.raises(InputError, match=rf"^input error: pool.jsonl{suffix}:\d+: damaged compressed file: .*set input.on_error: skip"):
+        _samples(SourceConfig(path=str(cut), on_error="fail"))
+
+
+def test_a_json_array_file_is_read_whole(tmp_path):
+    from dataselect.io.plan import plan_shards
+
+    alpaca = [{"instruction": "Add 2 and 3.", "input": "", "output": "5"}, {"instruction": "Name a colour.", "output": "Blue"}, 7]
+    path = tmp_path / "alpaca.json"
+    path.write_text("\ufeff  \n" + json.dumps(alpaca, indent=2), encoding="utf-8")
+    samples, stats = _samples(SourceConfig(path=str(path)))
+    assert [s.text for s in samples] == ["<|user|>\nAdd 2 and 3.\n<|assistant|>\n5", "<|user|>\nName a colour.\n<|assistant|>\nBlue"]
+    assert [s.id for s in samples] == ["alpaca.json:3", "alpaca.json:8"]  # the line each element starts on
+    assert [(b.line, b.reason) for b in stats.bad] == [(12, "not a JSON object")]
+    assert {spec.kind for spec in plan_shards(SourceConfig(path=str(path)), 1)} == {"records"}
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"text": "fine"},\n {"text": oops}]')
+    samples, stats = _samples(SourceConfig(path=str(broken)))
+    assert [s.text for s in samples] == ["fine"] and stats.bad[0].line == 2 and stats.bad[0].reason.startswith("malformed JSON array")
+    lines = tmp_path / "lines.json"  # a .json file of JSON Lines stays JSON Lines
+    write_jsonl(lines, [{"text": "a"}, {"text": "b"}])
+    assert [s.text for s in _samples(SourceConfig(path=str(lines)))[0]] == ["a", "b"]
+
+
+def test_standard_input_is_read_as_json_lines_or_an_array(monkeypatch):
+    import io
+    import sys
+
+    for payload in [b'{"text": "one"}\n\n{"text": "two"}\n', b'[{"text": "one"}, {"text": "two"}]']:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(payload))))
+        samples, _ = _samples(SourceConfig(path="-"))
+        assert [(s.text, s.id) for s in samples] == [("one", "stdin:1"), ("two", "stdin:" + ("3" if b"\n\n" in payload else "1"))]
+
+
+def test_hf_remote_names_with_a_config(monkeypatch):
+    import datasets
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, split=None, streaming=False:
+                        calls.append((name, config, split, streaming)) or iter([{"text": "streamed"}]))
+    for path in ["hf:org/set", "hf:org/set:test", "hf:org/set:main:validation"]:
+        samples, _ = _samples(SourceConfig(path=path))
+        assert [s.text for s in samples] == ["streamed"]
+    assert calls == [("org/set", None, "train", True), ("org/set", None, "test", True), ("org/set", "main", "validation", True)]
+    from dataselect.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hf:NAME:CONFIG:SPLIT"):
+        _samples(SourceConfig(path="hf:a:b:c:d"))

@@ -1,0 +1,37 @@
+"""What the benchmark scripts share: their data files, found or named in one line, and work folders
+that do not outlive the run. The default data sits in ../shared/data beside the repository, which a
+clone does not have: every data path is an argument."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def data_file(path: str | Path, flag: str) -> Path:
+    """The file, or exit with one line saying which argument names it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        sys.exit(f"error: {path} not found; pass {flag} PATH (the default is in ../shared/data beside the repository, "
+                 "which a clone does not have)")
+    return path
+
+
+@contextlib.contextmanager
+def work_folder(prefix: str, keep: str | None = None) -> Iterator[Path]:
+    """A temporary folder, removed at the end whatever happens; or `keep`, created and left in place."""
+    if keep:
+        folder = Path(keep).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

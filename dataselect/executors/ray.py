@@ -1,0 +1,116 @@
+"""`runtime.executor: ray`: the planned shards as Ray tasks, on a local instance or a cluster.
+
+One task per shard (as datatrove's Ray executor does): each writes its shard atomically into the same
+store, so the store folder must be on a file system every node sees. Ray reuses worker processes, and
+the stage cache of `scoring.loop.ready` lives in the process, so a model loads once per Ray worker, not
+once per shard. A task whose worker dies is retried by Ray (`max_retries`); the driver keeps at most two
+shards per worker in flight, skips finished shards (the loop does) and then runs the select phase.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable, Iterator
+
+from dataselect.errors import ConfigError, DataselectError
+from dataselect.executors.local import WorkerError
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 3  # a shard whose worker dies (OOM killer, a lost node) runs again this many times
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('config error: runtime.executor: ray needs Ray: pip install "dataselect[ray]"') from None
+    return ray
+
+
+def _run_shard(task: Any, spec: Any) -> Any:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # Ray's processes are the parallelism
+    return task(spec)
+
+
+def _store_visible(path: str) -> bool:
+    return os.path.isdir(path) and os.access(path, os.W_OK)
+
+
+class RayExecutor:
+    """Shards as Ray tasks. `address`: a cluster to join (None: a local instance, started here);
+    `num_workers`: shards in parallel (None: the cluster's CPUs, or its GPUs for GPU stages)."""
+
+    def __init__(self, address: str | None = None, num_workers: int | None = None) -> None:
+        self.ray = _import_ray()
+        self.address = address
+        self._owns = False
+        if not self.ray.is_initialized():
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else ray.init writes a token under the home folder
+            try:
+                self.ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = address or "a local instance"
+                raise ConfigError(f"config error: runtime.ray_address: cannot start or reach Ray at {where}: {str(error).splitlines()[0]}") from None
+            self._owns = True
+        resources = self.ray.cluster_resources()
+        self.cpus = int(resources.get("CPU", 1))
+        self.gpus = int(resources.get("GPU", 0))
+        self.num_workers = num_workers
+
+    def _parallel(self, gpu: bool) -> int:
+        if self.num_workers:
+            return self.num_workers
+        return max(1, self.gpus if gpu and self.gpus else self.cpus)
+
+    def map(self, task: Any, specs: Iterable[Any]) -> Iterator[Any]:
+        ray = self.ray
+        gpu = bool(task.stage.resources.gpu and self.gpus)
+        probe = ray.remote(num_cpus=0)(_store_visible)
+        if not ray.get(probe.remote(task.store_root)):
+            raise ConfigError(f"config error: runtime.cache_dir: {task.store_root} is not visible to the Ray workers; "
+                              "put runtime.cache_dir on a file system every node shares")
+        remote = ray.remote(_run_shard).options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES, retry_exceptions=False)
+        task_ref = ray.put(task)
+        parallel = self._parallel(gpu)
+        in_flight: list[Any] = []
+        iterator = iter(specs)
+        try:
+            while True:
+                while len(in_flight) < 2 * parallel:
+                    spec = next(iterator, None)
+                    if spec is None:
+                        break
+                    in_flight.append(remote.remote(task_ref, spec))
+                if not in_flight:
+                    return
+                done, in_flight = ray.wait(in_flight, num_returns=1)
+                yield self._result(done[0])
+        finally:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+
+    def _result(self, ref: Any) -> Any:
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except DataselectError:
+            raise  # the task's own one-line error (Ray re-raises it as an instance of its class)
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if getattr(error, "cause", None) is not None else error
+            if isinstance(cause, DataselectError):
+                raise cause from None
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ActorDiedError) as error:
+            raise WorkerError(f"a Ray worker died {MAX_RETRIES + 1} times on one shard ({type(error).__name__}); finished shards are kept "
+                              "and a rerun resumes from them") from None
+
+    def close(self) -> None:
+        if self._owns:
+            self.ray.shutdown()
+            self._owns = False
+
+    def describe(self) -> dict:
+        return {"executor": "ray", "address": self.address or "local", "cpus": self.cpus, "gpus": self.gpus, "workers": self.num_workers}

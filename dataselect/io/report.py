@@ -1,0 +1,339 @@
+"""report.html: a run's result at a glance, one self-contained file beside selection.parquet.
+
+Sections: the pool's score histogram with the selected range marked (one per task for per-task
+scores, up to MAX_TASK_PLOTS, else the per-sample max); the selection's composition against the
+pool's by each categorical field the pool's store holds (io/categorical.py); the method's own
+figures (per-task counts for RDS+, KL reduction for DSIR, cluster sizes and dedup removals, the
+window and proxy training loss for EL2N; every scalar metric in a table); counts, bad inputs,
+timings and throughput. Plots are PNGs embedded as base64 (no network, no script); every text is
+HTML-escaped. It is written after selection.parquet and manifest.json, and a failure to write it
+is one log line, never a lost run.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from dataselect.io import plots
+from dataselect.io.categorical import Composition, composition, store_fields
+from dataselect.io.shards import atomic_write_text
+from dataselect.select.base import Selection
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+MAX_TASK_PLOTS = 6  # per-task histograms; more tasks: one histogram of each sample's best task score
+TOP_VALUES = 15  # categorical values shown one by one; the rest are summed as "other"
+MAX_BAD_SHOWN = 20
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #212529; line-height: 1.4; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #dee2e6; padding-bottom: .2em; margin-top: 2em; }
+h3 { font-size: 1em; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
+th, td { border: 1px solid #dee2e6; padding: .2em .6em; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: .8em 0; } figcaption { font-size: .85em; color: #495057; }
+img { max-width: 100%; height: auto; } .note { color: #495057; font-size: .9em; }
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any) -> str:
+    """A cell's text: integers with separators, floats to 4 significant digits."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{esc(fmt(c))}</td>' if isinstance(c, (int, float, np.number)) and not isinstance(c, bool)
+                         else f"<td>{esc(fmt(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def image(png: bytes | None, alt: str, caption: str = "") -> str:
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}"><figcaption>{esc(caption)}</figcaption></figure>'
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{esc(text)}</p>'
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Scalar leaves of nested metrics as dotted keys; lists appear as their length."""
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.extend(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            out.append((name, f"[{len(value)} values]"))
+        else:
+            out.append((name, value))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# sections
+# ------------------------------------------------------------------------------------------------
+
+
+def task_names(metrics: dict[str, Any], count: int) -> list[str]:
+    """Names of the columns of [N, T] pool scores: RDS+'s `tasks` and DSIR's `targets` are in column order."""
+    for key in ("tasks", "targets"):
+        names = list(metrics.get(key) or {})
+        if len(names) == count:
+            return [str(n) for n in names]
+    return [f"task {t}" for t in range(count)]
+
+
+def threshold_text(chosen: np.ndarray) -> str:
+    """The selection threshold as the caption states it (the dashed line in the plot)."""
+    finite = chosen[np.isfinite(chosen)]
+    if not len(finite):
+        return ""
+    return f"; selection threshold (dashed: the lowest selected score) {finite.min():.6g}, highest selected {finite.max():.6g}"
+
+
+def scores_section(selection: Selection, method: str) -> str:
+    pool = selection.pool_scores
+    if pool is None:
+        return note("This method keeps no per-sample pool scores.")
+    chosen = np.asarray(selection.scores, np.float64)
+    parts = []
+    if pool.ndim == 2 and pool.shape[1] == 1:
+        pool = pool[:, 0]
+    if pool.ndim == 1:
+        parts.append(image(plots.score_histogram(pool, chosen, f"{method}: pool scores", "score"), "histogram of pool scores",
+                           "Every pool row's score (grey) and the selected rows' (orange)" + threshold_text(chosen) + "."))
+        missing = len(pool) - (plots.finite_range(pool) or (0, 0, 0))[2]
+        if missing:
+            parts.append(note(f"{missing:,} pool rows have no finite score and are not drawn."))
+        return "".join(parts)
+    names = task_names(selection.metrics, pool.shape[1])
+    tasks = selection.columns.get("task")
+    if pool.shape[1] <= MAX_TASK_PLOTS and tasks is not None:
+        task_of = np.asarray(tasks, dtype=object)
+        for t, name in enumerate(names):
+            parts.append(image(plots.score_histogram(pool[:, t], chosen[task_of == name], f"{method}: scores for task {name}", "score"),
+                               f"histogram of pool scores for task {name}",
+                               f"Task {name}: every pool row's score, and the rows this task chose (orange)" + threshold_text(chosen[task_of == name]) + "."))
+        return "".join(parts)
+    best = np.max(np.where(np.isfinite(pool), pool, -np.inf), axis=1)  # [N]
+    parts.append(image(plots.score_histogram(best, chosen, f"{method}: each pool row's best task score", "max score over tasks"),
+                       "histogram of per-sample max scores",
+                       f"{pool.shape[1]} tasks: each row's highest task score; orange: the selected rows' scores" + threshold_text(chosen) + "."))
+    return "".join(parts)
+
+
+def composition_table(found: Composition) -> tuple[str, list[Any], list[float], list[float]]:
+    """The table, and the shown values with their pool and selected shares."""
+    pool_total, selected_total = max(found.pool_rows, 1), max(found.selected_rows, 1)
+    shown = [value for value, _ in found.pool.most_common(TOP_VALUES)]
+    shown += [value for value, _ in found.selected.most_common(TOP_VALUES) if value not in shown][: max(0, TOP_VALUES + 5 - len(shown))]
+    rows, pool_shares, selected_shares = [], [], []
+    for value in shown:
+        p, s = found.pool.get(value, 0) / pool_total, found.selected.get(value, 0) / selected_total
+        rows.append(["(missing)" if value is None else value, found.pool.get(value, 0), f"{100 * p:.2f}%", found.selected.get(value, 0),
+                     f"{100 * s:.2f}%", f"{s / p:.2f}x" if p else "-"])
+        pool_shares.append(100 * p)
+        selected_shares.append(100 * s)
+    rest = [v for v in set(found.pool) | set(found.selected) if v not in shown]
+    if rest:
+        p = sum(found.pool.get(v, 0) for v in rest)
+        s = sum(found.selected.get(v, 0) for v in rest)
+        rows.append([f"(other {len(rest)} values)", p, f"{100 * p / pool_total:.2f}%", s, f"{100 * s / selected_total:.2f}%", "-"])
+    headers = [found.field, "pool rows", "pool share", "selected rows", "selected share", "selected / pool share"]
+    return table(headers, rows), shown, pool_shares, selected_shares
+
+
+def composition_section(selection: Selection, store: Any | None) -> str:
+    fields = store_fields(store) if store is not None else []
+    if not fields:
+        return note("No categorical field to break the selection down by: the input has no short string field with few distinct "
+                    "values among its first records. Name one with output.report_field.")
+    parts = []
+    for field in fields:
+        found = composition(store, field, selection.positions)
+        if found.pool_rows == found.pool.get(None, 0):
+            parts.append(f"<h3>{esc(field)}</h3>" + note(f"No pool row has a field {field!r}."))
+            continue
+        rows, shown, pool_shares, selected_shares = composition_table(found)
+        chart = plots.paired_bars(shown, pool_shares, selected_shares, ("pool", "selection"), f"composition by {field}", "share of rows (%)")
+        parts.append(f"<h3>By <code>{esc(field)}</code></h3>" + rows
+                     + image(chart, f"composition by {field}", f"Share of pool rows ({found.pool_rows:,}) and of selected rows "
+                             f"({found.selected_rows:,}) per value of {field}."))
+    return "".join(parts)
+
+
+def _rds_figures(selection: Selection, metrics: dict[str, Any]) -> str:
+    tasks = metrics.get("tasks") or {}
+    picked = Counter(selection.columns["task"]) if "task" in selection.columns else Counter({name: len(selection.ids) for name in tasks})
+    out = table(["task", "target samples", "selected"], [[name, count, picked.get(name, 0)] for name, count in tasks.items()])
+    if len(tasks) > 1:
+        out += image(plots.bars(list(tasks), [picked.get(n, 0) for n in tasks], "selected samples per task", "task", "selected"),
+                     "selected samples per task", "Rows each task chose in the round-robin.")
+    return out
+
+
+def _dsir_figures(metrics: dict[str, Any]) -> str:
+    out = table(["KL(target || selected)", "KL(target || random selection)", "KL reduction"],
+                [[metrics["kl_target_selected"], metrics.get("kl_target_random"), metrics["kl_reduction"]]])
+    targets = metrics.get("targets") or {}
+    if targets:
+        keys = ["proportion", "quota", "selected", "target_ngrams", "kl_target_selected", "kl_target_random"]
+        out += table(["target", *keys], [[name, *(info.get(k) for k in keys)] for name, info in targets.items()])
+        names = list(targets)
+        out += image(plots.paired_bars(names, [targets[n].get("kl_target_random", 0) for n in names],
+                                       [targets[n].get("kl_target_selected", 0) for n in names],
+                                       ("random selection", "DSIR selection"), "KL divergence from each target", "KL(target || ...)"),
+                     "KL divergence per target", "Lower is closer to the target; the gap is the KL reduction.")
+    return out
+
+
+def _cluster_figures(metrics: dict[str, Any]) -> str:
+    sizes = metrics["cluster_sizes"]
+    overlays = {}
+    if metrics.get("selected_per_cluster"):
+        overlays["selected"] = metrics["selected_per_cluster"]
+    dedup = metrics.get("dedup") or {}
+    if dedup.get("removed_per_cluster"):
+        overlays["removed by semantic dedup"] = dedup["removed_per_cluster"]
+    sizes_array = np.asarray(sizes)
+    out = table(["clusters", "smallest", "median", "largest", "removed by semantic dedup"],
+                [[len(sizes), int(sizes_array.min(initial=0)), float(np.median(sizes_array)) if len(sizes) else None,
+                  int(sizes_array.max(initial=0)), dedup.get("removed")]])
+    out += image(plots.sized_bars(sizes, overlays, "cluster sizes"), "cluster sizes",
+                 "Unique samples per cluster (grey), largest first, with the rows selected from each and those semantic dedup removed.")
+    return out
+
+
+def loss_curves(metrics: dict[str, Any]) -> dict[str, list[float]]:
+    """Training-loss series a method reports (EL2N's proxy: a list, or one list per seed), by name."""
+    proxy = metrics.get("proxy") if isinstance(metrics.get("proxy"), dict) else {}
+    for source in (proxy, metrics):
+        for key, value in source.items():
+            if "loss" not in key or not isinstance(value, (list, tuple)) or not value:
+                continue
+            if all(isinstance(v, (int, float)) for v in value):
+                return {key: list(value)}
+            if all(isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v) for v in value):
+                return {f"{key} (seed {i})": list(v) for i, v in enumerate(value)}
+    return {}
+
+
+def _el2n_figures(metrics: dict[str, Any]) -> str:
+    keys = ["score", "keep", "window_min", "window_max", "pool_min", "pool_mean", "pool_max", "unscored_bad"]
+    out = table(keys, [[metrics.get(k) for k in keys]])
+    series = loss_curves(metrics)
+    if series:
+        out += image(plots.curves(series, "proxy training loss", "step", "loss"), "proxy training loss", "The proxy model's training loss per step.")
+    return out
+
+
+def method_section(selection: Selection, method: str) -> str:
+    metrics = selection.metrics or {}
+    parts = []
+    if "tasks" in metrics:
+        parts.append(_rds_figures(selection, metrics))
+    if "kl_reduction" in metrics:
+        parts.append(_dsir_figures(metrics))
+    if metrics.get("cluster_sizes"):
+        parts.append(_cluster_figures(metrics))
+    if "window_min" in metrics:
+        parts.append(_el2n_figures(metrics))
+    scalars = flatten(metrics)
+    if scalars:
+        parts.append(f"<h3>Every figure {esc(method)} reports</h3>" + table(["metric", "value"], scalars))
+    return "".join(parts) or note("The method reports no figures of its own.")
+
+
+def counts_section(manifest: dict[str, Any]) -> str:
+    counts = manifest.get("counts") or {}
+    parts = [table(["count", "value"], [[k.replace("_", " "), v] for k, v in counts.items()])]
+    for role in ("input", "target"):
+        stats = manifest.get(role)
+        if not stats or not stats.get("skipped"):
+            continue
+        parts.append(f"<h3>Bad {'pool' if role == 'input' else 'target'} inputs: {stats['skipped']:,} skipped</h3>")
+        parts.append(table(["reason", "records"], sorted(stats.get("skipped_by_reason", {}).items(), key=lambda kv: -kv[1])))
+        bad = stats.get("bad_inputs", [])[:MAX_BAD_SHOWN]
+        parts.append(table(["file", "line", "reason"], [[b.get("file"), b.get("line"), b.get("reason")] for b in bad]))
+        if stats["skipped"] > len(bad):
+            parts.append(note(f"The first {len(bad)} are listed; manifest.json lists up to 1,000."))
+    return "".join(parts)
+
+
+def timings_section(manifest: dict[str, Any]) -> str:
+    timings = dict(manifest.get("timings_s") or {})
+    total = timings.pop("total", None) or sum(timings.values()) or 1.0
+    parts = [table(["stage", "seconds", "share of the run"], [[k, v, f"{100 * v / total:.1f}%"] for k, v in timings.items()]
+                   + [["total", total, "100%"]])]
+    if timings:
+        parts.append(image(plots.bars(list(timings), list(timings.values()), "wall time per stage", "stage", "seconds"),
+                           "wall time per stage", f"Seconds per stage of the {total:.1f} s run."))
+    stages = manifest.get("stages") or {}
+    if stages:
+        keys = ["stage", "cache", "shards", "resumed_shards", "docs", "tokens", "seconds"]
+        parts.append(table(["source", *keys], [[name, *(info.get(k) for k in keys)] for name, info in stages.items()]))
+    throughput = manifest.get("throughput") or {}
+    if throughput:
+        parts.append("<h3>Throughput</h3>" + table(["figure", "value"], list(throughput.items())))
+    return "".join(parts)
+
+
+def render(selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> str:
+    """The whole page as one string."""
+    config = manifest.get("config") or {}
+    method = (config.get("method") or {}).get("name", "?")
+    counts = manifest.get("counts") or {}
+    inputs = [("pool", (config.get("input") or {}).get("path")), ("target", (config.get("target") or {}).get("path")),
+              ("model", (config.get("model") or {}).get("name")), ("budget", (config.get("method") or {}).get("budget")),
+              ("output", (config.get("output") or {}).get("dir"))]
+    head = (f"<h1>dataselect report: {esc(method)}</h1>"
+            f"<p>Selected <b>{esc(fmt(counts.get('selected')))}</b> of {esc(fmt(counts.get('unique')))} unique pool samples "
+            f"({esc(fmt(counts.get('read')))} read, {esc(fmt(counts.get('skipped')))} skipped as bad) in "
+            f"{esc(fmt((manifest.get('timings_s') or {}).get('total')))} s.</p>"
+            + table(["", ""], [[k, v] for k, v in inputs if v is not None]))
+    sections = [("Scores", scores_section(selection, method)), ("Composition", composition_section(selection, pool_store)),
+                (f"Method figures ({method})", method_section(selection, method)), ("Counts and bad inputs", counts_section(manifest)),
+                ("Timings", timings_section(manifest))]
+    body = head + "".join(f"<section><h2>{esc(title)}</h2>{content}</section>" for title, content in sections)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>dataselect report: {esc(method)}</title>'
+            f'<link rel="icon" href="data:,"><style>{STYLE}</style></head><body>{body}</body></html>\n')
+
+
+def write_report(output_dir: Path, selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> Path:
+    path = Path(output_dir) / REPORT_NAME
+    atomic_write_text(path, render(selection, manifest, pool_store))
+    return path
+
+
+def write_report_safely(output_dir: Path, selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> Path | None:
+    """write_report, or one log line: the selection and manifest are already written and stay valid."""
+    try:
+        return write_report(output_dir, selection, manifest, pool_store)
+    except Exception as error:  # noqa: BLE001 - a picture of the run must never cost the run
+        logger.warning("report.html not written (%s: %s); selection.parquet and manifest.json are complete", type(error).__name__, error)
+        return None

@@ -1,0 +1,177 @@
+"""The loss score stage (kind "loss"): per-sample mean-token EL2N and loss, with a causal LM
+(model.name) or with the trained proxies (averaged over their seeds).
+
+Per shard it returns the columns el2n, loss (float32; NaN for a sample that cannot be scored),
+n_tokens (counted tokens), truncated (the sample was cut to its scoring window) and error (None, or
+why the sample is bad input: no response tokens, ...), and for proxies the per-seed arrays
+el2n_seeds and loss_seeds [n, seeds]. The stage holds configuration only until `setup` loads the
+model in the worker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dataselect.config import ModelConfig, ProxyConfig, SourceConfig
+from dataselect.scoring.stage import Resources, ShardOutput
+
+if TYPE_CHECKING:
+    from dataselect.io.sources import Sample
+    from dataselect.scoring.proxy import TrainedProxies
+
+MASKS_VERSION = 1  # bump when loss_masks changes which tokens count
+
+
+def average_over_seeds(per_seed: np.ndarray) -> np.ndarray:
+    """The Data Diet average: per-seed scores [S, n] -> their mean [n] (NaN stays NaN)."""
+    return np.asarray(per_seed, np.float64).mean(axis=0).astype(np.float32)
+
+
+@dataclass
+class LossStage:
+    """Loss scores of one source. proxies=None: score with model.name (a causal LM)."""
+
+    model: ModelConfig
+    source: SourceConfig
+    device: str = "auto"  # runtime.device, used when setup gets no device
+    batch_tokens: int = 16384
+    proxies: "TrainedProxies | None" = None
+    proxy_config: ProxyConfig | None = None
+    tokenizer_name: str | None = None  # the proxies' tokenizer (default: model.name's)
+
+    kind = "loss"
+
+    def __post_init__(self) -> None:
+        from dataselect.scoring.models import resolve_device
+
+        self.resources = Resources(gpu=resolve_device(self.device).type == "cuda")
+        self._scorers: list[Any] | None = None
+        self._encoder: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_scorers"], state["_encoder"] = None, None  # weights never travel: each worker loads its own
+        return state
+
+    def identity(self) -> dict[str, Any]:
+        from dataselect.scoring.causal import causal_lm_config, require_causal_lm
+        from dataselect.scoring.models import resolve_device, resolve_dtype
+
+        device = resolve_device(self.device)
+        # batch_tokens: the padded width of a batch changes float sums by an ulp, and a cached store must
+        # hold exactly what this config computes
+        common = {"stage": "loss", "masks": MASKS_VERSION, "batch_tokens": self.batch_tokens}
+        if self.proxies is not None:
+            return common | {"scorer": "proxy", "device_type": device.type, **self.proxies.identity}
+        path, hf_config = causal_lm_config(self.model.name, self.model.trust_remote_code)
+        require_causal_lm(self.model.name, hf_config)
+        return common | {
+            "scorer": "model",
+            "model": path,
+            "model_type": getattr(hf_config, "model_type", None),
+            "name_or_path": getattr(hf_config, "_name_or_path", None),
+            "max_length": self.model.max_length,
+            "dtype": str(resolve_dtype(self.model.dtype, device)),
+            "device_type": device.type,
+        }
+
+    def setup(self, device: str | None) -> None:
+        import torch
+
+        from dataselect.scoring.causal import LossScorer, SampleEncoder, check_head_matches_logits, load_causal_lm
+        from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
+
+        if self.proxies is None:
+            loaded = load_causal_lm(self.model, device or self.device)
+            check_head_matches_logits(loaded.model, loaded.device, loaded.dtype, int(loaded.model.config.vocab_size))
+            tokenizer = loaded.tokenizer
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+            self._encoder = SampleEncoder(tokenizer, self.source, loaded.max_length)
+            self._scorers = [LossScorer(loaded.model, loaded.device, loaded.dtype, int(pad), self.batch_tokens)]
+            return
+        from dataselect.scoring.proxy import load_proxies
+
+        assert self.proxy_config is not None
+        torch_device = resolve_device(device or self.device)
+        tokenizer = load_tokenizer(resolve_model_path(self.tokenizer_name or self.model.name))
+        id_map, models = load_proxies(self.proxies.path, self.proxy_config, torch_device)
+        self._encoder = SampleEncoder(tokenizer, self.source, self.proxy_config.context, id_map)
+        self._scorers = [LossScorer(m, torch_device, torch.float32, 0, self.batch_tokens) for m in models]
+
+    def score(self, samples: list["Sample"]) -> ShardOutput:
+        if self._scorers is None:
+            raise RuntimeError("LossStage.score before setup")
+        prepared = self._encoder.encode([s.text for s in samples], [s.record for s in samples])
+        results = [scorer.score(prepared) for scorer in self._scorers]
+        el2n_seeds = np.stack([r[0] for r in results])  # [S, n]
+        loss_seeds = np.stack([r[1] for r in results])  # [S, n]
+        n_tokens = results[0][2]  # [n] the same masks for every seed
+        import pyarrow as pa
+
+        columns = {  # typed, so a shard without any error (a null column) has the same schema as one with
+            "el2n": pa.array(average_over_seeds(el2n_seeds), pa.float32()),
+            "loss": pa.array(average_over_seeds(loss_seeds), pa.float32()),
+            "n_tokens": pa.array(n_tokens, pa.int64()),
+            "truncated": pa.array([p.truncated for p in prepared], pa.bool_()),
+            "error": pa.array([p.error for p in prepared], pa.string()),
+        }
+        arrays = {} if self.proxies is None else {"el2n_seeds": el2n_seeds.T.copy(), "loss_seeds": loss_seeds.T.copy()}
+        counters = {
+            "docs": len(samples),
+            "tokens": int(sum(len(p.ids) for p in prepared)),
+            "scored_tokens": int(n_tokens.sum()),
+            "padded_tokens": int(sum(s.padded_tokens for s in self._scorers[:1])),
+            "bad": int(sum(p.error is not None for p in prepared)),
+        }
+        for scorer in self._scorers:
+            scorer.padded_tokens = 0
+        return ShardOutput(columns=columns, arrays=arrays, counters=counters)
+
+    def close(self) -> None:
+        self._scorers, self._encoder = None, None
+
+
+def uses_proxy(config: Any) -> bool:
+    """method.el2n.scorer auto: the proxy for the bundled default model (an encoder), model.name when it
+    is a causal LM, and a config error for any other model."""
+    from dataselect.scoring.causal import causal_lm_config, require_causal_lm
+    from dataselect.scoring.models import BUNDLED_NAMES
+
+    scorer = config.method.el2n.scorer
+    if scorer == "proxy" or (scorer == "auto" and config.model.name.lower() in BUNDLED_NAMES):
+        return True
+    _, hf_config = causal_lm_config(config.model.name, config.model.trust_remote_code)
+    require_causal_lm(config.model.name, hf_config)
+    return False
+
+
+def loss_stage_for(config: Any, cache_root: Any, pool_samples: Any) -> LossStage:
+    """The loss stage a run's config asks for. With the proxy, it is trained first (or found in the
+    cache) on a seeded random part of `pool_samples()` (an iterable of rendered Samples)."""
+    from pathlib import Path
+
+    from dataselect.scoring.models import load_tokenizer, resolve_model_path
+    from dataselect.scoring.proxy import train_proxies, training_sample
+
+    stage = LossStage(config.model, config.input, config.runtime.device, config.runtime.batch_tokens)
+    if not uses_proxy(config):
+        return stage
+    proxy = config.method.el2n.proxy
+    path = resolve_model_path(config.model.name)
+    tokenizer = load_tokenizer(path, config.model.trust_remote_code)
+    samples = training_sample(pool_samples(), proxy.sample, config.method.seed)
+    if not samples:
+        from dataselect.errors import InputError
+
+        raise InputError("input error: input.path: no usable samples to train the proxy model on")
+    seeds = [config.method.seed + i for i in range(proxy.seeds)]
+    try:
+        trained = train_proxies(samples, tokenizer, path, config.input, proxy, seeds, Path(cache_root), config.runtime.progress)
+    except ValueError as error:
+        from dataselect.errors import InputError
+
+        raise InputError(f"input error: input.path: cannot train the proxy model: {error}") from None
+    return LossStage(config.model, config.input, config.runtime.device, config.runtime.batch_tokens,
+                     proxies=trained, proxy_config=proxy, tokenizer_name=config.model.name)

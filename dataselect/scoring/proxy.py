@@ -1,0 +1,249 @@
+"""The proxy model: a small GPT-2-style causal LM trained on a seeded random part of the pool, for
+loss scores when no causal LM is given (the Data Diet protocol: scores are read early in training
+and averaged over several training seeds).
+
+Sized for a CPU: the output (and input) vocabulary is reduced to the training sample's most frequent
+token ids plus one "other" class, so the LM head is small; the windows are short; training is a few
+large steps over packed windows (no padding). The windows are the ones that are scored later
+(scoring/loss_masks.token_window): a response and at most half a context of prompt before it.
+
+What the proxies learn depends on everything in `ProxyPlan.identity()`: the training config, the
+seeds, the tokenizer, the sample's ids and texts (hashed); that identity is part of the loss stage's
+cache key, and the trained weights are cached under it.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dataselect.config import ProxyConfig, SourceConfig
+from dataselect.scoring.causal import SampleEncoder
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when training changes what the same config learns
+
+
+def _key(seed: int, sample_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{sample_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def training_sample(samples: Iterable[Any], size: int | float, seed: int) -> list[Any]:
+    """A uniform random part of the pool, in stream order, that does not depend on how the pool is
+    read or sharded: by a seeded hash of each sample's id, the `size` smallest hashes (a count; memory:
+    `size` samples), or every sample whose hash falls under the fraction `size` (a float)."""
+    if isinstance(size, float):
+        limit = int(size * 2**64)
+        return [sample for sample in samples if _key(seed, sample.id) < limit]
+    heap: list[tuple[int, int, Any]] = []  # the `size` smallest keys, as a max-heap (negated keys)
+    for order, sample in enumerate(samples):
+        key = _key(seed, sample.id)
+        if len(heap) < size:
+            heapq.heappush(heap, (-key, order, sample))
+        elif -heap[0][0] > key:
+            heapq.heapreplace(heap, (-key, order, sample))
+    return [sample for _, _, sample in sorted(heap, key=lambda item: item[1])]
+
+
+def reduced_vocabulary(ids: np.ndarray, tokenizer_vocab: int, size: int) -> np.ndarray:
+    """id_map [tokenizer_vocab] int64: the `size - 1` most frequent ids of `ids` (ties: the smaller id)
+    get classes 0..size-2 in that order, every other id the "other" class size - 1."""
+    counts = np.bincount(ids, minlength=tokenizer_vocab)[:tokenizer_vocab]  # [vocab]
+    kept = np.lexsort((np.arange(tokenizer_vocab), -counts))[: size - 1]
+    kept = kept[counts[kept] > 0]
+    id_map = np.full(tokenizer_vocab, len(kept), np.int64)  # [vocab] "other" by default
+    id_map[kept] = np.arange(len(kept))
+    return id_map
+
+
+def _unshifted_targets(id_map: np.ndarray, ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """HF-style labels (the model shifts them) from next-token labels: position t + 1 is a target
+    where labels[t] is. ids, labels [n] -> [n] mapped ids or -100"""
+    out = np.full(len(ids), -100, np.int64)  # [n]
+    counted = labels[:-1] != -100  # [n - 1] position t predicts a counted token t + 1
+    out[1:][counted] = id_map[ids[1:][counted]]
+    return out
+
+
+def packed_rows(windows: Sequence[np.ndarray], context: int) -> np.ndarray:
+    """Windows laid end to end and cut into rows of `context` tokens (the tail is dropped): [R, context]"""
+    stream = np.concatenate(list(windows)) if windows else np.zeros(0, np.int64)
+    rows = len(stream) // context
+    return stream[: rows * context].reshape(rows, context)
+
+
+def proxy_model(config: ProxyConfig, vocab: int) -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # its notes on a config without bos/eos ids are noise here
+    gpt2 = GPT2Config(
+        vocab_size=vocab, n_positions=config.context, n_embd=config.hidden, n_layer=config.layers,
+        n_head=config.heads, n_inner=4 * config.hidden, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=None, eos_token_id=None,
+    )
+    return GPT2LMHeadModel(gpt2)
+
+
+def training_steps(config: ProxyConfig, rows: int) -> int:
+    """config.steps, but at most config.epochs passes over the rows: a small pool is not memorised
+    (and a demo pool trains in seconds)."""
+    return max(1, min(config.steps, math.ceil(config.epochs * rows / config.batch_size)))
+
+
+def _learning_rate(step: int, steps: int, peak: float) -> float:
+    """Linear warm-up over the first 10% of steps, then cosine decay to a tenth of the peak."""
+    warmup = max(1, steps // 10)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
+              label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
+              callback: Callable[[int, torch.nn.Module], None] | None = None,
+              targets: np.ndarray | None = None) -> tuple[torch.nn.Module, list[float]]:
+    """Trains one proxy on packed rows [R, context] for training_steps(config, R) steps of
+    config.batch_size rows (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
+
+    objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
+    bench); None is the plain mean token loss. callback(step, model) runs after each step. targets
+    [R, context] (token ids, -100 where a token is not a target) restricts the plain loss to them."""
+    if len(rows) == 0:
+        raise ValueError("no training rows: the training sample is shorter than one context")
+    torch.manual_seed(seed)
+    model = proxy_model(config, vocab)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    order = np.zeros(0, np.int64)
+    losses: list[float] = []
+    steps = training_steps(config, len(rows))
+    bar = tqdm(range(steps), desc=f"train {label} (seed {seed})", unit="step", disable=not progress, leave=False)
+    for step in bar:
+        if len(order) < config.batch_size:
+            order = np.concatenate([order, rng.permutation(len(rows))])
+        batch, order = order[: config.batch_size], order[config.batch_size :]
+        x = torch.from_numpy(rows[batch])  # [b, T]
+        y = x if targets is None else torch.from_numpy(targets[batch])  # [b, T] HF shifts them by one
+        if targets is not None and not bool((y != -100).any()):
+            y = x  # a batch without any target token (rare): the plain loss rather than NaN
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(step, steps, config.lr)
+        loss = model(input_ids=x, labels=y).loss if objective is None else objective(model, x, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if callback is not None:
+            callback(step, model)
+    bar.close()
+    return model.eval(), losses
+
+
+@dataclass
+class ProxyPlan:
+    """What the proxies are trained from: config, seeds, tokenizer, and the training sample's digest."""
+
+    config: ProxyConfig
+    seeds: list[int]
+    tokenizer_path: str
+    sample_digest: str
+    sample_size: int
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "proxy_format": FORMAT_VERSION,
+            "proxy": self.config.model_dump(mode="json"),
+            "seeds": list(self.seeds),
+            "tokenizer": self.tokenizer_path,
+            "sample": self.sample_digest,
+            "sample_size": self.sample_size,
+        }
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:24]
+
+
+def sample_digest(samples: Sequence[Any]) -> str:
+    """A hash of the training sample's ids and texts, in order."""
+    digest = hashlib.sha256()
+    for sample in samples:
+        digest.update(sample.id.encode("utf-8", "surrogatepass") + b"\0" + sample.text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()[:24]
+
+
+@dataclass
+class TrainedProxies:
+    """The trained proxies, as the loss stage loads them in each worker: a file and its identity."""
+
+    path: str
+    identity: dict[str, Any]
+
+
+def train_proxies(
+    samples: Sequence[Any],
+    tokenizer: Any,
+    tokenizer_path: str,
+    source: SourceConfig,
+    config: ProxyConfig,
+    seeds: Sequence[int],
+    cache_dir: Path,
+    progress: bool = True,
+) -> TrainedProxies:
+    """Trains (or finds in cache_dir) one proxy per seed on `samples`, and saves them in one file."""
+    plan = ProxyPlan(config, list(seeds), tokenizer_path, sample_digest(samples), len(samples))
+    path = Path(cache_dir) / "proxy" / f"{plan.key()}.pt"
+    if path.exists():
+        logger.info("proxy models found in the cache: %s", path)
+        return TrainedProxies(str(path), plan.identity())
+    encoder = SampleEncoder(tokenizer, source, config.context)
+    encoded = encoder.encode([s.text for s in samples], [s.record for s in samples])
+    prepared = [p for p in encoded if p.error is None]
+    if not prepared:
+        raise ValueError(f"no training sample has tokens to score (the first: {encoded[0].error})" if encoded else "no training samples")
+    vocab_size = max(len(tokenizer), int(max(int(p.ids.max()) for p in prepared)) + 1)
+    id_map = reduced_vocabulary(np.concatenate([p.ids for p in prepared]), vocab_size, config.vocab)
+    rows = packed_rows([id_map[p.ids] for p in prepared], config.context)  # [R, context]
+    targets = None
+    if config.train_tokens == "scored":  # only the tokens a score counts are targets (the responses)
+        targets = packed_rows([_unshifted_targets(id_map, p.ids, p.labels) for p in prepared], config.context)  # [R, context]
+    states, curves = [], []
+    started = time.perf_counter()
+    for seed in seeds:
+        model, losses = train_one(rows, int(id_map.max()) + 1, config, seed, progress, targets=targets)
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        curves.append(losses)
+        logger.info("proxy seed %d: training loss %.3f -> %.3f over %d steps", seed, losses[0], losses[-1], len(losses))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"identity": plan.identity(), "id_map": torch.from_numpy(id_map), "states": states, "losses": curves,
+                "rows": int(len(rows)), "seconds": time.perf_counter() - started}, tmp)
+    tmp.replace(path)  # atomic: a half-written file is never taken for a finished one
+    return TrainedProxies(str(path), plan.identity())
+
+
+def load_proxies(path: str, config: ProxyConfig, device: torch.device) -> tuple[np.ndarray, list[torch.nn.Module]]:
+    """(id_map [vocab], one eval-mode model per seed) from a train_proxies file."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    id_map = saved["id_map"].numpy().astype(np.int64)
+    models = []
+    for state in saved["states"]:
+        model = proxy_model(config, int(id_map.max()) + 1)
+        model.load_state_dict(state)
+        models.append(model.eval().to(device))
+    return id_map, models

@@ -1,0 +1,137 @@
+"""`runtime.executor: ray` on a local Ray instance: the same selection as the local executor, resume
+after SIGKILL, a worker that dies is retried, and clear errors."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from support import EXECUTOR_METHODS as METHODS
+from support import executor_config as _config
+from support import executor_pool as _pool
+from support import selection_bytes as _selection_bytes
+
+import dataselect
+import dataselect.pipeline
+from dataselect.executors.local import InProcessExecutor
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local instance for the module (ray.init costs seconds); a short temp path (Ray's socket paths cap it)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir="/tmp/ray-ds-tests")
+    yield
+    ray.shutdown()
+
+
+def _ray_executor():
+    from dataselect.executors.ray import RayExecutor
+
+    return RayExecutor()  # joins the running instance, leaves it running
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_ray_gives_the_local_executors_selection(tmp_path, tiny_bert_dir, ray_instance, method):
+    pool, target = _pool(tmp_path)
+    extra = METHODS[method]
+    local = _selection_bytes(tmp_path, "local", InProcessExecutor(), tiny_bert_dir, pool, target, extra)
+    on_ray = _selection_bytes(tmp_path, "ray", _ray_executor(), tiny_bert_dir, pool, target, extra)
+    assert local == on_ray
+
+
+class DiesOnce:
+    """A sample stage whose worker process dies (os._exit) on its first shard: Ray must retry the shard."""
+
+    kind = "samples"
+    token_unit = "tokens"
+
+    def __init__(self, marker: str) -> None:
+        from dataselect.scoring.stage import Resources
+
+        self.marker = marker
+        self.resources = Resources()
+
+    def identity(self):
+        # its own stage token: Ray workers reused from an earlier test hold a set-up SampleStage (identity {}),
+        # which `ready` would hand back instead of this stage
+        return {"dies_once": self.marker}
+
+    def setup(self, device):
+        pass
+
+    def score(self, samples):
+        from dataselect.scoring.stage import ShardOutput
+
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)  # the worker process dies mid-shard
+        return ShardOutput()
+
+    def close(self):
+        pass
+
+
+def test_a_ray_worker_that_dies_is_retried(tmp_path, tiny_bert_dir, ray_instance, monkeypatch):
+    import dataselect.select.random as random_method
+
+    pool, target = _pool(tmp_path, copies=1)
+    reference = _selection_bytes(tmp_path, "ref", InProcessExecutor(), tiny_bert_dir, pool, target, {"method.name": "random"})
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    monkeypatch.setattr(random_method, "SampleStage", lambda: DiesOnce(str(tmp_path / "died")))
+    got = _selection_bytes(tmp_path, "dies", _ray_executor(), tiny_bert_dir, pool, target, {"method.name": "random"})
+    assert (tmp_path / "died").exists() and got == reference
+
+
+def test_an_unreachable_cluster_is_one_line(tmp_path, monkeypatch):
+    from dataselect.errors import ConfigError
+    from dataselect.executors.ray import RayExecutor
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(ConfigError, match="runtime.ray_address: cannot start or reach Ray at 127.0.0.1:1"):
+        RayExecutor(address="127.0.0.1:1")
+
+
+def _kill_processes_mentioning(text: str) -> None:
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if text.encode() in (proc / "cmdline").read_bytes() or text.encode() in (proc / "environ").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+def test_a_run_on_ray_killed_mid_score_resumes(tmp_path, tiny_bert_dir):
+    pool, target = _pool(tmp_path, copies=20)  # 52 shards
+    extra = {"runtime.executor": "ray", "runtime.num_workers": 2}
+    config = _config(tmp_path, "killed", tiny_bert_dir, pool, target, extra)
+    reference = dataselect.pipeline.run(_config(tmp_path, "ref", tiny_bert_dir, pool, target, {}), quiet=True, executor=InProcessExecutor())
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f'''
+        import json, os, dataselect
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        if __name__ == "__main__":
+            dataselect.run(dataselect.Config.model_validate_json({config.model_dump_json()!r}))
+    '''))
+    cache = tmp_path / "killed" / "cache"
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True,
+                               env={**os.environ, "RAY_TMPDIR": "/tmp/ray-ds-kill"})
+    deadline = time.monotonic() + 180
+    while len(list(cache.glob("embeddings/*/shard-*.done.json"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    _kill_processes_mentioning("/tmp/ray-ds-kill")  # the killed driver's Ray instance (raylet, GCS) outlives it
+    finished = len(list(cache.glob("embeddings/*/shard-*.done.json")))
+    assert 3 <= finished < 52, f"the kill came at {finished} finished shards"
+    resumed = dataselect.pipeline.run(config.model_copy(update={"runtime": config.runtime.model_copy(update={"executor": "local"})}), quiet=True)
+    assert resumed.manifest["stages"]["pool"]["resumed_shards"] >= finished
+    assert resumed.manifest["stages"]["pool"]["docs"] == 360 - 7 * resumed.manifest["stages"]["pool"]["resumed_shards"]
+    assert (Path(resumed.output_dir) / "selection.parquet").read_bytes() == (Path(reference.output_dir) / "selection.parquet").read_bytes()

@@ -1,0 +1,222 @@
+"""report.html: its content (scores with the threshold, composition against the pool, method figures,
+counts and timings), that every text is escaped, that a failure to write it never costs the run, and
+that it loads in headless Chromium with every image decoded."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from support import write_jsonl
+
+import dataselect
+from dataselect.io import categorical, report
+
+SOURCES = ["math", "cooking", "travel", "<b>odd</b> & $x$"]  # the last must come out escaped, not as markup
+
+
+def _pool(path: Path, n: int = 48) -> Path:
+    rows = []
+    for i in range(n):
+        source = SOURCES[i % len(SOURCES)]
+        prompt = f"Sam has {i} apples and buys {i % 5} more. How many apples?" if source == "math" else f"Tell me about {source} number {i}."
+        rows.append({"id": f"p{i}", "source": source, "lang": "en" if i % 3 else "de", "prompt": prompt, "response": f"Answer {i}."})
+    return write_jsonl(path, rows)
+
+
+def _run(tmp_path: Path, model: Path, **extra) -> dataselect.pipeline.RunResult:
+    pool = _pool(tmp_path / "pool.jsonl")
+    target = write_jsonl(tmp_path / "target.jsonl", [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many?", "response": "9"},
+                                                     {"id": "t1", "prompt": "Tom has 3 coins and finds 2. How many?", "response": "5", "task": "b"}])
+    overrides = {"input.path": str(pool), "target.path": str(target), "model.name": str(model), "method.name": "rds", "method.budget": 8,
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.num_workers": 0,
+                 "runtime.progress": False, "output.show_top": 0, **extra}
+    from dataselect.pipeline import run
+
+    return run(dataselect.load_config(None, overrides), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def rds_run(tiny_bert_dir, tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("report"), tiny_bert_dir)
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def _section(page: str, title: str) -> str:
+    match = re.search(rf"<section><h2>{re.escape(title)}[^<]*</h2>(.*?)</section>", page, re.S)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+def test_the_report_shows_scores_threshold_composition_and_figures(rds_run):
+    out = rds_run.output_dir
+    page = (out / "report.html").read_text(encoding="utf-8")
+    images = _images(page)
+    assert len(images) >= 3  # score histogram, composition chart(s), timings
+    from PIL import Image
+
+    for png in images:
+        width, height = Image.open(io.BytesIO(png)).size
+        assert width > 0 and height > 0
+
+    scores = _section(page, "Scores")
+    assert len(_images(scores)) == 1
+    threshold = pq.read_table(out / "selection.parquet").column("score").to_numpy().min()
+    assert f"selection threshold (dashed: the lowest selected score) {threshold:.6g}" in scores
+
+    # composition by `source`, found without being named, against the pool's, counted from the input
+    composition = _section(page, "Composition")
+    assert "By <code>source</code>" in composition and "By <code>lang</code>" in composition
+    records = {r["id"]: r for r in map(json.loads, (out.parent / "pool.jsonl").read_text().splitlines())}
+    pool_counts = Counter(r["source"] for r in records.values())
+    selected_counts = Counter(records[i]["source"] for i in rds_run.ids)
+    for source in ["math", "cooking", "travel"]:
+        share = 100 * selected_counts[source] / len(rds_run.ids)
+        assert f"<tr><td>{source}</td><td class=\"num\">{pool_counts[source]}</td>" in composition
+        assert f"<td class=\"num\">{selected_counts[source]}</td><td>{share:.2f}%</td>" in composition
+
+    method = _section(page, "Method figures (rds)")
+    assert "<td>target</td><td class=\"num\">2</td><td class=\"num\">8</td>" in method  # per-task counts: one task, 2 targets, 8 chosen
+    assert "duplicates_collapsed" in method
+    counts = _section(page, "Counts and bad inputs")
+    assert "<td>selected</td><td class=\"num\">8</td>" in counts
+    timings = _section(page, "Timings")
+    assert "score_pool" in timings and "mfu" in timings
+
+
+def test_every_text_is_escaped(rds_run):
+    page = (rds_run.output_dir / "report.html").read_text(encoding="utf-8")
+    assert "<b>odd</b>" not in page
+    assert "&lt;b&gt;odd&lt;/b&gt; &amp; $x$" in page
+    assert re.findall(r"<(\w+)", page) and set(re.findall(r"<(\w+)", page)) <= {
+        "html", "head", "meta", "title", "link", "style", "body", "h1", "h2", "h3", "p", "b", "code", "section", "table", "thead",
+        "tbody", "tr", "th", "td", "figure", "img", "figcaption"}
+    assert "<script" not in page and "http" not in page.split("<body>", 1)[1]  # self-contained: nothing to fetch
+
+
+def test_the_pool_store_holds_the_categorical_fields(rds_run):
+    from dataselect.io.shards import ShardStore
+
+    root = Path(json.loads((rds_run.output_dir / "manifest.json").read_text())["stages"]["pool"]["store"])
+    assert categorical.store_fields(ShardStore(root)) == ["source", "lang"]
+
+
+def test_per_task_scores_get_one_histogram_each(tmp_path, tiny_bert_dir):
+    result = _run(tmp_path, tiny_bert_dir, **{"target.task_field": "task"})
+    scores = _section((result.output_dir / "report.html").read_text(encoding="utf-8"), "Scores")
+    assert result.scores.shape[1] == 2 and len(_images(scores)) == 2
+    tasks = pq.read_table(result.output_dir / "selection.parquet").to_pydict()
+    for task in ("", "b"):
+        chosen = [s for s, t in zip(tasks["score"], tasks["task"]) if t == task]
+        assert f"Task {task}: " in scores and f"score) {min(chosen):.6g}" in scores
+
+
+def test_a_named_field_comes_first_and_dsir_shows_its_kl(tmp_path, tiny_bert_dir):
+    result = _run(tmp_path, tiny_bert_dir, **{"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 2,
+                                             "output.report_field": "lang"})
+    page = (result.output_dir / "report.html").read_text(encoding="utf-8")
+    composition = _section(page, "Composition")
+    assert composition.index("By <code>lang</code>") < composition.index("By <code>source</code>")
+    method = _section(page, "Method figures (dsir)")
+    assert "KL reduction" in method and f"{result.manifest['method']['kl_reduction']:.4g}" in method
+    assert len(_images(method)) == 1
+
+
+def test_a_report_failure_is_one_log_line_and_the_run_stands(tmp_path, tiny_bert_dir, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(report, "render", broken)
+    with caplog.at_level(logging.WARNING, logger="dataselect.io.report"):
+        result = _run(tmp_path, tiny_bert_dir)
+    assert [r.getMessage() for r in caplog.records] == [
+        "report.html not written (RuntimeError: no fonts); selection.parquet and manifest.json are complete"]
+    assert not (result.output_dir / "report.html").exists()
+    assert pq.read_table(result.output_dir / "selection.parquet").num_rows == 8 and (result.output_dir / "manifest.json").exists()
+
+
+def test_categorical_fields_are_short_repeating_strings():
+    records = [{"id": str(i), "source": ["a", "b"][i % 2], "n": i % 2, "note": f"free text {i}", "prompt": ["x", "y"][i % 2],
+                "tag": "same", "long": ["a" * 80, "b" * 80][i % 2]} for i in range(40)]
+    assert categorical.find_categorical(records, {"id", *categorical.TEXT_FIELDS}) == ["source"]
+
+
+def test_composition_counts_each_selected_row_once_per_record(tmp_path):
+    """A record selected twice (two of its chunks, as DSIR can) counts twice; rows of one record count once each in the pool."""
+    import pyarrow as pa
+
+    from dataselect.io.shards import ShardStore
+    from dataselect.stats import SourceStats
+
+    store = ShardStore(tmp_path / "store")
+    shards = [([0, 0, 1, 2], ["a", "a", "b", None]), ([3, 4, 4], ["b", "a", "a"])]
+    for index, (positions, values) in enumerate(shards):
+        store.write_shard(index, pa.table({"position": pa.array(positions, pa.int64()), "field:src": pa.array(values, pa.string())}),
+                          SourceStats("pool"))
+    store.complete(len(shards), {})
+    found = categorical.composition(store, "src", np.array([4, 0, 4, 2, 9]))  # 9: no such row
+    assert found.pool == Counter({"a": 4, "b": 2, None: 1})
+    assert found.selected == Counter({"a": 3, None: 1})
+
+
+# ---------------------------------------------------------------------------------------------
+# in a browser
+# ---------------------------------------------------------------------------------------------
+
+
+def _chromium() -> tuple[str, str] | str:
+    """(browser, driver) paths, or why the browser test cannot run here."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        return "no Chromium here (Debian: apt-get install chromium chromium-driver, as .ci/run does)"
+    return browser, driver
+
+
+def test_the_report_loads_in_headless_chromium_and_every_image_decodes(rds_run):
+    found = _chromium()
+    if isinstance(found, str):
+        pytest.skip(found)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser, driver_path = found
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    profile = tempfile.mkdtemp(prefix="dataselect-chromium-")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get((rds_run.output_dir / "report.html").resolve().as_uri())
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
+        sizes = driver.execute_script(
+            "return Promise.all(Array.from(document.images).map(i => i.decode().then(() => [i.naturalWidth, i.naturalHeight])))")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+        title = driver.title
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert title == "dataselect report: rds"
+    assert errors == []
+    assert len(sizes) >= 3 and all(width > 0 and height > 0 for width, height in sizes)

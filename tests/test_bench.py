@@ -1,0 +1,36 @@
+"""The benchmark scripts as a clone meets them: data paths are arguments, a missing default is one line,
+and no temporary folder outlives a run."""
+import gzip
+import json
+import tempfile
+
+import pytest
+
+from dataselect import cli
+
+
+@pytest.mark.parametrize("name, flag", [("rds_gsm8k", "--pool"), ("embed_vs_st", "--pool"), ("dsir_vs_package", "--target"),
+                                        ("token_memo", "--pool")])
+def test_a_missing_data_file_is_one_line_naming_the_argument(tmp_path, name, flag):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["bench", name, flag, str(tmp_path / "missing.jsonl.gz")])
+    message = str(stop.value.code)
+    assert message.startswith(f"error: {tmp_path / 'missing.jsonl.gz'} not found; pass {flag} PATH") and "\n" not in message
+
+
+def test_benchmarks_leave_no_temporary_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    rows = [{"id": f"p{i}", "source": "gsm8k" if i % 2 else "other", "prompt": f"Sam has {i} apples.", "response": "ok"} for i in range(12)]
+    for name, data in [("pool.jsonl.gz", rows), ("target.jsonl.gz", rows[:2])]:
+        with gzip.open(tmp_path / name, "wt") as handle:
+            handle.write("".join(json.dumps(r) + "\n" for r in data))
+    common = ["--set", "runtime.progress=false", "--set", "runtime.num_workers=0"]
+    cli.main(["bench", "rds_gsm8k", "--pool", str(tmp_path / "pool.jsonl.gz"), "--target", str(tmp_path / "target.jsonl.gz"),
+              "--budget", "3", "--out", str(tmp_path / "out"), *common])
+    cli.main(["bench", "throughput", "--n", "40", *common])
+    out = capsys.readouterr().out
+    assert "share with source 'gsm8k'" in out and "docs/s" in out
+    left = [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("torchinductor")]  # torch's own cache stays
+    assert left == []  # the bench caches and work folders are gone
+    assert (tmp_path / "out" / "selection.parquet").exists()  # the output asked for stays

@@ -1,0 +1,85 @@
+"""`dataselect bench`: every stage's row with its figures, the same figures in --json, the forward's
+MFU from exact FLOP counts, and the forward figure checked against a direct timing of the model."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+from support import MINILM, TOKENIZER_FILES
+
+from dataselect import benchmark
+from dataselect.hardware import linear_parameters
+
+STAGES = ["read + render", "tokenise", "forward", "pooling", "EL2N (LM head)", "n-gram weights", "k-means (faiss)", "top-K", "RDS+ pipeline"]
+
+
+HIDDEN, LAYERS, INTERMEDIATE = 192, 3, 768
+
+
+@pytest.fixture(scope="module")
+def small_bert_dir(tmp_path_factory):
+    """Random BERT big enough that a batch's forward takes tens of milliseconds: the tiny test model's
+    take one or two, and on a loaded machine a preemption is then larger than the forward."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from dataselect.scoring.models import resolve_model_path
+
+    out = tmp_path_factory.mktemp("small_bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=4,
+                         intermediate_size=INTERMEDIATE, max_position_embeddings=128)).save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        shutil.copy(f"{resolve_model_path(MINILM)}/{name}", out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def figures(small_bert_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    args = benchmark._parser().parse_args(["--n", "120", "--model", str(small_bert_dir), "--device", "cpu", "--batch-tokens", "256",
+                                           "--json", str(path), "--quick"])
+    out = io.StringIO()
+    written = benchmark.run_bench(args, out)
+    path.write_text(json.dumps(written, default=float))
+    return json.loads(path.read_text()), out.getvalue()
+
+
+def test_every_stage_has_a_row_with_throughput(figures):
+    data, printed = figures
+    rows = {r["stage"]: r for r in data["rows"]}
+    assert list(rows) == STAGES
+    for name, row in rows.items():
+        assert row["docs_per_s"] > 0, name
+        assert f"\n{name:<16} " in printed
+    assert rows["read + render"]["docs"] == rows["forward"]["docs"] == 120
+    assert rows["RDS+ pipeline"]["docs"] == 120 + 100  # pool and the generated target, embedded
+    assert 0 < rows["pooling"]["pct_copy_bandwidth"] and 0 < rows["n-gram weights"]["gb_per_s"]
+    assert abs(sum(r["share"] for r in data["rows"][:-1]) - 1) < 1e-9
+    assert data["peak_source"] == "measured float32 matmul (cpu)" and data["copy_bandwidth"] > 0
+    assert "RDS+ pipeline wall time: forward" in printed and "forward check:" in printed
+
+
+def test_the_forward_mfu_counts_two_flops_per_linear_parameter_and_real_token(figures, small_bert_dir):
+    from transformers import AutoModel
+
+    data, _ = figures
+    forward = next(r for r in data["rows"] if r["stage"] == "forward")
+    # BERT, per layer: Q, K, V, O (H x H + H each), intermediate H x I + I, output I x H + H; no pooler, no embeddings
+    h, i = HIDDEN, INTERMEDIATE
+    params = LAYERS * (4 * (h * h + h) + (h * i + i) + (i * h + h))
+    assert linear_parameters(AutoModel.from_pretrained(small_bert_dir)) == params
+    flops = 2 * params * forward["tokens"]
+    assert forward["tflops_per_s"] * 1e12 == pytest.approx(flops / forward["seconds"], rel=1e-9)
+    assert forward["mfu"] == pytest.approx(flops / forward["seconds"] / data["peak_flops"], rel=1e-9)
+
+
+def test_the_forward_figure_agrees_with_a_direct_timing(figures):
+    """Both timings cover the same batches, interleaved one by one, so machine load hits both alike; the
+    per-batch median tells a bias in the engine's counting from a preemption that hit one side."""
+    check = figures[0]["forward_check"]
+    print(f"engine / direct forward time: sums {check['ratio']:.3f}, median per batch {check['median_batch_ratio']:.3f}")
+    assert check["batches"] >= 20
+    assert 0.8 <= check["median_batch_ratio"] <= 1.2, check
