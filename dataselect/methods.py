@@ -22,8 +22,8 @@ DESCRIPTIONS = {
     "rds": "RDS+: rank the pool by cosine similarity of pooled embeddings to a target set (needs target.path and an embedding model)",
     "dsir": "DSIR: importance-resample the pool towards a target's hashed n-gram distribution (needs target.path; no GPU needed)",
     "el2n": "EL2N: rank by a causal LM's per-sample error and keep a window (hardest, middle or easiest)",
-    "cluster": "cluster-diverse: k-means on embeddings, per-cluster quotas, optional semantic dedup",
-    "semdedup": "SemDeDup: drop near-duplicates within each k-means cluster (cosine above 1 - eps), keep the survivors or a budget of them",
+    "cluster": "cluster-diverse: spherical k-means on pooled embeddings, per-cluster quotas, a pick inside each (random, nearest, score), optional SemDeDup",
+    "semdedup": "SemDeDup: drop near-duplicates inside each k-means cluster of pooled embeddings; keep every survivor or a budget",
     "random": "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)",
 }
 

@@ -17,6 +17,14 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "faiss", "faiss-gpu", "torch", "numpy")
 
 
+def import_faiss():
+    """faiss, without its loader's INFO lines about which CPU build it tried (the CLI logs at INFO)."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    return faiss
+
+
 class Assigner(Protocol):
     name: str
 
@@ -32,7 +40,7 @@ class Assigner(Protocol):
 def faiss_gpu_available() -> bool:
     """A faiss build with GPU support and at least one visible GPU."""
     try:
-        import faiss
+        faiss = import_faiss()
     except ImportError:
         return False
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -56,8 +64,7 @@ class FaissAssigner:
     """An exact inner-product index of the centroids (IndexFlatIP), on the CPU or one GPU."""
 
     def __init__(self, gpu: bool = False) -> None:
-        import faiss
-
+        faiss = import_faiss()
         self.faiss = faiss
         self.gpu = gpu
         self.name = "faiss-gpu" if gpu else "faiss"

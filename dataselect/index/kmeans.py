@@ -6,6 +6,8 @@ assign every pool vector by streaming over the store in tiles.
 Each iteration: assign the training vectors to their most similar centroid, move each centroid to
 the mean of its members, split a populous cluster into any empty one (faiss's rule: chosen with
 probability ~ size - 1, a symmetric 1/1024 perturbation), renormalise to unit length (spherical).
+When an assignment equals the previous one, the centroids would not move again: k-means stops there
+(the result is the one more iterations would give; faiss stops at convergence too).
 The seed fixes the sample, the initial centroids and the splits; nothing depends on thread counts.
 """
 from __future__ import annotations
@@ -89,6 +91,13 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def _stats(iteration: int, sims: np.ndarray, counts: np.ndarray, nsplit: int, started: float, converged: bool = False) -> dict[str, Any]:
+    """One iteration's figures for the manifest (objective: the sum of every point's cosine to its centroid)."""
+    stats = {"iteration": iteration, "objective": float(sims.astype(np.float64).sum()), "seconds": round(time.perf_counter() - started, 4),
+             "imbalance": round(imbalance_factor(counts), 4), "nsplit": nsplit}
+    return stats | {"converged": True} if converged else stats
+
+
 @dataclass
 class KMeansResult:
     centroids: np.ndarray  # [k, d] float32, unit rows
@@ -132,18 +141,22 @@ def spherical_kmeans(train: Vectors, k: int, niter: int, seed: int, assigner: As
         raise ValueError(f"unknown init {init!r}; choose random or kmeans++")
     centroids = _normalise(train.rows(first))  # [k, d]
     iterations = []
+    previous: np.ndarray | None = None
     bar = tqdm(total=niter, desc="k-means", unit=" it", disable=not progress)
     for iteration in range(niter):
         started = time.perf_counter()
         labels, sims, sums = assign_to(train, centroids, assigner, tile_rows)
         counts = np.bincount(labels, minlength=k)  # [k]
+        if previous is not None and np.array_equal(labels, previous):
+            # the same members as last time give the same centroids again: converged (faiss stops too)
+            iterations.append(_stats(iteration, sims, counts, 0, started, converged=True))
+            break
         centroids = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)  # [k, d]; an empty one is 0
         nsplit = split_empty(counts.copy(), centroids, rng)
         centroids = _normalise(centroids)
-        stats = {"iteration": iteration, "objective": float(sims.astype(np.float64).sum()), "seconds": round(time.perf_counter() - started, 4),
-                 "imbalance": round(imbalance_factor(counts), 4), "nsplit": nsplit}
-        iterations.append(stats)
-        logger.debug("k-means iteration %(iteration)d: objective %(objective).4f imbalance %(imbalance).3f nsplit %(nsplit)d", stats)
+        previous = None if nsplit else labels  # a split moves centroids whatever the labels did
+        iterations.append(_stats(iteration, sims, counts, nsplit, started))
+        logger.debug("k-means iteration %(iteration)d: objective %(objective).4f imbalance %(imbalance).3f nsplit %(nsplit)d", iterations[-1])
         bar.update(1)
     bar.close()
     return KMeansResult(centroids, iterations, n, assigner.name)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dataselect.index.backends import faiss_gpu_available, make_assigner
+from dataselect.index.backends import faiss_gpu_available, import_faiss, make_assigner
 from dataselect.index.kmeans import spherical_kmeans
 from dataselect.index.vectors import TILE_ROWS, ArrayVectors, Vectors, sample
 
@@ -20,7 +20,7 @@ class PoolIndex:
     def __init__(self, index, kind: str, device: str = "cpu") -> None:
         self.resources = None  # GPU resources must outlive the GPU index that uses them
         if device != "cpu" and faiss_gpu_available():
-            import faiss
+            faiss = import_faiss()
 
             self.resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self.resources, 0, index)
@@ -31,7 +31,7 @@ class PoolIndex:
     def build(cls, vectors: Vectors, kind: str = "flat", nlist: int | None = None, nprobe: int = 16, seed: int = 0,
               niter: int = 20, device: str = "auto", tile_rows: int = TILE_ROWS) -> "PoolIndex":
         """Index every vector (streamed in tiles). ivf: `nlist` lists (default 4 sqrt(N)), searched `nprobe` at a time."""
-        import faiss
+        faiss = import_faiss()
 
         d, n = vectors.dim(), vectors.count()
         if kind == "flat":
@@ -70,7 +70,7 @@ class PoolIndex:
         return sims, rows
 
     def save(self, path: Path) -> None:
-        import faiss
+        faiss = import_faiss()
 
         from dataselect.io.shards import atomic_write
 
@@ -79,7 +79,7 @@ class PoolIndex:
 
     @classmethod
     def load(cls, path: Path, device: str = "auto", nprobe: int | None = None) -> "PoolIndex":
-        import faiss
+        faiss = import_faiss()
 
         index = faiss.read_index(str(path))
         kind = "ivf" if isinstance(faiss.downcast_index(index), faiss.IndexIVF) else "flat"

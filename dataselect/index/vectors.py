@@ -127,8 +127,12 @@ class StoreVectors:
         for shard in np.unique(shard_of):
             where = np.flatnonzero(shard_of == shard)
             local = indices[where] - self.offsets[shard]
-            order = np.argsort(local, kind="stable")  # a sorted gather reads the memory map front to back
-            out[where[order]] = self.shard(int(shard))[local[order]]
+            half = self.shard(int(shard))  # [n_s, d] float16 memmap
+            if np.array_equal(local, np.arange(len(half))) and np.array_equal(where, np.arange(where[0], where[0] + len(half))):
+                out[where[0] : where[0] + len(half)] = half  # the whole shard, in order: one converting copy
+            else:
+                order = np.argsort(local, kind="stable")  # a sorted gather reads the memory map front to back
+                out[where[order]] = half[local[order]]
         return out
 
     def tiles(self, tile_rows: int = TILE_ROWS) -> Iterator[tuple[int, np.ndarray]]:

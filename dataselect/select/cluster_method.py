@@ -35,6 +35,7 @@ from dataselect.select.semdedup import semdedup
 logger = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.parquet"  # a run folder's per-pool-sample scores: id, score
+CLUSTER_FORMAT = 1  # bump when the k-means would give other clusters for the same settings (the cache key)
 
 
 def read_pool_scores(path: str, store: ShardStore) -> np.ndarray:
@@ -66,7 +67,7 @@ def read_pool_scores(path: str, store: ShardStore) -> np.ndarray:
 def cluster_key(store: ShardStore, config: Config, k: int, backend: str) -> dict[str, Any]:
     """What decides a pool's clustering: its embedding store and the k-means settings."""
     options = config.method.cluster
-    return {"store": str(store.root.resolve()), "k": k, "niter": options.niter, "seed": config.method.seed,
+    return {"format": CLUSTER_FORMAT, "store": str(store.root.resolve()), "k": k, "niter": options.niter, "seed": config.method.seed,
             "max_points_per_centroid": options.max_points_per_centroid, "init": options.init, "backend": backend,
             "exact_dedup": options.dedup}
 
@@ -136,8 +137,11 @@ class ClusterMethod:
 
         sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] candidates per cluster
         budget = config.method.budget_for(unique)
+        if eps is not None:
+            logger.info("semantic dedup at eps %g removed %d of %d unique samples", eps, dedup_metrics["removed"], unique)
         if budget > sizes.sum():
-            logger.warning("semantic dedup left %d samples, fewer than the budget of %d: all of them are selected", sizes.sum(), budget)
+            if not self.always_dedup:  # semdedup's budget is "at most": 1.0 asks for every survivor
+                logger.warning("semantic dedup left %d samples, fewer than the budget of %d: all of them are selected", sizes.sum(), budget)
             budget = int(sizes.sum())
         quota = quotas(sizes, budget, options.quota)
         chosen, within = pick_by_quota(clusters.labels, priority, quota, eligible)

@@ -39,7 +39,7 @@ def test_well_separated_blobs_each_give_their_quota_and_ranks_go_round_by_round(
     assert selection.columns["cluster_rank"] == sorted(selection.columns["cluster_rank"])  # every cluster's best first
     metrics = selection.metrics
     assert metrics["selected_per_cluster"] == [10] * 5 and sorted(metrics["cluster_sizes"]) == [40] * 5
-    assert len(metrics["kmeans"]["iterations"]) == 20 and metrics["dedup"] is None
+    assert 1 < len(metrics["kmeans"]["iterations"]) <= 20 and metrics["dedup"] is None
 
 
 def test_the_same_seed_gives_a_byte_identical_selection(tmp_path):
