@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -14,10 +15,10 @@ import pyarrow as pa
 import torch
 
 from dataselect.config import ModelConfig, SourceConfig
-from dataselect.errors import ConfigError
 from dataselect.hardware import forward_flops, linear_parameters
 from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
+from dataselect.scoring.backoff import OOMBackoff
 from dataselect.scoring.batching import padding_waste, token_budget_batches
 from dataselect.scoring.models import LoadedModel, ModelSpec, load_model, load_weights, resolve_model
 from dataselect.scoring.stage import Resources, ShardOutput
@@ -43,8 +44,7 @@ class Embedder:
         self.linear_params = linear_parameters(self.model)  # for the model FLOPs of each forward
         self.model_flops = 0  # 2 x linear parameters x real tokens, over every forward so far
         self.forward_seconds = 0.0  # wall time inside the model's forward (synchronised on CUDA)
-        self._warned_oom = False
-        self.max_batch_tokens: int | None = None  # after a CUDA out-of-memory: padded tokens per batch that fit
+        self.backoff = OOMBackoff(self.device, loaded.dtype)  # the same CUDA out-of-memory halving as the loss forward
         self._tokenizer_pool: TokenizerPool | None = None
 
     @classmethod
@@ -54,6 +54,11 @@ class Embedder:
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @property
+    def max_batch_tokens(self) -> int | None:
+        """Padded tokens per batch that fit, once a CUDA out-of-memory has been seen (else None)."""
+        return self.backoff.max_batch_tokens
 
     def tokenizer_pool(self, num_workers: int) -> TokenizerPool:
         """One worker pool per embedder, reused by every source it embeds (workers start once)."""
@@ -79,49 +84,26 @@ class Embedder:
         self.real_tokens += real
         self.padded_tokens += padded
         for batch in batches:
-            out[batch.indices] = self._forward(tokens, batch.indices, batch.padded_length)
+            width = batch.padded_length
+            out[batch.indices] = self.backoff.run(partial(self._forward, tokens, width=width), batch.indices, width)
             if on_batch is not None:
                 on_batch(len(batch.indices), int(tokens.lengths[batch.indices].sum()))
         return out
 
     @torch.inference_mode()
     def _forward(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
-        if len(indices) > 1 and self.max_batch_tokens is not None and len(indices) * width > self.max_batch_tokens:
-            return self._halves(tokens, indices, width)
+        """Pooled unit embeddings [b, H] float32 of one padded batch (a CUDA out-of-memory propagates to the back-off)."""
         ids, mask = tokens.padded(indices, self.pad_id, width)  # [b, T] each
         input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
         attention_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
         start = time.perf_counter()
-        try:
-            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, T, H]
-            if hidden.is_cuda:
-                torch.cuda.synchronize(hidden.device)  # the forward's own time, not the pooling's after it
-        except torch.cuda.OutOfMemoryError:
-            hidden = None  # handled below, once the exception (and the activations it holds) is gone
-        if hidden is None:
-            del input_ids, attention_mask
-            torch.cuda.empty_cache()
-            if len(indices) == 1:
-                smaller = " or use model.dtype: bfloat16" if self.loaded.dtype == torch.float32 else ""
-                raise ConfigError(
-                    f"config error: model.max_length: one sample of {width} tokens does not fit in {self.device} memory; "
-                    f"lower model.max_length{smaller}"
-                )
-            # every later batch is kept under half of what failed, not only this one
-            self.max_batch_tokens = len(indices) * width // 2
-            if not self._warned_oom:
-                logger.warning("CUDA out of memory at %dx%d tokens; batches of at most %d padded tokens from now on",
-                               len(indices), width, self.max_batch_tokens)
-                self._warned_oom = True
-            return self._halves(tokens, indices, width)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, T, H]
+        if hidden.is_cuda:
+            torch.cuda.synchronize(hidden.device)  # the forward's own time, not the pooling's after it
         self.forward_seconds += time.perf_counter() - start
         self.model_flops += forward_flops(self.linear_params, int(mask.sum()))
         pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32
         return pooled.float().cpu().numpy()
-
-    def _halves(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
-        half = len(indices) // 2
-        return np.concatenate([self._forward(tokens, indices[:half], width), self._forward(tokens, indices[half:], width)])
 
 
 class EmbedStage:
