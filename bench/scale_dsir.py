@@ -1,12 +1,14 @@
 """Scaling of the score phase with local workers, and shard opening cost, on a generated 2,000,000-document pool.
 
-    python bench/scale_dsir.py [--docs 2000000] [--workers 1 2] [--work DIR] [--keep]
+    python bench/scale_dsir.py [--docs 2000000] [--workers 1 2] [--ray] [--work DIR] [--keep]
 
 Generates a jsonl pool of short documents (random words from a fixed vocabulary, a few topics) and a
 target, then runs `dataselect run` with DSIR (`tokens` features) end to end with an empty cache for each
 worker count, as a subprocess whose whole process tree is measured (wall time, peak resident memory).
 Prints docs/s of the score phase and end to end, the speed-up of the last worker count over the first,
-and the time to open (plan-free: seek and read) the first and the last planned shard.
+and the time to open (plan-free: seek and read) the first and the last planned shard. With `--ray`, the
+last worker count runs once more on a local Ray instance (`runtime.executor: ray`, as many tasks at once
+as workers), and its docs/s is compared with the local executor's.
 """
 from __future__ import annotations
 
@@ -69,6 +71,11 @@ def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, fl
     return timed(specs[0]), timed(specs[-1]), len(specs)
 
 
+def ratios(slow: dict, fast: dict) -> str:
+    """docs/s of `fast` over `slow`, for the score phase and end to end."""
+    return f"score phase {slow['score_pool_s'] / fast['score_pool_s']:.2f}x, end to end {slow['wall_s'] / fast['wall_s']:.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2_000_000)
@@ -77,6 +84,7 @@ def main() -> None:
     parser.add_argument("--features", default="tokens", choices=["tokens", "reference"])
     parser.add_argument("--work", type=Path, default=None, help="folder for the pool and runs (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--ray", action="store_true", help="also run the last worker count on a local Ray instance")
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="dataselect-scale-"))
@@ -91,35 +99,36 @@ def main() -> None:
         first, last, shards = open_times(pool, args.shard_size)
         print(f"open+read a shard: first {first * 1e3:.1f} ms, last {last * 1e3:.1f} ms (ratio {last / first:.2f}), {shards} shards")
         results = {}
-        for workers in args.workers:
-            run_dir = work / f"run-{workers}"
+        runs = [("local", workers) for workers in args.workers] + ([("ray", args.workers[-1])] if args.ray else [])
+        for executor, workers in runs:
+            run_dir = work / f"run-{executor}-{workers}"
             shutil.rmtree(run_dir, ignore_errors=True)
             command = [sys.executable, "-m", "dataselect.cli", "run", "-q",
                        "--set", f"input.path={pool}", "--set", f"target.path={target}", "--set", "method.name=dsir",
                        "--set", f"method.dsir.features={args.features}", "--set", "method.dsir.min_words=10",
-                       "--set", "method.budget=10000", "--set", f"runtime.num_workers={workers}",
+                       "--set", "method.budget=10000", "--set", f"runtime.num_workers={workers}", "--set", f"runtime.executor={executor}",
                        "--set", f"runtime.shard_size={args.shard_size}", "--set", f"output.dir={run_dir / 'out'}",
                        "--set", f"runtime.cache_dir={run_dir / 'cache'}", "--set", "runtime.progress=false"]
             measured = run_measured(command)
             if measured.returncode != 0:
                 print(measured.output)
-                raise SystemExit(f"run with {workers} workers failed")
+                raise SystemExit(f"run on {executor} with {workers} workers failed")
             manifest = json.loads((run_dir / "out" / "manifest.json").read_text())
             pool_stage = manifest["stages"]["pool"]
-            results[workers] = {
+            results[executor, workers] = {
                 "wall_s": measured.wall_s, "peak_rss_gb": measured.peak_rss_gb, "score_pool_s": pool_stage["seconds"],
                 "docs": pool_stage["docs"], "select_s": manifest["timings_s"].get("select"),
             }
-            r = results[workers]
-            print(f"workers {workers}: wall {r['wall_s']:.1f}s, pool score phase {r['score_pool_s']:.1f}s "
+            r = results[executor, workers]
+            print(f"{executor} workers {workers}: wall {r['wall_s']:.1f}s, pool score phase {r['score_pool_s']:.1f}s "
                   f"({r['docs'] / r['score_pool_s']:,.0f} docs/s; end to end {args.docs / r['wall_s']:,.0f} docs/s), "
                   f"select {r['select_s']}s, peak RSS of the process tree {r['peak_rss_gb']:.2f} GB")
             shutil.rmtree(run_dir / "cache", ignore_errors=True)
-        if len(results) > 1:
-            a, b = args.workers[0], args.workers[-1]
-            score = results[a]["score_pool_s"] / results[b]["score_pool_s"]
-            wall = results[a]["wall_s"] / results[b]["wall_s"]
-            print(f"speed-up {b} vs {a} workers: score phase {score:.2f}x, end to end {wall:.2f}x")
+        a, b = ("local", args.workers[0]), ("local", args.workers[-1])
+        if a != b:
+            print(f"speed-up {b[1]} vs {a[1]} workers: {ratios(results[a], results[b])}")
+        if args.ray:
+            print(f"ray vs local, {b[1]} workers (docs/s ratio): {ratios(results[b], results['ray', b[1]])}")
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
