@@ -4,7 +4,8 @@
 
 Runs `dataselect run` (RDS+, the default model, an empty cache in a temporary folder that is removed
 afterwards) as a subprocess and samples the summed RSS of it and every worker process it starts.
-Prints the peak, the wall time and the score phase's docs/s from the run's manifest.
+Prints the peak, the wall time, the score phase's docs/s from the run's manifest, and the selection's
+shares by the pool's `source` field.
 """
 from __future__ import annotations
 
@@ -13,12 +14,26 @@ import json
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proc_tree import run_measured  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def source_shares(pool: Path, selection: Path) -> str:
+    """The selection's most common values of the pool's `source` field (where records have one)."""
+    import pyarrow.parquet as pq
+
+    from dataselect.config import SourceConfig
+    from dataselect.io.sources import iter_raw_records
+
+    source_of = {str(raw.record.get("id")): raw.record.get("source") for raw in iter_raw_records(SourceConfig(path=str(pool))) if raw.record}
+    shares = Counter(source_of.get(str(i)) for i in pq.read_table(selection, columns=["id"]).column("id").to_pylist())
+    total = sum(shares.values())
+    return f"selected {total:,}; by source: " + ", ".join(f"{name} {count / total:.2%}" for name, count in shares.most_common(4))
 
 
 def main() -> None:
@@ -47,6 +62,7 @@ def main() -> None:
         print(f"pool {pool['docs']:,} docs scored in {pool['seconds']:.1f}s ({pool['docs'] / pool['seconds']:.1f} docs/s), "
               f"workers {args.workers}, device {manifest['method']['device']}, dtype {manifest['method']['dtype']}")
         print(f"wall {measured.wall_s:.1f}s; peak resident memory of the process tree {measured.peak_rss_gb:.2f} GB")
+        print(source_shares(args.pool, work / "out" / "selection.parquet"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
