@@ -99,7 +99,7 @@ class EL2NMethod:
         renderer = TextRenderer(config.input, load_tokenizer(resolve_model_path(config.model.name), config.model.trust_remote_code))
         with context.stats.stage("train_proxy"):
             stage = loss_stage_for(config, context.cache_root, lambda: iter_samples(config.input, renderer, SourceStats("pool")))
-        self.proxy = stage.proxies.identity if stage.proxies is not None else None
+        self.proxies = stage.proxies
         return {"pool": context.score_source("pool", config.input, stage, renderer)}
 
     def select(self, context: Any, scored: dict[str, ScoredSource]) -> Selection:
@@ -120,11 +120,15 @@ class EL2NMethod:
                    "n_tokens": store.column("n_tokens").to_numpy()[chosen].astype(np.int64).tolist()}
         metrics = window_metrics(scores, chosen, options.keep, options.score, int(bad.sum()))
         metrics.update({
-            "scorer": "proxy" if self.proxy is not None else "model",
+            "scorer": "proxy" if self.proxies is not None else "model",
             "truncated": int(store.column("truncated").to_numpy(zero_copy_only=False).sum()),
             "duplicates_collapsed": int(len(hashes) - unique.sum()),
         })
-        if self.proxy is not None:
-            metrics["proxy"] = {**self.proxy["proxy"], "training_seeds": self.proxy["seeds"], "sample_size": self.proxy["sample_size"]}
+        if self.proxies is not None:
+            from dataselect.scoring.proxy import training_losses
+
+            identity = self.proxies.identity
+            metrics["proxy"] = {**identity["proxy"], "training_seeds": identity["seeds"], "sample_size": identity["sample_size"],
+                                "losses": training_losses(self.proxies.path)}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,
                          scored=int(np.isfinite(scores).sum()), unique=n, pool_scores=scores)

@@ -46,6 +46,10 @@ def test_the_proxy_scores_the_pool_and_a_middle_window_is_selected(tmp_path):
     assert min(table["score"]) >= ascending[(N - 10) // 2] - 1e-6  # the centred window
     method = result.manifest["method"]
     assert method["scorer"] == "proxy" and method["proxy"]["training_seeds"] == [42, 43] and method["keep"] == "middle"
+    losses = method["proxy"]["losses"]  # per seed, per step: the curve the report draws
+    assert len(losses) == 2 and all(len(curve) == TINY_PROXY["method.el2n.proxy.steps"] for curve in losses)
+    assert all(np.isfinite(curve).all() and curve[0] > 0 for curve in losses)
+    assert (result.output_dir / "report.html").read_text().count("proxy training loss") >= 1
     again = _run(tmp_path, pool, name="again")  # the same seed: the same selection (the cache too)
     assert (again.output_dir / "selection.parquet").read_bytes() == (result.output_dir / "selection.parquet").read_bytes()
     assert again.manifest["cache"]["pool"] == "hit"
