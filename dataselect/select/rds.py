@@ -96,10 +96,11 @@ class RDSMethod:
         with context.stats.stage("load_model"):
             stage = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
         task_field = config.target.task_field
-        pool = context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer))
-        target = context.score_source("target", config.target, stage, TextRenderer(config.target, stage.tokenizer),
-                                      fields={"task": task_field} if task_field else None)
+        renderers = {role: TextRenderer(getattr(config, role), stage.tokenizer, stage.spec.causal_lm) for role in ("input", "target")}
+        pool = context.score_source("pool", config.input, stage, renderers["input"])
+        target = context.score_source("target", config.target, stage, renderers["target"], fields={"task": task_field} if task_field else None)
         self.spec = stage.spec
+        self.render = {role: renderer.conversation_style for role, renderer in renderers.items()}  # what `auto` became
         return {"pool": pool, "target": target}
 
     def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
@@ -134,6 +135,7 @@ class RDSMethod:
             columns=columns,
             metrics={
                 "pooling": self.spec.pooling,
+                "render": self.render,
                 "max_length": self.spec.max_length,
                 "device": describe_device(device),
                 # samples cut at max_length (RDS+ truncates, METHODS.md 1.5), from the stores: cache hits too
