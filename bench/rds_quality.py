@@ -46,7 +46,7 @@ from bench_common import SHARED_DATA, data_file  # noqa: E402
 DEFAULT_SOURCES = ["t0/ag_news", "t0/common_gen", "t0/cosmos_qa", "t0/paws_labeled_final", "t0/quoref", "t0/wiki_bio",
                    "codealpaca", "gsm8k"]
 CHECK_SOURCES = {"t0/samsum", "t0/sciq", "t0/trec", "t0/xsum", "t0/quarel"}  # the independent check: never a development target
-AGGREGATIONS = ["max", "mean", "topk_mean:4", "topk_mean:8", "topk_mean:16", "softmax:0.02", "softmax:0.05"]
+AGGREGATIONS = ["max", "mean", "topk_mean:2", "topk_mean:3", "topk_mean:4", "topk_mean:8", "topk_mean:16", "softmax:0.02", "softmax:0.05"]
 PRECISION_AT = (10, 100)
 ST_PART = 4096  # pool texts per stored part of the pipeline's embeddings
 
