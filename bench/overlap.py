@@ -43,7 +43,7 @@ def forward_only(config, spec, device) -> tuple[int, float]:
     encoder = encoder_for(spec.tokenizer, spec.max_length)
     docs, seconds = 0, 0.0
     for source in (config.input, config.target):
-        renderer = TextRenderer(source, spec.tokenizer)
+        renderer = TextRenderer(source, spec.tokenizer, spec.causal_lm)
         for shard in plan_shards(source, config.runtime.shard_size):
             stats = SourceStats("pool")
             texts = [s.text for r in read_spec(shard) if (s := to_sample(r, source, renderer, stats)) is not None]

@@ -5,7 +5,9 @@
 
 Runs the engine end to end (the same pipeline as `dataselect run`) and prints the share of the
 selection whose `source` is "gsm8k", the wall time and the embedding throughput (docs/s, tokens/s).
-The cache is disabled by default (a fresh cache folder per run) so the figures include embedding.
+The cache is disabled by default (a fresh cache folder per run) so the figures include embedding;
+`--cache DIR` keeps and reuses one (e.g. bench/rds_quality.py's WORK/cache with its reduced pool as
+--pool: a cache hit, so only the target is embedded and the times are not embedding figures).
 """
 from __future__ import annotations
 
@@ -25,13 +27,14 @@ def main() -> None:
     parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--out", default="runs/bench_rds_gsm8k")
+    parser.add_argument("--cache", default=None, help="a cache folder to keep and reuse (default: a fresh one)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
     args = parser.parse_args()
     pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
 
     import dataselect
 
-    with work_folder("dataselect-bench-cache-") as cache:  # a fresh cache: the figures include embedding
+    with work_folder("dataselect-bench-cache-", keep=args.cache) as cache:  # fresh unless --cache: the figures include embedding
         overrides = [
             f"input.path={pool}", "input.prompt_field=prompt", "input.response_field=response",
             f"target.path={target}", "target.prompt_field=prompt", "target.response_field=response",
@@ -56,7 +59,8 @@ def main() -> None:
     print(f"other sources in the selection: {dict(sources.most_common(6))}")
     print(f"wall time {wall:.1f}s; embedded {throughput['scored_docs']} docs at {throughput['docs_per_s']} docs/s, "
           f"{throughput['tokens_per_s']} tokens/s; padding waste {throughput['padding_waste']}")
-    print(f"timings: {result.manifest['timings_s']}")
+    print(f"timings: {result.manifest['timings_s']}; cache {result.manifest['cache']}; render {result.selection.metrics['render']}, "
+          f"aggregation {result.selection.metrics['aggregation']}")
 
 
 if __name__ == "__main__":

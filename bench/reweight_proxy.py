@@ -66,7 +66,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     picked = rng.choice(len(records), size=args.train + args.heldout, replace=False)
     tokenizer = load_tokenizer(resolve_model_path(config.model.name))
-    renderer = TextRenderer(config.input, tokenizer)
+    renderer = TextRenderer(config.input, tokenizer, causal_lm=True)  # as EL2N renders for its proxy LM
     encoder = SampleEncoder(tokenizer, config.input, proxy.context)
 
     def windows(indices: np.ndarray) -> list[np.ndarray]:

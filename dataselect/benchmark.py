@@ -87,14 +87,14 @@ def timed(fn: Callable[[], Any], device: Any, min_runs: int = 3) -> float:
 # ------------------------------------------------------------------------------------------------
 
 
-def read_samples(source: Any, tokenizer: Any) -> tuple[list[Any], float]:
+def read_samples(source: Any, tokenizer: Any, causal_lm: bool = False) -> tuple[list[Any], float]:
     """Every usable sample of the source, read and rendered as the score phase does, and the seconds."""
     from dataselect.io.plan import plan_shards
     from dataselect.io.render import TextRenderer
     from dataselect.io.sources import read_spec, to_sample
     from dataselect.stats import SourceStats
 
-    renderer = TextRenderer(source, tokenizer)
+    renderer = TextRenderer(source, tokenizer, causal_lm)
     stats = SourceStats("pool")
     start = time.perf_counter()
     samples = [s for spec in plan_shards(source, 4096) for r in read_spec(spec) if (s := to_sample(r, source, renderer, stats)) is not None]
@@ -318,7 +318,7 @@ def run_bench(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]
               f"max length {spec.max_length}); {n:,} docs", file=out)
         print(f"peak: {peak / 1e12:.3f} TFLOP/s ({peak_source}); copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write)", file=out)
 
-        samples, read_seconds = read_samples(source, spec.tokenizer)
+        samples, read_seconds = read_samples(source, spec.tokenizer, spec.causal_lm)
         texts = [s.text for s in samples]
         encoder = encoder_for(spec.tokenizer, spec.max_length)
         start = time.perf_counter()

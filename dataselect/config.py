@@ -69,7 +69,10 @@ class ModelConfig(_Section):
 
 
 class RDSConfig(_Section):
-    aggregation: Literal["max", "mean"] = "max"  # over target samples (per task when task_field is set)
+    # over a task's target samples (bench/rds_quality.py chose the default; docs/rds.md)
+    aggregation: Literal["max", "mean", "topk_mean", "softmax"] = "topk_mean"  # max: the paper's RDS+
+    topk: int = Field(4, gt=0)  # topk_mean: the mean of a pool sample's this many highest similarities
+    temperature: float = Field(0.05, gt=0)  # softmax: weights softmax(cosine / temperature) over the targets
     dedup: bool = True  # collapse exact-duplicate pool texts before ranking
     tile_size: int = Field(8192, gt=0)  # pool rows per similarity tile
 

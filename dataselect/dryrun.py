@@ -62,40 +62,42 @@ def check_method(config: Config) -> Check:
     return Check("method", True, f"{config.method.name} ({description}), budget {config.method.budget}, seed {config.method.seed}")
 
 
-def check_model(config: Config, kind: str | None) -> tuple[Check, Any]:
-    """The check and the tokenizer it loaded (None when the method loads nothing of model.name)."""
+def check_model(config: Config, kind: str | None) -> tuple[Check, Any, bool]:
+    """The check, the tokenizer it loaded (None when the method loads nothing of model.name) and whether
+    the texts go to a causal LM (EL2N's scorer always is one; RDS+ and cluster's is model.name)."""
     from dataselect.scoring import models
 
+    causal = config.method.name == "el2n"
     if kind is None:
-        return Check("model", True, f"not used by method.name: {config.method.name}"), None
+        return Check("model", True, f"not used by method.name: {config.method.name}"), None, causal
     m = config.model
     try:
         if kind == "tokenizer":
             path = models.resolve_model_path(m.name)
             tokenizer = models.load_tokenizer(path, m.trust_remote_code)
-            return Check("model", True, f"tokenizer of {path} loads"), tokenizer
+            return Check("model", True, f"tokenizer of {path} loads"), tokenizer, causal
         loaded = models.load_model(m.name, m.pooling, m.max_length, m.dtype, config.runtime.device, m.trust_remote_code)
     except Exception as error:  # noqa: BLE001 - whatever stops the model loading is what the check reports
-        return Check("model", False, _failure(error)), None
+        return Check("model", False, _failure(error)), None, causal
     detail = (f"{loaded.path} loads ({loaded.pooling} pooling, max_length {loaded.max_length}, "
               f"{loaded.device.type} {str(loaded.dtype).removeprefix('torch.')})")
-    return Check("model", True, detail), loaded.tokenizer
+    return Check("model", True, detail), loaded.tokenizer, causal or models.is_causal_lm(loaded.model.config)
 
 
-def _renderer(config: Config, source: SourceConfig, tokenizer: Any) -> TextRenderer:
+def _renderer(config: Config, source: SourceConfig, tokenizer: Any, causal_lm: bool) -> TextRenderer:
     if config.method.name == "dsir" and source.render == "auto":
         source = source.model_copy(update={"render": "plain"})  # as DSIR renders it (no chat tags)
-    return TextRenderer(source, tokenizer)
+    return TextRenderer(source, tokenizer, causal_lm)
 
 
-def check_source(config: Config, role: str, tokenizer: Any) -> Check:
+def check_source(config: Config, role: str, tokenizer: Any, causal_lm: bool = False) -> Check:
     """The source resolves to files and its first records render (under on_error: fail, all of them)."""
     source: SourceConfig = getattr(config, role)
     if source.path is None:
         return Check(role, False, f"config error: {role}.path is required for method.name: {config.method.name}")
     try:
         locations = resolve_locations(source)
-        renderer = _renderer(config, source, tokenizer)
+        renderer = _renderer(config, source, tokenizer, causal_lm)
         rendered, bad = 0, []
         for raw in itertools.islice(iter_raw_records(source), FIRST_RECORDS):
             reason = raw.error
@@ -139,11 +141,11 @@ def dry_run(config: Config) -> list[Check]:
     """Every check, in order; a failed check does not stop the later ones."""
     kind, needs_target = method_needs(config)
     checks = [check_method(config)]
-    model_check, tokenizer = check_model(config, kind)
+    model_check, tokenizer, causal = check_model(config, kind)
     checks.append(model_check)
-    checks.append(check_source(config, "input", tokenizer))
+    checks.append(check_source(config, "input", tokenizer, causal))
     if needs_target:
-        checks.append(check_source(config, "target", tokenizer))
+        checks.append(check_source(config, "target", tokenizer, causal))
     checks.append(check_folder("output", "output.dir", Path(config.output.dir)))
     checks.append(check_folder("cache", "runtime.cache_dir", config.runtime.resolved_cache_dir()))
     return checks

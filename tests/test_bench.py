@@ -10,7 +10,7 @@ from dataselect import cli
 
 
 @pytest.mark.parametrize("name, flag", [("rds_gsm8k", "--pool"), ("embed_vs_st", "--pool"), ("dsir_vs_package", "--target"),
-                                        ("token_memo", "--pool")])
+                                        ("token_memo", "--pool"), ("rds_quality", "--pool")])
 def test_a_missing_data_file_is_one_line_naming_the_argument(tmp_path, name, flag):
     with pytest.raises(SystemExit) as stop:
         cli.main(["bench", name, flag, str(tmp_path / "missing.jsonl.gz")])
@@ -34,3 +34,26 @@ def test_benchmarks_leave_no_temporary_folders(tmp_path, monkeypatch, capsys):
     left = [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("torchinductor")]  # torch's own cache stays
     assert left == []  # the bench caches and work folders are gone
     assert (tmp_path / "out" / "selection.parquet").exists()  # the output asked for stays
+
+
+def test_the_quality_bench_holds_out_targets_and_reuses_its_embeddings(tmp_path, capsys):
+    topics = {"math": "Sam has {} apples and eats one. How many are left?", "code": "Write a Python function that returns {}.",
+              "food": "Give a recipe that uses {} eggs."}
+    rows = [{"id": f"{name}{i}", "source": name, "prompt": text.format(i), "response": f"answer {i}"}
+            for name, text in topics.items() for i in range(8)]
+    with gzip.open(tmp_path / "pool.jsonl.gz", "wt") as handle:
+        handle.write("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["bench", "rds_quality", "--pool", str(tmp_path / "pool.jsonl.gz"), "--work", str(tmp_path / "work"), "--sources", "math,code",
+            "--per-source", "2", "--renders", "plain", "--aggregations", "max,topk_mean:2", "--no-pipeline",
+            "--set", "runtime.progress=false", "--set", "runtime.num_workers=0"]
+    cli.main(args)
+    first = capsys.readouterr().out
+    pool = next((tmp_path / "work" / "data").glob("pool-*.jsonl"))
+    mtime = pool.stat().st_mtime_ns
+    cli.main(args)
+    again = capsys.readouterr().out
+    assert "R per target: math 6, code 6" in first  # 2 of each development source held out of the pool
+    assert len(pool.read_text().splitlines()) == 24 - 4 and pool.stat().st_mtime_ns == mtime  # unchanged: the cache key holds
+    assert "engine plain, max: " in first and "cache {'pool': 'miss', 'target': 'miss'}" in first
+    assert again.count("cache {'pool': 'hit', 'target': 'hit'}") == 2  # every run of the second pass: no embedding
+    assert "| engine plain, topk_mean:2 |" in again and "r_precision" in again

@@ -5,8 +5,10 @@ may be dotted (`data.text`) to reach into nested objects. With none of them conf
 looked at for `messages`, then ShareGPT `conversations`, then `prompt`/`response`, then Alpaca
 `instruction`/`input`/`output`, then `text`. Messages are `{role, content}` (content a string or an
 OpenAI list of parts, whose text parts are joined) or ShareGPT `{from, value}` (human/gpt/system).
-Conversations (and pairs, as a two-turn conversation) use the tokenizer's chat template where it has
-one, otherwise the Tulu form of RDS+ (docs/methods).
+Conversations (and pairs, as a two-turn conversation) follow the model under `render: auto`: the
+tokenizer's chat template where it has one; the Tulu form of RDS+ for a causal LM without one; plain
+text (the turns joined by blank lines: a pair is prompt + "\n\n" + response) for an encoder, whose
+training never showed it chat tags, and where no model reads the text (docs/rds.md).
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ class BadRecord(Exception):
 
 # bump when some record renders to a different text (or stops or starts being bad): describe() is
 # part of the cache key, and a store written by the older rules must not be reused
-RENDER_VERSION = 2
+# 3: plain keeps each turn's text as it is (a pair is exactly prompt + "\n\n" + response)
+RENDER_VERSION = 3
 _MISSING = object()
 # ShareGPT speakers -> chat roles (other names are kept as they are)
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant",
@@ -144,21 +147,26 @@ def _alpaca(record: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
-class TextRenderer:
-    """Renders records of one source; `describe()` is part of the embedding cache key."""
+def auto_style(tokenizer: Any = None, causal_lm: bool = False) -> str:
+    """What `render: auto` means for a model: its own chat template; else the Tulu form RDS+ uses with
+    its causal LMs; else (an encoder, or no model) plain text, which a sentence encoder was trained on."""
+    if getattr(tokenizer, "chat_template", None):
+        return "chat_template"
+    return "tulu" if causal_lm else "plain"
 
-    def __init__(self, config: SourceConfig, tokenizer: Any = None) -> None:
+
+class TextRenderer:
+    """Renders records of one source; `describe()` is part of the embedding cache key.
+
+    `causal_lm`: the model that reads the texts is a causal LM (`render: auto` then means the Tulu form
+    when its tokenizer has no chat template)."""
+
+    def __init__(self, config: SourceConfig, tokenizer: Any = None, causal_lm: bool = False) -> None:
         self.config = config
         self.tokenizer = tokenizer
-        has_template = bool(getattr(tokenizer, "chat_template", None))
-        if config.render == "chat_template" and not has_template:
+        if config.render == "chat_template" and not getattr(tokenizer, "chat_template", None):
             raise ConfigError("config error: input.render: 'chat_template' but the model's tokenizer has no chat template")
-        self.conversation_style = {
-            "auto": "chat_template" if has_template else "tulu",
-            "chat_template": "chat_template",
-            "tulu": "tulu",
-            "plain": "plain",
-        }[config.render]
+        self.conversation_style = auto_style(tokenizer, causal_lm) if config.render == "auto" else config.render
         self.eos_token = (getattr(tokenizer, "eos_token", None) or "") if self.conversation_style == "tulu" else ""
 
     def describe(self) -> dict[str, Any]:
@@ -217,6 +225,6 @@ class TextRenderer:
             raise BadRecord("empty text")
         if self.conversation_style == "chat_template":
             return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        if self.conversation_style == "plain":
-            return "\n\n".join(m["content"].strip() for m in messages if m["content"].strip())
+        if self.conversation_style == "plain":  # as a plain pipeline writes it: no tags, texts unchanged
+            return "\n\n".join(m["content"] for m in messages if m["content"].strip())
         return tulu_format(messages, self.eos_token)

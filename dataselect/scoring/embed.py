@@ -20,7 +20,7 @@ from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.backoff import OOMBackoff
 from dataselect.scoring.batching import padding_waste, token_budget_batches
-from dataselect.scoring.models import LoadedModel, ModelSpec, load_model, load_weights, resolve_model
+from dataselect.scoring.models import LoadedModel, ModelSpec, is_causal_lm, load_model, load_weights, resolve_model
 from dataselect.scoring.stage import Resources, ShardOutput
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_for
 
@@ -197,7 +197,7 @@ class EmbeddingScorer:
         self.embedder = Embedder.from_config(
             ModelConfig(name=model, pooling=pooling, max_length=max_length, dtype=dtype), device
         )
-        self.renderer = TextRenderer(source or SourceConfig(), self.embedder.loaded.tokenizer)
+        self.renderer = TextRenderer(source or SourceConfig(), self.embedder.loaded.tokenizer, is_causal_lm(self.embedder.model.config))
         self.batch_tokens = batch_tokens
         self.window = window
         self.pool = self.embedder.tokenizer_pool(num_workers)

@@ -166,6 +166,11 @@ class ModelSpec:
     device: torch.device
     trust_remote_code: bool = False
 
+    @property
+    def causal_lm(self) -> bool:
+        """A decoder-only LM (`render: auto` renders the Tulu form for it when it has no chat template)."""
+        return is_causal_lm(self.hf_config)
+
     def identity(self) -> dict[str, Any]:
         """What determines a model's outputs (part of the cache key)."""
         return {

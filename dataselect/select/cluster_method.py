@@ -107,7 +107,7 @@ class ClusterMethod:
         config = context.config
         with context.stats.stage("load_model"):
             stage = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
-        return {"pool": context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer))}
+        return {"pool": context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer, stage.spec.causal_lm))}
 
     def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
         config = context.config

@@ -96,7 +96,9 @@ class EL2NMethod:
         from dataselect.stats import SourceStats
 
         config = context.config
-        renderer = TextRenderer(config.input, load_tokenizer(resolve_model_path(config.model.name), config.model.trust_remote_code))
+        # the scorer is a causal LM (model.name or the proxy): `render: auto` is its chat template or the Tulu form
+        tokenizer = load_tokenizer(resolve_model_path(config.model.name), config.model.trust_remote_code)
+        renderer = TextRenderer(config.input, tokenizer, causal_lm=True)
         with context.stats.stage("train_proxy"):
             stage = loss_stage_for(config, context.cache_root, lambda: iter_samples(config.input, renderer, SourceStats("pool")))
         self.proxies = stage.proxies

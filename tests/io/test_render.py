@@ -7,6 +7,7 @@ from dataselect.io.render import BadRecord, TextRenderer
 
 
 def render(record, **config):
+    config.setdefault("render", "tulu")  # record shapes, shown in the Tulu form (render: auto follows a model: below)
     return TextRenderer(SourceConfig(**config)).render(record)
 
 
@@ -66,3 +67,49 @@ def test_the_cache_key_names_the_rendering_rules():
     from dataselect.io.render import RENDER_VERSION
 
     assert TextRenderer(SourceConfig()).describe()["version"] == RENDER_VERSION >= 2
+
+
+PAIR = {"prompt": "  What is 2+2? ", "response": "4\n"}
+
+
+def test_plain_is_the_plain_pipelines_text_exactly():
+    """prompt + "\n\n" + response, whitespace kept: the text a sentence-transformers user embeds."""
+    assert render(PAIR, render="plain") == PAIR["prompt"] + "\n\n" + PAIR["response"]
+    assert render({"prompt": "q", "response": " "}, render="plain") == "q"  # an empty turn adds no blank line
+
+
+class _TemplateTokenizer:
+    chat_template = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+    eos_token = "</s>"
+
+    def apply_chat_template(self, messages, tokenize=False):
+        return "".join(f"[{m['role']}]{m['content']}" for m in messages)
+
+
+def test_auto_follows_the_model(tiny_bert_dir, tiny_causal_dir):
+    from dataselect.scoring.models import resolve_model
+
+    def auto(model_dir):
+        spec = resolve_model(str(model_dir), "auto", None, "auto", "cpu")
+        return TextRenderer(SourceConfig(), spec.tokenizer, spec.causal_lm)
+
+    encoder, causal = auto(tiny_bert_dir), auto(tiny_causal_dir)
+    assert (encoder.conversation_style, causal.conversation_style) == ("plain", "tulu")
+    assert encoder.render(PAIR) == PAIR["prompt"] + "\n\n" + PAIR["response"]
+    assert causal.render(PAIR) == "<|user|>\nWhat is 2+2?\n<|assistant|>\n4" + (causal.eos_token or "")
+    for causal_lm in (False, True):  # a chat template wins for any model that has one
+        templated = TextRenderer(SourceConfig(), _TemplateTokenizer(), causal_lm)
+        assert templated.conversation_style == "chat_template" and templated.render(PAIR) == "[user]  What is 2+2? [assistant]4\n"
+    assert TextRenderer(SourceConfig()).conversation_style == "plain"  # no model reads the text (random, DSIR)
+
+
+def test_the_cache_key_follows_the_effective_rendering(tiny_bert_dir):
+    """`auto` and the style it becomes share a store; another style, or the rules of an older
+    version (RENDER_VERSION 2 rendered auto as Tulu for an encoder), never do."""
+    from dataselect.io.render import RENDER_VERSION
+    from dataselect.scoring.models import resolve_model
+
+    spec = resolve_model(str(tiny_bert_dir), "auto", None, "auto", "cpu")
+    keys = {style: TextRenderer(SourceConfig(render=style), spec.tokenizer, spec.causal_lm).describe() for style in ("auto", "plain", "tulu")}
+    assert keys["auto"] == keys["plain"] != keys["tulu"]
+    assert RENDER_VERSION >= 3 and keys["auto"]["version"] == RENDER_VERSION

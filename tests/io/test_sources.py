@@ -14,9 +14,9 @@ from dataselect.io.sources import iter_raw_records, iter_samples, text_hash
 from dataselect.stats import SourceStats
 
 
-def _samples(config, tokenizer=None):
+def _samples(config, tokenizer=None, causal_lm=False):
     stats = SourceStats("pool")
-    return list(iter_samples(config, TextRenderer(config, tokenizer), stats)), stats
+    return list(iter_samples(config, TextRenderer(config, tokenizer, causal_lm), stats)), stats
 
 
 def test_jsonl_gz_parquet_directory_and_glob_read_in_stable_order(tmp_path):
@@ -85,12 +85,13 @@ def test_rendering_of_pairs_and_messages(tmp_path):
         {"text": "plain"},
     ]
     path = write_jsonl(tmp_path / "mix.jsonl", rows)
-    samples, _ = _samples(SourceConfig(path=str(path)))
+    samples, _ = _samples(SourceConfig(path=str(path)), causal_lm=True)  # auto for a causal LM: the Tulu form
     assert samples[0].text == "<|user|>\nWhat is 2+2?\n<|assistant|>\n4"
     assert samples[1].text == "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\nHello"
     assert samples[2].text == "plain"
-    plain, _ = _samples(SourceConfig(path=str(path), render="plain"))
-    assert plain[0].text == "What is 2+2?\n\n4"
+    for config in (SourceConfig(path=str(path), render="plain"), SourceConfig(path=str(path))):  # auto for an encoder: plain
+        plain, _ = _samples(config)
+        assert [s.text for s in plain] == ["What is 2+2?\n\n4", "Be brief.\n\nHi\n\nHello", "plain"]
 
 
 def test_chat_template_is_used_when_the_tokenizer_has_one(tmp_path):
@@ -264,7 +265,7 @@ def test_a_json_array_file_is_read_whole(tmp_path):
     path = tmp_path / "alpaca.json"
     path.write_text("\ufeff  \n" + json.dumps(alpaca, indent=2), encoding="utf-8")
     samples, stats = _samples(SourceConfig(path=str(path)))
-    assert [s.text for s in samples] == ["<|user|>\nAdd 2 and 3.\n<|assistant|>\n5", "<|user|>\nName a colour.\n<|assistant|>\nBlue"]
+    assert [s.text for s in samples] == ["Add 2 and 3.\n\n5", "Name a colour.\n\nBlue"]
     assert [s.id for s in samples] == ["alpaca.json:3", "alpaca.json:8"]  # the line each element starts on
     assert [(b.line, b.reason) for b in stats.bad] == [(12, "not a JSON object")]
     assert {spec.kind for spec in plan_shards(SourceConfig(path=str(path)), 1)} == {"records"}

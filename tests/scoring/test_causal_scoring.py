@@ -29,7 +29,7 @@ RECORDS = [
 def samples_of(tmp_path, tokenizer, records=RECORDS):
     path = write_jsonl(tmp_path / "pool.jsonl", records)
     config = SourceConfig(path=str(path))
-    return config, list(iter_samples(config, TextRenderer(config, tokenizer), SourceStats("pool")))
+    return config, list(iter_samples(config, TextRenderer(config, tokenizer, causal_lm=True), SourceStats("pool")))
 
 
 def test_scores_equal_the_full_logits_reference(tiny_causal_dir, tmp_path):

@@ -128,12 +128,16 @@ def test_a_hub_models_declared_pooling_is_fetched_with_it(tmp_path, monkeypatch)
 
 def test_embedding_scorer_renders_a_string_and_a_text_record_alike_and_rejects_non_samples(tiny_bert_dir):
     import dataselect
+    from dataselect.config import SourceConfig
 
+    text = "What is two plus two?"
+    with dataselect.EmbeddingScorer(str(tiny_bert_dir), device="cpu", source=SourceConfig(render="tulu")) as tulu:
+        tagged = tulu.embed([{"prompt": text}])
     with dataselect.EmbeddingScorer(str(tiny_bert_dir), device="cpu") as scorer:
-        text = "What is two plus two?"
         vectors = scorer.embed([text, {"text": text}, {"prompt": text}])
         assert np.allclose(vectors[0], vectors[1], atol=1e-6)  # {"text": s} is s itself, not a chat turn
-        assert not np.allclose(vectors[0], vectors[2], atol=1e-3)  # a prompt is a chat turn
+        assert np.allclose(vectors[0], vectors[2], atol=1e-6)  # an encoder renders plain: a lone prompt is its text
+        assert not np.allclose(tagged[0], vectors[2], atol=1e-3)  # in the Tulu form a prompt is a chat turn
         for bad, shown in [(None, "NoneType None"), (3, "int 3"), (2.5, "float 2.5")]:
             with pytest.raises(ValueError, match=rf"^cannot embed sample 1: {shown}; a sample is a string or a record"):
                 scorer.embed(["fine", bad])

@@ -59,7 +59,7 @@ def proxy_stage(pool, cache, seeds, config=TINY):
     tokenizer_path = resolve_model_path(MINILM)
     tokenizer = load_tokenizer(tokenizer_path)
     source = SourceConfig(path=str(pool))
-    samples = list(iter_samples(source, TextRenderer(source, tokenizer), SourceStats("pool")))
+    samples = list(iter_samples(source, TextRenderer(source, tokenizer, causal_lm=True), SourceStats("pool")))
     trained = train_proxies(samples, tokenizer, tokenizer_path, source, config, seeds, cache, progress=False)
     stage = LossStage(build_config({}).model, source, "cpu", 256, proxies=trained, proxy_config=config, tokenizer_name=MINILM)
     return stage, samples
@@ -96,7 +96,7 @@ def test_loss_stage_for_picks_the_proxy_for_the_default_model_and_rejects_an_enc
             "runtime": {"device": "cpu", "progress": False}}
     config = build_config(tree)
     tokenizer = load_tokenizer(resolve_model_path(MINILM))
-    samples = lambda: iter_samples(config.input, TextRenderer(config.input, tokenizer), SourceStats("pool"))  # noqa: E731
+    samples = lambda: iter_samples(config.input, TextRenderer(config.input, tokenizer, causal_lm=True), SourceStats("pool"))  # noqa: E731
     stage = loss_stage_for(config, tmp_path, samples)
     assert stage.identity()["scorer"] == "proxy" and stage.identity()["sample_size"] == len(MATH + OTHER)
     with pytest.raises(ConfigError, match="is not a causal LM"):

@@ -40,6 +40,52 @@ def test_tiled_similarities_equal_the_dense_matrix(tmp_path, aggregation):
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def _reference(sims: np.ndarray, aggregation: str, k: int, temperature: float) -> np.ndarray:
+    """numpy, on the whole [N, q] block: what the running (tiled) aggregates must equal."""
+    if aggregation == "max":
+        return sims.max(axis=1)
+    if aggregation == "mean":
+        return sims.mean(axis=1)
+    if aggregation == "topk_mean":
+        return np.sort(sims, axis=1)[:, ::-1][:, :k].mean(axis=1)
+    weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
+    return (weights * sims).sum(axis=1) / weights.sum(axis=1)
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean", "topk_mean", "softmax"])
+@pytest.mark.parametrize("single_task", [True, False])
+def test_every_aggregation_equals_numpy_across_target_tiles(tmp_path, monkeypatch, aggregation, single_task):
+    from dataselect.select import rds
+
+    monkeypatch.setattr(rds, "TARGET_TILE", 3)  # a task's targets arrive over several tiles
+    rng = np.random.default_rng(2)
+    pool, targets = _unit(rng, 41, 8), _unit(rng, 11, 8)
+    tasks = np.zeros(11, np.int64) if single_task else np.array([2, 0, 0, 1, 2, 0, 0, 2, 0, 1, 0])
+    got = task_similarities(_store(tmp_path, pool, 16), targets, tasks, aggregation, tile_rows=10, device=torch.device("cpu"),
+                            topk=4, temperature=0.07)
+    dense = pool.astype(np.float16).astype(np.float32) @ targets.T
+    expected = np.stack([_reference(dense[:, tasks == t], aggregation, 4, 0.07) for t in range(tasks.max() + 1)], axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_topk_mean_of_one_is_max_and_of_all_is_mean(tmp_path):
+    rng = np.random.default_rng(3)
+    pool, targets = _unit(rng, 30, 8), _unit(rng, 9, 8)
+    tasks = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])  # 5 and 4 targets
+    store = _store(tmp_path, pool, 12)
+
+    def scores(aggregation, k=1):
+        return task_similarities(store, targets, tasks, aggregation, 7, torch.device("cpu"), topk=k)
+
+    np.testing.assert_allclose(scores("topk_mean", 1), scores("max"), atol=1e-6)
+    np.testing.assert_allclose(scores("topk_mean", 5), scores("mean"), atol=1e-6)  # k >= every task's size: all of them
+    np.testing.assert_allclose(scores("topk_mean", 50), scores("mean"), atol=1e-6)
+    cold = task_similarities(store, targets, tasks, "softmax", 7, torch.device("cpu"), temperature=1e-4)
+    hot = task_similarities(store, targets, tasks, "softmax", 7, torch.device("cpu"), temperature=1e4)
+    np.testing.assert_allclose(cold, scores("max"), atol=1e-3)  # softmax spans max (cold) to mean (hot)
+    np.testing.assert_allclose(hot, scores("mean"), atol=1e-3)
+
+
 def test_path2_is_argsort_of_row_max():
     rng = np.random.default_rng(1)
     scores = rng.standard_normal((5, 40)).max(axis=0)  # max over 5 queries
