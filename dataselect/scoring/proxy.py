@@ -29,14 +29,11 @@ from tqdm import tqdm
 
 from dataselect.config import ProxyConfig, SourceConfig
 from dataselect.scoring.causal import SampleEncoder
+from dataselect.scoring.sampled import fraction_limit, sample_key
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when training changes what the same config learns
-
-
-def _key(seed: int, sample_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{sample_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def training_sample(samples: Iterable[Any], size: int | float, seed: int) -> list[Any]:
@@ -44,11 +41,11 @@ def training_sample(samples: Iterable[Any], size: int | float, seed: int) -> lis
     read or sharded: by a seeded hash of each sample's id, the `size` smallest hashes (a count; memory:
     `size` samples), or every sample whose hash falls under the fraction `size` (a float)."""
     if isinstance(size, float):
-        limit = int(size * 2**64)
-        return [sample for sample in samples if _key(seed, sample.id) < limit]
+        limit = fraction_limit(size)
+        return [sample for sample in samples if sample_key(seed, sample.id) < limit]
     heap: list[tuple[int, int, Any]] = []  # the `size` smallest keys, as a max-heap (negated keys)
     for order, sample in enumerate(samples):
-        key = _key(seed, sample.id)
+        key = sample_key(seed, sample.id)
         if len(heap) < size:
             heapq.heappush(heap, (-key, order, sample))
         elif -heap[0][0] > key:
