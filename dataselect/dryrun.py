@@ -46,6 +46,8 @@ def method_needs(config: Config) -> tuple[str | None, bool]:
         return "model", True
     if name == "dsir":
         return ("tokenizer" if config.method.dsir.features == "tokens" else None), True
+    if name in ("color", "betr"):
+        return "tokenizer" if name == "color" else "model", True
     if name == "random":
         return None, False
     return "model", False  # methods this module does not know yet: check the model at least
