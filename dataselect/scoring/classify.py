@@ -7,6 +7,8 @@ thread does it for the next shard while this one is scored.
 """
 from __future__ import annotations
 
+import hashlib
+import pickle
 from typing import TYPE_CHECKING, Any
 
 from dataselect.scoring.logistic import LinearModel
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
     from dataselect.io.sources import Sample
 
 CLASSIFY_FORMAT = 1  # bump when the stored scores change meaning
+# this process's featurisers, by the digest of their pickle: the executors send the stage with every
+# shard, and unpickling a tokenizer-backed featuriser costs far more than classifying a shard
+_FEATURIZERS: dict[str, Any] = {}
 
 
 class ClassifierStage:
@@ -26,6 +31,19 @@ class ClassifierStage:
         self.featurizer = featurizer
         self.model = model
         self.token_unit = "words" if featurizer.kind == "reference" else "tokens"
+        self._blob: bytes | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        if getattr(self, "_blob", None) is None:
+            self._blob = pickle.dumps(self.featurizer)  # once per stage, not once per shard
+        return {"model": self.model, "token_unit": self.token_unit, "blob": self._blob,
+                "key": hashlib.sha256(self._blob).hexdigest()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["key"] not in _FEATURIZERS:
+            _FEATURIZERS[state["key"]] = pickle.loads(state["blob"])
+        self.featurizer, self.model, self.token_unit = _FEATURIZERS[state["key"]], state["model"], state["token_unit"]
+        self._blob = state["blob"]
 
     def identity(self) -> dict[str, Any]:
         return {"format": CLASSIFY_FORMAT, "featurizer": self.featurizer.identity(), "classifier": self.model.digest()}
