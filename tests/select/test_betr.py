@@ -3,6 +3,7 @@ RDS+ itself reproduces RDS+; the classifier ranks first the one source holding t
 the same seed gives the same sample, classifier and selection however the run is cut."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_a_full_sample_scored_by_rds_itself_reproduces_rds(tmp_path, monkeypatch
 def test_the_same_seed_gives_the_same_sample_classifier_and_selection_however_the_run_is_cut(tmp_path):
     pool, target = _files(tmp_path)
     first = _run(tmp_path, pool, target, name="a")
-    second = _run(tmp_path, pool, target, name="b", runtime__shard_size=7, runtime__batch_tokens=512, runtime__cache_dir=str(tmp_path / "other"))
+    second = _run(tmp_path, pool, target, name="b", runtime__shard_size=3, runtime__batch_tokens=512, runtime__cache_dir=str(tmp_path / "other"))
     sample_ids = [pq.read_table(r.manifest["stages"]["sample"]["store"] + "/meta.parquet", columns=["id"]).column("id").to_pylist()
                   for r in (first, second)]
     assert sample_ids[0] == sample_ids[1]
@@ -145,3 +146,13 @@ def test_a_run_that_dies_in_the_pool_stage_resumes_with_the_same_classifier_and_
     assert stage["cache"] == "partial" and stage["resumed_shards"] == 3 and stage["docs"] == 4 * PER_SOURCE - 3 * 16
     assert resumed.manifest["cache"]["sample"] == "hit"
     assert (resumed.output_dir / "selection.parquet").read_bytes() == (reference.output_dir / "selection.parquet").read_bytes()
+
+
+def test_configs_betr_yaml_runs_on_the_demo_pool(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
+    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "betr.yaml", overrides), quiet=True)
+    rows = [json.loads(line) for line in (result.output_dir / "selected.jsonl").read_text().splitlines()]
+    assert len(rows) == 100 and result.manifest["method"]["betr_tasks"]["target"]["heldout_auroc"] > 0.9
+    assert sum(row["source"] == "math" for row in rows) >= 90  # the target is math word problems

@@ -127,3 +127,12 @@ def test_a_run_that_dies_scoring_the_conditional_model_resumes_there(tmp_path, m
     assert resumed.manifest["cache"]["pool"] == "hit"
     assert resumed.manifest["stages"]["conditional"]["cache"] == "partial" and resumed.manifest["stages"]["conditional"]["resumed_shards"] == 1
     assert (resumed.output_dir / "selection.parquet").read_bytes() == (reference.output_dir / "selection.parquet").read_bytes()
+
+
+def test_configs_color_yaml_runs_on_the_demo_pool(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False,
+                 "output.show_top": 0, **TINY}
+    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "color.yaml", overrides), quiet=True)
+    assert len(result.ids) == 100 and result.manifest["method"]["scorer"] == "proxy"
