@@ -294,7 +294,7 @@ def test_pack_pieces_is_one_to_one_up_to_sixteen_bytes():
 def test_chunk_memo_starts_over_when_full_and_stays_exact(minilm_backend):
     memo = ngram.TokenFeaturizer(minilm_backend, memo=True)
     exact = ngram.TokenFeaturizer(minilm_backend, memo=False)
-    memo._memo.max_pieces = len(memo._memo._pieces) + 20  # the prefill plus a few
+    memo._chunk_memo().max_pieces = len(memo._chunk_memo()._pieces) + 20  # the prefill plus a few
     resets = []
     reset = memo._memo._reset
     memo._memo._reset = lambda: (resets.append(1), reset())
@@ -317,7 +317,7 @@ def test_no_memo_for_added_tokens_matched_after_normalisation(minilm_backend):
     backend = Tokenizer.from_str(minilm_backend.to_str())
     backend.add_tokens([AddedToken("<eos>", normalized=True), AddedToken("new york", normalized=True)])
     featurizer = ngram.TokenFeaturizer(backend, memo=True)
-    assert featurizer._memo is None
+    assert featurizer._chunk_memo() is None
     texts = ["x <e\u0301os> y", "ne\u0301\u0301w york", "plain words"]
     flat, lengths = featurizer.tokenize(texts)
     expected = [e.ids for e in featurizer.backend.encode_batch(texts, add_special_tokens=False)]  # its copy: no padding
