@@ -52,6 +52,16 @@ def generate(path: Path, docs: int, seed: int = 0, batch: int = 100_000) -> None
             handle.write("\n".join(lines) + "\n")
 
 
+def ensure_pool(work: Path, docs: int) -> Path:
+    """work/pool.jsonl, generated (and timed) unless an earlier run with --work left it there."""
+    pool = work / "pool.jsonl"
+    if not pool.exists():
+        started = time.perf_counter()
+        generate(pool, docs)
+        print(f"generated {docs:,} docs ({pool.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f}s")
+    return pool
+
+
 def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, float, int]:
     """Median seconds to open and read the first and the last planned shard, and the shard count."""
     from dataselect.config import SourceConfig
@@ -90,11 +100,7 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="dataselect-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        pool, target = work / "pool.jsonl", work / "target.jsonl"
-        if not pool.exists():
-            started = time.perf_counter()
-            generate(pool, args.docs)
-            print(f"generated {args.docs:,} docs ({pool.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f}s")
+        pool, target = ensure_pool(work, args.docs), work / "target.jsonl"
         generate(target, 500, seed=1)
         first, last, shards = open_times(pool, args.shard_size)
         print(f"open+read a shard: first {first * 1e3:.1f} ms, last {last * 1e3:.1f} ms (ratio {last / first:.2f}), {shards} shards")

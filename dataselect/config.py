@@ -104,6 +104,12 @@ class DSIRConfig(_Section):
         return value
 
 
+def _count_or_fraction(value: Union[int, float]) -> Union[int, float]:
+    if isinstance(value, bool) or (isinstance(value, int) and value < 1) or (isinstance(value, float) and not 0.0 < value <= 1.0):
+        raise ValueError("must be a count >= 1 or a fraction in (0, 1]")
+    return value
+
+
 class ProxyConfig(_Section):
     """The proxy causal LM trained on the pool when model.name is not a causal LM (scoring/proxy.py)."""
 
@@ -123,9 +129,7 @@ class ProxyConfig(_Section):
     @field_validator("sample")
     @classmethod
     def _sample_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
-        if isinstance(value, bool) or (isinstance(value, int) and value < 1) or (isinstance(value, float) and not 0.0 < value <= 1.0):
-            raise ValueError("must be a count >= 1 or a fraction in (0, 1]")
-        return value
+        return _count_or_fraction(value)
 
 
 class EL2NConfig(_Section):
@@ -139,6 +143,44 @@ class EL2NConfig(_Section):
     scorer: Literal["auto", "model", "proxy"] = "auto"  # auto: model.name if it is a causal LM, the proxy for the default model
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
     proxy: ProxyConfig = ProxyConfig()
+class ColorConfig(_Section):
+    """CoLoR-Filter (METHODS.md section 7): a prior causal LM and the same LM fine-tuned on the target
+    (the conditional model) score every pool sample; score = prior mean loss - conditional mean loss."""
+
+    scorer: Literal["auto", "model", "proxy"] = "auto"  # the prior: auto: model.name if it is a causal LM, else the proxy
+    finetune_steps: int = Field(100, ge=0)  # optimiser steps fine-tuning the prior on the target (0: conditional = prior)
+    finetune_lr: float = Field(1e-3, gt=0)  # peak learning rate of the fine-tune (10% warm-up, cosine decay)
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+    proxy: ProxyConfig = ProxyConfig(steps=200, sample=5000, context=64, vocab=2048)  # the prior proxy (sized for a 2-core CPU)
+
+
+class BETRConfig(_Section):
+    """BETR (METHODS.md section 8): RDS+ scores on a seeded sample of the pool label its top fraction;
+    a logistic regression on hashed n-gram features learns them and scores the whole pool."""
+
+    sample: Union[int, float] = 0.1  # pool samples embedded and scored by RDS+: a count, or a fraction of the pool in (0, 1]
+    positive_fraction: float = 0.1  # the sample's top fraction by RDS+ score is labelled positive (per task)
+    holdout: float = 0.2  # share of the sample held out (seeded) for the manifest's AUROC and Spearman
+    features: Literal["reference", "tokens"] = "tokens"  # the DSIR featurisers: sha256 WordPunct n-grams, or tokenizer ids
+    num_buckets: int = Field(65_536, gt=0)
+    ngrams: int = Field(2, ge=1, le=2)  # 1: unigrams; 2: unigrams + bigrams
+    l2: float = Field(1e-4, ge=0.0)  # L2 penalty on the weights (the objective is the class-balanced mean log-loss)
+    max_iter: int = Field(200, gt=0)  # L-BFGS iterations per task
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+
+    @field_validator("sample")
+    @classmethod
+    def _sample_is_count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
+        return _count_or_fraction(value)
+
+    @field_validator("positive_fraction", "holdout")
+    @classmethod
+    def _fraction_in_open_unit_interval(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError("must be in (0, 1)")
+        return value
+
+
 def _open_unit_interval(value: float | None) -> float | None:
     if value is not None and not 0.0 < value < 1.0:
         raise ValueError("must be in (0, 1): a sample goes when its cosine to an earlier one exceeds 1 - eps")
@@ -182,7 +224,7 @@ class SemDedupConfig(_Section):
 
 
 class MethodConfig(_Section):
-    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "random"] = "rds"
+    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "color", "betr", "random"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
     # pool samples whose text equals a target sample's (whitespace normalised) are never selected
@@ -192,6 +234,8 @@ class MethodConfig(_Section):
     el2n: EL2NConfig = EL2NConfig()
     cluster: ClusterConfig = ClusterConfig()
     semdedup: SemDedupConfig = SemDedupConfig()
+    color: ColorConfig = ColorConfig()
+    betr: BETRConfig = BETRConfig()
 
     @field_validator("budget", mode="before")
     @classmethod

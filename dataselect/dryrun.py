@@ -46,6 +46,10 @@ def method_needs(config: Config) -> tuple[str | None, bool]:
         return "model", True
     if name == "dsir":
         return ("tokenizer" if config.method.dsir.features == "tokens" else None), True
+    if name == "betr":
+        return "model", True  # embeds the sample and the target
+    if name == "color":
+        return "tokenizer", True  # the proxy's (a causal LM model.name loads when the prior is scored)
     if name == "random":
         return None, False
     return "model", False  # methods this module does not know yet: check the model at least

@@ -14,6 +14,8 @@ REGISTRY = {
     "el2n": "dataselect.select.el2n:EL2NMethod",
     "cluster": "dataselect.select.cluster_method:ClusterMethod",
     "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
+    "color": "dataselect.select.color:ColorMethod",
+    "betr": "dataselect.select.betr:BETRMethod",
 }
 
 
@@ -24,6 +26,8 @@ DESCRIPTIONS = {
     "el2n": "EL2N: rank by a causal LM's per-sample error and keep a window (hardest, middle or easiest)",
     "cluster": "cluster-diverse: spherical k-means on pooled embeddings, per-cluster quotas, a pick inside each (random, nearest, score), optional SemDeDup",
     "semdedup": "SemDeDup: drop near-duplicates inside each k-means cluster of pooled embeddings; keep every survivor or a budget",
+    "color": "CoLoR-Filter: rank by how much a small causal LM's loss drops once fine-tuned on the target (needs target.path)",
+    "betr": "BETR: RDS+ on a seeded sample of the pool, a logistic regression on hashed n-grams learns it and scores the whole pool (needs target.path)",
     "random": "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)",
 }
 

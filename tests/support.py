@@ -56,6 +56,12 @@ EXECUTOR_METHODS = {
                    "method.el2n.proxy.layers": 1, "method.el2n.proxy.context": 16, "method.el2n.proxy.vocab": 64,
                    "method.el2n.proxy.batch_size": 4},
     "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 4},
+    # the prior: the tiny proxy trained on the pool; the conditional model: it fine-tuned on the target
+    "color": {"method.name": "color", "model.name": "sentence-transformers/all-MiniLM-L6-v2", "method.color.proxy.steps": 3,
+              "method.color.proxy.hidden": 16, "method.color.proxy.heads": 2, "method.color.proxy.layers": 1,
+              "method.color.proxy.context": 16, "method.color.proxy.vocab": 64, "method.color.proxy.batch_size": 4,
+              "method.color.finetune_steps": 3},
+    "betr": {"method.name": "betr", "method.betr.sample": 0.6, "method.betr.positive_fraction": 0.25, "method.betr.num_buckets": 4096},
     "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
 }
 

@@ -251,6 +251,40 @@ def _el2n_figures(metrics: dict[str, Any]) -> str:
     return out
 
 
+def _color_figures(metrics: dict[str, Any]) -> str:
+    tasks = metrics.get("color_tasks") or {}
+    keys = ["selected", "conditional_mean_loss", "score_mean", "selected_min_score"]
+    out = table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()])
+    prior = {f"prior (seed {i})": curve for i, curve in enumerate(metrics.get("prior_training_loss") or []) if curve}
+    if prior:
+        out += image(plots.curves(prior, "prior model: training loss", "step", "loss"), "prior training loss",
+                     f"The prior proxy's training loss per step on its sample of the pool (prior mean loss on the pool {fmt(metrics.get('prior_mean_loss'))}).")
+    conditional = {f"{task} (seed {i})": curve for task, curves in (metrics.get("conditional_training_loss") or {}).items()
+                   for i, curve in enumerate(curves) if curve}
+    if conditional:
+        out += image(plots.curves(conditional, "conditional model: fine-tuning loss on the target", "step", "loss"),
+                     "conditional fine-tuning loss", "The prior fine-tuned on each target task: its training loss per step.")
+    return out
+
+
+def _betr_figures(metrics: dict[str, Any]) -> str:
+    tasks = metrics.get("betr_tasks") or {}
+    keys = ["positives", "label_threshold", "heldout_auroc", "heldout_spearman", "lbfgs_evaluations"]
+    out = table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()])
+    for name, info in tasks.items():
+        bins = info.get("heldout_agreement") or []
+        if not bins:
+            continue
+        names = [str(i + 1) for i in range(len(bins))]
+        out += image(plots.bars(names, [b["rds_mean"] for b in bins], f"held-out sample, task {name}: RDS+ score by classifier decile",
+                                "classifier-score group (1 = lowest)", "mean RDS+ score"),
+                     f"agreement for task {name}",
+                     f"The held-out part of the sample in {len(bins)} equal groups by the classifier's score; bars: the groups' mean RDS+ "
+                     f"score (rising left to right when the classifier agrees with RDS+). Share labelled positive per group: "
+                     + ", ".join(f"{100 * b['positive_share']:.0f}%" for b in bins) + ".")
+    return out
+
+
 def method_section(selection: Selection, method: str) -> str:
     metrics = selection.metrics or {}
     parts = []
@@ -262,6 +296,10 @@ def method_section(selection: Selection, method: str) -> str:
         parts.append(_cluster_figures(metrics))
     if "window_min" in metrics:
         parts.append(_el2n_figures(metrics))
+    if "color_tasks" in metrics:
+        parts.append(_color_figures(metrics))
+    if "betr_tasks" in metrics:
+        parts.append(_betr_figures(metrics))
     scalars = flatten(metrics)
     if scalars:
         parts.append(f"<h3>Every figure {esc(method)} reports</h3>" + table(["metric", "value"], scalars))

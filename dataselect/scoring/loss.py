@@ -133,13 +133,13 @@ class LossStage:
         self._scorers, self._encoder = None, None
 
 
-def uses_proxy(config: Any) -> bool:
-    """method.el2n.scorer auto: the proxy for the bundled default model (an encoder), model.name when it
-    is a causal LM, and a config error for any other model."""
+def uses_proxy(config: Any, scorer: str | None = None) -> bool:
+    """scorer (default method.el2n.scorer) auto: the proxy for the bundled default model (an encoder),
+    model.name when it is a causal LM, and a config error for any other model."""
     from dataselect.scoring.causal import causal_lm_config, require_causal_lm
     from dataselect.scoring.models import BUNDLED_NAMES
 
-    scorer = config.method.el2n.scorer
+    scorer = config.method.el2n.scorer if scorer is None else scorer
     if scorer == "proxy" or (scorer == "auto" and config.model.name.lower() in BUNDLED_NAMES):
         return True
     _, hf_config = causal_lm_config(config.model.name, config.model.trust_remote_code)
@@ -147,18 +147,19 @@ def uses_proxy(config: Any) -> bool:
     return False
 
 
-def loss_stage_for(config: Any, cache_root: Any, pool_samples: Any) -> LossStage:
+def loss_stage_for(config: Any, cache_root: Any, pool_samples: Any, scorer: str | None = None, proxy: ProxyConfig | None = None) -> LossStage:
     """The loss stage a run's config asks for. With the proxy, it is trained first (or found in the
-    cache) on a seeded random part of `pool_samples()` (an iterable of rendered Samples)."""
+    cache) on a seeded random part of `pool_samples()` (an iterable of rendered Samples). scorer and
+    proxy default to method.el2n's (CoLoR-Filter's prior passes method.color's)."""
     from pathlib import Path
 
     from dataselect.scoring.models import load_tokenizer, resolve_model_path
     from dataselect.scoring.proxy import train_proxies, training_sample
 
     stage = LossStage(config.model, config.input, config.runtime.device, config.runtime.batch_tokens)
-    if not uses_proxy(config):
+    if not uses_proxy(config, scorer):
         return stage
-    proxy = config.method.el2n.proxy
+    proxy = config.method.el2n.proxy if proxy is None else proxy
     path = resolve_model_path(config.model.name)
     tokenizer = load_tokenizer(path, config.model.trust_remote_code)
     samples = training_sample(pool_samples(), proxy.sample, config.method.seed)

@@ -312,17 +312,22 @@ class TokenFeaturizer:
         self.name = name
         self.memo = memo
         self.dtype = bucket_dtype(num_buckets)
-        self._memo = ChunkMemo.for_backend(self.backend) if memo else None
+        self._memo: ChunkMemo | None = None
+        self._memo_built = False  # built on first use: a copy that is only unpickled never pays for it (seconds)
         self.twin = KernelHashTwin.verified(num_buckets) if device == "cpu" else None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_memo"] = None  # rebuilt empty in each process
+        state["_memo"], state["_memo_built"] = None, False  # rebuilt empty in each process
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._memo = ChunkMemo.for_backend(self.backend) if self.memo else None
+
+    def _chunk_memo(self) -> ChunkMemo | None:
+        if self.memo and not self._memo_built:
+            self._memo, self._memo_built = ChunkMemo.for_backend(self.backend), True
+        return self._memo
 
     def identity(self) -> dict[str, Any]:
         """Cache key; the kernel module's source stands for its hash."""
@@ -342,9 +347,10 @@ class TokenFeaturizer:
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(flat ids [W] int64, lengths [n] int64), exactly the tokenizer's ids without special tokens."""
-        if self._memo is None:
+        memo = self._chunk_memo()
+        if memo is None:
             return self._encode_whole(texts)
-        flat, lengths, whole = self._memo.tokenize(texts)
+        flat, lengths, whole = memo.tokenize(texts)
         if not whole.any():
             return flat, lengths
         accepted = ~whole

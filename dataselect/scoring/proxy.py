@@ -29,14 +29,11 @@ from tqdm import tqdm
 
 from dataselect.config import ProxyConfig, SourceConfig
 from dataselect.scoring.causal import SampleEncoder
+from dataselect.scoring.sampled import fraction_limit, sample_key
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when training changes what the same config learns
-
-
-def _key(seed: int, sample_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{sample_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def training_sample(samples: Iterable[Any], size: int | float, seed: int) -> list[Any]:
@@ -44,11 +41,11 @@ def training_sample(samples: Iterable[Any], size: int | float, seed: int) -> lis
     read or sharded: by a seeded hash of each sample's id, the `size` smallest hashes (a count; memory:
     `size` samples), or every sample whose hash falls under the fraction `size` (a float)."""
     if isinstance(size, float):
-        limit = int(size * 2**64)
-        return [sample for sample in samples if _key(seed, sample.id) < limit]
+        limit = fraction_limit(size)
+        return [sample for sample in samples if sample_key(seed, sample.id) < limit]
     heap: list[tuple[int, int, Any]] = []  # the `size` smallest keys, as a max-heap (negated keys)
     for order, sample in enumerate(samples):
-        key = _key(seed, sample.id)
+        key = sample_key(seed, sample.id)
         if len(heap) < size:
             heapq.heappush(heap, (-key, order, sample))
         elif -heap[0][0] > key:
@@ -114,34 +111,39 @@ def _learning_rate(step: int, steps: int, peak: float) -> float:
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
               label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
               callback: Callable[[int, torch.nn.Module], None] | None = None,
-              targets: np.ndarray | None = None) -> tuple[torch.nn.Module, list[float]]:
+              targets: np.ndarray | None = None, model: torch.nn.Module | None = None,
+              steps: int | None = None, lr: float | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Trains one proxy on packed rows [R, context] for training_steps(config, R) steps of
     config.batch_size rows (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
 
     objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
     bench); None is the plain mean token loss. callback(step, model) runs after each step. targets
-    [R, context] (token ids, -100 where a token is not a target) restricts the plain loss to them."""
+    [R, context] (token ids, -100 where a token is not a target) restricts the plain loss to them.
+    `model` trains that model instead of a freshly initialised proxy (fine-tuning, with its own `steps`
+    and peak `lr`)."""
     if len(rows) == 0:
         raise ValueError("no training rows: the training sample is shorter than one context")
     torch.manual_seed(seed)
-    model = proxy_model(config, vocab)
+    model = proxy_model(config, vocab) if model is None else model
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    peak = config.lr if lr is None else lr
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.01)
     rng = np.random.default_rng(seed)
     order = np.zeros(0, np.int64)
     losses: list[float] = []
-    steps = training_steps(config, len(rows))
+    steps = training_steps(config, len(rows)) if steps is None else steps
     bar = tqdm(range(steps), desc=f"train {label} (seed {seed})", unit="step", disable=not progress, leave=False)
     for step in bar:
         if len(order) < config.batch_size:
             order = np.concatenate([order, rng.permutation(len(rows))])
         batch, order = order[: config.batch_size], order[config.batch_size :]
-        x = torch.from_numpy(rows[batch])  # [b, T]
-        y = x if targets is None else torch.from_numpy(targets[batch])  # [b, T] HF shifts them by one
+        device = next(model.parameters()).device  # a fine-tuned causal LM may live on a GPU
+        x = torch.from_numpy(rows[batch]).to(device)  # [b, T]
+        y = x if targets is None else torch.from_numpy(targets[batch]).to(device)  # [b, T] HF shifts them by one
         if targets is not None and not bool((y != -100).any()):
             y = x  # a batch without any target token (rare): the plain loss rather than NaN
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, config.lr)
+            group["lr"] = _learning_rate(step, steps, peak)
         loss = model(input_ids=x, labels=y).loss if objective is None else objective(model, x, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,6 +189,27 @@ def sample_digest(samples: Sequence[Any]) -> str:
     return digest.hexdigest()[:24]
 
 
+def encoded_samples(samples: Sequence[Any], tokenizer: Any, source: SourceConfig, context: int) -> list[Any]:
+    """The samples' scoring windows (SampleEncoder), without those that have nothing to score."""
+    encoder = SampleEncoder(tokenizer, source, context)
+    encoded = encoder.encode([s.text for s in samples], [s.record for s in samples])
+    prepared = [p for p in encoded if p.error is None]
+    if not prepared:
+        raise ValueError(f"no training sample has tokens to score (the first: {encoded[0].error})" if encoded else "no training samples")
+    return prepared
+
+
+def training_rows(prepared: Sequence[Any], id_map: np.ndarray | None, config: ProxyConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Packed rows [R, context] of the windows (ids through id_map when given), and with
+    train_tokens: scored their targets [R, context] (-100 where a token is not one a score counts)."""
+    identity_map = np.arange(max(int(p.ids.max()) for p in prepared) + 1) if id_map is None else id_map
+    rows = packed_rows([identity_map[p.ids] for p in prepared], config.context)  # [R, context]
+    targets = None
+    if config.train_tokens == "scored":  # only the tokens a score counts are targets (the responses)
+        targets = packed_rows([_unshifted_targets(identity_map, p.ids, p.labels) for p in prepared], config.context)  # [R, context]
+    return rows, targets
+
+
 @dataclass
 class TrainedProxies:
     """The trained proxies, as the loss stage loads them in each worker: a file and its identity."""
@@ -211,17 +234,10 @@ def train_proxies(
     if path.exists():
         logger.info("proxy models found in the cache: %s", path)
         return TrainedProxies(str(path), plan.identity())
-    encoder = SampleEncoder(tokenizer, source, config.context)
-    encoded = encoder.encode([s.text for s in samples], [s.record for s in samples])
-    prepared = [p for p in encoded if p.error is None]
-    if not prepared:
-        raise ValueError(f"no training sample has tokens to score (the first: {encoded[0].error})" if encoded else "no training samples")
+    prepared = encoded_samples(samples, tokenizer, source, config.context)
     vocab_size = max(len(tokenizer), int(max(int(p.ids.max()) for p in prepared)) + 1)
     id_map = reduced_vocabulary(np.concatenate([p.ids for p in prepared]), vocab_size, config.vocab)
-    rows = packed_rows([id_map[p.ids] for p in prepared], config.context)  # [R, context]
-    targets = None
-    if config.train_tokens == "scored":  # only the tokens a score counts are targets (the responses)
-        targets = packed_rows([_unshifted_targets(id_map, p.ids, p.labels) for p in prepared], config.context)  # [R, context]
+    rows, targets = training_rows(prepared, id_map, config)
     states, curves = [], []
     started = time.perf_counter()
     for seed in seeds:
@@ -229,12 +245,23 @@ def train_proxies(
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         curves.append(losses)
         logger.info("proxy seed %d: training loss %.3f -> %.3f over %d steps", seed, losses[0], losses[-1], len(losses))
+    save_proxies(path, plan.identity(), id_map, states, curves, len(rows), time.perf_counter() - started)
+    return TrainedProxies(str(path), plan.identity())
+
+
+def save_proxies(path: Path, identity: dict[str, Any], id_map: np.ndarray, states: list[dict[str, torch.Tensor]],
+                 curves: list[list[float]], rows: int, seconds: float) -> None:
+    """One file of trained proxies (what load_proxies reads), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"identity": plan.identity(), "id_map": torch.from_numpy(id_map), "states": states, "losses": curves,
-                "rows": int(len(rows)), "seconds": time.perf_counter() - started}, tmp)
+    torch.save({"identity": identity, "id_map": torch.from_numpy(id_map), "states": states, "losses": curves,
+                "rows": int(rows), "seconds": seconds}, tmp)
     tmp.replace(path)  # atomic: a half-written file is never taken for a finished one
-    return TrainedProxies(str(path), plan.identity())
+
+
+def training_losses(path: str) -> list[list[float]]:
+    """The per-step training loss of every proxy in a train_proxies (or fine-tune) file, one list per seed."""
+    return [list(map(float, curve)) for curve in torch.load(path, map_location="cpu", weights_only=True)["losses"]]
 
 
 def training_losses(path: str) -> list[list[float]]:

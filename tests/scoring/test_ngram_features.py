@@ -173,7 +173,7 @@ def test_chunk_memo_gives_the_tokenizers_ids(minilm_backend):
         "".join(rng.choice(choices) for _ in range(rng.randrange(12))) for choices in (pieces, ascii_pieces) for _ in range(400)
     ]
     memo = ngram.TokenFeaturizer(minilm_backend, memo=True)
-    assert memo._memo is not None  # MiniLM is a BERT WordPiece tokenizer: the shortcut applies
+    assert memo._chunk_memo() is not None  # MiniLM is a BERT WordPiece tokenizer: the shortcut applies
     exact = ngram.TokenFeaturizer(minilm_backend, memo=False)
     for featurizer in (memo, memo):  # cold, then warm
         flat, lengths = featurizer.tokenize(texts)
@@ -185,7 +185,7 @@ def test_chunk_memo_gives_the_tokenizers_ids(minilm_backend):
 
 
 def test_chunk_memo_vocabulary_prefill_is_exact(minilm_backend):
-    memo = ngram.TokenFeaturizer(minilm_backend)._memo
+    memo = ngram.TokenFeaturizer(minilm_backend)._chunk_memo()
     words = [w.decode() for w in memo._pieces]
     assert len(words) > 20_000 and "hello" in words and "##s" not in words and "[CLS]" not in words
     encoded = [e.ids for e in memo.backend.encode_batch(words, add_special_tokens=False)]
@@ -204,7 +204,7 @@ def test_chunk_memo_on_a_cased_wordpiece_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.add_special_tokens(["[CLS]", "[SEP]"])
     memo = ngram.TokenFeaturizer(backend, memo=True)
-    assert memo._memo is not None and memo._memo.lowercase is False
+    assert memo._chunk_memo() is not None and memo._chunk_memo().lowercase is False
     rng = random.Random(3)
     pieces = ["Hello", "hello", "HELLO", "worlds", "going", "!", ".", " ", "\n", "é", "ab", "abbbbbbbbbb", "[CLS]", "x"]
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(10))) for _ in range(300)]
@@ -294,7 +294,7 @@ def test_pack_pieces_is_one_to_one_up_to_sixteen_bytes():
 def test_chunk_memo_starts_over_when_full_and_stays_exact(minilm_backend):
     memo = ngram.TokenFeaturizer(minilm_backend, memo=True)
     exact = ngram.TokenFeaturizer(minilm_backend, memo=False)
-    memo._memo.max_pieces = len(memo._memo._pieces) + 20  # the prefill plus a few
+    memo._chunk_memo().max_pieces = len(memo._chunk_memo()._pieces) + 20  # the prefill plus a few
     resets = []
     reset = memo._memo._reset
     memo._memo._reset = lambda: (resets.append(1), reset())
@@ -317,7 +317,7 @@ def test_no_memo_for_added_tokens_matched_after_normalisation(minilm_backend):
     backend = Tokenizer.from_str(minilm_backend.to_str())
     backend.add_tokens([AddedToken("<eos>", normalized=True), AddedToken("new york", normalized=True)])
     featurizer = ngram.TokenFeaturizer(backend, memo=True)
-    assert featurizer._memo is None
+    assert featurizer._chunk_memo() is None
     texts = ["x <e\u0301os> y", "ne\u0301\u0301w york", "plain words"]
     flat, lengths = featurizer.tokenize(texts)
     expected = [e.ids for e in featurizer.backend.encode_batch(texts, add_special_tokens=False)]  # its copy: no padding
