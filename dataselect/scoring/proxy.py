@@ -264,12 +264,6 @@ def training_losses(path: str) -> list[list[float]]:
     return [list(map(float, curve)) for curve in torch.load(path, map_location="cpu", weights_only=True)["losses"]]
 
 
-def training_losses(path: str) -> list[list[float]]:
-    """The training loss per step of each seed's proxy in a train_proxies file (for the report)."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    return [[float(x) for x in curve] for curve in saved["losses"]]
-
-
 def load_proxies(path: str, config: ProxyConfig, device: torch.device) -> tuple[np.ndarray, list[torch.nn.Module]]:
     """(id_map [vocab], one eval-mode model per seed) from a train_proxies file."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
