@@ -127,7 +127,8 @@ class BETRMethod:
         self.task_names = [str(name) for name in names]
         self.task_sizes = {str(name): int((task_of_target == i).sum()) for i, name in enumerate(names)}
         rds = config.method.rds
-        sims = task_similarities(sample.store, target_vectors, task_of_target.astype(np.int64), rds.aggregation, rds.tile_size, self.spec.device)  # [n, T]
+        sims = task_similarities(sample.store, target_vectors, task_of_target.astype(np.int64), rds.aggregation, rds.tile_size, self.spec.device,
+                                 topk=rds.topk, temperature=rds.temperature)  # [n, T], RDS+'s own aggregation
         usable = first_occurrences(sample.store.column("text_hash").to_numpy()) & context.eligible(sample)  # [n]
         context.excluded_target_copies = 0  # counted again for the pool in select
         ids = sample.store.column("id").to_pylist()
