@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import resource
 import sys
 from collections import Counter
 from pathlib import Path
@@ -31,12 +29,6 @@ def sources(pool: Path) -> dict[str, str]:
         return {str(row["id"]): row["source"] for row in map(json.loads, handle)}
 
 
-def _children_cpu() -> float:
-    """User + system CPU seconds of every finished child process (and their waited-for children)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def common_overrides(pool: Path, target: Path, budget: int, extra: list[str]) -> list[str]:
     return [f"input.path={pool}", "input.prompt_field=prompt", "input.response_field=response",
             f"target.path={target}", "target.prompt_field=prompt", "target.response_field=response",
@@ -48,9 +40,7 @@ def run_method(method: str, overrides: list[str], out: Path, source_of: dict[str
     with work_folder(f"dataselect-bench-{method}-") as cache:  # an empty cache for each run
         items = [f"method.name={method}", *overrides, f"output.dir={out}", f"runtime.cache_dir={cache}"]
         command = [sys.executable, "-m", "dataselect.cli", "run", "-q", *[arg for item in items for arg in ("--set", item)]]
-        load, cpu = os.getloadavg(), _children_cpu()
         measured = run_measured(command)
-        load_after, cpu = os.getloadavg(), _children_cpu() - cpu
     if measured.returncode != 0:
         print(measured.output)
         raise SystemExit(f"{method} failed")
@@ -58,12 +48,12 @@ def run_method(method: str, overrides: list[str], out: Path, source_of: dict[str
     ids = pq.read_table(out / "selection.parquet", columns=["id"]).column("id").to_pylist()
     picked = Counter(source_of[i] for i in ids)
     print(f"{method}: selected {len(ids)}, share gsm8k {picked['gsm8k'] / len(ids):.4f} ({picked['gsm8k']}/{len(ids)}); "
-          f"wall {measured.wall_s:.1f}s, CPU {cpu:.0f}s (process tree, peak RSS {measured.peak_rss_gb:.2f} GB); "
-          f"1-min load average before {load[0]:.2f}, after {load_after[0]:.2f}")
+          f"wall {measured.wall_s:.1f}s, CPU {measured.cpu_s:.0f}s (process tree, peak RSS {measured.peak_rss_gb:.2f} GB); "
+          f"1-min load average before {measured.load_before:.2f}, after {measured.load_after:.2f}")
     print(f"  other sources: {dict(picked.most_common(5))}")
     print(f"  timings: {manifest['timings_s']}")
     print(f"  stages (docs, seconds): {({name: (s['docs'], s['seconds']) for name, s in manifest['stages'].items()})}")
-    return {"wall_s": measured.wall_s, "cpu_s": cpu, "ids": ids, "share": picked["gsm8k"] / len(ids), "manifest": manifest}
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "ids": ids, "share": picked["gsm8k"] / len(ids), "manifest": manifest}
 
 
 def main() -> None:

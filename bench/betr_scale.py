@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from betr_gsm8k import _children_cpu  # noqa: E402
 from proc_tree import run_measured  # noqa: E402
 from scale_dsir import COMMON, TOPICS, ensure_pool  # noqa: E402
 
@@ -61,9 +59,7 @@ def main() -> None:
                      f"runtime.shard_size={args.shard_size}", f"output.dir={run_dir / 'out'}", f"runtime.cache_dir={run_dir / 'cache'}",
                      "runtime.progress=false", *args.overrides]
             command = [sys.executable, "-m", "dataselect.cli", "run", "-q", *[a for item in items for a in ("--set", item)]]
-            load, cpu = os.getloadavg(), _children_cpu()
             measured = run_measured(command)
-            load_after, cpu = os.getloadavg(), _children_cpu() - cpu
             if measured.returncode != 0:
                 print(measured.output)
                 raise SystemExit(f"run with {workers} workers failed")
@@ -71,8 +67,9 @@ def main() -> None:
             stage = manifest["stages"]["pool"]
             metrics = manifest["method"]
             print(f"workers {workers}: classifier stage {stage['docs']:,} docs in {stage['seconds']:.1f}s = "
-                  f"{stage['docs'] / stage['seconds']:,.0f} docs/s (target >= 20,000); run wall {measured.wall_s:.1f}s, CPU {cpu:.0f}s, "
-                  f"peak RSS of the process tree {measured.peak_rss_gb:.2f} GB; 1-min load average before {load[0]:.2f}, after {load_after[0]:.2f}")
+                  f"{stage['docs'] / stage['seconds']:,.0f} docs/s (target >= 20,000); run wall {measured.wall_s:.1f}s, "
+                  f"CPU {measured.cpu_s:.0f}s, peak RSS of the process tree {measured.peak_rss_gb:.2f} GB; "
+                  f"1-min load average before {measured.load_before:.2f}, after {measured.load_after:.2f}")
             print(f"  stages (docs, seconds): {({name: (s['docs'], s['seconds']) for name, s in manifest['stages'].items()})}")
             print(f"  timings: {manifest['timings_s']}")
             print(f"  sample {metrics['sample']}; held-out AUROC {metrics['betr_tasks']['target']['heldout_auroc']}")

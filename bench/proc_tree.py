@@ -1,8 +1,10 @@
-"""Run a command and measure it as a whole process tree: wall time and the peak of the tree's summed
-resident memory (the command and every worker process it starts), sampled from /proc (Linux)."""
+"""Run a command and measure it as a whole process tree: wall time, the peak of the tree's summed
+resident memory (the command and every worker process it starts), sampled from /proc (Linux), its CPU
+seconds, and the machine's 1-minute load average before and after."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -39,13 +41,22 @@ class Measured:
     wall_s: float
     peak_rss_bytes: int
     output: str
+    cpu_s: float  # user + system seconds of the tree's waited-for processes
+    load_before: float  # 1-minute load average
+    load_after: float
 
     @property
     def peak_rss_gb(self) -> float:
         return self.peak_rss_bytes / 1e9
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_measured(command: list[str], interval: float = 0.05, env: dict | None = None) -> Measured:
+    load_before, cpu_before = os.getloadavg()[0], _children_cpu()
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak = [0]
@@ -61,4 +72,5 @@ def run_measured(command: list[str], interval: float = 0.05, env: dict | None = 
     output = process.communicate()[0]
     done.set()
     sampler.join()
-    return Measured(process.returncode, time.perf_counter() - start, peak[0], output)
+    wall = time.perf_counter() - start
+    return Measured(process.returncode, wall, peak[0], output, _children_cpu() - cpu_before, load_before, os.getloadavg()[0])
