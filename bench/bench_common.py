@@ -4,6 +4,8 @@ clone does not have: every data path is an argument."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import shutil
 import sys
 import tempfile
@@ -11,6 +13,13 @@ from pathlib import Path
 from typing import Iterator
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pool_sources(pool: str | Path) -> dict[str, str]:
+    """id -> `source` of every record of a jsonl pool (gzipped or not): what the benches count selections by."""
+    opener = gzip.open if str(pool).endswith(".gz") else open
+    with opener(pool, "rt", encoding="utf-8") as handle:
+        return {str(row["id"]): row.get("source") for row in map(json.loads, handle)}
 
 
 def data_file(path: str | Path, flag: str) -> Path:

@@ -12,7 +12,6 @@ Also BETR's held-out AUROC and Spearman from its manifest, and how much its sele
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from collections import Counter
@@ -20,13 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pyarrow.parquet as pq  # noqa: E402
-from bench_common import SHARED_DATA, data_file, work_folder  # noqa: E402
+from bench_common import SHARED_DATA, data_file, pool_sources, work_folder  # noqa: E402
 from proc_tree import run_measured  # noqa: E402
-
-
-def sources(pool: Path) -> dict[str, str]:
-    with gzip.open(pool, "rt", encoding="utf-8") as handle:
-        return {str(row["id"]): row["source"] for row in map(json.loads, handle)}
 
 
 def common_overrides(pool: Path, target: Path, budget: int, extra: list[str]) -> list[str]:
@@ -67,7 +61,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (both runs)")
     args = parser.parse_args()
     pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
-    source_of = sources(pool)
+    source_of = pool_sources(pool)
     common = common_overrides(pool, target, args.budget, args.overrides)
     results = {}
     for method in args.methods:

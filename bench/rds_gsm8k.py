@@ -12,13 +12,11 @@ The cache is disabled by default (a fresh cache folder per run) so the figures i
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench_common import SHARED_DATA, data_file, work_folder
+from bench_common import SHARED_DATA, data_file, pool_sources, work_folder
 
 
 def main() -> None:
@@ -46,11 +44,7 @@ def main() -> None:
         result = dataselect.run(config, quiet=False)
         wall = time.perf_counter() - start
 
-    source_of = {}
-    with gzip.open(pool, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            source_of[str(row["id"])] = row["source"]
+    source_of = pool_sources(pool)
     sources = Counter(source_of[i] for i in result.ids)
     share = sources["gsm8k"] / len(result.ids)
     throughput = result.manifest["throughput"]

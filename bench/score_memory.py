@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import pool_sources  # noqa: E402
 from proc_tree import run_measured  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -27,10 +28,7 @@ def source_shares(pool: Path, selection: Path) -> str:
     """The selection's most common values of the pool's `source` field (where records have one)."""
     import pyarrow.parquet as pq
 
-    from dataselect.config import SourceConfig
-    from dataselect.io.sources import iter_raw_records
-
-    source_of = {str(raw.record.get("id")): raw.record.get("source") for raw in iter_raw_records(SourceConfig(path=str(pool))) if raw.record}
+    source_of = pool_sources(pool)
     shares = Counter(source_of.get(str(i)) for i in pq.read_table(selection, columns=["id"]).column("id").to_pylist())
     total = sum(shares.values())
     return f"selected {total:,}; by source: " + ", ".join(f"{name} {count / total:.2%}" for name, count in shares.most_common(4))
