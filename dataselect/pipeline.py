@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dataselect import preflight, report
+from dataselect import preflight, run_record
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
@@ -162,7 +162,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                 raise
             finally:
                 executor.close()
-            context.id_report = report.check_ids(scored["pool"]) if "pool" in scored else {}
+            context.id_report = run_record.check_ids(scored["pool"]) if "pool" in scored else {}
             with context.stats.stage("select"):
                 selection = method.select(context, scored)
             with staged_outputs(output_dir) as staging:  # nothing in output_dir changes until every file is written
@@ -171,7 +171,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                     if config.output.write != "none":
                         write_selected_rows(staging, config, selection, progress=config.runtime.progress)
                 total = time.perf_counter() - started
-                manifest = report.build_manifest(config, selection, context, total)
+                manifest = run_record.build_manifest(config, selection, context, total)
                 write_manifest(staging, manifest)
                 pool_store = context.scored["pool"].store if "pool" in context.scored else None
                 drawn = write_report_safely(staging, selection, manifest, pool_store)  # part of the run: staged with it
@@ -181,7 +181,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
                 shutil.rmtree(store, ignore_errors=True)
     if not quiet:
-        report.print_summary(manifest, selection, config.output.show_top)
+        run_record.print_summary(manifest, selection, config.output.show_top)
         print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
 
