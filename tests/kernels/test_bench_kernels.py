@@ -1,4 +1,4 @@
-"""bench/kernels.py: its baselines are the references in kernels/, and every run appends JSON rows."""
+"""bench/kernels_vs_torch.py: its baselines are the references in kernels/, and every run appends JSON rows."""
 from __future__ import annotations
 
 import importlib.util
@@ -20,7 +20,7 @@ ROW_KEYS = {
 def bench(monkeypatch: pytest.MonkeyPatch):
     """The script as a module, measuring in this process (the CPU subprocess per variant only isolates
     peak memory; it costs a torch import each)."""
-    spec = importlib.util.spec_from_file_location("bench_kernels_under_test", ROOT / "bench" / "kernels.py")
+    spec = importlib.util.spec_from_file_location("bench_kernels_under_test", ROOT / "bench" / "kernels_vs_torch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "measure_fresh", module.measure)
@@ -56,7 +56,7 @@ def test_runs_append_machine_readable_rows(bench, tmp_path: Path) -> None:
     for row in rows:
         assert ROW_KEYS <= row.keys(), ROW_KEYS - row.keys()
         assert row["device"].startswith("CPU") and row["ms"] > 0 and row["peak_mib"] >= 0
-        assert row["command"] == "python bench/kernels.py " + " ".join(argv)
+        assert row["command"] == "python bench/kernels_vs_torch.py " + " ".join(argv)
     pool_rows = [r for r in rows if r["kernel"] == "pooling"]
     assert {r["variant"] for r in pool_rows} == {"dispatch", "reference"}
     assert all(r["dtype"] == "bfloat16" and r["shape"] == {"B": 3, "T": 37, "H": 100} for r in pool_rows)

@@ -1,7 +1,7 @@
 """Kernel benchmarks: time, bytes moved, achieved GB/s against the measured copy bandwidth, and peak memory
 of each kernel's dispatch path next to the family's torch reference from kernels/ (never a copy of it).
 
-    python bench/kernels.py [--device auto|cpu|cuda] [--kernels pooling,el2n,el2n-lmhead,ngram,reweight]
+    python bench/kernels_vs_torch.py [--device auto|cpu|cuda] [--kernels pooling,el2n,el2n-lmhead,ngram,reweight]
                             [--size name=value ...] [--quick] [--json PATH]
 
 Every run appends its rows (kernel, variant, shape, dtype, device name, ms, GB/s, peak memory, the
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -71,17 +70,10 @@ RESULTS = ROOT / "bench" / "results" / "kernels.jsonl"
 
 
 def import_kernels() -> None:
-    """dataselect.kernels is the kernels/ folder (pyproject package-dir); map it in a source checkout."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        importlib.import_module("dataselect.kernels")
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "dataselect.kernels", ROOT / "kernels" / "__init__.py", submodule_search_locations=[str(ROOT / "kernels")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["dataselect.kernels"] = module
-        spec.loader.exec_module(module)
+    """dataselect.kernels is kernels/ through the link dataselect/kernels; a source checkout needs only its root on the path."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    importlib.import_module("dataselect.kernels.dispatch")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         old = params[kernel][name]
         params[kernel][name] = type(old)(value)
     env = environment(device)
-    command = shlex.join(["python", "bench/kernels.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "bench/kernels_vs_torch.py", *(sys.argv[1:] if argv is None else argv)])
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     print(f"device: {env['device']}; torch {env['torch']}; triton {env['triton']}; kernels backend {env['kernels_backend']}")
 
