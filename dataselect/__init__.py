@@ -9,16 +9,19 @@ Library use mirrors the CLI:
 
     scorer = dataselect.EmbeddingScorer()   # all-MiniLM-L6-v2, offline
     vectors = scorer.embed(samples)          # [N, d] float32, unit norm, input order
+
+    scorer = dataselect.load_scorer("runs/x/scorer")   # what a run learned, to score any records
+    scores = scorer.score(records)           # the run's numbers; scorer.keep(records, keep=0.1) filters
 """
 from __future__ import annotations
 
 from typing import Any
 
 from dataselect.config import Config, load_config
-from dataselect.errors import ConfigError, DataselectError, InputError
+from dataselect.errors import ConfigError, DataselectError, InputError, ScorerError
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "DataselectError", "EmbeddingScorer", "InputError", "load_config", "run"]
+__all__ = ["Config", "ConfigError", "DataselectError", "EmbeddingScorer", "InputError", "ScorerError", "load_config", "load_scorer", "run"]
 
 
 def run(config: Config, quiet: bool = True) -> Any:
@@ -26,6 +29,14 @@ def run(config: Config, quiet: bool = True) -> Any:
     from dataselect.pipeline import run as _run
 
     return _run(config, quiet=quiet)
+
+
+def load_scorer(path: str, **options: Any) -> Any:
+    """The saved scorer in a run's `scorer/` folder (or its output folder): `.score(records)`, `.threshold(keep)`,
+    `.keep(records, keep=...)`, `.describe()`. `options` reach the method's scorer (device=, batch_tokens=)."""
+    from dataselect.scorer import load_scorer as _load
+
+    return _load(path, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -16,3 +16,7 @@ class InputError(DataselectError):
 
 class OutputError(DataselectError):
     """The selected rows cannot be written in the format asked for."""
+
+
+class ScorerError(DataselectError):
+    """A saved scorer folder is missing a file, damaged, or of a format this version cannot read."""

@@ -42,7 +42,8 @@ def method_list() -> list[tuple[str, bool, str]]:
     return [(name, name in REGISTRY, DESCRIPTIONS.get(name, "")) for name in names]
 
 
-def get_method(name: str) -> Method:
+def method_class(name: str) -> type:
+    """The class registered for `name` (imported now)."""
     if name not in REGISTRY:
         raise ConfigError(f"config error: method.name: '{name}' is not available yet; choose one of {sorted(REGISTRY)}")
     module_name, class_name = REGISTRY[name].split(":")
@@ -52,4 +53,8 @@ def get_method(name: str) -> Method:
         if error.name == module_name:
             raise ConfigError(f"config error: method.name: '{name}' is not available in this build") from None
         raise
-    return getattr(module, class_name)()
+    return getattr(module, class_name)
+
+
+def get_method(name: str) -> Method:
+    return method_class(name)()

@@ -19,7 +19,16 @@ from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
 from dataselect.io.categorical import report_fields
-from dataselect.io.outputs import publish, selection_table, staged_outputs, write_manifest, write_selected_rows, write_selection
+from dataselect.io.outputs import (
+    pool_scores_table,
+    publish,
+    selection_table,
+    staged_outputs,
+    write_manifest,
+    write_pool_scores,
+    write_selected_rows,
+    write_selection,
+)
 from dataselect.io.render import TextRenderer
 from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
@@ -27,8 +36,10 @@ from dataselect.io.sources import CACHE_TAG, CACHE_TAG_TEXT, SkippedFile, resolv
 from dataselect.methods import get_method
 from dataselect.scoring.loop import ScoredSource, run_stage
 from dataselect.scoring.stage import ScoreStage
-from dataselect.select.base import Selection, require_usable_pool
+from dataselect.select.base import Selection, exclusion_reasons, first_occurrences, require_usable_pool
 from dataselect.stats import RunStats
+
+SCORER_FOLDER = "scorer"  # the saved scorer in an output folder
 
 
 @dataclass
@@ -47,6 +58,7 @@ class RunContext:
     skipped_files: dict[str, list[SkippedFile]] = field(default_factory=dict)  # by role: files a directory input did not read
     id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
     single_use_stores: list[Path] = field(default_factory=list)  # removed after the run (standard input's)
+    exclusions: np.ndarray | None = None  # [N] object: why each pool row may not be selected (None: it may)
 
     def score_source(self, name: str, source: SourceConfig, stage: ScoreStage, renderer: TextRenderer, fields: dict[str, str] | None = None) -> ScoredSource:
         """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
@@ -64,19 +76,32 @@ class RunContext:
         self.stage_kinds[name] = stage.kind
         return result
 
-    def eligible(self, pool: ScoredSource) -> np.ndarray:
-        """[N] bool: pool rows that may be selected. Rows whose text equals a target sample's (after
-        normalising whitespace) are not, unless method.exclude_target_copies is off."""
-        mask = np.ones(int(pool.store.rows().sum()), bool)
+    def eligible(self, source: ScoredSource, dedup: bool = True, **excluded: np.ndarray) -> np.ndarray:
+        """[N] bool: the rows of `source` a method may select, by one rule for every method: none of the
+        method's own reasons (`excluded`: reason -> [N] bool, True where it excludes, e.g. short=, unscored=)
+        holds, the row is the first of its exact duplicates (when `dedup`), and its text is not a target
+        sample's after normalising whitespace (unless method.exclude_target_copies is off). For the pool,
+        each row's reason is kept for scores.parquet."""
+        rows = int(source.store.rows().sum())
+        if dedup:
+            excluded["duplicate"] = ~first_occurrences(source.store.column("text_hash").to_numpy())
+        excluded["target_copy"] = self._target_copies(source, rows)
+        eligible = ~np.logical_or.reduce(list(excluded.values())) if rows else np.zeros(0, bool)
+        if source is self.scored.get("pool"):
+            self.excluded_target_copies = int(excluded["target_copy"].sum())
+            self.exclusions = exclusion_reasons(excluded, rows)
+        return eligible
+
+    def _target_copies(self, source: ScoredSource, rows: int) -> np.ndarray:
+        """[N] bool: rows whose normalised text equals a target sample's (none when the check is off)."""
         target = self.scored.get("target")
-        if target is None or not self.config.method.exclude_target_copies or not len(mask):
-            return mask
-        copies = np.isin(pool.store.column("norm_hash").to_numpy(), target.store.column("norm_hash").to_numpy())
-        self.excluded_target_copies = int(copies.sum())
+        if target is None or not self.config.method.exclude_target_copies or not rows:
+            return np.zeros(rows, bool)
+        copies = np.isin(source.store.column("norm_hash").to_numpy(), target.store.column("norm_hash").to_numpy())
         if copies.all():
             raise ConfigError("config error: method.exclude_target_copies: every pool sample is a copy of a target sample; "
                               "set it to false to select from them anyway")
-        return ~copies
+        return copies
 
 
 @dataclass
@@ -168,6 +193,10 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
             with staged_outputs(output_dir) as staging:  # nothing in output_dir changes until every file is written
                 with context.stats.stage("write"):
                     write_selection(staging, selection)
+                    if "pool" in context.scored:
+                        write_pool_scores(staging, pool_scores_table(context.scored["pool"].store.column("id"), selection, context.exclusions))
+                    if hasattr(method, "saved_scorer"):  # what the run learned, to score records anywhere (dataselect.load_scorer)
+                        method.saved_scorer(context, staging / SCORER_FOLDER, selection)
                     if config.output.write != "none":
                         write_selected_rows(staging, config, selection, progress=config.runtime.progress)
                 total = time.perf_counter() - started
@@ -176,6 +205,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                 pool_store = context.scored["pool"].store if "pool" in context.scored else None
                 drawn = write_report_safely(staging, selection, manifest, pool_store)  # part of the run: staged with it
                 stale = _earlier_rows(output_dir, config) + ([] if drawn else [output_dir / "report.html"])
+                stale += [] if (staging / SCORER_FOLDER).exists() else [output_dir / SCORER_FOLDER]
                 publish(staging, output_dir, stale)
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them

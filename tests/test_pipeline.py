@@ -341,7 +341,7 @@ def test_a_failed_run_leaves_the_earlier_run_whole_and_no_staging(tmp_path):
     dataselect.run(dataselect.load_config(None, overrides))
     out = tmp_path / "out"
     before = _folder_state(out)
-    assert set(before) == {"selection.parquet", "manifest.json", "selected.parquet", "report.html"}
+    assert set(before) == {"selection.parquet", "scores.parquet", "manifest.json", "selected.parquet", "report.html"}
     with pytest.raises(dataselect.DataselectError, match="field 'meta'") as error:
         dataselect.run(dataselect.load_config(None, {**overrides, "input.path": str(mixed), "method.budget": 50}))
     assert "\n" not in str(error.value)
@@ -367,7 +367,8 @@ def test_an_interrupt_while_writing_rows_leaves_the_earlier_run_whole(tmp_path, 
     assert _folder_state(tmp_path / "out") == before
     monkeypatch.setattr(outputs, "_write_jsonl_rows", real)
     after = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "parquet"}))
-    assert set(_folder_state(tmp_path / "out")) == {"selection.parquet", "manifest.json", "selected.parquet", "report.html"}  # the jsonl rows went
+    written = {"selection.parquet", "scores.parquet", "manifest.json", "selected.parquet", "report.html"}
+    assert set(_folder_state(tmp_path / "out")) == written  # the jsonl rows went
     assert pq.read_table(tmp_path / "out" / "selected.parquet").num_rows == 10 == len(after.ids)
 
 
@@ -381,9 +382,9 @@ def test_output_and_cache_inside_the_input_folder_are_not_read_back(tmp_path):
     reads = [dataselect.run(dataselect.load_config(None, overrides)).manifest["counts"]["read"] for _ in range(3)]
     assert reads == [30, 30, 30]
     manifest = json.loads((data / "out" / "manifest.json").read_text())
-    assert manifest["counts"]["skipped_files"] == 5  # README.txt and the earlier run's selection, manifest, rows and report
+    assert manifest["counts"]["skipped_files"] == 6  # README.txt and the earlier run's selection, scores, manifest, rows and report
     skipped = {Path(f["path"]).name for f in manifest["input"]["skipped_files"]}
-    assert skipped == {"README.txt", "selection.parquet", "manifest.json", "selected.jsonl", "report.html"}
+    assert skipped == {"README.txt", "selection.parquet", "scores.parquet", "manifest.json", "selected.jsonl", "report.html"}
 
 
 def test_standard_input_is_read_once_and_never_a_cache_hit(tmp_path, monkeypatch):

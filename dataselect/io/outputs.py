@@ -57,6 +57,37 @@ def write_selection(out_dir: Path, selection: Selection) -> Path:
     return path
 
 
+SCORES_FILE = "scores.parquet"
+
+
+def pool_scores_table(ids: pa.ChunkedArray, selection: Selection, exclusions: np.ndarray | None) -> pa.Table:
+    """scores.parquet: every pool sample once, in pool order: id, score (the best task's for several tasks,
+    with every task's in task_scores), rank (null unless selected) and excluded (why it could not be
+    selected: duplicate, target_copy, or the method's own reason; null when it could)."""
+    n = len(ids)
+    scores = selection.pool_scores
+    columns: dict[str, Any] = {"id": ids.cast(pa.string())}
+    if scores is None:
+        columns["score"] = pa.nulls(n, pa.float64())
+    elif scores.ndim == 2:
+        columns["score"] = pa.array(scores.max(axis=1, initial=-np.inf).astype(np.float64))
+        columns["task_scores"] = pa.FixedSizeListArray.from_arrays(pa.array(scores.astype(np.float64).ravel()), scores.shape[1])
+    else:
+        columns["score"] = pa.array(np.asarray(scores, np.float64))
+    rank = np.full(n, -1, np.int64)
+    if selection.rows is not None:
+        rank[selection.rows] = np.arange(len(selection.rows))
+    columns["rank"] = pa.array(rank, mask=rank < 0)
+    columns["excluded"] = pa.array(exclusions if exclusions is not None else np.full(n, None, object), pa.string())
+    return pa.table(columns)
+
+
+def write_pool_scores(out_dir: Path, table: pa.Table) -> Path:
+    path = out_dir / SCORES_FILE
+    atomic_write(path, lambda temp: pq.write_table(table, temp))
+    return path
+
+
 STAGING_PREFIX = ".dataselect-staging-"  # hidden, so a directory input never reads it
 
 
@@ -79,11 +110,22 @@ def publish(staging: Path, out_dir: Path, stale: list[Path]) -> None:
         for path in staged:
             if path.name == "manifest.json":
                 for old in stale:
-                    old.unlink(missing_ok=True)
+                    _remove(old, staging)
+            if path.is_dir():
+                _remove(out_dir / path.name, staging)  # a folder (the scorer) cannot be renamed onto a full one
             os.replace(path, out_dir / path.name)
     for leftover in out_dir.glob(STAGING_PREFIX + "*"):
         if leftover != staging and leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _remove(path: Path, staging: Path) -> None:
+    """Remove an earlier run's file or folder; a folder is first renamed into the staging folder (one
+    rename, so it is never seen half-deleted) and goes when the staging folder does."""
+    if path.is_dir() and not path.is_symlink():
+        os.replace(path, staging / f".old-{path.name}")
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

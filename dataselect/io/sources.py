@@ -38,7 +38,7 @@ JSON_ARRAY_SUFFIXES = tuple(".json" + c for c in ("",) + COMPRESSED_SUFFIXES)  #
 PARQUET_SUFFIXES = (".parquet",)
 STDIN = "-"  # input.path: - reads standard input
 # what this engine writes into output.dir; a directory input skips them where a dataselect manifest says so
-ENGINE_OUTPUTS = ("selection.parquet", "manifest.json", "selected.jsonl", "selected.parquet", "report.html")
+ENGINE_OUTPUTS = ("selection.parquet", "scores.parquet", "manifest.json", "selected.jsonl", "selected.parquet", "report.html")
 CACHE_TAG = "CACHEDIR.TAG"  # the cache directory tag (bford.info/cachedir) the engine leaves in its cache root
 CACHE_TAG_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# dataselect's cache (runtime.cache_dir): score stores, not input\n"
 
@@ -80,7 +80,7 @@ class SkippedFile:
 
 
 NOT_DATA = "not a data file (.jsonl, .json, .ndjson, their .gz/.bz2/.xz/.zst, or .parquet)"
-ENGINE_OUTPUT = "a dataselect output (its folder's manifest.json says so)"
+ENGINE_OUTPUT = "a dataselect output (its folder's manifest.json or scorer.json says so)"
 FILE_KINDS = ("jsonl", "json", "parquet")
 
 
@@ -119,10 +119,22 @@ def _is_engine_output_folder(folder: Path, mtime_ns: int) -> bool:
     return isinstance(manifest, dict) and "config" in manifest and "dataselect" in (manifest.get("versions") or {})
 
 
-def _engine_output(path: Path) -> bool:
-    if path.name not in ENGINE_OUTPUTS:
-        return False
+@functools.lru_cache(maxsize=256)
+def _is_scorer_folder(folder: Path, mtime_ns: int) -> bool:
+    """A saved scorer's folder (its scorer.json names the method and its files): arrays, not data."""
     try:
+        description = json.loads((folder / "scorer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(description, dict) and "method" in description and "files" in description
+
+
+def _engine_output(path: Path) -> bool:
+    try:
+        if (path.parent / "scorer.json").exists():
+            return _is_scorer_folder(path.parent, (path.parent / "scorer.json").stat().st_mtime_ns)
+        if path.name not in ENGINE_OUTPUTS:
+            return False
         return _is_engine_output_folder(path.parent, (path.parent / "manifest.json").stat().st_mtime_ns)
     except OSError:
         return False

@@ -26,8 +26,9 @@ class Selection:
     metrics: dict[str, Any] = field(default_factory=dict)  # method metrics for manifest.json
     scored: int = 0  # pool samples that got a score
     unique: int = 0  # ... after collapsing exact duplicates
-    # every pool sample's score in store row order ([N], or [N, T] per task), for the report and benchmarks
+    # every pool sample's score in store row order ([N], or [N, T] per task), for the report, scores.parquet and benchmarks
     pool_scores: np.ndarray | None = None
+    rows: np.ndarray | None = None  # [K] int64: the chosen samples' rows in the pool store (scores.parquet's rank)
     # when the method selects parts of samples (DSIR's word chunks): an input record -> its parts, as
     # the method cut them; columns["chunk"] holds each selected row's part number
     chunker: Callable[[dict[str, Any]], list[str]] | None = None
@@ -87,7 +88,17 @@ def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int 
 def selected_rows(store: ShardStore, chosen: np.ndarray) -> dict[str, Any]:
     """The Selection fields that come from the pool's metadata: ids, positions, previews (one pass)."""
     rows = store.take(chosen, ["id", "position", "preview"])
-    return {"ids": rows["id"], "positions": np.asarray(rows["position"], np.int64), "previews": rows["preview"]}
+    return {"ids": rows["id"], "positions": np.asarray(rows["position"], np.int64), "previews": rows["preview"],
+            "rows": np.asarray(chosen, np.int64)}
+
+
+def exclusion_reasons(excluded: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """[N] object: for each row the first reason (in `excluded`'s order) that keeps it out, None where none does.
+    excluded: reason -> [N] bool, True where that reason excludes the row."""
+    reasons = np.full(rows, None, object)
+    for reason, mask in reversed(list(excluded.items())):
+        reasons[np.asarray(mask, bool)] = reason
+    return reasons
 
 
 def require_usable_pool(stats: SourceStats) -> None:

@@ -25,7 +25,7 @@ from dataselect.scoring.logistic import LinearModel, auroc, fit_logistic, spearm
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.ngram import NgramFeatures
 from dataselect.scoring.ngram_store import iter_features
-from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Selection, selected_rows, target_tasks, top_k
 from dataselect.select.rds import round_robin, task_similarities
 
 AGREEMENT_BINS = 10  # the report's held-out agreement: RDS+ score by classifier-score decile
@@ -129,8 +129,7 @@ class BETRMethod:
         rds = config.method.rds
         sims = task_similarities(sample.store, target_vectors, task_of_target.astype(np.int64), rds.aggregation, rds.tile_size, self.spec.device,
                                  topk=rds.topk, temperature=rds.temperature)  # [n, T], RDS+'s own aggregation
-        usable = first_occurrences(sample.store.column("text_hash").to_numpy()) & context.eligible(sample)  # [n]
-        context.excluded_target_copies = 0  # counted again for the pool in select
+        usable = context.eligible(sample)  # [n]
         ids = sample.store.column("id").to_pylist()
         held_out = sample_keys(config.method.seed, ids, salt="holdout") < np.uint64(fraction_limit(options.holdout))  # [n] holdout < 1
         train_rows, held_rows = usable & ~held_out, usable & held_out
@@ -170,8 +169,7 @@ class BETRMethod:
     def choose(self, context: Any, store: Any, scores: np.ndarray, scored: ScoredSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chosen rows [K], proposing task [K], eligible [N]) of a store by scores [N, T]: unique, not target copies,
         then top-K (one task) or the round-robin."""
-        hashes = store.column("text_hash").to_numpy()
-        eligible = (first_occurrences(hashes) if context.config.method.betr.dedup else np.ones(len(hashes), bool)) & context.eligible(scored)
+        eligible = context.eligible(scored, dedup=context.config.method.betr.dedup)
         k = context.config.method.budget_for(int(eligible.sum()))
         if scores.shape[1] == 1:
             return top_k(scores[:, 0], k, eligible), np.zeros(k, np.int64), eligible

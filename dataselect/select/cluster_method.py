@@ -25,16 +25,16 @@ from dataselect.config import Config
 from dataselect.errors import ConfigError
 from dataselect.index import Clusters, StoreVectors, cluster_pool
 from dataselect.index.backends import resolve_backend
+from dataselect.io.outputs import SCORES_FILE
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Selection, first_occurrences, selected_rows
+from dataselect.select.base import Selection, selected_rows
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
 from dataselect.select.semdedup import semdedup
 
 logger = logging.getLogger(__name__)
 
-SCORES_FILE = "scores.parquet"  # a run folder's per-pool-sample scores: id, score
 CLUSTER_FORMAT = 1  # bump when the k-means would give other clusters for the same settings (the cache key)
 
 
@@ -115,7 +115,7 @@ class ClusterMethod:
         pool = scored["pool"]
         store = pool.store
         hashes = store.column("text_hash").to_numpy()
-        eligible = (first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)) & context.eligible(pool)  # [N]
+        eligible = context.eligible(pool, dedup=options.dedup)  # [N]
         unique = int(eligible.sum())
         self._check(config, unique)
         k = options.num_clusters or max(1, round(math.sqrt(unique)))

@@ -123,7 +123,7 @@ class ColorMethod:
         bad = bad_scores(errors, lambda row: store.take(np.array([row]), ["id"])["id"][0], config.input.on_error)
         hashes = store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
-        eligible = unique & context.eligible(pool) & ~bad
+        eligible = context.eligible(pool, dedup=options.dedup, unscored=bad)
         k = config.method.budget_for(int(eligible.sum()))
         columns: dict[str, list] = {}
         if len(self.task_names) == 1:

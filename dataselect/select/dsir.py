@@ -12,7 +12,9 @@ report: KL(target || selected) against KL(target || a random selection of the sa
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,9 +22,12 @@ import numpy as np
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer, word_chunks
+from dataselect.scorer.base import Scorer, render_fields, rendered, save_scorer
 from dataselect.scoring import importance, ngram, ngram_store
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
+
+logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------
 # pure select functions
@@ -211,11 +216,12 @@ class DSIRMethod:
         unit = "words" if kind == "reference" else "tokens"
         with context.stats.stage("fit"):
             fitted = fit(pool, target, config)
+        self.fitted = fitted
         with context.stats.stage("weights"):
             weights = importance.pool_log_weights(pool.store, fitted.delta, config.runtime.progress)  # [N, T]
         with context.stats.stage("select"):
             lengths, long_enough, unique = eligibility(pool, options, unit)
-            eligible = long_enough & unique & context.eligible(pool)
+            eligible = context.eligible(pool, dedup=options.dedup, short=~long_enough)
             k = config.method.budget_for(int(eligible.sum()))
             proportions = resolve_proportions([str(n) for n in fitted.names], options.target_proportions, fitted.target_counts.sum(axis=1))
             quotas = target_quotas(k, proportions)
@@ -275,3 +281,41 @@ class DSIRMethod:
         )
 
 
+
+    def saved_scorer(self, context, folder, selection: Selection) -> None:
+        """The log ratios [T, B] and the featuriser that turns a record into n-gram buckets."""
+        config, options = context.config, context.config.method.dsir
+        if options.chunk_words:
+            logger.info("scorer: not written: method.dsir.chunk_words scores word chunks, not records")
+            return
+        source = _source_for_dsir(config.input)
+        eligible = context.exclusions == None  # noqa: E711 - elementwise on an object array
+        save_scorer(folder, self.name, [str(n) for n in self.fitted.names], np.asarray(selection.pool_scores).reshape(len(eligible), -1)[eligible], {
+            "render": render_fields(source, TextRenderer(source).conversation_style),
+            "dsir": {"features": options.features, "num_buckets": options.num_buckets, "ngrams": options.ngrams,
+                     "tokenizer": config.model.name if options.features == "tokens" else None},
+        }, {"log_ratio": self.fitted.delta})
+
+
+class DSIRScorer(Scorer):
+    """DSIR reloaded: a record's log importance weight per target, sum of the saved log ratios over its
+    hashed n-grams (the score before any Gumbel noise)."""
+
+    method = "dsir"
+
+    def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "cpu") -> None:
+        super().__init__(description, arrays, folder)
+        options = description["dsir"]
+        self.featurizer = ngram.make_featurizer(SimpleNamespace(**options), options["tokenizer"] or "", device)
+        self.renderer = TextRenderer(SourceConfig(**description["render"]))
+        self.delta = np.asarray(arrays["log_ratio"], np.float64)  # [T, B]
+
+    def _score(self, records: list[dict]) -> np.ndarray:
+        texts, rows = rendered(self.renderer, records)
+        out = np.full((len(records), len(self.tasks)), np.nan)  # [n, T]
+        if texts:
+            out[rows] = importance.log_weights(self.featurizer.featurize(texts), self.delta)  # [m, T]
+        return out
+
+
+DSIRMethod.scorer_type = DSIRScorer

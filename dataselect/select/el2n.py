@@ -113,7 +113,7 @@ class EL2NMethod:
         bad = bad_scores(errors, lambda row: store.take(np.array([row]), ["id"])["id"][0], config.input.on_error)
         hashes = store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
-        eligible = unique & context.eligible(scored["pool"]) & ~bad
+        eligible = context.eligible(scored["pool"], dedup=options.dedup, unscored=bad)
         n = int(eligible.sum())
         size = config.method.budget if isinstance(config.method.budget, int) else config.method.budget_for(n)
         chosen = select_window(scores, size, options.keep, options.offset, eligible)

@@ -7,7 +7,7 @@ import numpy as np
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.samples import SampleStage
-from dataselect.select.base import Selection, first_occurrences, selected_rows, top_k
+from dataselect.select.base import Selection, selected_rows, top_k
 
 
 class RandomMethod:
@@ -19,8 +19,7 @@ class RandomMethod:
 
     def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
         pool = scored["pool"]
-        hashes = pool.store.column("text_hash").to_numpy()
-        eligible = first_occurrences(hashes) & context.eligible(pool)
-        keys = np.random.default_rng(context.config.method.seed).random(len(hashes))  # [N]
+        eligible = context.eligible(pool)
+        keys = np.random.default_rng(context.config.method.seed).random(len(eligible))  # [N]
         chosen = top_k(keys, context.config.method.budget_for(int(eligible.sum())), eligible)
-        return Selection(**selected_rows(pool.store, chosen), scores=keys[chosen], scored=len(hashes), unique=int(eligible.sum()), pool_scores=keys)
+        return Selection(**selected_rows(pool.store, chosen), scores=keys[chosen], scored=len(eligible), unique=int(eligible.sum()), pool_scores=keys)

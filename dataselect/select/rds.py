@@ -12,12 +12,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
-from dataselect.scoring.embed import EmbedStage
+from dataselect.scorer.base import Scorer, portable_model, render_fields, rendered, save_scorer
+from dataselect.scoring.embed import Embedder, EmbedStage
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.models import describe_device
+from dataselect.scoring.tokenize import encoder_for
 from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
 
 TARGET_TILE = 16384  # target rows per similarity tile
@@ -66,6 +69,51 @@ class RunningAggregate:
         return self.weighted / self.total
 
 
+class TaskTargets:
+    """A target set ready for similarity: its unit vectors on the device, each task's side by side, and
+    the aggregation over a task's targets; `tile_scores` scores any [t, d] block of pool vectors."""
+
+    def __init__(self, targets: np.ndarray, task_of_target: np.ndarray, aggregation: str, device: torch.device,
+                 topk: int = 1, temperature: float = 1.0) -> None:
+        """targets: [Q, d] unit vectors; task_of_target: [Q] int task index in 0..T-1."""
+        self.num_tasks = int(task_of_target.max()) + 1
+        self.aggregation, self.topk, self.temperature, self.device = aggregation, topk, temperature, device
+        order = np.argsort(task_of_target, kind="stable")  # each task's targets side by side
+        self.bounds = np.searchsorted(task_of_target[order], np.arange(self.num_tasks + 1))  # task i: rows bounds[i]:bounds[i+1]
+        self.targets = torch.from_numpy(np.ascontiguousarray(targets[order], dtype=np.float32)).to(device)  # [Q, d]
+        self.tasks = torch.from_numpy(np.ascontiguousarray(task_of_target[order])).to(device)  # [Q]
+        self.counts = torch.bincount(self.tasks, minlength=self.num_tasks).to(torch.float32)  # [T]
+        # many tasks under max/mean: one scatter over all targets, several times faster than a loop over tasks
+        self.scatter = self.num_tasks > 1 and aggregation in ("max", "mean")
+
+    def tile_scores(self, pool_tile: torch.Tensor) -> torch.Tensor:
+        """[t, d] pool unit vectors -> [t, T] aggregated cosine to each task's targets."""
+        if self.scatter:
+            reduce = "amax" if self.aggregation == "max" else "sum"
+            per_task = torch.full((len(pool_tile), self.num_tasks), -torch.inf if self.aggregation == "max" else 0.0, device=self.device)  # [t, T]
+            for q0 in range(0, len(self.targets), TARGET_TILE):
+                sims = pool_tile @ self.targets[q0 : q0 + TARGET_TILE].T  # [t, q]
+                index = self.tasks[q0 : q0 + TARGET_TILE].expand(len(pool_tile), -1)  # [t, q]
+                per_task = per_task.scatter_reduce(1, index, sims, reduce=reduce, include_self=True)
+            return per_task / self.counts if self.aggregation == "mean" else per_task
+        columns = []
+        for task in range(self.num_tasks):
+            running = RunningAggregate(len(pool_tile), self.aggregation, self.topk, self.temperature, self.device)
+            end = int(self.bounds[task + 1])
+            for q0 in range(int(self.bounds[task]), end, TARGET_TILE):
+                running.add(pool_tile @ self.targets[q0 : min(q0 + TARGET_TILE, end)].T)  # [t, q]
+            columns.append(running.result())
+        return torch.stack(columns, dim=1)  # [t, T]
+
+    def scores(self, vectors: np.ndarray, tile_rows: int) -> np.ndarray:
+        """[n, d] pool unit vectors (any float dtype) -> [n, T] float32, a tile of rows at a time."""
+        blocks = [np.zeros((0, self.num_tasks), np.float32)]
+        for start in range(0, len(vectors), tile_rows):
+            pool_tile = torch.from_numpy(np.asarray(vectors[start : start + tile_rows], dtype=np.float32)).to(self.device)  # [t, d]
+            blocks.append(self.tile_scores(pool_tile).cpu().numpy())
+        return np.concatenate(blocks)
+
+
 def task_similarities(
     store: ShardStore, targets: np.ndarray, task_of_target: np.ndarray, aggregation: str, tile_rows: int, device: torch.device,
     progress: bool = False, topk: int = 1, temperature: float = 1.0,
@@ -76,40 +124,14 @@ def task_similarities(
     task_of_target: [Q] int task index in 0..T-1
     returns:        [N, T] float32 (the [N, Q] matrix is never held)
     """
-    num_tasks = int(task_of_target.max()) + 1
-    order = np.argsort(task_of_target, kind="stable")  # each task's targets side by side
-    bounds = np.searchsorted(task_of_target[order], np.arange(num_tasks + 1))  # task i: rows bounds[i]:bounds[i+1]
-    target_tensor = torch.from_numpy(np.ascontiguousarray(targets[order], dtype=np.float32)).to(device)  # [Q, d]
-    task_tensor = torch.from_numpy(np.ascontiguousarray(task_of_target[order])).to(device)  # [Q]
-    counts = torch.bincount(task_tensor, minlength=num_tasks).to(torch.float32)  # [T]
-    # many tasks under max/mean: one scatter over all targets, several times faster than a loop over tasks
-    scatter = num_tasks > 1 and aggregation in ("max", "mean")
-    blocks = []
+    prepared = TaskTargets(targets, task_of_target, aggregation, device, topk, temperature)
+    blocks = [np.zeros((0, prepared.num_tasks), np.float32)]
     bar = tqdm(total=store.num_shards, desc="similarity", unit=" shards", disable=not progress)
     for _, embeddings in store.iter_shards(columns=["id"]):
         bar.update(1)
-        for start in range(0, len(embeddings), tile_rows):
-            pool_tile = torch.from_numpy(np.asarray(embeddings[start : start + tile_rows], dtype=np.float32)).to(device)  # [t, d]
-            if scatter:
-                reduce = "amax" if aggregation == "max" else "sum"
-                per_task = torch.full((len(pool_tile), num_tasks), -torch.inf if aggregation == "max" else 0.0, device=device)  # [t, T]
-                for q0 in range(0, len(target_tensor), TARGET_TILE):
-                    sims = pool_tile @ target_tensor[q0 : q0 + TARGET_TILE].T  # [t, q]
-                    index = task_tensor[q0 : q0 + TARGET_TILE].expand(len(pool_tile), -1)  # [t, q]
-                    per_task = per_task.scatter_reduce(1, index, sims, reduce=reduce, include_self=True)
-                if aggregation == "mean":
-                    per_task = per_task / counts
-            else:
-                columns = []
-                for task in range(num_tasks):
-                    running = RunningAggregate(len(pool_tile), aggregation, topk, temperature, device)
-                    for q0 in range(int(bounds[task]), int(bounds[task + 1]), TARGET_TILE):
-                        running.add(pool_tile @ target_tensor[q0 : min(q0 + TARGET_TILE, int(bounds[task + 1]))].T)  # [t, q]
-                    columns.append(running.result())
-                per_task = torch.stack(columns, dim=1)  # [t, T]
-            blocks.append(per_task.cpu().numpy())
+        blocks.append(prepared.scores(embeddings, tile_rows))
     bar.close()
-    return np.concatenate(blocks) if blocks else np.zeros((0, num_tasks), np.float32)
+    return np.concatenate(blocks)
 
 
 def round_robin(task_scores: np.ndarray, k: int, eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,12 +186,14 @@ class RDSMethod:
             raise ConfigError("config error: target.path: the target set has no usable samples")
         task_names, task_of_target = target_tasks(target.store, "task" if config.target.task_field else None, config.target.task_field)
 
+        self.fitted = {"target_embeddings": target_vectors.astype(np.float16), "task_of_target": task_of_target.astype(np.int64),
+                       "tasks": [str(name) for name in task_names]}
         device = self.spec.device
         scores = task_similarities(pool.store, target_vectors, task_of_target.astype(np.int64), options.aggregation, options.tile_size, device,
                                     progress=config.runtime.progress, topk=options.topk, temperature=options.temperature)
         hashes = pool.store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
-        eligible = unique & context.eligible(pool)
+        eligible = context.eligible(pool, dedup=options.dedup)
         k = config.method.budget_for(int(eligible.sum()))
         columns: dict = {}
         if len(task_names) == 1:
@@ -202,3 +226,50 @@ class RDSMethod:
             unique=int(unique.sum()),
             pool_scores=scores[:, 0] if len(task_names) == 1 else scores,
         )
+
+    def saved_scorer(self, context, folder, selection: Selection) -> None:
+        """The target's embeddings (float16, as stored) and how a sample becomes a score: model, rendering, aggregation."""
+        config, options = context.config, context.config.method.rds
+        fitted = self.fitted
+        eligible = context.exclusions == None  # noqa: E711 - elementwise on an object array
+        save_scorer(folder, self.name, fitted["tasks"], np.asarray(selection.pool_scores).reshape(len(eligible), -1)[eligible], {
+            "model": portable_model(config.model, self.spec),
+            "render": render_fields(config.input, self.render["input"]),
+            "rds": {"aggregation": options.aggregation, "topk": options.topk, "temperature": options.temperature, "tile_size": options.tile_size},
+        }, {"target_embeddings": fitted["target_embeddings"], "task_of_target": fitted["task_of_target"]})
+
+
+class RDSScorer(Scorer):
+    """RDS+ reloaded: embed records with the run's model and rendering, round to float16 as the run's
+    store did, and aggregate their cosine to the saved target embeddings per task."""
+
+    method = "rds"
+
+    def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "auto", batch_tokens: int = 16384) -> None:
+        super().__init__(description, arrays, folder)
+        from dataselect.config import ModelConfig
+
+        model = ModelConfig(**description["model"])
+        self.embedder = Embedder.from_config(model, device)
+        loaded = self.embedder.loaded
+        self.renderer = TextRenderer(SourceConfig(**description["render"]), loaded.tokenizer)  # the style as the run resolved it
+        self.encoder = encoder_for(loaded.tokenizer, loaded.max_length)
+        self.batch_tokens = batch_tokens
+        options = description["rds"]
+        self.tile_size = int(options["tile_size"])
+        self.targets = TaskTargets(np.asarray(arrays["target_embeddings"], np.float32), np.asarray(arrays["task_of_target"], np.int64),
+                                   options["aggregation"], self.embedder.device, int(options["topk"]), float(options["temperature"]))
+
+    def _score(self, records: list[dict]) -> np.ndarray:
+        texts, rows = rendered(self.renderer, records)
+        out = np.full((len(records), len(self.tasks)), np.nan)  # [n, T]
+        if texts:
+            vectors = self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)  # [m, d] as the store keeps them
+            out[rows] = self.targets.scores(vectors, self.tile_size)
+        return out
+
+    def close(self) -> None:
+        self.embedder.close()
+
+
+RDSMethod.scorer_type = RDSScorer

@@ -1,0 +1,143 @@
+"""The `Scorer` every saved scorer is, and `load_scorer`, which finds the method's own scorer class."""
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from dataselect.errors import ScorerError
+from dataselect.scorer.folder import read_folder, write_folder
+
+Records = Any  # a list of dicts (or strings), a pyarrow Table, a pandas DataFrame, or a `datasets` batch (a dict of lists)
+
+
+def as_records(records: Records) -> list[dict[str, Any]]:
+    """The records of any batch shape a pipeline hands over, as a list of dicts (a string is {"text": s})."""
+    if hasattr(records, "to_pylist"):  # pyarrow Table / RecordBatch
+        records = records.to_pylist()
+    elif hasattr(records, "to_dict") and hasattr(records, "columns"):  # pandas DataFrame
+        records = records.to_dict("records")
+    elif isinstance(records, dict):  # a `datasets` batch: column -> values
+        columns = list(records)
+        records = [dict(zip(columns, row)) for row in zip(*(records[c] for c in columns))]
+    return [{"text": r} if isinstance(r, str) else r for r in records]
+
+
+class Scorer:
+    """A fitted scorer, reloaded from a run's `scorer/` folder.
+
+    score(records)      -> [n] float64 (or [n, T] for T target tasks, named by `tasks`): the run's numbers;
+                           NaN for a record the run would have skipped as bad input
+    threshold(keep)     -> the score a fraction `keep` of the fitting run's selectable pool reached (per task)
+    keep(records, ...)  -> [n] bool: reaches the threshold (of at least one task)
+    describe()          -> what it is, as one dict
+
+    A method's subclass implements `_score(records) -> [n, T]` and, in `fit_arrays`, what it saves."""
+
+    method = ""
+
+    def __init__(self, description: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path) -> None:
+        self.description, self.arrays, self.folder = description, arrays, folder
+        self.tasks: list[str] = [str(t) for t in description["tasks"]]
+        fitted = arrays["fitted_scores"]  # [n, T] each column sorted from the highest down
+        if fitted.ndim != 2 or fitted.shape[1] != len(self.tasks):
+            raise ScorerError(f"scorer error: {folder / 'fitted_scores.npy'}: shape {fitted.shape} for {len(self.tasks)} task(s)")
+        self.fitted_scores = fitted
+
+    def _score(self, records: list[dict[str, Any]]) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, records: Records) -> np.ndarray:
+        scores = self._score(as_records(records))  # [n, T]
+        return scores[:, 0] if len(self.tasks) == 1 else scores
+
+    def threshold(self, keep: float) -> float | np.ndarray:
+        """The lowest score among the top fraction `keep` (0 < keep <= 1) of the fitting run's selectable pool."""
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep must be in (0, 1], got {keep}")
+        n = len(self.fitted_scores)
+        if n == 0:
+            raise ScorerError(f"scorer error: {self.folder}: the fitting run had no selectable pool sample to set a threshold from")
+        values = self.fitted_scores[max(math.ceil(keep * n), 1) - 1]  # [T]
+        return float(values[0]) if len(self.tasks) == 1 else values
+
+    def keep(self, records: Records, keep: float | None = None, threshold: float | Iterable[float] | None = None) -> np.ndarray:
+        """[n] bool: the records whose score reaches the threshold (given, or `threshold(keep)`) for at least one task."""
+        if (keep is None) == (threshold is None):
+            raise ValueError("give exactly one of keep (a fraction) or threshold (a score)")
+        limit = np.atleast_1d(self.threshold(keep) if keep is not None else np.asarray(threshold, np.float64))  # [T] or [1]
+        scores = self._score(as_records(records))  # [n, T]
+        with np.errstate(invalid="ignore"):
+            return (scores >= limit).any(axis=1)  # NaN (bad input) never passes
+
+    def describe(self) -> dict[str, Any]:
+        return {key: value for key, value in self.description.items() if key != "files"} | {"folder": str(self.folder)}
+
+    def close(self) -> None:
+        """Release the model or worker processes the scorer holds."""
+
+    def __enter__(self) -> "Scorer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def portable_model(model: Any, spec: Any) -> dict[str, Any]:
+    """The model as a scorer folder names it: a Hub (or bundled) name as given, a local folder by its absolute
+    path; pooling and max length as the run resolved them, so another version's defaults cannot move them."""
+    from dataselect.config import looks_like_path
+
+    name = str(Path(model.name).expanduser().resolve()) if looks_like_path(model.name) else model.name
+    return {"name": name, "pooling": spec.pooling, "max_length": spec.max_length, "dtype": model.dtype, "trust_remote_code": model.trust_remote_code}
+
+
+def render_fields(source: Any, style: str) -> dict[str, Any]:
+    """How a record becomes text, with `render: auto` replaced by the style the run resolved it to."""
+    keys = ("text_field", "prompt_field", "response_field", "messages_field", "max_chars")
+    return {key: getattr(source, key) for key in keys} | {"render": style}
+
+
+def rendered(renderer: Any, records: list[dict[str, Any]]) -> tuple[list[str], list[int]]:
+    """(texts, their record numbers): records that cannot be rendered (the run's bad input) are left out."""
+    from dataselect.io.render import BadRecord
+
+    texts, rows = [], []
+    for number, record in enumerate(records):
+        try:
+            texts.append(renderer.render(record))
+        except BadRecord:
+            continue
+        rows.append(number)
+    return texts, rows
+
+
+def save_scorer(folder: Path, method: str, tasks: list[str], fitted: np.ndarray, description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Write a scorer folder. fitted: [n] or [n, T] scores of the fitting run's selectable pool samples
+    (the thresholds' reference); description: the config that shaped the scores; arrays: what was learned."""
+    from dataselect.io.outputs import package_versions
+
+    fitted = np.asarray(fitted, np.float64).reshape(len(fitted), -1)  # [n, T]
+    fitted = -np.sort(-np.where(np.isnan(fitted), -np.inf, fitted), axis=0)  # each column from the highest down
+    head = {"method": method, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": package_versions(), "tasks": list(tasks)}
+    return write_folder(folder, head | description, {**arrays, "fitted_scores": fitted})
+
+
+def load_scorer(path: str | Path, **options: Any) -> Scorer:
+    """The scorer in a run's `scorer/` folder (or the run folder itself); `options` go to the method's
+    scorer (e.g. device="cpu", batch_tokens=8192)."""
+    from dataselect.methods import method_class
+
+    folder = Path(path).expanduser()
+    if not (folder / "scorer.json").exists() and (folder / "scorer" / "scorer.json").exists():
+        folder = folder / "scorer"
+    description, arrays = read_folder(folder)
+    name = description.get("method")
+    cls = getattr(method_class(str(name)), "scorer_type", None) if isinstance(name, str) else None
+    if cls is None:
+        raise ScorerError(f"scorer error: {folder / 'scorer.json'}: method {name!r} has no saved scorer in this version of dataselect")
+    return cls(description, arrays, folder, **options)

@@ -1,0 +1,73 @@
+"""The scorer folder on disk: `scorer.json` (what the scorer is, the config that shaped its scores, the
+versions that wrote it, and each array file with its size and BLAKE2b digest) beside one `.npy` file per
+array. Arrays are read with pickling refused, so a folder handed over by someone else can hold data only.
+
+    scorer/
+      scorer.json            written last: a folder without it is unfinished
+      <name>.npy             numeric arrays (target embeddings, log ratios, the fitting pool's scores)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataselect.errors import ScorerError
+from dataselect.io.shards import atomic_write, atomic_write_text, save_npy
+
+FORMAT = 1  # bump when a folder written now would be read wrongly by an older reader
+DESCRIPTION = "scorer.json"
+
+
+def _digest(path: Path) -> str:
+    hasher = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def write_folder(folder: Path, description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Write the arrays, then scorer.json naming each with its size and digest (last, atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, array in arrays.items():
+        path = folder / f"{name}.npy"
+        contiguous = np.ascontiguousarray(array)
+        atomic_write(path, lambda temp, a=contiguous: save_npy(temp, a))
+        files[path.name] = {"bytes": path.stat().st_size, "blake2b": _digest(path)}
+    atomic_write_text(folder / DESCRIPTION, json.dumps({"format": FORMAT, **description, "files": files}, indent=2, default=str))
+    return folder
+
+
+def read_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(description, arrays by name), every file checked against scorer.json; anything missing, cut
+    short, changed or of another format is one ScorerError naming the file."""
+    folder = Path(folder).expanduser()
+    described = folder / DESCRIPTION
+    if not described.is_file():
+        raise ScorerError(f"scorer error: {described}: missing (is {folder} a scorer folder, a run's output/scorer?)")
+    try:
+        description = json.loads(described.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ScorerError(f"scorer error: {described}: unreadable ({error})") from None
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        found = description.get("format") if isinstance(description, dict) else None
+        raise ScorerError(f"scorer error: {described}: format {found!r}, this version of dataselect reads format {FORMAT}")
+    arrays = {}
+    for file_name, expected in description.get("files", {}).items():
+        path = folder / file_name
+        if not path.is_file():
+            raise ScorerError(f"scorer error: {path}: missing")
+        if path.stat().st_size != expected["bytes"]:
+            raise ScorerError(f"scorer error: {path}: {path.stat().st_size} bytes where {DESCRIPTION} says {expected['bytes']} (cut short or replaced)")
+        if _digest(path) != expected["blake2b"]:
+            raise ScorerError(f"scorer error: {path}: its content differs from what {DESCRIPTION} recorded (changed after it was written)")
+        try:
+            arrays[path.stem] = np.load(path, allow_pickle=False)
+        except ValueError as error:
+            raise ScorerError(f"scorer error: {path}: not a plain numeric array ({error})") from None
+    return description, arrays
