@@ -75,8 +75,9 @@ def main() -> None:
         sys.exit(f"bench/cluster_quality.py: no pool at {args.data}; pass --data PATH (the instruct_pool.jsonl.gz of ../shared/data)")
 
     from dataselect.config import load_config
+    from dataselect.context import RunContext
     from dataselect.index import StoreVectors
-    from dataselect.pipeline import RunContext, make_executor
+    from dataselect.pipeline import make_executor
     from dataselect.select.base import first_occurrences, top_k
     from dataselect.select.cluster_method import ClusterMethod, pool_clusters
     from dataselect.select.semdedup import semdedup, unit_rows

@@ -107,8 +107,8 @@ def write_package_input(source: dict, path: Path) -> list[str]:
     """The engine's rendered texts (same skips) as {'id', 'text', 'source'} jsonl, the input of both
     sides of the comparison; returns the ids."""
     from dataselect.config import SourceConfig
+    from dataselect.io.plan import iter_samples
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import iter_samples
     from dataselect.stats import SourceStats
 
     config = SourceConfig(**source)

@@ -32,8 +32,8 @@ def main() -> int:
     args.pool = str(data_file(args.pool, "--pool"))
 
     from dataselect.config import SourceConfig
+    from dataselect.io.plan import iter_samples
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import iter_samples
     from dataselect.scoring.models import load_tokenizer, resolve_model_path
     from dataselect.scoring.ngram import TokenFeaturizer
     from dataselect.stats import SourceStats

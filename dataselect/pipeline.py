@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from dataselect import preflight, run_record
-from dataselect.config import Config, SourceConfig
+from dataselect.config import Config
+from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
-from dataselect.io.categorical import report_fields
 from dataselect.io.outputs import (
     pool_scores_table,
     publish,
@@ -29,79 +29,13 @@ from dataselect.io.outputs import (
     write_selected_rows,
     write_selection,
 )
-from dataselect.io.render import TextRenderer
 from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
-from dataselect.io.sources import CACHE_TAG, CACHE_TAG_TEXT, SkippedFile, resolve_locations, spool_stdin
+from dataselect.io.sources import CACHE_TAG, CACHE_TAG_TEXT, resolve_locations, spool_stdin
 from dataselect.methods import get_method
-from dataselect.scoring.loop import ScoredSource, run_stage
-from dataselect.scoring.stage import ScoreStage
-from dataselect.select.base import Selection, exclusion_reasons, first_occurrences, require_usable_pool
-from dataselect.stats import RunStats
+from dataselect.select.base import Selection
 
 SCORER_FOLDER = "scorer"  # the saved scorer in an output folder
-
-
-@dataclass
-class RunContext:
-    """What a method needs from the run around it: the config, where to write, and `score_source`,
-    the one way a method's stage runs over a source (on the run's executor, with the bookkeeping)."""
-
-    config: Config
-    output_dir: Path
-    cache_root: Path
-    executor: Executor
-    stats: RunStats = field(default_factory=RunStats)
-    scored: dict[str, ScoredSource] = field(default_factory=dict)
-    stage_kinds: dict[str, str] = field(default_factory=dict)
-    excluded_target_copies: int = 0
-    skipped_files: dict[str, list[SkippedFile]] = field(default_factory=dict)  # by role: files a directory input did not read
-    id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
-    single_use_stores: list[Path] = field(default_factory=list)  # removed after the run (standard input's)
-    exclusions: np.ndarray | None = None  # [N] object: why each pool row may not be selected (None: it may)
-
-    def score_source(self, name: str, source: SourceConfig, stage: ScoreStage, renderer: TextRenderer, fields: dict[str, str] | None = None) -> ScoredSource:
-        """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
-        it in the manifest. A pool with no usable sample stops the run here."""
-        role = "pool" if name == "pool" else name
-        if name == "pool":  # the report's composition: the input's categorical fields, copied as store columns
-            fields = report_fields(source, self.config.output.report_field) | (fields or {})
-        with self.stats.stage(f"score_{name}"):
-            result = run_stage(source, role, renderer, stage, self.config.runtime, self.cache_root, self.executor, fields)
-        if any(kind == "stdin" for kind, _ in resolve_locations(source)):
-            self.single_use_stores.append(Path(result.store.root))
-        if name == "pool":
-            require_usable_pool(result.stats)
-        self.scored[name] = result
-        self.stage_kinds[name] = stage.kind
-        return result
-
-    def eligible(self, source: ScoredSource, dedup: bool = True, **excluded: np.ndarray) -> np.ndarray:
-        """[N] bool: the rows of `source` a method may select, by one rule for every method: none of the
-        method's own reasons (`excluded`: reason -> [N] bool, True where it excludes, e.g. short=, unscored=)
-        holds, the row is the first of its exact duplicates (when `dedup`), and its text is not a target
-        sample's after normalising whitespace (unless method.exclude_target_copies is off). For the pool,
-        each row's reason is kept for scores.parquet."""
-        rows = int(source.store.rows().sum())
-        if dedup:
-            excluded["duplicate"] = ~first_occurrences(source.store.column("text_hash").to_numpy())
-        excluded["target_copy"] = self._target_copies(source, rows)
-        eligible = ~np.logical_or.reduce(list(excluded.values())) if rows else np.zeros(0, bool)
-        if source is self.scored.get("pool"):
-            self.excluded_target_copies = int(excluded["target_copy"].sum())
-            self.exclusions = exclusion_reasons(excluded, rows)
-        return eligible
-
-    def _target_copies(self, source: ScoredSource, rows: int) -> np.ndarray:
-        """[N] bool: rows whose normalised text equals a target sample's (none when the check is off)."""
-        target = self.scored.get("target")
-        if target is None or not self.config.method.exclude_target_copies or not rows:
-            return np.zeros(rows, bool)
-        copies = np.isin(source.store.column("norm_hash").to_numpy(), target.store.column("norm_hash").to_numpy())
-        if copies.all():
-            raise ConfigError("config error: method.exclude_target_copies: every pool sample is a copy of a target sample; "
-                              "set it to false to select from them anyway")
-        return copies
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataselect.select.base import Selection, score_throughput
 from dataselect.stats import MAX_REPORTED_BAD, SourceStats
 
 if TYPE_CHECKING:
-    from dataselect.pipeline import RunContext
+    from dataselect.context import RunContext
     from dataselect.scoring.loop import ScoredSource
 
 logger = logging.getLogger(__name__)

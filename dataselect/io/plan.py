@@ -20,6 +20,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from dataselect.config import SourceConfig
+from dataselect.io import sources
+from dataselect.io.render import TextRenderer
+from dataselect.io.sources import COMPRESSED_SUFFIXES, RawRecord, Sample, hf_disk_path, read_spec, resolve_locations, to_sample
+from dataselect.stats import SourceStats
 
 SCAN_BYTES = 1 << 24  # bytes per block of the jsonl line scan
 WHITESPACE = np.zeros(256, bool)
@@ -46,8 +50,6 @@ class ShardSpec:
 def is_sequential(kind: str, location: str) -> bool:
     """A location that cannot be opened in the middle: compressed jsonl, a JSON array, standard input,
     a remote dataset."""
-    from dataselect.io.sources import COMPRESSED_SUFFIXES, hf_disk_path
-
     if kind in ("json", "stdin"):
         return True
     return (kind == "jsonl" and str(location).endswith(COMPRESSED_SUFFIXES)) or (kind == "hf" and hf_disk_path(location) is None)
@@ -150,8 +152,6 @@ def _plan_sequential(records: Iterator[Any], shard_size: int, first_index: int, 
 
 def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
     """The source's shards in order (lazily: a sequential location is read while it is planned)."""
-    from dataselect.io import sources
-
     locations = sources.resolve_locations(config)
     labels = sources.file_labels(locations)
     index, position = 0, 0
@@ -174,6 +174,19 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
 
 
 def source_is_sequential(config: SourceConfig) -> bool:
-    from dataselect.io.sources import resolve_locations
-
     return any(is_sequential(kind, str(location)) for kind, location in resolve_locations(config))
+
+
+def iter_raw_records(config: SourceConfig) -> Iterator[RawRecord]:
+    """Every record of the source in a stable order, with its position, file label and line: the
+    planned shards read one after another, so positions agree with the score phase's."""
+    for spec in plan_shards(config, shard_size=1 << 16):
+        yield from read_spec(spec)
+
+
+def iter_samples(config: SourceConfig, renderer: TextRenderer, stats: SourceStats) -> Iterator[Sample]:
+    """Rendered samples of a source; bad records are counted in `stats` and skipped (or raise)."""
+    for raw in iter_raw_records(config):
+        sample = to_sample(raw, config, renderer, stats)
+        if sample is not None:
+            yield sample

@@ -683,15 +683,6 @@ def guarded(items: Iterator[Any], location: Any) -> Iterator[Any]:
         raise
 
 
-def iter_raw_records(config: SourceConfig) -> Iterator[RawRecord]:
-    """Every record of the source in a stable order, with its position, file label and line: the
-    planned shards read one after another, so positions agree with the score phase's."""
-    from dataselect.io.plan import plan_shards
-
-    for spec in plan_shards(config, shard_size=1 << 16):
-        yield from read_spec(spec)
-
-
 def sample_id(config: SourceConfig, raw: RawRecord) -> str:
     value = raw.record.get(config.id_field) if raw.record is not None else None
     if value is not None and not isinstance(value, (dict, list)):
@@ -716,11 +707,3 @@ def to_sample(raw: RawRecord, config: SourceConfig, renderer: TextRenderer, stat
         stats.record_bad(bad)
         return None
     return Sample(raw.position, sample_id(config, raw), text, raw.file, raw.line, raw.record)
-
-
-def iter_samples(config: SourceConfig, renderer: TextRenderer, stats: SourceStats) -> Iterator[Sample]:
-    """Rendered samples of a source; bad records are counted in `stats` and skipped (or raise)."""
-    for raw in iter_raw_records(config):
-        sample = to_sample(raw, config, renderer, stats)
-        if sample is not None:
-            yield sample

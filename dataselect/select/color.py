@@ -45,7 +45,7 @@ class ColorMethod:
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
         from dataselect.config import ModelConfig
-        from dataselect.io.sources import iter_samples
+        from dataselect.io.plan import iter_samples
         from dataselect.scoring.finetune import finetune_causal_lm, finetune_proxies
         from dataselect.scoring.loss import LossStage, loss_stage_for
         from dataselect.scoring.models import load_tokenizer, resolve_model_path

@@ -90,7 +90,7 @@ class EL2NMethod:
     name = "el2n"
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
-        from dataselect.io.sources import iter_samples
+        from dataselect.io.plan import iter_samples
         from dataselect.scoring.loss import loss_stage_for
         from dataselect.scoring.models import load_tokenizer, resolve_model_path
         from dataselect.stats import SourceStats

@@ -9,8 +9,9 @@ from support import write_jsonl
 
 from dataselect.config import SourceConfig
 from dataselect.errors import InputError
+from dataselect.io.plan import iter_raw_records, iter_samples
 from dataselect.io.render import TextRenderer, tulu_format
-from dataselect.io.sources import iter_raw_records, iter_samples, text_hash
+from dataselect.io.sources import text_hash
 from dataselect.stats import SourceStats
 
 

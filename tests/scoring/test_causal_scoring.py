@@ -11,8 +11,8 @@ from support import write_jsonl
 
 from dataselect.config import ModelConfig, SourceConfig
 from dataselect.errors import ConfigError
+from dataselect.io.plan import iter_samples
 from dataselect.io.render import TextRenderer
-from dataselect.io.sources import iter_samples
 from dataselect.kernels.el2n import token_el2n_and_ce_reference
 from dataselect.scoring.causal import IGNORE, LossScorer, SampleEncoder, load_causal_lm
 from dataselect.scoring.loss import LossStage

@@ -10,8 +10,8 @@ from support import MATH, MINILM, OTHER, write_jsonl
 
 from dataselect.config import ProxyConfig, SourceConfig, build_config
 from dataselect.errors import ConfigError
+from dataselect.io.plan import iter_samples
 from dataselect.io.render import TextRenderer
-from dataselect.io.sources import iter_samples
 from dataselect.scoring.loss import LossStage, loss_stage_for
 from dataselect.scoring.models import load_tokenizer, resolve_model_path
 from dataselect.scoring.proxy import packed_rows, reduced_vocabulary, train_proxies, training_sample

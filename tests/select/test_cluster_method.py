@@ -10,11 +10,11 @@ from support import MATH, base_overrides, blobs, fill_vector_store
 
 import dataselect
 from dataselect.config import build_config
+from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.index import Clusters
 from dataselect.io.outputs import selection_table
 from dataselect.io.shards import ShardStore
-from dataselect.pipeline import RunContext
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.cluster_method import ClusterMethod, SemDedupMethod
 from dataselect.stats import SourceStats
