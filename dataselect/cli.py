@@ -2,6 +2,8 @@
 
     dataselect run --config FILE [--set dotted.key=value ...] [--dry-run | --print-config] [-q]
     dataselect config [--config FILE] [--set ...]     the resolved config, every key, as YAML
+    dataselect apply --scorer DIR --input PATH --output DIR (--keep F | --threshold X) [--format F] [--set ...]
+                                                      a saved scorer over any input; the records that pass, in its format
     dataselect methods                                the selection methods, one line each
     dataselect bench [--n N] [--device cpu|cuda] [--json FILE]   every stage's throughput and roofline figures
     dataselect bench NAME [ARGS ...]                  a script from bench/ (source checkout)
@@ -41,6 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--print-config", action="store_true", help="print the resolved config (every key) as YAML and exit")
     config = commands.add_parser("config", help="print the resolved config (every key and its value) as YAML")
     _add_config_arguments(config)
+    apply = commands.add_parser("apply", help="stream an input through a saved scorer and write the records that pass")
+    apply.add_argument("--scorer", required=True, help="a saved scorer's folder (a run's output/scorer, or the run folder)")
+    apply.add_argument("--input", required=True, help="anything input.path takes: file, glob, directory, hf:NAME, -")
+    apply.add_argument("--output", required=True, help="output folder: the passing records, scores.parquet, manifest.json")
+    cut = apply.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--keep", type=float, help="the fraction of the scorer's fitting pool that its threshold would keep, in (0, 1]")
+    cut.add_argument("--threshold", type=float, help="the score a record must reach")
+    apply.add_argument("--format", choices=["jsonl", "parquet"], help="format of the passing records (default: the input's)")
+    apply.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bars")
+    apply.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other config key, e.g. --set runtime.num_workers=2 or --set input.text_field=content")
     commands.add_parser("methods", help="list the selection methods")
     bench = commands.add_parser("bench", help="every stage's throughput with MFU and bandwidth figures (dataselect bench --help), "
                                 "or NAME: a script from bench/", add_help=False)
@@ -86,6 +99,16 @@ def _dry_run(config) -> int:
     return 2 if failed else 0
 
 
+def _apply_overrides(args: argparse.Namespace) -> list[str]:
+    """`dataselect apply` is `dataselect run` with method.name: apply; its flags are these keys."""
+    import json
+
+    cut = f"method.apply.keep={args.keep}" if args.keep is not None else f"method.apply.threshold={args.threshold}"
+    written = args.format or ("parquet" if str(args.input).endswith(".parquet") else "jsonl")
+    return ["method.name=apply", f"method.apply.scorer={json.dumps(args.scorer)}", f"input.path={json.dumps(args.input)}",
+            f"output.dir={json.dumps(args.output)}", f"output.write={written}", cut]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1].startswith("-")):
@@ -111,14 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             return _methods()
         from dataselect.config import load_config
 
-        overrides = list(args.overrides)
+        overrides = list(args.overrides) + (_apply_overrides(args) if args.command == "apply" else [])
         if getattr(args, "quiet", False):
             overrides.append("runtime.progress=false")
-        config = load_config(args.config, overrides)
-        if args.command == "config" or args.print_config:
+        config = load_config(getattr(args, "config", None), overrides)
+        if args.command == "config" or getattr(args, "print_config", False):
             sys.stdout.write(config_yaml(config))
             return 0
-        if args.dry_run:
+        if getattr(args, "dry_run", False):
             return _dry_run(config)
         from dataselect.pipeline import run
 

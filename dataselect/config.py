@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dataselect.errors import ConfigError
 
@@ -224,8 +224,22 @@ class SemDedupConfig(_Section):
         return _open_unit_interval(value)
 
 
+class ApplyConfig(_Section):
+    """`dataselect apply`: a saved scorer over an input, keeping what reaches its threshold."""
+
+    scorer: str | None = None  # a saved scorer's folder (a run's output/scorer, or the run folder)
+    keep: float | None = Field(None, gt=0, le=1)  # the scorer's threshold(keep): its fitting pool's top fraction
+    threshold: Union[float, list[float], None] = None  # or a score to reach (one per task for several)
+
+    @model_validator(mode="after")
+    def _one_cut(self) -> "ApplyConfig":
+        if self.keep is not None and self.threshold is not None:
+            raise ValueError("give keep or threshold, not both")
+        return self
+
+
 class MethodConfig(_Section):
-    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "color", "betr", "random"] = "rds"
+    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "color", "betr", "random", "apply"] = "rds"
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
     # pool samples whose text equals a target sample's (whitespace normalised) are never selected
@@ -237,6 +251,7 @@ class MethodConfig(_Section):
     semdedup: SemDedupConfig = SemDedupConfig()
     color: ColorConfig = ColorConfig()
     betr: BETRConfig = BETRConfig()
+    apply: ApplyConfig = ApplyConfig()
 
     @field_validator("budget", mode="before")
     @classmethod

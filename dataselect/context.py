@@ -17,7 +17,7 @@ from dataselect.io.render import TextRenderer
 from dataselect.io.sources import SkippedFile, resolve_locations
 from dataselect.scoring.loop import ScoredSource, run_stage
 from dataselect.scoring.stage import ScoreStage
-from dataselect.select.base import exclusion_reasons, first_occurrences, require_usable_pool
+from dataselect.select.base import GENERIC_EXCLUSIONS, Excluded, exclusion_reasons, first_occurrences, require_usable_pool
 from dataselect.stats import RunStats
 
 
@@ -30,6 +30,7 @@ class RunContext:
     output_dir: Path
     cache_root: Path
     executor: Executor
+    method: Any = None  # the running method (what it declares: budgeted, ...)
     stats: RunStats = field(default_factory=RunStats)
     scored: dict[str, ScoredSource] = field(default_factory=dict)
     stage_kinds: dict[str, str] = field(default_factory=dict)
@@ -38,6 +39,7 @@ class RunContext:
     id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
     single_use_stores: list[Path] = field(default_factory=list)  # removed after the run (standard input's)
     exclusions: np.ndarray | None = None  # [N] object: why each pool row may not be selected (None: it may)
+    not_eligible: dict[str, tuple[int, str]] = field(default_factory=dict)  # reason -> (pool rows it keeps out, how to say it)
 
     def score_source(self, name: str, source: SourceConfig, stage: ScoreStage, renderer: TextRenderer, fields: dict[str, str] | None = None) -> ScoredSource:
         """Score `source` with `stage` through the score-phase loop; `name` ("pool", "target", ...) names
@@ -55,20 +57,23 @@ class RunContext:
         self.stage_kinds[name] = stage.kind
         return result
 
-    def eligible(self, source: ScoredSource, dedup: bool = True, **excluded: np.ndarray) -> np.ndarray:
+    def eligible(self, source: ScoredSource, dedup: bool = True, **excluded: Excluded) -> np.ndarray:
         """[N] bool: the rows of `source` a method may select, by one rule for every method: none of the
-        method's own reasons (`excluded`: reason -> [N] bool, True where it excludes, e.g. short=, unscored=)
-        holds, the row is the first of its exact duplicates (when `dedup`), and its text is not a target
-        sample's after normalising whitespace (unless method.exclude_target_copies is off). For the pool,
-        each row's reason is kept for scores.parquet."""
+        method's own reasons (`excluded`: name -> Excluded, e.g. short=, unscored=) holds, the row is the
+        first of its exact duplicates (when `dedup`), and its text is not a target sample's after
+        normalising whitespace (unless method.exclude_target_copies is off). For the pool, each row's
+        first reason is kept for scores.parquet, and each reason's count for the manifest and summary."""
         rows = int(source.store.rows().sum())
+        masks = {name: np.asarray(reason.mask, bool) for name, reason in excluded.items()}
         if dedup:
-            excluded["duplicate"] = ~first_occurrences(source.store.column("text_hash").to_numpy())
-        excluded["target_copy"] = self._target_copies(source, rows)
-        eligible = ~np.logical_or.reduce(list(excluded.values())) if rows else np.zeros(0, bool)
+            masks["duplicate"] = ~first_occurrences(source.store.column("text_hash").to_numpy())
+        masks["target_copy"] = self._target_copies(source, rows)
+        eligible = ~np.logical_or.reduce(list(masks.values())) if rows else np.zeros(0, bool)
         if source is self.scored.get("pool"):
-            self.excluded_target_copies = int(excluded["target_copy"].sum())
-            self.exclusions = exclusion_reasons(excluded, rows)
+            self.excluded_target_copies = int(masks["target_copy"].sum())
+            self.exclusions = exclusion_reasons(masks, rows)
+            whys = {name: reason.why for name, reason in excluded.items()} | GENERIC_EXCLUSIONS
+            self.not_eligible = {name: (int(mask.sum()), whys[name]) for name, mask in masks.items() if mask.any()}
         return eligible
 
     def _target_copies(self, source: ScoredSource, rows: int) -> np.ndarray:

@@ -51,8 +51,8 @@ def method_needs(config: Config) -> tuple[str | None, bool]:
         return "model", True  # embeds the sample and the target
     if name == "color":
         return "tokenizer", True  # the proxy's (a causal LM model.name loads when the prior is scored)
-    if name == "random":
-        return None, False
+    if name in ("random", "apply"):
+        return None, False  # apply's scorer names its own model
     return "model", False  # methods this module does not know yet: check the model at least
 
 

@@ -16,6 +16,7 @@ REGISTRY = {
     "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
     "color": "dataselect.select.color:ColorMethod",
     "betr": "dataselect.select.betr:BETRMethod",
+    "apply": "dataselect.select.apply:ApplyMethod",
 }
 
 
@@ -29,6 +30,7 @@ DESCRIPTIONS = {
     "color": "CoLoR-Filter: rank by how much a small causal LM's loss drops once fine-tuned on the target (needs target.path)",
     "betr": "BETR: RDS+ on a seeded sample of the pool, a logistic regression on hashed n-grams learns it and scores the whole pool (needs target.path)",
     "random": "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)",
+    "apply": "apply: a saved scorer (method.apply.scorer) over the input, keeping what reaches its threshold (dataselect apply)",
 }
 
 

@@ -46,28 +46,17 @@ def check_ids(pool: ScoredSource) -> dict[str, Any]:
 
 
 def budget_report(config: Config, selection: Selection, context: RunContext) -> dict[str, Any]:
-    """What the budget asked for, what was selected, and what kept pool samples from being eligible."""
-    budget = config.method.budget
-    metrics = selection.metrics
-    duplicates = metrics.get("duplicates_collapsed")
-    if duplicates is None and "pool" in context.scored:  # the random baseline always collapses them
-        hashes = context.scored["pool"].store.column("text_hash")
-        duplicates = len(hashes) - int(pc.count_distinct(hashes).as_py()) if len(hashes) else 0
-    not_eligible = {"duplicates": int(duplicates or 0), "target_copies": int(context.excluded_target_copies)}
-    if "dropped_short" in metrics:
-        not_eligible["shorter_than_min_words"] = int(metrics["dropped_short"])
+    """What the budget asked for, what was selected, and what kept pool samples from being eligible (each
+    reason the method gave `context.eligible`). A method that is not `budgeted` (apply) keeps what passes."""
+    budget = config.method.budget if getattr(context.method, "budgeted", True) else None
+    not_eligible = {reason: count for reason, (count, _) in context.not_eligible.items()}
+    reasons = [f"{count:,} {why}" for count, why in context.not_eligible.values()]
     selected = len(selection.ids)
     short_by = max(0, budget - selected) if isinstance(budget, int) else 0
-    reasons = []
-    if not_eligible["duplicates"]:
-        reasons.append(f"{not_eligible['duplicates']:,} exact duplicates collapsed")
-    if not_eligible.get("shorter_than_min_words"):
-        reasons.append(f"{not_eligible['shorter_than_min_words']:,} shorter than method.dsir.min_words "
-                       f"({metrics.get('min_words')} {metrics.get('length_unit', 'words')})")
-    if not_eligible["target_copies"]:
-        reasons.append(f"{not_eligible['target_copies']:,} copies of target samples kept out (method.exclude_target_copies)")
     why = None
-    if short_by:
+    if budget is None:
+        why = f"{selected:,} of {selection.scored:,} scored pass" + (f"; {', '.join(reasons)}" if reasons else "")
+    elif short_by:
         why = f"budget {budget:,}, but only {selected:,} pool samples could be selected: {selection.scored:,} scored"
         why += f", of which {', '.join(reasons)}" if reasons else " (the budget is above the pool)"
     elif isinstance(budget, float) and reasons:

@@ -432,7 +432,7 @@ def test_a_budget_that_is_not_met_says_how_many_and_why(tmp_path, demo_files, ca
     result = dataselect.run(dataselect.load_config(None, overrides), quiet=False)
     budget = result.manifest["budget"]
     assert budget["asked"] == 100 and budget["selected"] == len(result.ids) == 18 and budget["short_by"] == 82
-    assert budget["not_eligible"] == {"duplicates": 2, "target_copies": 2}
+    assert budget["not_eligible"] == {"duplicate": 2, "target_copy": 2}
     why = "budget 100, but only 18 pool samples could be selected: 22 scored, of which 2 exact duplicates collapsed, 2 copies of target samples kept out"
     assert budget["why"].startswith(why) and why in capsys.readouterr().out
     met = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 3}), quiet=False)
@@ -448,7 +448,7 @@ def test_dsirs_length_floor_is_named_when_it_cuts_the_selection(tmp_path):
     result = dataselect.run(dataselect.load_config(None, base_overrides(tmp_path, pool, target, method__name="dsir", method__budget=20,
                                                                          method__dsir__min_words=15)))
     budget = result.manifest["budget"]
-    assert budget["not_eligible"]["shorter_than_min_words"] == 11 and budget["selected"] == 9 == len(result.ids)
+    assert budget["not_eligible"]["short"] == 11 and budget["selected"] == 9 == len(result.ids)
     assert "11 shorter than method.dsir.min_words (15 words)" in budget["why"]
 
 

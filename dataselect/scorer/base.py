@@ -26,6 +26,16 @@ def as_records(records: Records) -> list[dict[str, Any]]:
     return [{"text": r} if isinstance(r, str) else r for r in records]
 
 
+def threshold_of(fitted: np.ndarray, keep: float) -> np.ndarray:
+    """[T] the lowest score among the top fraction `keep` (0 < keep <= 1) of each column of `fitted`
+    ([n, T], each column sorted from the highest down)."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    if len(fitted) == 0:
+        raise ScorerError("scorer error: the fitting run had no selectable pool sample to set a threshold from")
+    return fitted[max(math.ceil(keep * len(fitted)), 1) - 1]
+
+
 class Scorer:
     """A fitted scorer, reloaded from a run's `scorer/` folder.
 
@@ -35,7 +45,7 @@ class Scorer:
     keep(records, ...)  -> [n] bool: reaches the threshold (of at least one task)
     describe()          -> what it is, as one dict
 
-    A method's subclass implements `_score(records) -> [n, T]` and, in `fit_arrays`, what it saves."""
+    A method's subclass sets `renderer` (the run's) and implements `score_texts(texts) -> [n, T]`."""
 
     method = ""
 
@@ -47,8 +57,19 @@ class Scorer:
             raise ScorerError(f"scorer error: {folder / 'fitted_scores.npy'}: shape {fitted.shape} for {len(self.tasks)} task(s)")
         self.fitted_scores = fitted
 
-    def _score(self, records: list[dict[str, Any]]) -> np.ndarray:
+    renderer: Any = None
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        """[n, T] scores of texts already rendered as the run rendered its records."""
         raise NotImplementedError
+
+    def _score(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """[n, T]: NaN for a record the run would have skipped as bad input."""
+        texts, rows = rendered(self.renderer, records)
+        out = np.full((len(records), len(self.tasks)), np.nan)
+        if texts:
+            out[rows] = self.score_texts(texts)
+        return out
 
     def score(self, records: Records) -> np.ndarray:
         scores = self._score(as_records(records))  # [n, T]
@@ -56,12 +77,7 @@ class Scorer:
 
     def threshold(self, keep: float) -> float | np.ndarray:
         """The lowest score among the top fraction `keep` (0 < keep <= 1) of the fitting run's selectable pool."""
-        if not 0 < keep <= 1:
-            raise ValueError(f"keep must be in (0, 1], got {keep}")
-        n = len(self.fitted_scores)
-        if n == 0:
-            raise ScorerError(f"scorer error: {self.folder}: the fitting run had no selectable pool sample to set a threshold from")
-        values = self.fitted_scores[max(math.ceil(keep * n), 1) - 1]  # [T]
+        values = threshold_of(self.fitted_scores, keep)  # [T]
         return float(values[0]) if len(self.tasks) == 1 else values
 
     def keep(self, records: Records, keep: float | None = None, threshold: float | Iterable[float] | None = None) -> np.ndarray:

@@ -92,6 +92,17 @@ def selected_rows(store: ShardStore, chosen: np.ndarray) -> dict[str, Any]:
             "rows": np.asarray(chosen, np.int64)}
 
 
+@dataclass(frozen=True)
+class Excluded:
+    """A method's own reason to keep pool rows out of the selection (context.eligible takes them by name)."""
+
+    mask: np.ndarray  # [N] bool: True where the reason keeps the row out
+    why: str  # how the summary says it, after the count: "shorter than method.dsir.min_words (15 words)"
+
+
+GENERIC_EXCLUSIONS = {"duplicate": "exact duplicates collapsed", "target_copy": "copies of target samples kept out (method.exclude_target_copies)"}
+
+
 def exclusion_reasons(excluded: dict[str, np.ndarray], rows: int) -> np.ndarray:
     """[N] object: for each row the first reason (in `excluded`'s order) that keeps it out, None where none does.
     excluded: reason -> [N] bool, True where that reason excludes the row."""

@@ -17,7 +17,7 @@ import numpy as np
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
 from dataselect.select.el2n import bad_scores
 from dataselect.select.rds import round_robin
 
@@ -123,7 +123,7 @@ class ColorMethod:
         bad = bad_scores(errors, lambda row: store.take(np.array([row]), ["id"])["id"][0], config.input.on_error)
         hashes = store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
-        eligible = context.eligible(pool, dedup=options.dedup, unscored=bad)
+        eligible = context.eligible(pool, dedup=options.dedup, unscored=Excluded(bad, "without a score (the model could not score them)"))
         k = config.method.budget_for(int(eligible.sum()))
         columns: dict[str, list] = {}
         if len(self.task_names) == 1:

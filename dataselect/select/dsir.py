@@ -22,10 +22,10 @@ import numpy as np
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer, word_chunks
-from dataselect.scorer.base import Scorer, render_fields, rendered, save_scorer
+from dataselect.scorer.base import Scorer, render_fields, save_scorer
 from dataselect.scoring import importance, ngram, ngram_store
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,8 @@ class DSIRMethod:
             weights = importance.pool_log_weights(pool.store, fitted.delta, config.runtime.progress)  # [N, T]
         with context.stats.stage("select"):
             lengths, long_enough, unique = eligibility(pool, options, unit)
-            eligible = context.eligible(pool, dedup=options.dedup, short=~long_enough)
+            short = Excluded(~long_enough, f"shorter than method.dsir.min_words ({options.min_words} {unit})")
+            eligible = context.eligible(pool, dedup=options.dedup, short=short)
             k = config.method.budget_for(int(eligible.sum()))
             proportions = resolve_proportions([str(n) for n in fitted.names], options.target_proportions, fitted.target_counts.sum(axis=1))
             quotas = target_quotas(k, proportions)
@@ -310,12 +311,8 @@ class DSIRScorer(Scorer):
         self.renderer = TextRenderer(SourceConfig(**description["render"]))
         self.delta = np.asarray(arrays["log_ratio"], np.float64)  # [T, B]
 
-    def _score(self, records: list[dict]) -> np.ndarray:
-        texts, rows = rendered(self.renderer, records)
-        out = np.full((len(records), len(self.tasks)), np.nan)  # [n, T]
-        if texts:
-            out[rows] = importance.log_weights(self.featurizer.featurize(texts), self.delta)  # [m, T]
-        return out
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        return importance.log_weights(self.featurizer.featurize(texts), np.atleast_2d(self.delta))  # [n, T]
 
 
 DSIRMethod.scorer_type = DSIRScorer

@@ -18,7 +18,7 @@ import numpy as np
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Selection, first_occurrences, selected_rows
+from dataselect.select.base import Excluded, Selection, first_occurrences, selected_rows
 
 
 def window_start(n: int, size: int, keep: str, offset: int | None = None) -> int:
@@ -113,7 +113,7 @@ class EL2NMethod:
         bad = bad_scores(errors, lambda row: store.take(np.array([row]), ["id"])["id"][0], config.input.on_error)
         hashes = store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
-        eligible = context.eligible(scored["pool"], dedup=options.dedup, unscored=bad)
+        eligible = context.eligible(scored["pool"], dedup=options.dedup, unscored=Excluded(bad, "without a score (the model could not score them)"))
         n = int(eligible.sum())
         size = config.method.budget if isinstance(config.method.budget, int) else config.method.budget_for(n)
         chosen = select_window(scores, size, options.keep, options.offset, eligible)

@@ -16,7 +16,7 @@ from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
-from dataselect.scorer.base import Scorer, portable_model, render_fields, rendered, save_scorer
+from dataselect.scorer.base import Scorer, portable_model, render_fields, save_scorer
 from dataselect.scoring.embed import Embedder, EmbedStage
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.models import describe_device
@@ -260,13 +260,9 @@ class RDSScorer(Scorer):
         self.targets = TaskTargets(np.asarray(arrays["target_embeddings"], np.float32), np.asarray(arrays["task_of_target"], np.int64),
                                    options["aggregation"], self.embedder.device, int(options["topk"]), float(options["temperature"]))
 
-    def _score(self, records: list[dict]) -> np.ndarray:
-        texts, rows = rendered(self.renderer, records)
-        out = np.full((len(records), len(self.tasks)), np.nan)  # [n, T]
-        if texts:
-            vectors = self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)  # [m, d] as the store keeps them
-            out[rows] = self.targets.scores(vectors, self.tile_size)
-        return out
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        vectors = self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)  # [n, d] as the store keeps them
+        return self.targets.scores(vectors, self.tile_size)  # [n, T]
 
     def close(self) -> None:
         self.embedder.close()
