@@ -42,28 +42,20 @@ def _failure(error: BaseException) -> str:
 
 def method_needs(config: Config) -> tuple[str | None, bool]:
     """(what the method loads of model.name: 'model', 'tokenizer' or None; whether it reads target.path)."""
-    name = config.method.name
-    if name == "rds":
-        return "model", True
-    if name == "dsir":
-        return ("tokenizer" if config.method.dsir.features == "tokens" else None), True
-    if name == "betr":
-        return "model", True  # embeds the sample and the target
-    if name == "color":
-        return "tokenizer", True  # the proxy's (a causal LM model.name loads when the prior is scored)
-    if name in ("random", "apply"):
-        return None, False  # apply's scorer names its own model
-    return "model", False  # methods this module does not know yet: check the model at least
+    from dataselect.methods import get_method
+
+    method = get_method(config.method.name)  # what the method declares (select/base.py's Declared)
+    return method.loads(config), method.needs_target
 
 
 def check_method(config: Config) -> Check:
-    from dataselect.methods import DESCRIPTIONS, get_method
+    from dataselect.methods import get_method
 
     try:
-        get_method(config.method.name)
+        method = get_method(config.method.name)
     except DataselectError as error:
         return Check("method", False, _failure(error))
-    description = DESCRIPTIONS.get(config.method.name, "").split(":")[0]
+    description = method.description.split(":")[0]
     return Check("method", True, f"{config.method.name} ({description}), budget {config.method.budget}, seed {config.method.seed}")
 
 

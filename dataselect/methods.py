@@ -1,5 +1,6 @@
-"""Method registry: `method.name` -> the class that scores and selects. Imports are lazy so that a
-method's heavy dependencies load only when it runs."""
+"""Method registry: `method.name` -> the class that scores and selects, and declares the rest about
+itself (select/base.py's Declared: description, target, what it loads). Imports are lazy so that a
+method's heavy dependencies load only when it runs or is described."""
 from __future__ import annotations
 
 import importlib
@@ -20,20 +21,6 @@ REGISTRY = {
 }
 
 
-# one line each for `dataselect methods` (and docs/config.md), in method.name's order
-DESCRIPTIONS = {
-    "rds": "RDS+: rank the pool by cosine similarity of pooled embeddings to a target set (needs target.path and an embedding model)",
-    "dsir": "DSIR: importance-resample the pool towards a target's hashed n-gram distribution (needs target.path; no GPU needed)",
-    "el2n": "EL2N: rank by a causal LM's per-sample error and keep a window (hardest, middle or easiest)",
-    "cluster": "cluster-diverse: spherical k-means on pooled embeddings, per-cluster quotas, a pick inside each (random, nearest, score), optional SemDeDup",
-    "semdedup": "SemDeDup: drop near-duplicates inside each k-means cluster of pooled embeddings; keep every survivor or a budget",
-    "color": "CoLoR-Filter: rank by how much a small causal LM's loss drops once fine-tuned on the target (needs target.path)",
-    "betr": "BETR: RDS+ on a seeded sample of the pool, a logistic regression on hashed n-grams learns it and scores the whole pool (needs target.path)",
-    "random": "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)",
-    "apply": "apply: a saved scorer (method.apply.scorer) over the input, keeping what reaches its threshold (dataselect apply)",
-}
-
-
 def method_list() -> list[tuple[str, bool, str]]:
     """(name, available in this build, one-line description) for every method.name the config accepts."""
     import typing
@@ -41,7 +28,7 @@ def method_list() -> list[tuple[str, bool, str]]:
     from dataselect.config import MethodConfig
 
     names = typing.get_args(MethodConfig.model_fields["name"].annotation)
-    return [(name, name in REGISTRY, DESCRIPTIONS.get(name, "")) for name in names]
+    return [(name, name in REGISTRY, method_class(name).description if name in REGISTRY else "") for name in names]
 
 
 def method_class(name: str) -> type:

@@ -21,7 +21,7 @@ from dataselect.scorer.base import threshold_of
 from dataselect.scorer.folder import DESCRIPTION, read_folder
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.stage import Resources, ShardOutput
-from dataselect.select.base import Excluded, Selection, selected_rows, top_k
+from dataselect.select.base import Declared, Excluded, Selection, selected_rows, top_k
 
 
 class ScorerStage:
@@ -71,8 +71,12 @@ def scorer_renderer(description: dict[str, Any]) -> TextRenderer:
     return TextRenderer(source, tokenizer)
 
 
-class ApplyMethod:
+class ApplyMethod(Declared):
     name = "apply"
+    description = "apply: a saved scorer (method.apply.scorer) over the input, keeping what reaches its threshold (dataselect apply)"
+
+    def loads(self, config: Any) -> str | None:
+        return None  # the scorer names its own model
     budgeted = False  # it keeps what reaches a threshold, however many that is
 
     def score(self, context: Any) -> dict[str, ScoredSource]:

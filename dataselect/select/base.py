@@ -34,6 +34,21 @@ class Selection:
     chunker: Callable[[dict[str, Any]], list[str]] | None = None
 
 
+class Declared:
+    """What a method declares about itself, for the run around it: preflight and `--dry-run` (what it
+    reads and loads), `dataselect methods` (its description), the manifest and summary (whether a budget
+    applies). A method class inherits these defaults and overrides what differs."""
+
+    name: str = ""
+    description: str = ""  # one line: `dataselect methods`, `--dry-run`
+    needs_target: bool = False  # reads target.path
+    budgeted: bool = True  # selects method.budget samples (apply keeps whatever passes a threshold)
+
+    def loads(self, config: Any) -> str | None:
+        """What the method loads of model.name: "model", "tokenizer", or None."""
+        return "model"
+
+
 class Method(Protocol):
     """A selection method: a streaming score phase, then a global select phase (DESIGN.md).
 
@@ -42,6 +57,11 @@ class Method(Protocol):
     what it scored by name ("pool", "target", ...); `select` reads those stores and chooses."""
 
     name: str
+    description: str
+    needs_target: bool
+    budgeted: bool
+
+    def loads(self, config: Any) -> str | None: ...
 
     def score(self, context: Any) -> dict[str, ScoredSource]: ...
 

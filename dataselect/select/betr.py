@@ -25,7 +25,7 @@ from dataselect.scoring.logistic import LinearModel, auroc, fit_logistic, spearm
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.ngram import NgramFeatures
 from dataselect.scoring.ngram_store import iter_features
-from dataselect.select.base import Selection, selected_rows, target_tasks, top_k
+from dataselect.select.base import Declared, Selection, selected_rows, target_tasks, top_k
 from dataselect.select.rds import round_robin, task_similarities
 
 AGREEMENT_BINS = 10  # the report's held-out agreement: RDS+ score by classifier-score decile
@@ -64,8 +64,10 @@ class Fit:
     metrics: dict[str, Any]
 
 
-class BETRMethod:
+class BETRMethod(Declared):
     name = "betr"
+    description = "BETR: RDS+ on a seeded sample of the pool, a logistic regression on hashed n-grams learns it and scores the whole pool (needs target.path)"
+    needs_target = True
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
         from dataselect.scoring import ngram

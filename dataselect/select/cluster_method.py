@@ -29,7 +29,7 @@ from dataselect.io.outputs import SCORES_FILE
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Selection, selected_rows
+from dataselect.select.base import Declared, Selection, selected_rows
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
 from dataselect.select.semdedup import semdedup
 
@@ -96,8 +96,9 @@ def _torch_device(device: str) -> str:
     return "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
-class ClusterMethod:
+class ClusterMethod(Declared):
     name = "cluster"
+    description = "cluster-diverse: spherical k-means on pooled embeddings, per-cluster quotas, a pick inside each (random, nearest, score), optional SemDeDup"
     always_dedup = False  # semdedup: SemDeDup at method.semdedup.eps whatever method.cluster.dedup_eps says
 
     def score(self, context) -> dict[str, ScoredSource]:
@@ -193,4 +194,5 @@ class ClusterMethod:
 
 class SemDedupMethod(ClusterMethod):
     name = "semdedup"
+    description = "SemDeDup: drop near-duplicates inside each k-means cluster of pooled embeddings; keep every survivor or a budget"
     always_dedup = True

@@ -17,7 +17,7 @@ import numpy as np
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
 from dataselect.select.el2n import bad_scores
 from dataselect.select.rds import round_robin
 
@@ -40,8 +40,13 @@ def _task_samples(samples: list[Any], task_field: str | None) -> dict[str, list[
     return tasks
 
 
-class ColorMethod:
+class ColorMethod(Declared):
     name = "color"
+    description = "CoLoR-Filter: rank by how much a small causal LM's loss drops once fine-tuned on the target (needs target.path)"
+    needs_target = True
+
+    def loads(self, config: Any) -> str | None:
+        return "tokenizer"  # the proxy's (a causal LM model.name loads when the prior is scored)
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
         from dataselect.config import ModelConfig

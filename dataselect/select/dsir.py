@@ -25,7 +25,7 @@ from dataselect.io.render import TextRenderer, word_chunks
 from dataselect.scorer.base import Scorer, render_fields, save_scorer
 from dataselect.scoring import importance, ngram, ngram_store
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +188,13 @@ def random_baseline_kl(pool: ScoredSource, fitted: Fit, chosen: np.ndarray, elig
     return kl_reduction(fitted.target_probs, counts["selected"], counts["random"])
 
 
-class DSIRMethod:
+class DSIRMethod(Declared):
     name = "dsir"
+    description = "DSIR: importance-resample the pool towards a target's hashed n-gram distribution (needs target.path; no GPU needed)"
+    needs_target = True
+
+    def loads(self, config: Any) -> str | None:
+        return "tokenizer" if config.method.dsir.features == "tokens" else None
 
     def score(self, context) -> dict[str, ScoredSource]:
         config = context.config

@@ -18,7 +18,7 @@ import numpy as np
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Excluded, Selection, first_occurrences, selected_rows
+from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows
 
 
 def window_start(n: int, size: int, keep: str, offset: int | None = None) -> int:
@@ -83,11 +83,12 @@ def window_metrics(scores: np.ndarray, chosen: np.ndarray, keep: str, score_name
     }
 
 
-class EL2NMethod:
+class EL2NMethod(Declared):
     """Score phase: the loss stage over the pool (after training the proxies, when they are used).
     Select phase: a window of the sorted scores."""
 
     name = "el2n"
+    description = "EL2N: rank by a causal LM's per-sample error and keep a window (hardest, middle or easiest)"
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
         from dataselect.io.plan import iter_samples

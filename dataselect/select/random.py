@@ -2,16 +2,22 @@
 order, and the K largest keys win; the same seed gives the same selection whatever the batching."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.samples import SampleStage
-from dataselect.select.base import Selection, selected_rows, top_k
+from dataselect.select.base import Declared, Selection, selected_rows, top_k
 
 
-class RandomMethod:
+class RandomMethod(Declared):
     name = "random"
+    description = "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)"
+
+    def loads(self, config: Any) -> str | None:
+        return None
 
     def score(self, context) -> dict[str, ScoredSource]:
         config = context.config

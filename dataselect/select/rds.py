@@ -21,7 +21,7 @@ from dataselect.scoring.embed import Embedder, EmbedStage
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.models import describe_device
 from dataselect.scoring.tokenize import encoder_for
-from dataselect.select.base import Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Declared, Selection, first_occurrences, selected_rows, target_tasks, top_k
 
 TARGET_TILE = 16384  # target rows per similarity tile
 
@@ -159,8 +159,10 @@ def round_robin(task_scores: np.ndarray, k: int, eligible: np.ndarray) -> tuple[
     return np.array(chosen, dtype=np.int64), np.array(tasks, dtype=np.int64)
 
 
-class RDSMethod:
+class RDSMethod(Declared):
     name = "rds"
+    description = "RDS+: rank the pool by cosine similarity of pooled embeddings to a target set (needs target.path and an embedding model)"
+    needs_target = True
 
     def score(self, context) -> dict[str, ScoredSource]:
         config = context.config
