@@ -238,8 +238,23 @@ class ApplyConfig(_Section):
         return self
 
 
+# method.name -> the class that scores, selects and declares itself ("module:Class", imported only when
+# used). A new method is its module, a line here and, when it has options, its section in MethodConfig.
+METHODS = {
+    "rds": "dataselect.select.rds:RDSMethod",
+    "dsir": "dataselect.select.dsir:DSIRMethod",
+    "el2n": "dataselect.select.el2n:EL2NMethod",
+    "cluster": "dataselect.select.cluster_method:ClusterMethod",
+    "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
+    "color": "dataselect.select.color:ColorMethod",
+    "betr": "dataselect.select.betr:BETRMethod",
+    "random": "dataselect.select.random:RandomMethod",
+    "apply": "dataselect.select.apply:ApplyMethod",
+}
+
+
 class MethodConfig(_Section):
-    name: Literal["rds", "dsir", "el2n", "cluster", "semdedup", "color", "betr", "random", "apply"] = "rds"
+    name: str = "rds"  # a key of METHODS
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
     # pool samples whose text equals a target sample's (whitespace normalised) are never selected
@@ -252,6 +267,15 @@ class MethodConfig(_Section):
     color: ColorConfig = ColorConfig()
     betr: BETRConfig = BETRConfig()
     apply: ApplyConfig = ApplyConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            close = difflib.get_close_matches(value, list(METHODS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"'{value}' is not one of {' | '.join(METHODS)}{hint}")
+        return value
 
     @field_validator("budget", mode="before")
     @classmethod

@@ -6,13 +6,12 @@ import datetime
 import logging
 import os
 import sys
-import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
-from dataselect.config import Config, MethodConfig, SourceConfig
+from dataselect.config import METHODS, Config, SourceConfig
 from dataselect.hardware import run_mfu
 from dataselect.io.outputs import package_versions
 from dataselect.io.sources import SkippedFile, resolve_locations
@@ -77,8 +76,7 @@ def _throughput(scored: dict[str, ScoredSource]) -> dict[str, Any]:
 def active_config(config: Config) -> dict[str, Any]:
     """The resolved config with only the running method's own section under `method` (rds, dsir, ...)."""
     dumped = config.model_dump(mode="json")
-    methods = typing.get_args(MethodConfig.model_fields["name"].annotation)
-    dumped["method"] = {key: value for key, value in dumped["method"].items() if key not in methods or key == config.method.name}
+    dumped["method"] = {key: value for key, value in dumped["method"].items() if key not in METHODS or key == config.method.name}
     return dumped
 
 
