@@ -131,16 +131,33 @@ def rendered(renderer: Any, records: list[dict[str, Any]]) -> tuple[list[str], l
     return texts, rows
 
 
-def save_scorer(folder: Path, method: str, tasks: list[str], fitted: np.ndarray, description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
-    """Write a scorer folder. fitted: [n] or [n, T] scores of the fitting run's selectable pool samples
-    (the thresholds' reference); description: the config that shaped the scores; arrays: what was learned."""
+def save_scorer(folder: Path, context: Any, selection: Any, tasks: list[str], description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Write the running method's scorer folder: `description` is the config that shaped the scores, `arrays`
+    what was learned; the thresholds' reference is the run's pool scores of the samples it could select."""
     from dataselect.io.outputs import package_versions
 
-    fitted = np.asarray(fitted, np.float64).reshape(len(fitted), -1)  # [n, T]
-    fitted = -np.sort(-np.where(np.isnan(fitted), -np.inf, fitted), axis=0)  # each column from the highest down
-    head = {"method": method, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    scores = np.asarray(selection.pool_scores, np.float64)
+    scores = scores.reshape(len(scores), -1)  # [N, T]
+    selectable = context.exclusions == None if context.exclusions is not None else np.ones(len(scores), bool)  # noqa: E711
+    fitted = scores[selectable]
+    fitted = -np.sort(-np.where(np.isnan(fitted), -np.inf, fitted), axis=0)  # [n, T] each column from the highest down
+    head = {"method": context.config.method.name, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": package_versions(), "tasks": list(tasks)}
     return write_folder(folder, head | description, {**arrays, "fitted_scores": fitted})
+
+
+def scorer_renderer(description: dict[str, Any]) -> Any:
+    """The renderer the fitting run used, from its scorer's `render` (a chat template needs the model's tokenizer)."""
+    from dataselect.config import SourceConfig
+    from dataselect.io.render import TextRenderer
+
+    source = SourceConfig(**description["render"])
+    tokenizer = None
+    if source.render == "chat_template":
+        from dataselect.scoring.models import load_tokenizer, resolve_model_path
+
+        tokenizer = load_tokenizer(resolve_model_path(description["model"]["name"]))
+    return TextRenderer(source, tokenizer)
 
 
 def load_scorer(path: str | Path, **options: Any) -> Scorer:

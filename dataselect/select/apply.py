@@ -14,10 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
-from dataselect.io.render import TextRenderer
-from dataselect.scorer.base import threshold_of
+from dataselect.scorer.base import scorer_renderer, threshold_of
 from dataselect.scorer.folder import DESCRIPTION, read_folder
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.stage import Resources, ShardOutput
@@ -58,17 +56,6 @@ class ScorerStage:
 
 
 GPU_SCORERS = {"rds"}  # scorers that run a model forward: one worker per GPU on CUDA
-
-
-def scorer_renderer(description: dict[str, Any]) -> TextRenderer:
-    """The renderer the fitting run used (a chat template needs the model's tokenizer)."""
-    source = SourceConfig(**description["render"])
-    tokenizer = None
-    if source.render == "chat_template":
-        from dataselect.scoring.models import load_tokenizer, resolve_model_path
-
-        tokenizer = load_tokenizer(resolve_model_path(description["model"]["name"]))
-    return TextRenderer(source, tokenizer)
 
 
 class ApplyMethod(Declared):

@@ -21,6 +21,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
+from dataselect.scorer.base import Scorer, portable_model, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.logistic import LinearModel, auroc, fit_logistic, spearman
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.ngram import NgramFeatures
@@ -86,6 +87,7 @@ class BETRMethod(Declared):
             featurizer = ngram.make_featurizer(options, config.model.name, config.runtime.device)
         self.spec, self.featurizer = embed.spec, featurizer
         renderer = TextRenderer(config.input, embed.tokenizer)  # one rendering for embedding and features
+        self.render_style = renderer.conversation_style
         task_field = config.target.task_field
         scored = {"target": context.score_source("target", config.target, embed, TextRenderer(config.target, embed.tokenizer),
                                                  fields={"task": task_field} if task_field else None)}
@@ -183,6 +185,16 @@ class BETRMethod(Declared):
         parts = [np.asarray(store.read_array(i, "betr"), np.float64) for i in range(store.num_shards)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.task_names)))
 
+    def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
+        """The classifier (weights [T, B], bias [T]) and the featuriser and rendering it reads records with."""
+        config, options = context.config, context.config.method.betr
+        save_scorer(folder, context, selection, self.task_names, {
+            "model": {"name": portable_model(config.model, self.spec)["name"]},  # its tokenizer: the featuriser's and the chat template's
+            "render": render_fields(config.input, self.render_style),
+            "betr": {"features": options.features, "num_buckets": options.num_buckets, "ngrams": options.ngrams,
+                     "tokenizer": config.model.name if options.features == "tokens" else None},
+        }, {"weights": self.fit.model.weights, "bias": self.fit.model.bias})
+
     def select(self, context: Any, scored: dict[str, ScoredSource]) -> Selection:
         pool = scored["pool"]
         store = pool.store
@@ -195,3 +207,27 @@ class BETRMethod(Declared):
         metrics = {"tasks": self.task_sizes, **self.fit.metrics, "device": device}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen, task], columns=columns, metrics=metrics,
                          scored=len(scores), unique=int(eligible.sum()), pool_scores=scores[:, 0] if scores.shape[1] == 1 else scores)
+
+
+class BETRScorer(Scorer):
+    """BETR reloaded: a record's classifier logit per task, from its hashed n-grams (no embedding)."""
+
+    method = "betr"
+
+    def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder: Any, device: str = "cpu") -> None:
+        super().__init__(description, arrays, folder)
+        from types import SimpleNamespace
+
+        from dataselect.scoring import ngram
+        from dataselect.scoring.logistic import LinearModel
+
+        options = description["betr"]
+        self.featurizer = ngram.make_featurizer(SimpleNamespace(**options), options["tokenizer"] or "", device)
+        self.renderer = scorer_renderer(description)
+        self.model = LinearModel(np.asarray(arrays["weights"], np.float64), np.asarray(arrays["bias"], np.float64), [], [])
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        return self.model.decision(self.featurizer.featurize(texts))  # [n, T]
+
+
+BETRMethod.scorer_type = BETRScorer

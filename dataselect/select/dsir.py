@@ -22,7 +22,7 @@ import numpy as np
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer, word_chunks
-from dataselect.scorer.base import Scorer, render_fields, save_scorer
+from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring import importance, ngram, ngram_store
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
@@ -295,8 +295,7 @@ class DSIRMethod(Declared):
             logger.info("scorer: not written: method.dsir.chunk_words scores word chunks, not records")
             return
         source = _source_for_dsir(config.input)
-        eligible = context.exclusions == None  # noqa: E711 - elementwise on an object array
-        save_scorer(folder, self.name, [str(n) for n in self.fitted.names], np.asarray(selection.pool_scores).reshape(len(eligible), -1)[eligible], {
+        save_scorer(folder, context, selection, [str(n) for n in self.fitted.names], {
             "render": render_fields(source, TextRenderer(source).conversation_style),
             "dsir": {"features": options.features, "num_buckets": options.num_buckets, "ngrams": options.ngrams,
                      "tokenizer": config.model.name if options.features == "tokens" else None},
@@ -313,7 +312,7 @@ class DSIRScorer(Scorer):
         super().__init__(description, arrays, folder)
         options = description["dsir"]
         self.featurizer = ngram.make_featurizer(SimpleNamespace(**options), options["tokenizer"] or "", device)
-        self.renderer = TextRenderer(SourceConfig(**description["render"]))
+        self.renderer = scorer_renderer(description)
         self.delta = np.asarray(arrays["log_ratio"], np.float64)  # [T, B]
 
     def score_texts(self, texts: list[str]) -> np.ndarray:

@@ -233,8 +233,7 @@ class RDSMethod(Declared):
         """The target's embeddings (float16, as stored) and how a sample becomes a score: model, rendering, aggregation."""
         config, options = context.config, context.config.method.rds
         fitted = self.fitted
-        eligible = context.exclusions == None  # noqa: E711 - elementwise on an object array
-        save_scorer(folder, self.name, fitted["tasks"], np.asarray(selection.pool_scores).reshape(len(eligible), -1)[eligible], {
+        save_scorer(folder, context, selection, fitted["tasks"], {
             "model": portable_model(config.model, self.spec),
             "render": render_fields(config.input, self.render["input"]),
             "rds": {"aggregation": options.aggregation, "topk": options.topk, "temperature": options.temperature, "tile_size": options.tile_size},

@@ -21,6 +21,7 @@ METHODS = {
     "rds-tasks": {"target.task_field": "task"},
     "dsir-reference": {"method.name": "dsir", "method.dsir.features": "reference", "method.dsir.min_words": 3},
     "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens", "method.dsir.min_words": 3},
+    "betr": {"method.name": "betr", "method.betr.sample": 0.6, "method.betr.positive_fraction": 0.25, "method.betr.num_buckets": 4096},
 }
 
 
