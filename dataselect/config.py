@@ -40,7 +40,9 @@ class SourceConfig(_Section):
 
 
 class InputConfig(SourceConfig):
-    pass
+    # an earlier run's folder (its selection) or a parquet/jsonl file of ids: only those pool samples may be
+    # selected; the pool is scored as a whole, so the earlier run's cached store serves this one
+    ids_from: str | None = None
 
 
 class TargetConfig(SourceConfig):

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
 from dataselect.io.categorical import report_fields
+from dataselect.io.ids import listed_ids
 from dataselect.io.render import TextRenderer
 from dataselect.io.sources import SkippedFile, resolve_locations
 from dataselect.scoring.loop import ScoredSource, run_stage
@@ -64,17 +67,29 @@ class RunContext:
         normalising whitespace (unless method.exclude_target_copies is off). For the pool, each row's
         first reason is kept for scores.parquet, and each reason's count for the manifest and summary."""
         rows = int(source.store.rows().sum())
-        masks = {name: np.asarray(reason.mask, bool) for name, reason in excluded.items()}
-        if dedup:
-            masks["duplicate"] = ~first_occurrences(source.store.column("text_hash").to_numpy())
+        is_pool = source is self.scored.get("pool")
+        listed = self._listed(source) if is_pool and self.config.input.ids_from else None  # [N] bool, or None: every row
+        masks = {} if listed is None else {"not_listed": ~listed}
+        masks |= {name: np.asarray(reason.mask, bool) for name, reason in excluded.items()}
+        if dedup:  # the first of its copies among the listed rows, as in a file holding only those
+            masks["duplicate"] = ~first_occurrences(source.store.column("text_hash").to_numpy(), listed) if rows else np.zeros(0, bool)
         masks["target_copy"] = self._target_copies(source, rows)
         eligible = ~np.logical_or.reduce(list(masks.values())) if rows else np.zeros(0, bool)
-        if source is self.scored.get("pool"):
+        if is_pool:
             self.excluded_target_copies = int(masks["target_copy"].sum())
             self.exclusions = exclusion_reasons(masks, rows)
             whys = {name: reason.why for name, reason in excluded.items()} | GENERIC_EXCLUSIONS
             self.not_eligible = {name: (int(mask.sum()), whys[name]) for name, mask in masks.items() if mask.any()}
         return eligible
+
+    def _listed(self, source: ScoredSource) -> np.ndarray:
+        """[N] bool: the pool rows whose id input.ids_from names (the pool's store is the whole source's, a
+        cache hit when an earlier run scored it)."""
+        ids = listed_ids(self.config.input.ids_from)
+        listed = pc.is_in(source.store.column("id").cast(pa.string()), value_set=ids).to_numpy(zero_copy_only=False)
+        if not listed.any():
+            raise ConfigError(f"config error: input.ids_from: none of its {len(ids):,} ids is a pool sample's id (an earlier run over another pool?)")
+        return listed
 
     def _target_copies(self, source: ScoredSource, rows: int) -> np.ndarray:
         """[N] bool: rows whose normalised text equals a target sample's (none when the check is off)."""

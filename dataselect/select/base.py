@@ -68,11 +68,13 @@ class Method(Protocol):
     def select(self, context: Any, scored: dict[str, ScoredSource]) -> Selection: ...
 
 
-def first_occurrences(hashes: np.ndarray) -> np.ndarray:
-    """Boolean mask keeping the first sample of each distinct text hash. [N] -> [N] bool"""
+def first_occurrences(hashes: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask keeping the first sample of each distinct text hash (of the rows `among` allows, when
+    given: [N] bool; the others are never kept). [N] -> [N] bool"""
     keep = np.zeros(len(hashes), dtype=bool)
-    _, first = np.unique(hashes, return_index=True)
-    keep[first] = True
+    rows = np.arange(len(hashes)) if among is None else np.flatnonzero(among)
+    _, first = np.unique(hashes[rows], return_index=True)
+    keep[rows[first]] = True
     return keep
 
 
@@ -120,7 +122,8 @@ class Excluded:
     why: str  # how the summary says it, after the count: "shorter than method.dsir.min_words (15 words)"
 
 
-GENERIC_EXCLUSIONS = {"duplicate": "exact duplicates collapsed", "target_copy": "copies of target samples kept out (method.exclude_target_copies)"}
+GENERIC_EXCLUSIONS = {"not_listed": "not among input.ids_from's ids", "duplicate": "exact duplicates collapsed",
+                      "target_copy": "copies of target samples kept out (method.exclude_target_copies)"}
 
 
 def exclusion_reasons(excluded: dict[str, np.ndarray], rows: int) -> np.ndarray:
