@@ -59,8 +59,8 @@ class Scorer:
 
     renderer: Any = None
 
-    def score_texts(self, texts: list[str]) -> np.ndarray:
-        """[n, T] scores of texts already rendered as the run rendered its records."""
+    def score_texts(self, texts: list[str], records: list[dict[str, Any]]) -> np.ndarray:
+        """[n, T] scores of texts already rendered as the run rendered `records` (NaN: nothing to score)."""
         raise NotImplementedError
 
     def _score(self, records: list[dict[str, Any]]) -> np.ndarray:
@@ -68,7 +68,7 @@ class Scorer:
         texts, rows = rendered(self.renderer, records)
         out = np.full((len(records), len(self.tasks)), np.nan)
         if texts:
-            out[rows] = self.score_texts(texts)
+            out[rows] = self.score_texts(texts, [records[row] for row in rows])
         return out
 
     def score(self, records: Records) -> np.ndarray:
@@ -105,10 +105,15 @@ class Scorer:
 def portable_model(model: Any, spec: Any) -> dict[str, Any]:
     """The model as a scorer folder names it: a Hub (or bundled) name as given, a local folder by its absolute
     path; pooling and max length as the run resolved them, so another version's defaults cannot move them."""
+    return {"name": portable_name(model.name), "pooling": spec.pooling, "max_length": spec.max_length, "dtype": model.dtype,
+            "trust_remote_code": model.trust_remote_code}
+
+
+def portable_name(name: str) -> str:
+    """A Hub (or bundled) model name as given; a local folder by its absolute path."""
     from dataselect.config import looks_like_path
 
-    name = str(Path(model.name).expanduser().resolve()) if looks_like_path(model.name) else model.name
-    return {"name": name, "pooling": spec.pooling, "max_length": spec.max_length, "dtype": model.dtype, "trust_remote_code": model.trust_remote_code}
+    return str(Path(name).expanduser().resolve()) if looks_like_path(name) else name
 
 
 def render_fields(source: Any, style: str) -> dict[str, Any]:
@@ -131,9 +136,11 @@ def rendered(renderer: Any, records: list[dict[str, Any]]) -> tuple[list[str], l
     return texts, rows
 
 
-def save_scorer(folder: Path, context: Any, selection: Any, tasks: list[str], description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+def save_scorer(folder: Path, context: Any, selection: Any, tasks: list[str], description: dict[str, Any], arrays: dict[str, np.ndarray],
+                weights: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
     """Write the running method's scorer folder: `description` is the config that shaped the scores, `arrays`
-    what was learned; the thresholds' reference is the run's pool scores of the samples it could select."""
+    (and model `weights`, by file name) what was learned; the thresholds' reference is the run's pool
+    scores of the samples it could select."""
     from dataselect.io.outputs import package_versions
 
     scores = np.asarray(selection.pool_scores, np.float64)
@@ -143,7 +150,7 @@ def save_scorer(folder: Path, context: Any, selection: Any, tasks: list[str], de
     fitted = -np.sort(-np.where(np.isnan(fitted), -np.inf, fitted), axis=0)  # [n, T] each column from the highest down
     head = {"method": context.config.method.name, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": package_versions(), "tasks": list(tasks)}
-    return write_folder(folder, head | description, {**arrays, "fitted_scores": fitted})
+    return write_folder(folder, head | description, {**arrays, "fitted_scores": fitted}, weights)
 
 
 def scorer_renderer(description: dict[str, Any]) -> Any:

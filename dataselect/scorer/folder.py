@@ -5,6 +5,7 @@ array. Arrays are read with pickling refused, so a folder handed over by someone
     scorer/
       scorer.json            written last: a folder without it is unfinished
       <name>.npy             numeric arrays (target embeddings, log ratios, the fitting pool's scores)
+      <name>.safetensors     a model's weights (the proxy LMs), read as tensors, never as code
 """
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ def _digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def write_folder(folder: Path, description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
-    """Write the arrays, then scorer.json naming each with its size and digest (last, atomically)."""
+def write_folder(folder: Path, description: dict[str, Any], arrays: dict[str, np.ndarray],
+                 weights: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
+    """Write the arrays (and each named set of weights as one safetensors file), then scorer.json naming
+    every file with its size and digest (last, atomically)."""
+    from safetensors.numpy import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, array in arrays.items():
@@ -39,13 +44,21 @@ def write_folder(folder: Path, description: dict[str, Any], arrays: dict[str, np
         contiguous = np.ascontiguousarray(array)
         atomic_write(path, lambda temp, a=contiguous: save_npy(temp, a))
         files[path.name] = {"bytes": path.stat().st_size, "blake2b": _digest(path)}
+    for name, tensors in (weights or {}).items():
+        path = folder / f"{name}.safetensors"
+        atomic_write(path, lambda temp, t=tensors: save_file({k: np.ascontiguousarray(v) for k, v in t.items()}, str(temp)))
+        files[path.name] = {"bytes": path.stat().st_size, "blake2b": _digest(path)}
     atomic_write_text(folder / DESCRIPTION, json.dumps({"format": FORMAT, **description, "files": files}, indent=2, default=str))
     return folder
 
 
-def read_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(description, arrays by name), every file checked against scorer.json; anything missing, cut
-    short, changed or of another format is one ScorerError naming the file."""
+def read_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(description, arrays by name: a .npy file's array, a .safetensors file's {tensor name: array}),
+    every file checked against scorer.json; anything missing, cut short, changed or of another format is
+    one ScorerError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
     folder = Path(folder).expanduser()
     described = folder / DESCRIPTION
     if not described.is_file():
@@ -67,7 +80,7 @@ def read_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
         if _digest(path) != expected["blake2b"]:
             raise ScorerError(f"scorer error: {path}: its content differs from what {DESCRIPTION} recorded (changed after it was written)")
         try:
-            arrays[path.stem] = np.load(path, allow_pickle=False)
-        except ValueError as error:
+            arrays[path.stem] = load_file(str(path)) if path.suffix == ".safetensors" else np.load(path, allow_pickle=False)
+        except (ValueError, SafetensorError) as error:
             raise ScorerError(f"scorer error: {path}: not a plain numeric array ({error})") from None
     return description, arrays

@@ -78,36 +78,22 @@ class LossStage:
         }
 
     def setup(self, device: str | None) -> None:
-        import torch
-
-        from dataselect.scoring.causal import LossScorer, SampleEncoder, check_head_matches_logits, load_causal_lm
-        from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
-
         if self.proxies is None:
-            loaded = load_causal_lm(self.model, device or self.device)
-            check_head_matches_logits(loaded.model, loaded.device, loaded.dtype, int(loaded.model.config.vocab_size))
-            tokenizer = loaded.tokenizer
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-            self._encoder = SampleEncoder(tokenizer, self.source, loaded.max_length)
-            self._scorers = [LossScorer(loaded.model, loaded.device, loaded.dtype, int(pad), self.batch_tokens)]
+            self._encoder, self._scorers = model_scorers(self.model, self.source, device or self.device, self.batch_tokens)
             return
+        from dataselect.scoring.models import resolve_device
         from dataselect.scoring.proxy import load_proxies
 
         assert self.proxy_config is not None
         torch_device = resolve_device(device or self.device)
-        tokenizer = load_tokenizer(resolve_model_path(self.tokenizer_name or self.model.name))
         id_map, models = load_proxies(self.proxies.path, self.proxy_config, torch_device)
-        self._encoder = SampleEncoder(tokenizer, self.source, self.proxy_config.context, id_map)
-        self._scorers = [LossScorer(m, torch_device, torch.float32, 0, self.batch_tokens) for m in models]
+        self._encoder, self._scorers = proxy_scorers(self.tokenizer_name or self.model.name, self.source, self.proxy_config, id_map, models,
+                                                     torch_device, self.batch_tokens)
 
     def score(self, samples: list["Sample"]) -> ShardOutput:
         if self._scorers is None:
             raise RuntimeError("LossStage.score before setup")
-        prepared = self._encoder.encode([s.text for s in samples], [s.record for s in samples])
-        results = [scorer.score(prepared) for scorer in self._scorers]
-        el2n_seeds = np.stack([r[0] for r in results])  # [S, n]
-        loss_seeds = np.stack([r[1] for r in results])  # [S, n]
-        n_tokens = results[0][2]  # [n] the same masks for every seed
+        prepared, el2n_seeds, loss_seeds, n_tokens = score_samples(self._encoder, self._scorers, [s.text for s in samples], [s.record for s in samples])
         import pyarrow as pa
 
         columns = {  # typed, so a shard without any error (a null column) has the same schema as one with
@@ -131,6 +117,36 @@ class LossStage:
 
     def close(self) -> None:
         self._scorers, self._encoder = None, None
+
+
+def model_scorers(model: ModelConfig, source: SourceConfig, device: str, batch_tokens: int) -> tuple[Any, list[Any]]:
+    """(encoder, [one LossScorer]) for a Hugging Face causal LM."""
+    from dataselect.scoring.causal import LossScorer, SampleEncoder, check_head_matches_logits, load_causal_lm
+
+    loaded = load_causal_lm(model, device)
+    check_head_matches_logits(loaded.model, loaded.device, loaded.dtype, int(loaded.model.config.vocab_size))
+    tokenizer = loaded.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    return SampleEncoder(tokenizer, source, loaded.max_length), [LossScorer(loaded.model, loaded.device, loaded.dtype, int(pad), batch_tokens)]
+
+
+def proxy_scorers(tokenizer_name: str, source: SourceConfig, proxy: ProxyConfig, id_map: np.ndarray, models: list[Any], device: Any,
+                  batch_tokens: int) -> tuple[Any, list[Any]]:
+    """(encoder, a LossScorer per proxy seed) for trained proxies (eval-mode models on `device`)."""
+    import torch
+
+    from dataselect.scoring.causal import LossScorer, SampleEncoder
+    from dataselect.scoring.models import load_tokenizer, resolve_model_path
+
+    encoder = SampleEncoder(load_tokenizer(resolve_model_path(tokenizer_name)), source, proxy.context, id_map)
+    return encoder, [LossScorer(m, device, torch.float32, 0, batch_tokens) for m in models]
+
+
+def score_samples(encoder: Any, scorers: list[Any], texts: list[str], records: list[dict[str, Any]]) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+    """(prepared samples, el2n [S, n], loss [S, n] per scorer, counted tokens [n]) of rendered samples."""
+    prepared = encoder.encode(texts, records)
+    results = [scorer.score(prepared) for scorer in scorers]
+    return prepared, np.stack([r[0] for r in results]), np.stack([r[1] for r in results]), results[0][2]  # the same masks for every seed
 
 
 def uses_proxy(config: Any, scorer: str | None = None) -> bool:

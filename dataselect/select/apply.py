@@ -46,7 +46,7 @@ class ScorerStage:
         self.scorer = load_scorer(self.folder, device=device or self.device)
 
     def score(self, samples: list) -> ShardOutput:
-        scores = self.scorer.score_texts([s.text for s in samples]) if samples else np.zeros((0, len(self.scorer.tasks)))
+        scores = self.scorer.score_texts([s.text for s in samples], [s.record for s in samples]) if samples else np.zeros((0, len(self.scorer.tasks)))
         return ShardOutput(arrays={"scores": np.asarray(scores, np.float64)}, counters={"docs": len(samples)})
 
     def close(self) -> None:

@@ -226,7 +226,7 @@ class BETRScorer(Scorer):
         self.renderer = scorer_renderer(description)
         self.model = LinearModel(np.asarray(arrays["weights"], np.float64), np.asarray(arrays["bias"], np.float64), [], [])
 
-    def score_texts(self, texts: list[str]) -> np.ndarray:
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
         return self.model.decision(self.featurizer.featurize(texts))  # [n, T]
 
 

@@ -315,7 +315,7 @@ class DSIRScorer(Scorer):
         self.renderer = scorer_renderer(description)
         self.delta = np.asarray(arrays["log_ratio"], np.float64)  # [T, B]
 
-    def score_texts(self, texts: list[str]) -> np.ndarray:
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
         return importance.log_weights(self.featurizer.featurize(texts), np.atleast_2d(self.delta))  # [n, T]
 
 

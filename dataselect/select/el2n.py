@@ -17,6 +17,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
+from dataselect.scorer.base import Scorer, portable_name, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows
 
@@ -102,7 +103,7 @@ class EL2NMethod(Declared):
         renderer = TextRenderer(config.input, tokenizer, causal_lm=True)
         with context.stats.stage("train_proxy"):
             stage = loss_stage_for(config, context.cache_root, lambda: iter_samples(config.input, renderer, SourceStats("pool")))
-        self.proxies = stage.proxies
+        self.proxies, self.stage, self.render_style = stage.proxies, stage, renderer.conversation_style
         return {"pool": context.score_source("pool", config.input, stage, renderer)}
 
     def select(self, context: Any, scored: dict[str, ScoredSource]) -> Selection:
@@ -135,3 +136,66 @@ class EL2NMethod(Declared):
                                 "losses": training_losses(self.proxies.path)}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,
                          scored=int(np.isfinite(scores).sum()), unique=n, pool_scores=scores)
+
+    def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
+        """The causal LM that scored (the proxies' weights, one safetensors file per seed; or model.name by name)
+        and how a record becomes its scored tokens."""
+        config, stage = context.config, self.stage
+        description: dict[str, Any] = {"render": render_fields(config.input, self.render_style), "score": config.method.el2n.score,
+                                       "batch_tokens": stage.batch_tokens}
+        arrays, weights = {}, None
+        if self.proxies is None:
+            model = config.model
+            description["model"] = {"name": portable_name(model.name), "max_length": model.max_length, "dtype": model.dtype,
+                                    "trust_remote_code": model.trust_remote_code}
+        else:
+            import torch
+
+            from dataselect.scoring.proxy import load_proxies
+
+            id_map, models = load_proxies(self.proxies.path, stage.proxy_config, torch.device("cpu"))
+            description |= {"model": {"name": portable_name(stage.tokenizer_name or config.model.name)}, "proxy": stage.proxy_config.model_dump(mode="json")}
+            arrays = {"id_map": id_map}
+            weights = {f"proxy-{seed}": {k: v.numpy() for k, v in m.state_dict().items()} for seed, m in enumerate(models)}
+        save_scorer(folder, context, selection, [config.method.el2n.score], description, arrays, weights)
+
+
+class EL2NScorer(Scorer):
+    """EL2N reloaded: a record's mean-token EL2N (or loss) under the run's causal LM, or under its proxies
+    averaged over their seeds, rounded to float32 as the run's store keeps it."""
+
+    method = "el2n"
+
+    def __init__(self, description: dict, arrays: dict[str, Any], folder: Any, device: str = "auto", batch_tokens: int | None = None) -> None:
+        super().__init__(description, arrays, folder)
+        from dataselect.config import ModelConfig, ProxyConfig, SourceConfig
+        from dataselect.scoring.loss import model_scorers, proxy_scorers
+
+        source = SourceConfig(**description["render"])
+        batch = batch_tokens or int(description["batch_tokens"])
+        if "proxy" not in description:
+            self.encoder, self.scorers = model_scorers(ModelConfig(**description["model"]), source, device, batch)
+        else:
+            import torch
+
+            from dataselect.scoring.models import resolve_device
+            from dataselect.scoring.proxy import proxy_model
+
+            proxy, id_map, torch_device = ProxyConfig(**description["proxy"]), np.asarray(arrays["id_map"], np.int64), resolve_device(device)
+            models = []
+            for seed in range(sum(name.startswith("proxy-") for name in arrays)):
+                model = proxy_model(proxy, int(id_map.max()) + 1)
+                model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays[f"proxy-{seed}"].items()})
+                models.append(model.eval().to(torch_device))
+            self.encoder, self.scorers = proxy_scorers(description["model"]["name"], source, proxy, id_map, models, torch_device, batch)
+        self.renderer = scorer_renderer(description)
+        self.column = 0 if description["score"] == "el2n" else 1
+
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
+        from dataselect.scoring.loss import average_over_seeds, score_samples
+
+        _, el2n, loss, _ = score_samples(self.encoder, self.scorers, texts, records)  # [S, n] each
+        return average_over_seeds((el2n, loss)[self.column]).astype(np.float64)[:, None]  # [n, 1] float32 values, as stored
+
+
+EL2NMethod.scorer_type = EL2NScorer

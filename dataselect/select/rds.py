@@ -261,7 +261,7 @@ class RDSScorer(Scorer):
         self.targets = TaskTargets(np.asarray(arrays["target_embeddings"], np.float32), np.asarray(arrays["task_of_target"], np.int64),
                                    options["aggregation"], self.embedder.device, int(options["topk"]), float(options["temperature"]))
 
-    def score_texts(self, texts: list[str]) -> np.ndarray:
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
         vectors = self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)  # [n, d] as the store keeps them
         return self.targets.scores(vectors, self.tile_size)  # [n, T]
 
