@@ -24,6 +24,7 @@ from dataselect.config import Config
 from dataselect.errors import OutputError
 from dataselect.io.plan import iter_raw_records
 from dataselect.io.shards import atomic_write, atomic_write_text
+from dataselect.io.sources import RawRecord, sample_id
 from dataselect.select.base import Selection
 
 VERSIONED_PACKAGES = ("dataselect", "torch", "triton", "transformers", "tokenizers", "numpy", "pyarrow", "faiss-cpu", "datasets", "pydantic")
@@ -177,6 +178,7 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
                 continue
             remaining -= 1
             bar.update(len(ranks))
+            _check_id(config, raw, selection.ids[ranks[0]], chunks[ranks[0]] if chunks is not None else None)
             record = _kept_apart(raw.record, chunked=chunks is not None)
             if record.get(id_field) is None:  # the id was made from file and line: the row carries it, so it joins
                 record = {id_field: selection.ids[ranks[0]], **record}
@@ -192,6 +194,16 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
     finally:
         bar.close()
     return path
+
+
+def _check_id(config: Config, raw: RawRecord, scored_id: str, chunk: int | None) -> None:
+    """The record at a selected position is the one that was scored there: a file changed after it was
+    scored (or two lines swapped with its size and time kept) would otherwise put rows under other ids."""
+    found = sample_id(config.input, raw)
+    if scored_id == found or (chunk is not None and scored_id == f"{found}#{chunk}"):
+        return
+    raise OutputError(f"output error: {raw.file}:{raw.line} holds id {found!r} where the scored pool had {scored_id!r}: the input changed "
+                      "after it was scored; nothing was written (remove its store from runtime.cache_dir, or touch the file, and run again)")
 
 
 ADDED_FIELDS = ("rank", "score")

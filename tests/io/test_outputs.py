@@ -13,13 +13,17 @@ from support import write_jsonl
 from dataselect.config import build_config
 from dataselect.errors import OutputError
 from dataselect.io import outputs
+from dataselect.io.plan import iter_raw_records
+from dataselect.io.sources import sample_id
 from dataselect.select.base import Selection
 
 
 def _write(tmp_path, input_path, positions, fmt, **selection):
     config = build_config({"input": {"path": str(input_path)}, "method": {"name": "random", "budget": 1.0},
                            "output": {"dir": str(tmp_path / "out"), "write": fmt}})
-    chosen = Selection(ids=[str(p) for p in positions], scores=np.arange(len(positions), 0, -1, dtype=np.float64), positions=np.array(positions), **selection)
+    raws = {raw.position: raw for raw in iter_raw_records(config.input)}
+    ids = [sample_id(config.input, raws[p]) for p in positions]  # the ids the score phase gave these records
+    chosen = Selection(ids=ids, scores=np.arange(len(positions), 0, -1, dtype=np.float64), positions=np.array(positions), **selection)
     return outputs.write_selected_rows(tmp_path / "out", config, chosen, progress=False)
 
 
@@ -59,7 +63,7 @@ def test_jsonl_writes_parquet_input_types(tmp_path):
     when = datetime.datetime(2024, 5, 1, 12, 30)
     pq.write_table(pa.table({"text": ["a", "b"], "when": [when, when], "blob": [b"\x00\x01", b""]}), tmp_path / "in.parquet")
     rows = [json.loads(line) for line in _write(tmp_path, tmp_path / "in.parquet", [1, 0], "jsonl").read_text().splitlines()]
-    assert rows[0] == {"id": "0", "text": "a", "when": "2024-05-01T12:30:00", "blob": "AAE=", "rank": 1, "score": 1.0}
+    assert rows[0] == {"id": "in.parquet:1", "text": "a", "when": "2024-05-01T12:30:00", "blob": "AAE=", "rank": 1, "score": 1.0}
     assert rows[1]["rank"] == 0 and rows[1]["text"] == "b"
 
 
@@ -73,5 +77,33 @@ def test_chunked_rows_use_the_methods_own_cut(tmp_path):
 def test_an_inputs_own_rank_and_score_are_kept_apart(tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [{"text": "a", "score": 0.5, "rank": "high", "input_rank": 7}, {"text": "b"}])
     rows = [json.loads(line) for line in _write(tmp_path, path, [0, 1], "jsonl").read_text().splitlines()]
-    assert rows == [{"id": "0", "text": "a", "input_score": 0.5, "input_input_rank": "high", "input_rank": 7, "rank": 0, "score": 2.0},
-                    {"id": "1", "text": "b", "rank": 1, "score": 1.0}]
+    assert rows == [{"id": "in.jsonl:1", "text": "a", "input_score": 0.5, "input_input_rank": "high", "input_rank": 7, "rank": 0, "score": 2.0},
+                    {"id": "in.jsonl:2", "text": "b", "rank": 1, "score": 1.0}]
+
+
+def test_a_record_that_is_not_the_one_scored_stops_the_write(tmp_path):
+    """Two lines swapped after scoring (same size, time restored, so the store still matches the key): the
+    positions now hold other records, and writing them under the scored ids would mislabel every row."""
+    path = write_jsonl(tmp_path / "in.jsonl", [{"id": "a1", "text": "one"}, {"id": "b2", "text": "two"}])
+    config = build_config({"input": {"path": str(path)}, "method": {"name": "random"}, "output": {"dir": str(tmp_path / "out"), "write": "jsonl"}})
+    swapped = Selection(ids=["b2"], scores=np.ones(1), positions=np.array([0]))  # the store says position 0 held b2
+    with pytest.raises(OutputError, match=r"in.jsonl:1 holds id 'a1' where the scored pool had 'b2'") as error:
+        outputs.write_selected_rows(tmp_path / "out", config, swapped, progress=False)
+    assert "\n" not in str(error.value) and not (tmp_path / "out" / "selected.jsonl").exists()
+
+
+def test_swapped_lines_with_the_time_restored_are_caught_end_to_end(tmp_path):
+    import os
+
+    import dataselect
+
+    rows = [{"id": f"r{i}", "text": f"text number {i}"} for i in range(10, 30)]  # every line the same length
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    overrides = {"input.path": str(path), "method.name": "random", "method.budget": 20, "output.write": "jsonl",
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False}
+    dataselect.run(dataselect.load_config(None, overrides))
+    stat = path.stat()
+    write_jsonl(path, [rows[1], rows[0], *rows[2:]])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the store's key (size, time) still matches
+    with pytest.raises(OutputError, match="holds id 'r11' where the scored pool had 'r10'"):
+        dataselect.run(dataselect.load_config(None, overrides))
