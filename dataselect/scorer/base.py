@@ -153,8 +153,9 @@ def save_scorer(folder: Path, context: Any, selection: Any, tasks: list[str], de
     return write_folder(folder, head | description, {**arrays, "fitted_scores": fitted}, weights)
 
 
-def scorer_renderer(description: dict[str, Any]) -> Any:
-    """The renderer the fitting run used, from its scorer's `render` (a chat template needs the model's tokenizer)."""
+def scorer_renderer(description: dict[str, Any], tokenizer_name: str | None = None) -> Any:
+    """The renderer the fitting run used, from its scorer's `render` (a chat template needs the tokenizer:
+    `tokenizer_name`'s, else the scorer's model's)."""
     from dataselect.config import SourceConfig
     from dataselect.io.render import TextRenderer
 
@@ -163,7 +164,7 @@ def scorer_renderer(description: dict[str, Any]) -> Any:
     if source.render == "chat_template":
         from dataselect.scoring.models import load_tokenizer, resolve_model_path
 
-        tokenizer = load_tokenizer(resolve_model_path(description["model"]["name"]))
+        tokenizer = load_tokenizer(resolve_model_path(tokenizer_name or description["model"]["name"]))
     return TextRenderer(source, tokenizer)
 
 

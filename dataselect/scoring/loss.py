@@ -149,6 +149,47 @@ def score_samples(encoder: Any, scorers: list[Any], texts: list[str], records: l
     return prepared, np.stack([r[0] for r in results]), np.stack([r[1] for r in results]), results[0][2]  # the same masks for every seed
 
 
+def saved_loss_model(stage: LossStage, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """What a scorer folder keeps of a loss stage, under `name`: (its description, arrays, weights). Proxies:
+    their config and tokenizer, the reduced vocabulary `<name>.id_map` and one weight file `<name>-<seed>` a
+    seed; a causal LM: its ModelConfig, by name or absolute path."""
+    from dataselect.scorer.base import portable_name
+
+    if stage.proxies is None:
+        model = stage.model
+        return {"model": {"name": portable_name(model.name), "max_length": model.max_length, "dtype": model.dtype,
+                          "trust_remote_code": model.trust_remote_code}}, {}, {}
+    import torch
+
+    from dataselect.scoring.proxy import load_proxies
+
+    assert stage.proxy_config is not None
+    id_map, models = load_proxies(stage.proxies.path, stage.proxy_config, torch.device("cpu"))
+    part = {"proxy": stage.proxy_config.model_dump(mode="json"), "tokenizer": portable_name(stage.tokenizer_name or stage.model.name),
+            "seeds": len(models)}
+    weights = {f"{name}-{seed}": {key: value.numpy() for key, value in model.state_dict().items()} for seed, model in enumerate(models)}
+    return part, {f"{name}.id_map": id_map}, weights
+
+
+def loaded_loss_model(part: dict[str, Any], arrays: dict[str, Any], name: str, source: SourceConfig, device: str,
+                      batch_tokens: int) -> tuple[Any, list[Any]]:
+    """(encoder, scorers) of what saved_loss_model kept under `name`."""
+    if "proxy" not in part:
+        return model_scorers(ModelConfig(**part["model"]), source, device, batch_tokens)
+    import torch
+
+    from dataselect.scoring.models import resolve_device
+    from dataselect.scoring.proxy import proxy_model
+
+    proxy, id_map, torch_device = ProxyConfig(**part["proxy"]), np.asarray(arrays[f"{name}.id_map"], np.int64), resolve_device(device)
+    models = []
+    for seed in range(int(part["seeds"])):
+        model = proxy_model(proxy, int(id_map.max()) + 1)
+        model.load_state_dict({key: torch.from_numpy(value) for key, value in arrays[f"{name}-{seed}"].items()})
+        models.append(model.eval().to(torch_device))
+    return proxy_scorers(part["tokenizer"], source, proxy, id_map, models, torch_device, batch_tokens)
+
+
 def uses_proxy(config: Any, scorer: str | None = None) -> bool:
     """scorer (default method.el2n.scorer) auto: the proxy for the bundled default model (an encoder),
     model.name when it is a causal LM, and a config error for any other model."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
+from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
 from dataselect.select.el2n import bad_scores
@@ -102,10 +103,26 @@ class ColorMethod(Declared):
                 except ValueError as error:
                     raise InputError(f"input error: target.path: cannot fine-tune the conditional model on task {name!r}: {error}") from None
 
+        self.stages, self.render_style = {"prior": prior, **conditional_stages}, renderer.conversation_style
         scored = {"pool": context.score_source("pool", config.input, prior, renderer), "target": target}
         for name, stage in conditional_stages.items():
             scored[self._conditional(name)] = context.score_source(self._conditional(name), config.input, stage, renderer)
         return scored
+
+    def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
+        """The prior and each task's conditional model (proxies' weights as safetensors, or causal LMs by name or
+        path: a fine-tuned model.name lives in runtime.cache_dir) and how a record becomes its scored tokens."""
+        from dataselect.scoring.loss import saved_loss_model
+
+        config = context.config
+        parts, arrays, weights = {}, {}, {}
+        for number, (role, stage) in enumerate(self.stages.items()):
+            name = "prior" if role == "prior" else f"conditional-{number - 1}"  # conditional-t: task t of `tasks`
+            parts[name], more_arrays, more_weights = saved_loss_model(stage, name)
+            arrays |= more_arrays
+            weights |= more_weights
+        description = {"render": render_fields(config.input, self.render_style), "batch_tokens": config.runtime.batch_tokens, "models": parts}
+        save_scorer(folder, context, selection, self.task_names, description, arrays, weights)
 
     def _conditional(self, task: str) -> str:
         return "conditional" if len(self.task_names) == 1 else f"conditional:{task}"
@@ -177,3 +194,30 @@ def _losses(path: str) -> list[list[float]]:
     from dataselect.scoring.proxy import training_losses
 
     return [[round(v, 5) for v in curve] for curve in training_losses(path)]
+
+
+class ColorScorer(Scorer):
+    """CoLoR-Filter reloaded: a record's prior mean loss minus each task's conditional mean loss, both under
+    the run's models (float32 losses, as the run's stores keep them)."""
+
+    method = "color"
+
+    def __init__(self, description: dict, arrays: dict[str, Any], folder: Any, device: str = "auto", batch_tokens: int | None = None) -> None:
+        super().__init__(description, arrays, folder)
+        from dataselect.config import SourceConfig
+        from dataselect.scoring.loss import loaded_loss_model
+
+        source, batch = SourceConfig(**description["render"]), batch_tokens or int(description["batch_tokens"])
+        names = ["prior", *(f"conditional-{t}" for t in range(len(self.tasks)))]
+        self.models = [loaded_loss_model(description["models"][name], arrays, name, source, device, batch) for name in names]
+        prior = description["models"]["prior"]
+        self.renderer = scorer_renderer(description, prior.get("tokenizer") or prior["model"]["name"])
+
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
+        from dataselect.scoring.loss import average_over_seeds, score_samples
+
+        losses = [average_over_seeds(score_samples(encoder, scorers, texts, records)[2]) for encoder, scorers in self.models]  # each [n] float32
+        return loss_reduction(losses[0], np.stack(losses[1:], axis=1))  # [n, T]
+
+
+ColorMethod.scorer_type = ColorScorer

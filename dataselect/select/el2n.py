@@ -17,7 +17,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
-from dataselect.scorer.base import Scorer, portable_name, render_fields, save_scorer, scorer_renderer
+from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows
 
@@ -140,23 +140,12 @@ class EL2NMethod(Declared):
     def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
         """The causal LM that scored (the proxies' weights, one safetensors file per seed; or model.name by name)
         and how a record becomes its scored tokens."""
-        config, stage = context.config, self.stage
-        description: dict[str, Any] = {"render": render_fields(config.input, self.render_style), "score": config.method.el2n.score,
-                                       "batch_tokens": stage.batch_tokens}
-        arrays, weights = {}, None
-        if self.proxies is None:
-            model = config.model
-            description["model"] = {"name": portable_name(model.name), "max_length": model.max_length, "dtype": model.dtype,
-                                    "trust_remote_code": model.trust_remote_code}
-        else:
-            import torch
+        from dataselect.scoring.loss import saved_loss_model
 
-            from dataselect.scoring.proxy import load_proxies
-
-            id_map, models = load_proxies(self.proxies.path, stage.proxy_config, torch.device("cpu"))
-            description |= {"model": {"name": portable_name(stage.tokenizer_name or config.model.name)}, "proxy": stage.proxy_config.model_dump(mode="json")}
-            arrays = {"id_map": id_map}
-            weights = {f"proxy-{seed}": {k: v.numpy() for k, v in m.state_dict().items()} for seed, m in enumerate(models)}
+        config = context.config
+        part, arrays, weights = saved_loss_model(self.stage, "proxy")
+        description = {"render": render_fields(config.input, self.render_style), "score": config.method.el2n.score,
+                       "batch_tokens": self.stage.batch_tokens, "scorer": part}
         save_scorer(folder, context, selection, [config.method.el2n.score], description, arrays, weights)
 
 
@@ -168,27 +157,13 @@ class EL2NScorer(Scorer):
 
     def __init__(self, description: dict, arrays: dict[str, Any], folder: Any, device: str = "auto", batch_tokens: int | None = None) -> None:
         super().__init__(description, arrays, folder)
-        from dataselect.config import ModelConfig, ProxyConfig, SourceConfig
-        from dataselect.scoring.loss import model_scorers, proxy_scorers
+        from dataselect.config import SourceConfig
+        from dataselect.scoring.loss import loaded_loss_model
 
-        source = SourceConfig(**description["render"])
         batch = batch_tokens or int(description["batch_tokens"])
-        if "proxy" not in description:
-            self.encoder, self.scorers = model_scorers(ModelConfig(**description["model"]), source, device, batch)
-        else:
-            import torch
-
-            from dataselect.scoring.models import resolve_device
-            from dataselect.scoring.proxy import proxy_model
-
-            proxy, id_map, torch_device = ProxyConfig(**description["proxy"]), np.asarray(arrays["id_map"], np.int64), resolve_device(device)
-            models = []
-            for seed in range(sum(name.startswith("proxy-") for name in arrays)):
-                model = proxy_model(proxy, int(id_map.max()) + 1)
-                model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays[f"proxy-{seed}"].items()})
-                models.append(model.eval().to(torch_device))
-            self.encoder, self.scorers = proxy_scorers(description["model"]["name"], source, proxy, id_map, models, torch_device, batch)
-        self.renderer = scorer_renderer(description)
+        self.encoder, self.scorers = loaded_loss_model(description["scorer"], arrays, "proxy", SourceConfig(**description["render"]), device, batch)
+        part = description["scorer"]
+        self.renderer = scorer_renderer(description, part.get("tokenizer") or part["model"]["name"])
         self.column = 0 if description["score"] == "el2n" else 1
 
     def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
