@@ -129,7 +129,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                     write_selection(staging, selection)
                     if "pool" in context.scored:
                         write_pool_scores(staging, pool_scores_table(context.scored["pool"].store.column("id"), selection, context.exclusions))
-                    if hasattr(method, "saved_scorer"):  # what the run learned, to score records anywhere (dataselect.load_scorer)
+                    if getattr(method, "saved_scorer", None):  # what the run learned, to score records anywhere (dataselect.load_scorer)
                         method.saved_scorer(context, staging / SCORER_FOLDER, selection)
                     if config.output.write != "none":
                         write_selected_rows(staging, config, selection, progress=config.runtime.progress)

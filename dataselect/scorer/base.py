@@ -137,13 +137,13 @@ def rendered(renderer: Any, records: list[dict[str, Any]]) -> tuple[list[str], l
 
 
 def save_scorer(folder: Path, context: Any, selection: Any, tasks: list[str], description: dict[str, Any], arrays: dict[str, np.ndarray],
-                weights: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
+                weights: dict[str, dict[str, np.ndarray]] | None = None, scores: np.ndarray | None = None) -> Path:
     """Write the running method's scorer folder: `description` is the config that shaped the scores, `arrays`
     (and model `weights`, by file name) what was learned; the thresholds' reference is the run's pool
-    scores of the samples it could select."""
+    scores (or `scores` [N], when the scorer's score is not the one the run ranked by) of the samples it could select."""
     from dataselect.io.outputs import package_versions
 
-    scores = np.asarray(selection.pool_scores, np.float64)
+    scores = np.asarray(selection.pool_scores if scores is None else scores, np.float64)
     scores = scores.reshape(len(scores), -1)  # [N, T]
     selectable = context.exclusions == None if context.exclusions is not None else np.ones(len(scores), bool)  # noqa: E711
     fitted = scores[selectable]
@@ -168,6 +168,20 @@ def scorer_renderer(description: dict[str, Any], tokenizer_name: str | None = No
     return TextRenderer(source, tokenizer)
 
 
+def _no_scorer(folder: Path) -> str | None:
+    """Why a run folder holds no scorer, when its method says it writes none."""
+    import json
+
+    from dataselect.methods import method_class
+
+    try:
+        name = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["config"]["method"]["name"]
+        reason = getattr(method_class(name), "no_scorer", None)
+    except Exception:  # noqa: BLE001 - an unreadable manifest: read_folder's own error names what is missing
+        return None
+    return f"scorer error: {folder}: method {name} writes no scorer: {reason}" if reason else None
+
+
 def load_scorer(path: str | Path, **options: Any) -> Scorer:
     """The scorer in a run's `scorer/` folder (or the run folder itself); `options` go to the method's
     scorer (e.g. device="cpu", batch_tokens=8192)."""
@@ -176,6 +190,10 @@ def load_scorer(path: str | Path, **options: Any) -> Scorer:
     folder = Path(path).expanduser()
     if not (folder / "scorer.json").exists() and (folder / "scorer" / "scorer.json").exists():
         folder = folder / "scorer"
+    if not (folder / "scorer.json").exists() and (folder / "manifest.json").exists():
+        refusal = _no_scorer(folder)
+        if refusal:
+            raise ScorerError(refusal)
     description, arrays = read_folder(folder)
     name = description.get("method")
     cls = getattr(method_class(str(name)), "scorer_type", None) if isinstance(name, str) else None

@@ -31,6 +31,7 @@ from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Selection, selected_rows
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
+from dataselect.select.rds import EmbeddingScorerBase
 from dataselect.select.semdedup import semdedup
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ class ClusterMethod(Declared):
         config = context.config
         with context.stats.stage("load_model"):
             stage = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
-        return {"pool": context.score_source("pool", config.input, stage, TextRenderer(config.input, stage.tokenizer, stage.spec.causal_lm))}
+        renderer = TextRenderer(config.input, stage.tokenizer, stage.spec.causal_lm)
+        self.spec, self.render_style = stage.spec, renderer.conversation_style
+        return {"pool": context.score_source("pool", config.input, stage, renderer)}
 
     def select(self, context, scored: dict[str, ScoredSource]) -> Selection:
         config = context.config
@@ -123,6 +126,7 @@ class ClusterMethod(Declared):
         given = self._given_scores(config, store)  # [N] or None; read before any heavy work, so a bad score_from fails fast
 
         clusters, cluster_cache = pool_clusters(store, config, context.cache_root, k, np.flatnonzero(eligible))
+        self.clusters = clusters
         priority = {"random": lambda: random_keys(len(hashes), config.method.seed), "nearest": lambda: clusters.sims.astype(np.float64),
                     "score": lambda: given if options.score_order == "highest" else -given}[options.pick]()  # [N] higher first
         unique_sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] before semantic dedup
@@ -170,6 +174,15 @@ class ClusterMethod(Declared):
             pool_scores=priority,
         )
 
+    def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
+        """The centroids and the model and rendering that embed a record: a record's cluster and cosine to its centroid."""
+        from dataselect.scorer.base import portable_model, render_fields, save_scorer
+
+        config = context.config
+        save_scorer(folder, context, selection, ["cluster"], {
+            "model": portable_model(config.model, self.spec), "render": render_fields(config.input, self.render_style),
+        }, {"centroids": self.clusters.centroids}, scores=self.clusters.sims)
+
     def _check(self, config: Config, unique: int) -> None:
         """The config errors that need the pool's size."""
         options = config.method.cluster
@@ -195,4 +208,36 @@ class ClusterMethod(Declared):
 class SemDedupMethod(ClusterMethod):
     name = "semdedup"
     description = "SemDeDup: drop near-duplicates inside each k-means cluster of pooled embeddings; keep every survivor or a budget"
+    saved_scorer = None
+    no_scorer = ("SemDeDup is global by nature: whether a sample survives depends on the others in its cluster, so no scorer can "
+                 "judge a record alone (restrict a later run to the survivors with input.ids_from instead)")
     always_dedup = True
+
+
+class ClusterScorer(EmbeddingScorerBase):
+    """cluster reloaded: a record's cluster (its nearest centroid) and cosine to it. `score` gives the
+    cosine ([n]); `assign` gives both."""
+
+    method = "cluster"
+
+    def assign(self, records: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(cluster [n] int64, -1 for bad input; cosine to it [n] float64, NaN for bad input)."""
+        from dataselect.scorer.base import as_records, rendered
+
+        records = as_records(records)
+        texts, rows = rendered(self.renderer, records)
+        labels, sims = np.full(len(records), -1, np.int64), np.full(len(records), np.nan)
+        if texts:
+            labels[rows], sims[rows] = self._nearest(self.vectors(texts))
+        return labels, sims
+
+    def _nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cosines = np.asarray(vectors, np.float32) @ np.asarray(self.arrays["centroids"], np.float32).T  # [n, k]
+        labels = cosines.argmax(axis=1)
+        return labels, cosines[np.arange(len(labels)), labels].astype(np.float64)
+
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
+        return self._nearest(self.vectors(texts))[1][:, None]  # [n, 1]
+
+
+ClusterMethod.scorer_type = ClusterScorer

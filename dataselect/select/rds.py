@@ -240,33 +240,43 @@ class RDSMethod(Declared):
         }, {"target_embeddings": fitted["target_embeddings"], "task_of_target": fitted["task_of_target"]})
 
 
-class RDSScorer(Scorer):
+class EmbeddingScorerBase(Scorer):
+    """A saved scorer whose score starts from the run's pooled embedding of a record (rds, cluster): the
+    model and rendering its description names, and `vectors`, rounded to float16 as the run's store keeps them."""
+
+    def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "auto", batch_tokens: int = 16384) -> None:
+        super().__init__(description, arrays, folder)
+        from dataselect.config import ModelConfig
+
+        self.embedder = Embedder.from_config(ModelConfig(**description["model"]), device)
+        loaded = self.embedder.loaded
+        self.renderer = TextRenderer(SourceConfig(**description["render"]), loaded.tokenizer)  # the style as the run resolved it
+        self.encoder = encoder_for(loaded.tokenizer, loaded.max_length)
+        self.batch_tokens = batch_tokens
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """[n, d] float16 unit vectors, as the run's store holds them."""
+        return self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)
+
+    def close(self) -> None:
+        self.embedder.close()
+
+
+class RDSScorer(EmbeddingScorerBase):
     """RDS+ reloaded: embed records with the run's model and rendering, round to float16 as the run's
     store did, and aggregate their cosine to the saved target embeddings per task."""
 
     method = "rds"
 
     def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "auto", batch_tokens: int = 16384) -> None:
-        super().__init__(description, arrays, folder)
-        from dataselect.config import ModelConfig
-
-        model = ModelConfig(**description["model"])
-        self.embedder = Embedder.from_config(model, device)
-        loaded = self.embedder.loaded
-        self.renderer = TextRenderer(SourceConfig(**description["render"]), loaded.tokenizer)  # the style as the run resolved it
-        self.encoder = encoder_for(loaded.tokenizer, loaded.max_length)
-        self.batch_tokens = batch_tokens
+        super().__init__(description, arrays, folder, device, batch_tokens)
         options = description["rds"]
         self.tile_size = int(options["tile_size"])
         self.targets = TaskTargets(np.asarray(arrays["target_embeddings"], np.float32), np.asarray(arrays["task_of_target"], np.int64),
                                    options["aggregation"], self.embedder.device, int(options["topk"]), float(options["temperature"]))
 
     def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
-        vectors = self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)  # [n, d] as the store keeps them
-        return self.targets.scores(vectors, self.tile_size)  # [n, T]
-
-    def close(self) -> None:
-        self.embedder.close()
+        return self.targets.scores(self.vectors(texts), self.tile_size)  # [n, T]
 
 
 RDSMethod.scorer_type = RDSScorer

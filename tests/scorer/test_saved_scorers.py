@@ -30,6 +30,7 @@ METHODS = {
     "color-tasks": {"method.name": "color", "target.task_field": "task", "model.name": "sentence-transformers/all-MiniLM-L6-v2",
                     "method.color.proxy.steps": 3, "method.color.proxy.hidden": 16, "method.color.proxy.heads": 2, "method.color.proxy.layers": 1,
                     "method.color.proxy.context": 16, "method.color.proxy.vocab": 64, "method.color.proxy.batch_size": 4, "method.color.finetune_steps": 3},
+    "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 3, "method.cluster.pick": "nearest"},
     "betr": {"method.name": "betr", "method.betr.sample": 0.6, "method.betr.positive_fraction": 0.25, "method.betr.num_buckets": 4096},
 }
 
@@ -53,13 +54,25 @@ def fitted_run(tmp_path: Path, model: Path, extra: dict, name: str = "run") -> t
 def test_a_saved_scorer_gives_the_runs_pool_scores(tmp_path: Path, tiny_bert_dir: Path, method: str) -> None:
     result, pool = fitted_run(tmp_path, tiny_bert_dir, METHODS[method])
     expected = np.asarray(result.scores, np.float64)  # [N] or [N, T] in pool order
-    options = [{"batch_tokens": 64}, {"batch_tokens": 4096}] if method.startswith(("rds", "el2n", "color")) else [{}]
+    options = [{"batch_tokens": 64}, {"batch_tokens": 4096}] if method.startswith(("rds", "el2n", "color", "cluster")) else [{}]
     for option in options:
         with dataselect.load_scorer(result.output_dir / "scorer", **option) as scorer:
             got = scorer.score(pool_records(pool))
             assert got.shape == expected.shape
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-            assert scorer.tasks == {"rds-tasks": ["math", "other"], "color-tasks": ["math", "other"], "el2n-proxy": ["el2n"]}.get(method, ["target"])
+            assert scorer.tasks == {"rds-tasks": ["math", "other"], "color-tasks": ["math", "other"], "el2n-proxy": ["el2n"], "cluster": ["cluster"]}.get(method, ["target"])
+
+
+def test_a_cluster_scorer_assigns_the_runs_clusters_and_semdedup_writes_none(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    result, pool = fitted_run(tmp_path, tiny_bert_dir, METHODS["cluster"], name="cluster")
+    with dataselect.load_scorer(result.output_dir) as scorer:
+        labels, sims = scorer.assign(pool_records(pool))
+    by_id = dict(zip([r["id"] for r in pool_records(pool)], labels))
+    assert [by_id[i] for i in result.ids] == result.table.column("cluster").to_pylist()
+    np.testing.assert_allclose(sims, result.scores, rtol=1e-5, atol=1e-6)
+    dedup, _ = fitted_run(tmp_path, tiny_bert_dir, {"method.name": "semdedup", "method.cluster.num_clusters": 3, "method.budget": 1.0}, name="dedup")
+    assert not (dedup.output_dir / "scorer").exists()
+    assert "method semdedup writes no scorer: SemDeDup is global by nature" in one_line_error(dedup.output_dir)
 
 
 def test_records_arrive_in_any_batch_shape(tmp_path: Path, tiny_bert_dir: Path) -> None:
