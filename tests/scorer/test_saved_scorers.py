@@ -60,7 +60,8 @@ def test_a_saved_scorer_gives_the_runs_pool_scores(tmp_path: Path, tiny_bert_dir
             got = scorer.score(pool_records(pool))
             assert got.shape == expected.shape
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-            assert scorer.tasks == {"rds-tasks": ["math", "other"], "color-tasks": ["math", "other"], "el2n-proxy": ["el2n"], "cluster": ["cluster"]}.get(method, ["target"])
+            tasks = {"rds-tasks": ["math", "other"], "color-tasks": ["math", "other"], "el2n-proxy": ["el2n"], "cluster": ["cluster"]}
+            assert scorer.tasks == tasks.get(method, ["target"])
 
 
 def test_a_cluster_scorer_assigns_the_runs_clusters_and_semdedup_writes_none(tmp_path: Path, tiny_bert_dir: Path) -> None:
