@@ -8,8 +8,9 @@ two batch sizes, and `dataselect apply --keep 0.1` runs over the same pool.
 Per method and batch size (the run's own 16384 tokens, then 4096 and 65536 for the methods with a model
 forward): the largest relative and absolute difference between the scorer's scores and the run's
 (scores.parquet, matched by id; the issue's bar is 1e-5 relative), and whether apply's kept ids are exactly
-the records reaching threshold(0.1) (and contain the run's top 10% of selectable samples). EL2N uses a
-smaller proxy than the default (300 steps) so that the bench stays short; the code path is the same.
+the records reaching threshold(0.1) (and contain the run's top 10% of selectable samples). EL2N and
+CoLoR-Filter use smaller proxies than the default (300 steps) so that the bench stays short; the code
+path is the same.
 """
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ METHODS = {
     "dsir-tokens": {"method.name": "dsir", "method.dsir.features": "tokens"},
     "betr": {"method.name": "betr", "method.betr.sample": 0.5},
     "el2n-proxy": {"method.name": "el2n", "method.el2n.proxy.steps": 300},
+    "color-proxy": {"method.name": "color", "method.color.proxy.steps": 300, "method.color.finetune_steps": 50},
+    "cluster-nearest": {"method.name": "cluster", "method.cluster.pick": "nearest"},
 }
-FORWARD = ("rds", "el2n-proxy")  # the methods whose scores come from a model forward, batched by tokens
+FORWARD = ("rds", "el2n-proxy", "color-proxy", "cluster-nearest")  # the methods whose scores come from a model forward, batched by tokens
 
 
 def differences(got: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--pool", default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
     parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     args = parser.parse_args()
     pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
     records = [raw.record for raw in iter_raw_records(SourceConfig(path=str(pool), limit=args.n))]
@@ -58,7 +62,8 @@ def main() -> None:
     print(f"{args.n:,} pool samples; load average {os.getloadavg()[0]:.2f} at the start")
     print(f"{'method':<16} {'batch tokens':>12} {'max rel diff':>13} {'max abs diff':>13}")
     with work_folder("bench-scorer-") as work:
-        for name, extra in METHODS.items():
+        for name in args.methods.split(","):
+            extra = METHODS[name]
             start = time.perf_counter()
             overrides = {"input.path": str(pool), "input.limit": args.n, "target.path": str(target), "method.budget": 0.1,
                          "output.dir": str(work / name), "runtime.cache_dir": str(work / "cache"), "runtime.progress": False, **extra}
