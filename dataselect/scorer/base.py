@@ -48,6 +48,7 @@ class Scorer:
     A method's subclass sets `renderer` (the run's) and implements `score_texts(texts) -> [n, T]`."""
 
     method = ""
+    gpu = False  # runs a model forward: `dataselect apply` gives it one worker per GPU on CUDA
 
     def __init__(self, description: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path) -> None:
         self.description, self.arrays, self.folder = description, arrays, folder

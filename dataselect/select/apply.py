@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dataselect.errors import ConfigError
+from dataselect.methods import method_class
 from dataselect.scorer.base import scorer_renderer, threshold_of
 from dataselect.scorer.folder import DESCRIPTION, read_folder
 from dataselect.scoring.loop import ScoredSource
@@ -31,7 +32,7 @@ class ScorerStage:
     def __init__(self, folder: Path, description: dict[str, Any], device: str) -> None:
         self.folder, self.device = str(folder), device
         self.digest = hashlib.blake2b((folder / DESCRIPTION).read_bytes(), digest_size=16).hexdigest()  # names every array's digest
-        self.resources = Resources(gpu=description["method"] in GPU_SCORERS)
+        self.resources = Resources(gpu=method_class(description["method"]).scorer_type.gpu)  # the scorer says whether it runs a forward
         self.scorer: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -53,9 +54,6 @@ class ScorerStage:
         if self.scorer is not None:
             self.scorer.close()
             self.scorer = None
-
-
-GPU_SCORERS = {"rds"}  # scorers that run a model forward: one worker per GPU on CUDA
 
 
 class ApplyMethod(Declared):

@@ -201,6 +201,7 @@ class ColorScorer(Scorer):
     the run's models (float32 losses, as the run's stores keep them)."""
 
     method = "color"
+    gpu = True
 
     def __init__(self, description: dict, arrays: dict[str, Any], folder: Any, device: str = "auto", batch_tokens: int | None = None) -> None:
         super().__init__(description, arrays, folder)

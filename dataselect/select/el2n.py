@@ -154,6 +154,7 @@ class EL2NScorer(Scorer):
     averaged over their seeds, rounded to float32 as the run's store keeps it."""
 
     method = "el2n"
+    gpu = True
 
     def __init__(self, description: dict, arrays: dict[str, Any], folder: Any, device: str = "auto", batch_tokens: int | None = None) -> None:
         super().__init__(description, arrays, folder)

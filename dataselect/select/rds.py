@@ -244,6 +244,8 @@ class EmbeddingScorerBase(Scorer):
     """A saved scorer whose score starts from the run's pooled embedding of a record (rds, cluster): the
     model and rendering its description names, and `vectors`, rounded to float16 as the run's store keeps them."""
 
+    gpu = True
+
     def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "auto", batch_tokens: int = 16384) -> None:
         super().__init__(description, arrays, folder)
         from dataselect.config import ModelConfig
