@@ -179,9 +179,13 @@ class ClusterMethod(Declared):
         from dataselect.scorer.base import portable_model, render_fields, save_scorer
 
         config = context.config
+        centroids = self.clusters.centroids
+        # the thresholds' reference: the pool's cosines by the scorer's own formula, so that apply over this pool
+        # keeps exactly the fraction asked (the k-means backend's cosines differ from it in the last bits)
+        sims = np.concatenate([nearest_centroid(vectors, centroids)[1] for _, vectors in context.scored["pool"].store.iter_shards(columns=["id"])])
         save_scorer(folder, context, selection, ["cluster"], {
             "model": portable_model(config.model, self.spec), "render": render_fields(config.input, self.render_style),
-        }, {"centroids": self.clusters.centroids}, scores=self.clusters.sims)
+        }, {"centroids": centroids}, scores=sims)
 
     def _check(self, config: Config, unique: int) -> None:
         """The config errors that need the pool's size."""
@@ -214,6 +218,14 @@ class SemDedupMethod(ClusterMethod):
     always_dedup = True
 
 
+def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nearest centroid [n] int64, cosine to it [n] float64) of unit vectors [n, d] (any float dtype) and
+    unit centroids [k, d]: the cluster scorer's one formula."""
+    cosines = np.asarray(vectors, np.float32) @ np.asarray(centroids, np.float32).T  # [n, k]
+    labels = cosines.argmax(axis=1)
+    return labels, cosines[np.arange(len(labels)), labels].astype(np.float64)
+
+
 class ClusterScorer(EmbeddingScorerBase):
     """cluster reloaded: a record's cluster (its nearest centroid) and cosine to it. `score` gives the
     cosine ([n]); `assign` gives both."""
@@ -232,9 +244,7 @@ class ClusterScorer(EmbeddingScorerBase):
         return labels, sims
 
     def _nearest(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cosines = np.asarray(vectors, np.float32) @ np.asarray(self.arrays["centroids"], np.float32).T  # [n, k]
-        labels = cosines.argmax(axis=1)
-        return labels, cosines[np.arange(len(labels)), labels].astype(np.float64)
+        return nearest_centroid(vectors, self.arrays["centroids"])
 
     def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
         return self._nearest(self.vectors(texts))[1][:, None]  # [n, 1]
