@@ -82,6 +82,11 @@ class RunContext:
             self.not_eligible = {name: (int(mask.sum()), whys[name]) for name, mask in masks.items() if mask.any()}
         return eligible
 
+    def budget(self, eligible: np.ndarray) -> int:
+        """How many to select from the `eligible` rows ([N] bool), by one rule for every method: method.budget
+        as a count or a fraction of them, never more than there are (the summary then says why fewer)."""
+        return self.config.method.budget_for(int(np.count_nonzero(eligible)))
+
     def _listed(self, source: ScoredSource) -> np.ndarray:
         """[N] bool: the pool rows whose id input.ids_from names (the pool's store is the whole source's, a
         cache hit when an earlier run scored it)."""

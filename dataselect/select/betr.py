@@ -174,7 +174,7 @@ class BETRMethod(Declared):
         """(chosen rows [K], proposing task [K], eligible [N]) of a store by scores [N, T]: unique, not target copies,
         then top-K (one task) or the round-robin."""
         eligible = context.eligible(scored, dedup=context.config.method.betr.dedup)
-        k = context.config.method.budget_for(int(eligible.sum()))
+        k = context.budget(eligible)
         if scores.shape[1] == 1:
             return top_k(scores[:, 0], k, eligible), np.zeros(k, np.int64), eligible
         chosen, task = round_robin(scores, k, eligible)

@@ -121,6 +121,7 @@ class ClusterMethod(Declared):
         hashes = store.column("text_hash").to_numpy()
         eligible = context.eligible(pool, dedup=options.dedup)  # [N]
         unique = int(eligible.sum())
+        budget = context.budget(eligible)  # of the unique samples, before semantic dedup
         self._check(config, unique)
         k = options.num_clusters or max(1, round(math.sqrt(unique)))
         given = self._given_scores(config, store)  # [N] or None; read before any heavy work, so a bad score_from fails fast
@@ -141,7 +142,6 @@ class ClusterMethod(Declared):
                              "removed_per_cluster": dedup.removed_per_cluster(eps, k).tolist()}
 
         sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] candidates per cluster
-        budget = config.method.budget_for(unique)
         if eps is not None:
             logger.info("semantic dedup at eps %g removed %d of %d unique samples", eps, dedup_metrics["removed"], unique)
         if budget > sizes.sum():
@@ -190,9 +190,6 @@ class ClusterMethod(Declared):
     def _check(self, config: Config, unique: int) -> None:
         """The config errors that need the pool's size."""
         options = config.method.cluster
-        budget = config.method.budget
-        if isinstance(budget, int) and budget > unique:
-            raise ConfigError(f"config error: method.budget: {budget:,} is more than the {unique:,} unique samples in the pool")
         if options.num_clusters is not None and options.num_clusters > unique:
             raise ConfigError(f"config error: method.cluster.num_clusters: {options.num_clusters:,} clusters for {unique:,} unique samples; "
                               f"use at most {unique:,}")

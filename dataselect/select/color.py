@@ -146,7 +146,7 @@ class ColorMethod(Declared):
         hashes = store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
         eligible = context.eligible(pool, dedup=options.dedup, unscored=Excluded(bad, "without a score (the model could not score them)"))
-        k = config.method.budget_for(int(eligible.sum()))
+        k = context.budget(eligible)
         columns: dict[str, list] = {}
         if len(self.task_names) == 1:
             chosen, task = top_k(scores[:, 0], k, eligible), np.zeros(k, np.int64)

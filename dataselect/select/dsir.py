@@ -228,7 +228,7 @@ class DSIRMethod(Declared):
             lengths, long_enough, unique = eligibility(pool, options, unit)
             short = Excluded(~long_enough, f"shorter than method.dsir.min_words ({options.min_words} {unit})")
             eligible = context.eligible(pool, dedup=options.dedup, short=short)
-            k = config.method.budget_for(int(eligible.sum()))
+            k = context.budget(eligible)
             proportions = resolve_proportions([str(n) for n in fitted.names], options.target_proportions, fitted.target_counts.sum(axis=1))
             quotas = target_quotas(k, proportions)
             chosen, task = sequential_select(weights, quotas, eligible, options.sampling, np.random.default_rng(config.method.seed))

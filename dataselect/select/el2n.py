@@ -117,7 +117,7 @@ class EL2NMethod(Declared):
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
         eligible = context.eligible(scored["pool"], dedup=options.dedup, unscored=Excluded(bad, "without a score (the model could not score them)"))
         n = int(eligible.sum())
-        size = config.method.budget if isinstance(config.method.budget, int) else config.method.budget_for(n)
+        size = context.budget(eligible)
         chosen = select_window(scores, size, options.keep, options.offset, eligible)
         other = "loss" if options.score == "el2n" else "el2n"
         columns = {other: store.column(other).to_numpy(zero_copy_only=False)[chosen].astype(np.float64).tolist(),

@@ -196,7 +196,7 @@ class RDSMethod(Declared):
         hashes = pool.store.column("text_hash").to_numpy()
         unique = first_occurrences(hashes) if options.dedup else np.ones(len(hashes), bool)
         eligible = context.eligible(pool, dedup=options.dedup)
-        k = config.method.budget_for(int(eligible.sum()))
+        k = context.budget(eligible)
         columns: dict = {}
         if len(task_names) == 1:
             chosen = top_k(scores[:, 0], k, eligible)

@@ -112,7 +112,6 @@ def test_a_score_run_that_does_not_match_the_pool_is_one_line(tmp_path, rows, me
 
 @pytest.mark.parametrize("overrides, message", [
     ({"method__cluster__num_clusters": 41}, "method.cluster.num_clusters: 41 clusters for 40 unique samples"),
-    ({"method__budget": 41}, "method.budget: 41 is more than the 40 unique samples"),
     ({"method__cluster__pick": "score"}, "method.cluster.score_from: pick: score needs"),
     ({"method__cluster__score_from": "somewhere"}, "method.cluster.score_from: only read with method.cluster.pick: score"),
     ({"method__cluster__pick": "score", "method__cluster__score_from": "/nonexistent/run"}, "method.cluster.score_from: /nonexistent/run does not exist"),
@@ -199,3 +198,9 @@ def test_faiss_gpu_without_a_gpu_build_is_one_line(tmp_path):
     x = blobs(np.random.default_rng(10), k=2, per=10, d=8)[0]
     with pytest.raises(ConfigError, match="config error: method.cluster.backend: backend 'faiss-gpu' needs faiss with GPU support"):
         select(tmp_path, x, method__budget=4, method__cluster__backend="faiss-gpu", method__cluster__num_clusters=2)
+
+
+def test_a_count_budget_above_the_pool_selects_every_unique_sample(tmp_path):
+    """One rule for every method (context.budget): a count larger than what can be selected selects all of it."""
+    x = blobs(np.random.default_rng(7), k=2, per=20, d=8)[0]
+    assert len(select(tmp_path, x, method__budget=41, method__cluster__num_clusters=2).ids) == 40

@@ -34,7 +34,7 @@ class ToyMethod(Declared):
         store = scored["pool"].store
         lengths = np.array([len(p) for p in store.column("preview").to_pylist()], np.float64)  # [N]
         eligible = context.eligible(scored["pool"], tiny=Excluded(lengths < 30, "shorter than 30 characters"))
-        chosen = top_k(lengths, context.config.method.budget_for(int(eligible.sum())), eligible)
+        chosen = top_k(lengths, context.budget(eligible), eligible)
         return Selection(**selected_rows(store, chosen), scores=lengths[chosen], scored=len(lengths), unique=int(eligible.sum()), pool_scores=lengths)
 
 
