@@ -413,6 +413,19 @@ def _one_cpu_thread(device: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def featurizer_settings(options: Any, model_name: str) -> dict[str, Any]:
+    """What a saved scorer records of a featuriser (`featurizer_from_settings` rebuilds it): its kind, buckets,
+    n-gram order, and for token features the tokenizer's model name."""
+    return {"features": options.features, "num_buckets": options.num_buckets, "ngrams": options.ngrams,
+            "tokenizer": model_name if options.features == "tokens" else None}
+
+
+def featurizer_from_settings(settings: dict[str, Any], device: str) -> ReferenceFeaturizer | TokenFeaturizer:
+    from types import SimpleNamespace
+
+    return make_featurizer(SimpleNamespace(**settings), settings["tokenizer"] or "", device)
+
+
 def make_featurizer(options: Any, model_name: str, device: str) -> ReferenceFeaturizer | TokenFeaturizer:
     """The featuriser `method.dsir.features` asks for; tokens mode loads the model's tokenizer offline."""
     if options.features == "reference":

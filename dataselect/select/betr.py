@@ -187,12 +187,13 @@ class BETRMethod(Declared):
 
     def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
         """The classifier (weights [T, B], bias [T]) and the featuriser and rendering it reads records with."""
+        from dataselect.scoring.ngram import featurizer_settings
+
         config, options = context.config, context.config.method.betr
         save_scorer(folder, context, selection, self.task_names, {
             "model": {"name": portable_model(config.model, self.spec)["name"]},  # its tokenizer: the featuriser's and the chat template's
             "render": render_fields(config.input, self.render_style),
-            "betr": {"features": options.features, "num_buckets": options.num_buckets, "ngrams": options.ngrams,
-                     "tokenizer": config.model.name if options.features == "tokens" else None},
+            "betr": featurizer_settings(options, config.model.name),
         }, {"weights": self.fit.model.weights, "bias": self.fit.model.bias})
 
     def select(self, context: Any, scored: dict[str, ScoredSource]) -> Selection:
@@ -216,13 +217,10 @@ class BETRScorer(Scorer):
 
     def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder: Any, device: str = "cpu") -> None:
         super().__init__(description, arrays, folder)
-        from types import SimpleNamespace
-
-        from dataselect.scoring import ngram
         from dataselect.scoring.logistic import LinearModel
+        from dataselect.scoring.ngram import featurizer_from_settings
 
-        options = description["betr"]
-        self.featurizer = ngram.make_featurizer(SimpleNamespace(**options), options["tokenizer"] or "", device)
+        self.featurizer = featurizer_from_settings(description["betr"], device)
         self.renderer = scorer_renderer(description)
         self.model = LinearModel(np.asarray(arrays["weights"], np.float64), np.asarray(arrays["bias"], np.float64), [], [])
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -297,8 +296,7 @@ class DSIRMethod(Declared):
         source = _source_for_dsir(config.input)
         save_scorer(folder, context, selection, [str(n) for n in self.fitted.names], {
             "render": render_fields(source, TextRenderer(source).conversation_style),
-            "dsir": {"features": options.features, "num_buckets": options.num_buckets, "ngrams": options.ngrams,
-                     "tokenizer": config.model.name if options.features == "tokens" else None},
+            "dsir": ngram.featurizer_settings(options, config.model.name),
         }, {"log_ratio": self.fitted.delta})
 
 
@@ -310,8 +308,7 @@ class DSIRScorer(Scorer):
 
     def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "cpu") -> None:
         super().__init__(description, arrays, folder)
-        options = description["dsir"]
-        self.featurizer = ngram.make_featurizer(SimpleNamespace(**options), options["tokenizer"] or "", device)
+        self.featurizer = ngram.featurizer_from_settings(description["dsir"], device)
         self.renderer = scorer_renderer(description)
         self.delta = np.asarray(arrays["log_ratio"], np.float64)  # [T, B]
 
