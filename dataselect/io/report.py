@@ -3,8 +3,8 @@
 Sections: the pool's score histogram with the selected range marked (one per task for per-task
 scores, up to MAX_TASK_PLOTS, else the per-sample max); the selection's composition against the
 pool's by each categorical field the pool's store holds (io/categorical.py); the method's own
-figures (per-task counts for RDS+, KL reduction for DSIR, cluster sizes and dedup removals, the
-window and proxy training loss for EL2N; every scalar metric in a table); counts, bad inputs,
+figures, which each method declares as data (select/figures.py; its `figures`), and every scalar
+metric in a table; counts, bad inputs,
 timings and throughput. Plots are PNGs embedded as base64 (no network, no script); every text is
 HTML-escaped. It is written after selection.parquet and manifest.json, and a failure to write it
 is one log line, never a lost run.
@@ -14,16 +14,18 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from dataselect.errors import ConfigError
 from dataselect.io import plots
 from dataselect.io.categorical import Composition, composition, store_fields
 from dataselect.io.shards import atomic_write_text
+from dataselect.methods import method_class
 from dataselect.select.base import Selection
+from dataselect.select.figures import Bars, Curves, Figure, Note, PairedBars, SizedBars, Table
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +101,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def task_names(metrics: dict[str, Any], count: int) -> list[str]:
-    """Names of the columns of [N, T] pool scores: RDS+'s `tasks` and DSIR's `targets` are in column order."""
-    for key in ("tasks", "targets"):
-        names = list(metrics.get(key) or {})
-        if len(names) == count:
-            return [str(n) for n in names]
-    return [f"task {t}" for t in range(count)]
+def task_names(selection: Selection, count: int) -> list[str]:
+    """Names of the columns of [N, T] pool scores, as the method gave them."""
+    names = selection.tasks or []
+    return [str(n) for n in names] if len(names) == count else [f"task {t}" for t in range(count)]
 
 
 def threshold_text(chosen: np.ndarray) -> str:
@@ -131,7 +130,7 @@ def scores_section(selection: Selection, method: str) -> str:
         if missing:
             parts.append(note(f"{missing:,} pool rows have no finite score and are not drawn."))
         return "".join(parts)
-    names = task_names(selection.metrics, pool.shape[1])
+    names = task_names(selection, pool.shape[1])
     tasks = selection.columns.get("task")
     if pool.shape[1] <= MAX_TASK_PLOTS and tasks is not None:
         task_of = np.asarray(tasks, dtype=object)
@@ -187,120 +186,37 @@ def composition_section(selection: Selection, store: Any | None) -> str:
     return "".join(parts)
 
 
-def _rds_figures(selection: Selection, metrics: dict[str, Any]) -> str:
-    tasks = metrics.get("tasks") or {}
-    picked = Counter(selection.columns["task"]) if "task" in selection.columns else Counter({name: len(selection.ids) for name in tasks})
-    out = table(["task", "target samples", "selected"], [[name, count, picked.get(name, 0)] for name, count in tasks.items()])
-    if len(tasks) > 1:
-        out += image(plots.bars(list(tasks), [picked.get(n, 0) for n in tasks], "selected samples per task", "task", "selected"),
-                     "selected samples per task", "Rows each task chose in the round-robin.")
-    return out
+def draw(figure: Figure) -> str:
+    """One figure a method declared, as HTML."""
+    if isinstance(figure, Table):
+        return table(figure.headers, figure.rows)
+    if isinstance(figure, Note):
+        return note(figure.text)
+    if isinstance(figure, Bars):
+        png = plots.bars(figure.names, figure.values, figure.title, figure.xlabel, figure.ylabel)
+    elif isinstance(figure, PairedBars):
+        png = plots.paired_bars(figure.names, figure.first, figure.second, figure.labels, figure.title, figure.ylabel)
+    elif isinstance(figure, SizedBars):
+        png = plots.sized_bars(figure.sizes, figure.overlays, figure.title)
+    elif isinstance(figure, Curves):
+        png = plots.curves(figure.series, figure.title, figure.xlabel, figure.ylabel)
+    else:
+        raise TypeError(f"not a report figure: {type(figure).__name__}")
+    return image(png, figure.title, figure.caption)
 
 
-def _dsir_figures(metrics: dict[str, Any]) -> str:
-    out = table(["KL(target || selected)", "KL(target || random selection)", "KL reduction"],
-                [[metrics["kl_target_selected"], metrics.get("kl_target_random"), metrics["kl_reduction"]]])
-    targets = metrics.get("targets") or {}
-    if targets:
-        keys = ["proportion", "quota", "selected", "target_ngrams", "kl_target_selected", "kl_target_random"]
-        out += table(["target", *keys], [[name, *(info.get(k) for k in keys)] for name, info in targets.items()])
-        names = list(targets)
-        out += image(plots.paired_bars(names, [targets[n].get("kl_target_random", 0) for n in names],
-                                       [targets[n].get("kl_target_selected", 0) for n in names],
-                                       ("random selection", "DSIR selection"), "KL divergence from each target", "KL(target || ...)"),
-                     "KL divergence per target", "Lower is closer to the target; the gap is the KL reduction.")
-    return out
-
-
-def _cluster_figures(metrics: dict[str, Any]) -> str:
-    sizes = metrics["cluster_sizes"]
-    overlays = {}
-    if metrics.get("selected_per_cluster"):
-        overlays["selected"] = metrics["selected_per_cluster"]
-    dedup = metrics.get("dedup") or {}
-    if dedup.get("removed_per_cluster"):
-        overlays["removed by semantic dedup"] = dedup["removed_per_cluster"]
-    sizes_array = np.asarray(sizes)  # not empty: the caller checked
-    out = table(["clusters", "smallest", "median", "largest", "removed by semantic dedup"],
-                [[len(sizes), int(sizes_array.min()), float(np.median(sizes_array)), int(sizes_array.max()), dedup.get("removed")]])
-    out += image(plots.sized_bars(sizes, overlays, "cluster sizes"), "cluster sizes",
-                 "Unique samples per cluster (grey), largest first, with the rows selected from each and those semantic dedup removed.")
-    return out
-
-
-def loss_curves(metrics: dict[str, Any]) -> dict[str, list[float]]:
-    """Training-loss series a method reports (EL2N's proxy: a list, or one list per seed), by name."""
-    proxy = metrics.get("proxy") if isinstance(metrics.get("proxy"), dict) else {}
-    for source in (proxy, metrics):
-        for key, value in source.items():
-            if "loss" not in key or not isinstance(value, (list, tuple)) or not value:
-                continue
-            if all(isinstance(v, (int, float)) for v in value):
-                return {key: list(value)}
-            if all(isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v) for v in value):
-                return {f"{key} (seed {i})": list(v) for i, v in enumerate(value)}
-    return {}
-
-
-def _el2n_figures(metrics: dict[str, Any]) -> str:
-    keys = ["score", "keep", "window_min", "window_max", "pool_min", "pool_mean", "pool_max", "unscored_bad"]
-    out = table(keys, [[metrics.get(k) for k in keys]])
-    series = loss_curves(metrics)
-    if series:
-        out += image(plots.curves(series, "proxy training loss", "step", "loss"), "proxy training loss", "The proxy model's training loss per step.")
-    return out
-
-
-def _color_figures(metrics: dict[str, Any]) -> str:
-    tasks = metrics.get("color_tasks") or {}
-    keys = ["selected", "conditional_mean_loss", "score_mean", "selected_min_score"]
-    out = table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()])
-    prior = {f"prior (seed {i})": curve for i, curve in enumerate(metrics.get("prior_training_loss") or []) if curve}
-    if prior:
-        out += image(plots.curves(prior, "prior model: training loss", "step", "loss"), "prior training loss",
-                     f"The prior proxy's training loss per step on its sample of the pool (prior mean loss on the pool {fmt(metrics.get('prior_mean_loss'))}).")
-    conditional = {f"{task} (seed {i})": curve for task, curves in (metrics.get("conditional_training_loss") or {}).items()
-                   for i, curve in enumerate(curves) if curve}
-    if conditional:
-        out += image(plots.curves(conditional, "conditional model: fine-tuning loss on the target", "step", "loss"),
-                     "conditional fine-tuning loss", "The prior fine-tuned on each target task: its training loss per step.")
-    return out
-
-
-def _betr_figures(metrics: dict[str, Any]) -> str:
-    tasks = metrics.get("betr_tasks") or {}
-    keys = ["positives", "label_threshold", "heldout_auroc", "heldout_spearman", "lbfgs_evaluations"]
-    out = table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()])
-    for name, info in tasks.items():
-        bins = info.get("heldout_agreement") or []
-        if not bins:
-            continue
-        names = [str(i + 1) for i in range(len(bins))]
-        out += image(plots.bars(names, [b["rds_mean"] for b in bins], f"held-out sample, task {name}: RDS+ score by classifier decile",
-                                "classifier-score group (1 = lowest)", "mean RDS+ score"),
-                     f"agreement for task {name}",
-                     f"The held-out part of the sample in {len(bins)} equal groups by the classifier's score; bars: the groups' mean RDS+ "
-                     f"score (rising left to right when the classifier agrees with RDS+). Share labelled positive per group: "
-                     + ", ".join(f"{100 * b['positive_share']:.0f}%" for b in bins) + ".")
-    return out
+def method_figures(selection: Selection, method: str) -> list[Figure]:
+    """The figures the method declares (none for a method this build does not know, e.g. an older run's)."""
+    try:
+        declared = method_class(method)()
+    except ConfigError:
+        return []
+    return declared.figures(selection)
 
 
 def method_section(selection: Selection, method: str) -> str:
-    metrics = selection.metrics or {}
-    parts = []
-    if "tasks" in metrics:
-        parts.append(_rds_figures(selection, metrics))
-    if "kl_reduction" in metrics:
-        parts.append(_dsir_figures(metrics))
-    if metrics.get("cluster_sizes"):
-        parts.append(_cluster_figures(metrics))
-    if "window_min" in metrics:
-        parts.append(_el2n_figures(metrics))
-    if "color_tasks" in metrics:
-        parts.append(_color_figures(metrics))
-    if "betr_tasks" in metrics:
-        parts.append(_betr_figures(metrics))
-    scalars = flatten(metrics)
+    parts = [draw(figure) for figure in method_figures(selection, method)]
+    scalars = flatten(selection.metrics or {})
     if scalars:
         parts.append(f"<h3>Every figure {esc(method)} reports</h3>" + table(["metric", "value"], scalars))
     return "".join(parts) or note("The method reports no figures of its own.")

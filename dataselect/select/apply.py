@@ -20,7 +20,7 @@ from dataselect.scorer.base import scorer_renderer, threshold_of
 from dataselect.scorer.folder import DESCRIPTION, read_folder
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.stage import Resources, ShardOutput
-from dataselect.select.base import Declared, Excluded, Selection, selected_rows, top_k
+from dataselect.select.base import Declared, Excluded, Selection, selected_rows, task_scores, top_k
 
 
 class ScorerStage:
@@ -101,7 +101,7 @@ class ApplyMethod(Declared):
         chosen = top_k(best, int(eligible.sum()), eligible)
         return Selection(
             **selected_rows(store, chosen), scores=best[chosen], scored=len(scores), unique=len(scores),
-            pool_scores=scores[:, 0] if len(self.tasks) == 1 else scores,
+            **task_scores(scores, self.tasks),
             metrics={"scorer": {k: v for k, v in self.description.items() if k in ("method", "created", "tasks", "model", "render", "versions")},
                      "threshold": [float(v) for v in limit], "keep": options.keep, "passed": int(passing.sum())},
         )

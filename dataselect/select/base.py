@@ -8,6 +8,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.shards import ShardStore
+from dataselect.select.figures import Figure
 from dataselect.stats import SourceStats
 
 if TYPE_CHECKING:
@@ -29,9 +30,15 @@ class Selection:
     # every pool sample's score in store row order ([N], or [N, T] per task), for the report, scores.parquet and benchmarks
     pool_scores: np.ndarray | None = None
     rows: np.ndarray | None = None  # [K] int64: the chosen samples' rows in the pool store (scores.parquet's rank)
+    tasks: list[str] | None = None  # names of pool_scores' columns when it is [N, T]
     # when the method selects parts of samples (DSIR's word chunks): an input record -> its parts, as
     # the method cut them; columns["chunk"] holds each selected row's part number
     chunker: Callable[[dict[str, Any]], list[str]] | None = None
+
+
+def task_scores(scores: np.ndarray, tasks: list[str]) -> dict[str, Any]:
+    """Selection's pool_scores and tasks from per-task scores [N, T]: [N] for one task, [N, T] with the names for several."""
+    return {"pool_scores": scores[:, 0], "tasks": list(tasks)} if scores.shape[1] == 1 else {"pool_scores": scores, "tasks": list(tasks)}
 
 
 class Declared:
@@ -48,6 +55,10 @@ class Declared:
         """What the method loads of model.name: "model", "tokenizer", or None."""
         return "model"
 
+    def figures(self, selection: Selection) -> list[Figure]:
+        """The method's own figures for report.html, built from `selection.metrics` (which the manifest holds)."""
+        return []
+
 
 class Method(Protocol):
     """A selection method: a streaming score phase, then a global select phase (DESIGN.md).
@@ -62,6 +73,8 @@ class Method(Protocol):
     budgeted: bool
 
     def loads(self, config: Any) -> str | None: ...
+
+    def figures(self, selection: Selection) -> list[Figure]: ...
 
     def score(self, context: Any) -> dict[str, ScoredSource]: ...
 

@@ -26,8 +26,9 @@ from dataselect.scoring.logistic import LinearModel, auroc, fit_logistic, spearm
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.ngram import NgramFeatures
 from dataselect.scoring.ngram_store import iter_features
-from dataselect.select.base import Declared, Selection, selected_rows, target_tasks, top_k
-from dataselect.select.rds import round_robin, task_similarities
+from dataselect.select.base import Declared, Selection, selected_rows, target_tasks, task_scores, top_k
+from dataselect.select.figures import Bars, Figure, Table, task_counts
+from dataselect.select.rds import picked_per_task, round_robin, task_similarities
 
 AGREEMENT_BINS = 10  # the report's held-out agreement: RDS+ score by classifier-score decile
 MIN_PER_CLASS = 2  # training rows each class needs, per task
@@ -207,7 +208,22 @@ class BETRMethod(Declared):
         device = {"embedding": str(self.spec.device), "features": str(getattr(self.featurizer, "device", "cpu"))}
         metrics = {"tasks": self.task_sizes, **self.fit.metrics, "device": device}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen, task], columns=columns, metrics=metrics,
-                         scored=len(scores), unique=int(eligible.sum()), pool_scores=scores[:, 0] if scores.shape[1] == 1 else scores)
+                         scored=len(scores), unique=int(eligible.sum()), **task_scores(scores, self.task_names))
+
+    def figures(self, selection: Selection) -> list[Figure]:
+        tasks = selection.metrics.get("betr_tasks") or {}
+        keys = ["positives", "label_threshold", "heldout_auroc", "heldout_spearman", "lbfgs_evaluations"]
+        out = task_counts(selection.metrics.get("tasks") or {}, picked_per_task(selection))
+        out.append(Table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()]))
+        for name, info in tasks.items():
+            bins = info.get("heldout_agreement") or []
+            if bins:
+                out.append(Bars([str(i + 1) for i in range(len(bins))], [b["rds_mean"] for b in bins],
+                                f"held-out sample, task {name}: RDS+ score by classifier decile", "classifier-score group (1 = lowest)", "mean RDS+ score",
+                                f"The held-out part of the sample in {len(bins)} equal groups by the classifier's score; bars: the groups' mean RDS+ "
+                                "score (rising left to right when the classifier agrees with RDS+). Share labelled positive per group: "
+                                + ", ".join(f"{100 * b['positive_share']:.0f}%" for b in bins) + "."))
+        return out
 
 
 class BETRScorer(Scorer):

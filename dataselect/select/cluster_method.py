@@ -31,6 +31,7 @@ from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Selection, selected_rows
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
+from dataselect.select.figures import Figure, SizedBars, Table
 from dataselect.select.rds import EmbeddingScorerBase
 from dataselect.select.semdedup import semdedup
 
@@ -173,6 +174,18 @@ class ClusterMethod(Declared):
             unique=unique,
             pool_scores=priority,
         )
+
+    def figures(self, selection: Selection) -> list[Figure]:
+        metrics = selection.metrics
+        sizes = np.asarray(metrics.get("cluster_sizes") or [], np.int64)
+        if not len(sizes):
+            return []
+        dedup = metrics.get("dedup") or {}
+        overlays = {"selected": metrics.get("selected_per_cluster"), "removed by semantic dedup": dedup.get("removed_per_cluster")}
+        return [Table(["clusters", "smallest", "median", "largest", "removed by semantic dedup"],
+                      [[len(sizes), int(sizes.min()), float(np.median(sizes)), int(sizes.max()), dedup.get("removed")]]),
+                SizedBars(sizes.tolist(), {name: counts for name, counts in overlays.items() if counts}, "cluster sizes",
+                          "Unique samples per cluster (grey), largest first, with the rows selected from each and those semantic dedup removed.")]
 
     def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
         """The centroids and the model and rendering that embed a record: a record's cluster and cosine to its centroid."""

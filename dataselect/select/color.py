@@ -18,9 +18,10 @@ from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
 from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, task_scores, top_k
 from dataselect.select.el2n import bad_scores
-from dataselect.select.rds import round_robin
+from dataselect.select.figures import Curves, Figure, Table, seed_curves, task_counts
+from dataselect.select.rds import picked_per_task, round_robin
 
 
 def loss_reduction(prior_loss: np.ndarray, conditional_loss: np.ndarray) -> np.ndarray:
@@ -159,7 +160,25 @@ class ColorMethod(Declared):
         return Selection(**selected_rows(store, chosen), scores=scores[chosen, task], columns=columns,
                          metrics=self._metrics(scores, prior_loss, conditional_loss, chosen, task, bad, hashes, unique),
                          scored=int(np.isfinite(prior_loss).sum()), unique=int(eligible.sum()),
-                         pool_scores=scores[:, 0] if scores.shape[1] == 1 else scores)
+                         **task_scores(scores, self.task_names))
+
+    def figures(self, selection: Selection) -> list[Figure]:
+        metrics = selection.metrics
+        tasks = metrics.get("color_tasks") or {}
+        keys = ["selected", "conditional_mean_loss", "score_mean", "selected_min_score"]
+        out = task_counts(metrics.get("tasks") or {}, picked_per_task(selection))
+        out.append(Table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()]))
+        prior = seed_curves(metrics.get("prior_training_loss") or [], "prior")
+        if prior:
+            mean = metrics.get("prior_mean_loss")
+            out.append(Curves(prior, "prior model: training loss", "step", "loss", "The prior proxy's training loss per step on its sample of "
+                              f"the pool (prior mean loss on the pool {mean:.4g})." if mean is not None else "The prior proxy's training loss per step."))
+        conditional = {name: curve for task, curves in (metrics.get("conditional_training_loss") or {}).items()
+                       for name, curve in seed_curves(curves, task).items()}
+        if conditional:
+            out.append(Curves(conditional, "conditional model: fine-tuning loss on the target", "step", "loss",
+                              "The prior fine-tuned on each target task: its training loss per step."))
+        return out
 
     def _metrics(self, scores: np.ndarray, prior_loss: np.ndarray, conditional_loss: np.ndarray, chosen: np.ndarray, task: np.ndarray,
                  bad: np.ndarray, hashes: np.ndarray, unique: np.ndarray) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from dataselect.io.render import TextRenderer, word_chunks
 from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring import importance, ngram, ngram_store
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, top_k
+from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, task_scores, top_k
+from dataselect.select.figures import Figure, PairedBars, Table
 
 logger = logging.getLogger(__name__)
 
@@ -281,11 +282,23 @@ class DSIRMethod(Declared):
             metrics=metrics,
             scored=len(lengths),
             unique=int(unique.sum()),
-            pool_scores=weights[:, 0] if weights.shape[1] == 1 else weights,
             chunker=RecordChunks(TextRenderer(_source_for_dsir(context.config.input)), options.chunk_words) if options.chunk_words else None,
+            **task_scores(weights, [str(n) for n in fitted.names]),
         )
 
-
+    def figures(self, selection: Selection) -> list[Figure]:
+        metrics = selection.metrics
+        out: list[Figure] = [Table(["KL(target || selected)", "KL(target || random selection)", "KL reduction"],
+                                   [[metrics["kl_target_selected"], metrics.get("kl_target_random"), metrics["kl_reduction"]]])]
+        targets = metrics.get("targets") or {}
+        if targets:
+            keys = ["proportion", "quota", "selected", "target_ngrams", "kl_target_selected", "kl_target_random"]
+            names = list(targets)
+            out += [Table(["target", *keys], [[name, *(info.get(k) for k in keys)] for name, info in targets.items()]),
+                    PairedBars(names, [targets[n].get("kl_target_random", 0) for n in names], [targets[n].get("kl_target_selected", 0) for n in names],
+                               ("random selection", "DSIR selection"), "KL divergence from each target", "KL(target || ...)",
+                               "Lower is closer to the target; the gap is the KL reduction.")]
+        return out
 
     def saved_scorer(self, context, folder, selection: Selection) -> None:
         """The log ratios [T, B] and the featuriser that turns a record into n-gram buckets."""

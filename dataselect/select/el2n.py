@@ -20,6 +20,7 @@ from dataselect.io.render import TextRenderer
 from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows
+from dataselect.select.figures import Curves, Figure, Table, seed_curves
 
 
 def window_start(n: int, size: int, keep: str, offset: int | None = None) -> int:
@@ -136,6 +137,15 @@ class EL2NMethod(Declared):
                                 "losses": training_losses(self.proxies.path)}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,
                          scored=int(np.isfinite(scores).sum()), unique=n, pool_scores=scores)
+
+    def figures(self, selection: Selection) -> list[Figure]:
+        metrics = selection.metrics
+        keys = ["score", "keep", "window_min", "window_max", "pool_min", "pool_mean", "pool_max", "unscored_bad"]
+        out: list[Figure] = [Table(keys, [[metrics.get(k) for k in keys]])]
+        series = seed_curves((metrics.get("proxy") or {}).get("losses") or [], "losses")
+        if series:
+            out.append(Curves(series, "proxy training loss", "step", "loss", "The proxy model's training loss per step."))
+        return out
 
     def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
         """The causal LM that scored (the proxies' weights, one safetensors file per seed; or model.name by name)

@@ -227,11 +227,15 @@ def test_the_report_loads_in_headless_chromium_and_every_image_decodes(rds_run):
 # ---------------------------------------------------------------------------------------------
 
 
-def _page(metrics: dict, pool_scores, scores, method: str, columns: dict | None = None) -> str:
+def _selection(metrics: dict, pool_scores, scores, columns: dict | None = None, tasks: list | None = None):
     from dataselect.select.base import Selection
 
-    selection = Selection(ids=[f"s{i}" for i in range(len(scores))], scores=np.asarray(scores, np.float64),
-                          positions=np.arange(len(scores)), columns=columns or {}, metrics=metrics, pool_scores=pool_scores)
+    return Selection(ids=[f"s{i}" for i in range(len(scores))], scores=np.asarray(scores, np.float64), positions=np.arange(len(scores)),
+                     columns=columns or {}, metrics=metrics, pool_scores=pool_scores, tasks=tasks)
+
+
+def _page(metrics: dict, pool_scores, scores, method: str, columns: dict | None = None, tasks: list | None = None) -> str:
+    selection = _selection(metrics, pool_scores, scores, columns, tasks)
     manifest = {"config": {"method": {"name": method}}, "counts": {"selected": len(scores)}, "timings_s": {"score_pool": 1.0, "total": 1.5}}
     return report.render(selection, manifest, None)
 
@@ -253,13 +257,17 @@ def test_el2n_shows_its_window_and_the_proxy_training_loss():
     assert "2 pool rows have no finite score" in _section(page, "Scores")
     method = _section(page, "Method figures (el2n)")
     assert "<td>middle</td>" in method and len(_images(method)) == 1  # the loss curves
-    assert report.loss_curves(metrics) == {"losses (seed 0)": [3.0, 2.5, 2.1], "losses (seed 1)": [3.1, 2.4, 2.2]}
+    from dataselect.select.el2n import EL2NMethod
+    from dataselect.select.figures import Curves
+
+    curves = [f for f in EL2NMethod().figures(_selection(metrics, scores, [0.5, 0.7])) if isinstance(f, Curves)]
+    assert [c.series for c in curves] == [{"losses (seed 0)": [3.0, 2.5, 2.1], "losses (seed 1)": [3.1, 2.4, 2.2]}]
 
 
 def test_many_tasks_get_one_histogram_of_each_rows_best_score_and_no_scores_is_a_note():
     pool = np.random.default_rng(0).random((50, 9))
     tasks = {f"t{i}": 1 for i in range(9)}
-    page = _page({"tasks": tasks}, pool, [0.99] * 9, "rds", {"task": [f"t{i}" for i in range(9)]})
+    page = _page({"tasks": tasks}, pool, [0.99] * 9, "rds", {"task": [f"t{i}" for i in range(9)]}, list(tasks))
     scores = _section(page, "Scores")
     assert len(_images(scores)) == 1 and "9 tasks: each row&#x27;s highest task score" in scores
     assert "keeps no per-sample pool scores" in _page({}, None, [1.0], "random")

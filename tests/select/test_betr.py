@@ -68,7 +68,7 @@ def test_the_classifier_ranks_first_the_source_with_the_targets_ngrams(tmp_path)
     assert task["heldout_auroc"] > 0.9 and task["heldout_spearman"] > 0.3 and task["positives"] == int(np.ceil(0.25 * sample["usable"]))
     assert result.manifest["stages"]["sample"]["docs"] == sample["sampled"] and result.manifest["stages"]["pool"]["docs"] == 4 * PER_SOURCE
     html = (result.output_dir / "report.html").read_text()
-    assert "agreement for task target" in html and "heldout_auroc" in html
+    assert "held-out sample, task target: RDS+ score by classifier decile" in html and "heldout_auroc" in html
 
 
 def test_a_full_sample_scored_by_rds_itself_reproduces_rds(tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ def test_a_pool_sample_the_target_holds_gets_one_of_the_largest_scores(tmp_path)
     assert metrics["scorer"] == "proxy" and len(metrics["prior_training_loss"][0]) == 20
     assert len(metrics["conditional_training_loss"]["target"][0]) == 30
     html = (result.output_dir / "report.html").read_text()
-    assert "alt=\"prior training loss\"" in html and "alt=\"conditional fine-tuning loss\"" in html
+    assert "alt=\"prior model: training loss\"" in html and "alt=\"conditional model: fine-tuning loss on the target\"" in html
 
 
 def test_the_score_is_a_loss_difference():

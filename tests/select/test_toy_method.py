@@ -17,6 +17,7 @@ from dataselect.cli import main
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.samples import SampleStage
 from dataselect.select.base import Declared, Excluded, Selection, selected_rows, top_k
+from dataselect.select.figures import Bars, Figure, Table
 
 
 class ToyMethod(Declared):
@@ -35,7 +36,12 @@ class ToyMethod(Declared):
         lengths = np.array([len(p) for p in store.column("preview").to_pylist()], np.float64)  # [N]
         eligible = context.eligible(scored["pool"], tiny=Excluded(lengths < 30, "shorter than 30 characters"))
         chosen = top_k(lengths, context.budget(eligible), eligible)
-        return Selection(**selected_rows(store, chosen), scores=lengths[chosen], scored=len(lengths), unique=int(eligible.sum()), pool_scores=lengths)
+        return Selection(**selected_rows(store, chosen), scores=lengths[chosen], scored=len(lengths), unique=int(eligible.sum()), pool_scores=lengths,
+                         metrics={"longest": float(lengths.max())})
+
+    def figures(self, selection: Selection) -> list[Figure]:
+        return [Table(["longest text", "selected"], [[selection.metrics["longest"], len(selection.ids)]]),
+                Bars(["chosen"], [len(selection.ids)], "toy bars", "x", "y", "the toy method's caption")]
 
 
 @pytest.fixture
@@ -57,5 +63,8 @@ def test_a_method_in_one_module_runs_end_to_end(tmp_path, toy, capsys) -> None:
     assert f"{len(MATH + OTHER) - len(long_enough)} shorter than 30 characters" in out
     scores = pq.read_table(tmp_path / "out" / "scores.parquet").to_pylist()
     assert {row["excluded"] for row in scores} == {None, "tiny"}
-    assert (tmp_path / "out" / "report.html").stat().st_size > 1000
+    page = (tmp_path / "out" / "report.html").read_text()
+    longest = max(len(t) for t in MATH + OTHER)
+    assert f"<th>longest text</th><th>selected</th></tr></thead><tbody><tr><td class=\"num\">{longest}</td>" in page
+    assert "the toy method&#x27;s caption" in page
     assert main(["methods"]) == 0 and "toy: the longest texts first" in capsys.readouterr().out

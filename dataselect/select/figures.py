@@ -1,0 +1,80 @@
+"""The figures a method adds to report.html, as data: a method builds them from its own metrics
+(`Declared.figures`), and io/report.py draws them, so the report never reads a method's metric keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+
+@dataclass
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass
+class Bars:
+    """One bar per name."""
+
+    names: Sequence[Any]
+    values: Sequence[float]
+    title: str
+    xlabel: str
+    ylabel: str
+    caption: str = ""
+
+
+@dataclass
+class PairedBars:
+    """Two bars per name (e.g. pool and selection), labelled by `labels`."""
+
+    names: Sequence[Any]
+    first: Sequence[float]
+    second: Sequence[float]
+    labels: tuple[str, str]
+    title: str
+    ylabel: str
+    caption: str = ""
+
+
+@dataclass
+class SizedBars:
+    """Group sizes, largest first, with overlaid counts per group (e.g. selected, removed)."""
+
+    sizes: Sequence[int]
+    overlays: dict[str, Sequence[int]]
+    title: str
+    caption: str = ""
+
+
+@dataclass
+class Curves:
+    """Series over steps (training losses), by name."""
+
+    series: dict[str, Sequence[float]]
+    title: str
+    xlabel: str
+    ylabel: str
+    caption: str = ""
+
+
+@dataclass
+class Note:
+    text: str
+
+
+Figure = Union[Table, Bars, PairedBars, SizedBars, Curves, Note]
+
+
+def task_counts(sizes: dict[str, int], picked: dict[str, int]) -> list[Figure]:
+    """Target samples and selected rows per target task (RDS+, BETR, CoLoR-Filter), with a bar chart for several."""
+    out: list[Figure] = [Table(["task", "target samples", "selected"], [[name, count, picked.get(name, 0)] for name, count in sizes.items()])]
+    if len(sizes) > 1:
+        out.append(Bars(list(sizes), [picked.get(n, 0) for n in sizes], "selected samples per task", "task", "selected",
+                        "Rows each task chose in the round-robin."))
+    return out
+
+
+def seed_curves(curves: list[list[float]], name: str) -> dict[str, list[float]]:
+    """One training-loss series per seed, by name (empty curves left out)."""
+    return {f"{name} (seed {i})": list(curve) for i, curve in enumerate(curves) if curve}
