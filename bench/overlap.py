@@ -31,8 +31,9 @@ def forward_only(config, spec, device) -> tuple[int, float]:
     import torch
 
     from dataselect.io.plan import plan_shards
+    from dataselect.io.readers import read_spec
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import read_spec, to_sample
+    from dataselect.io.samples import to_sample
     from dataselect.scoring.batching import token_budget_batches
     from dataselect.scoring.models import load_weights
     from dataselect.scoring.tokenize import encoder_for

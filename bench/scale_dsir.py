@@ -66,7 +66,7 @@ def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, fl
     """Median seconds to open and read the first and the last planned shard, and the shard count."""
     from dataselect.config import SourceConfig
     from dataselect.io.plan import plan_shards
-    from dataselect.io.sources import read_spec
+    from dataselect.io.readers import read_spec
 
     specs = list(plan_shards(SourceConfig(path=str(pool)), shard_size))
 

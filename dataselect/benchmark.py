@@ -91,7 +91,8 @@ def read_samples(source: Any, tokenizer: Any, causal_lm: bool = False) -> tuple[
     """Every usable sample of the source, read and rendered as the score phase does, and the seconds."""
     from dataselect.io.plan import plan_shards
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import read_spec, to_sample
+    from dataselect.io.readers import read_spec
+    from dataselect.io.samples import to_sample
     from dataselect.stats import SourceStats
 
     renderer = TextRenderer(source, tokenizer, causal_lm)

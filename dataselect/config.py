@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dataselect.errors import ConfigError
 
@@ -37,6 +37,8 @@ class SourceConfig(_Section):
     on_error: Literal["skip", "fail"] = "skip"
     max_chars: int = Field(100_000, gt=0)  # longer samples are bad input ("over-long"), not silently truncated
     limit: int | None = Field(None, gt=0)  # read at most this many records (for quick looks)
+    # the files a run resolved this source to (io/locate.py pins them at the run's start; travels to workers)
+    _located: Any = PrivateAttr(default=None)
 
 
 class InputConfig(SourceConfig):

@@ -16,8 +16,8 @@ from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
 from dataselect.io.categorical import report_fields
 from dataselect.io.ids import listed_ids
+from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.render import TextRenderer
-from dataselect.io.sources import SkippedFile, resolve_locations
 from dataselect.scoring.loop import ScoredSource, run_stage
 from dataselect.scoring.stage import ScoreStage
 from dataselect.select.base import GENERIC_EXCLUSIONS, Excluded, exclusion_reasons, first_occurrences, require_usable_pool

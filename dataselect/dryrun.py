@@ -14,9 +14,9 @@ from typing import Any
 
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import DataselectError
+from dataselect.io.locate import resolve_locations
 from dataselect.io.plan import iter_raw_records
 from dataselect.io.render import BadRecord, TextRenderer
-from dataselect.io.sources import resolve_locations
 from dataselect.stats import BadInput
 
 FIRST_RECORDS = 5  # records read from the start of each source

@@ -19,6 +19,7 @@ from dataselect.config import Config
 from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
+from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, resolve_locations
 from dataselect.io.outputs import (
     pool_scores_table,
     publish,
@@ -31,7 +32,7 @@ from dataselect.io.outputs import (
 )
 from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
-from dataselect.io.sources import CACHE_TAG, CACHE_TAG_TEXT, resolve_locations, spool_stdin
+from dataselect.io.streams import spool_stdin
 from dataselect.methods import get_method
 from dataselect.select.base import Selection
 

@@ -13,8 +13,8 @@ from typing import Iterator
 
 from dataselect.config import Config, SourceConfig
 from dataselect.errors import ConfigError, InputError
+from dataselect.io.locate import SkippedFile, located, pin
 from dataselect.io.plan import plan_shards
-from dataselect.io.sources import SkippedFile, resolve_locations, skipped_files
 from dataselect.stats import MAX_PRINTED_BAD
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,12 @@ def sources_read(config: Config) -> dict[str, SourceConfig]:
 
 
 def check_sources(config: Config) -> dict[str, list[SkippedFile]]:
-    """Every source the method reads resolves to locations and plans a first shard (standard input, which
-    reading would use up, only resolves); the files each directory or glob skipped, logged once."""
+    """Every source the method reads resolves to locations, pinned for the run (io/locate.py), and plans a
+    first shard (standard input, which reading would use up, only resolves); the files each directory or
+    glob skipped, logged once."""
     skipped: dict[str, list[SkippedFile]] = {}
     for role, source in sources_read(config).items():
-        locations = resolve_locations(source)
+        locations = pin(source).locations
         if any(kind == "stdin" for kind, _ in locations):
             if sys.stdin is None or sys.stdin.isatty():
                 raise ConfigError(f"config error: {role}.path: '-' reads standard input, which is a terminal here; pipe the records in "
@@ -81,7 +82,7 @@ def check_sources(config: Config) -> dict[str, list[SkippedFile]]:
             if role == "target":
                 raise ConfigError("config error: target.path: the target set has no usable samples")
             raise InputError("input error: input.path: no usable samples (read 0, skipped 0 as bad)")
-        skipped[role] = skipped_files(source)
+        skipped[role] = list(located(source).skipped)
         for number, skip in enumerate(skipped[role]):
             if number == MAX_PRINTED_BAD:
                 logger.warning("%s: %d more files skipped; see manifest.json", role, len(skipped[role]) - number)

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 
 from dataselect.config import METHODS, Config, SourceConfig
 from dataselect.hardware import run_mfu
+from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.outputs import package_versions
-from dataselect.io.sources import SkippedFile, resolve_locations
 from dataselect.select.base import Selection, score_throughput
 from dataselect.stats import MAX_REPORTED_BAD, SourceStats
 

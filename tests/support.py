@@ -112,3 +112,13 @@ def fill_vector_store(root, vectors, shard_size):
         store.write_shard(index, meta, SourceStats("pool"), {"emb": block.astype(np.float16)})
     store.complete(len(starts), {})
     return store
+
+
+def source_samples(config, tokenizer=None, causal_lm=False):
+    """(the source's samples as the score phase renders them, its SourceStats)."""
+    from dataselect.io.plan import iter_samples
+    from dataselect.io.render import TextRenderer
+    from dataselect.stats import SourceStats
+
+    stats = SourceStats("pool")
+    return list(iter_samples(config, TextRenderer(config, tokenizer, causal_lm), stats)), stats

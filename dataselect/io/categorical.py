@@ -48,7 +48,7 @@ def is_categorical(values: list[Any], records: int) -> bool:
 def sniff_records(source: SourceConfig, count: int = SNIFF_RECORDS) -> list[dict[str, Any]]:
     """The source's first `count` parseable records (reads only those)."""
     from dataselect.io.plan import plan_shards
-    from dataselect.io.sources import read_spec
+    from dataselect.io.readers import read_spec
 
     limit = min(count, source.limit) if source.limit else count
     specs = plan_shards(source.model_copy(update={"limit": limit}), limit)

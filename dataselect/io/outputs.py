@@ -23,8 +23,8 @@ from tqdm import tqdm
 from dataselect.config import Config
 from dataselect.errors import OutputError
 from dataselect.io.plan import iter_raw_records
+from dataselect.io.samples import RawRecord, sample_id
 from dataselect.io.shards import atomic_write, atomic_write_text
-from dataselect.io.sources import RawRecord, sample_id
 from dataselect.select.base import Selection
 
 VERSIONED_PACKAGES = ("dataselect", "torch", "triton", "transformers", "tokenizers", "numpy", "pyarrow", "faiss-cpu", "datasets", "pydantic")

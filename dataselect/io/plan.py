@@ -20,9 +20,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from dataselect.config import SourceConfig
-from dataselect.io import sources
+from dataselect.io import locate, readers
+from dataselect.io.locate import COMPRESSED_SUFFIXES, hf_disk_path, resolve_locations
+from dataselect.io.readers import read_spec
 from dataselect.io.render import TextRenderer
-from dataselect.io.sources import COMPRESSED_SUFFIXES, RawRecord, Sample, hf_disk_path, read_spec, resolve_locations, to_sample
+from dataselect.io.samples import RawRecord, Sample, to_sample
 from dataselect.stats import SourceStats
 
 SCAN_BYTES = 1 << 24  # bytes per block of the jsonl line scan
@@ -152,23 +154,23 @@ def _plan_sequential(records: Iterator[Any], shard_size: int, first_index: int, 
 
 def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
     """The source's shards in order (lazily: a sequential location is read while it is planned)."""
-    locations = sources.resolve_locations(config)
-    labels = sources.file_labels(locations)
+    locations = locate.resolve_locations(config)
+    labels = locate.file_labels(locations)
     index, position = 0, 0
     for (kind, location), label in zip(locations, labels):
         if config.limit is not None and position >= config.limit:
             return
         if is_sequential(kind, str(location)):
-            raw = sources.read_location(kind, location, label, first_position=position)
+            raw = readers.read_location(kind, location, label, first_position=position)
             specs = _plan_sequential(raw, shard_size, index, position, config.limit)
         elif kind == "jsonl":
             specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit)
         elif kind == "parquet":
-            specs = _plan_rows("parquet", str(location), label, sources.parquet_rows(Path(location)), shard_size, index, position, config.limit)
+            specs = _plan_rows("parquet", str(location), label, readers.parquet_rows(Path(location)), shard_size, index, position, config.limit)
         else:
-            rows = len(sources.load_disk_dataset(str(location)))
+            rows = len(readers.load_disk_dataset(str(location)))
             specs = _plan_rows("hf-disk", str(location), f"hf:{location}", rows, shard_size, index, position, config.limit)
-        for spec in sources.guarded(specs, location):
+        for spec in readers.guarded(specs, location):
             yield spec
             index, position = spec.index + 1, spec.first_position + spec.count
 

@@ -27,7 +27,7 @@ from dataselect.stats import SourceStats
 if TYPE_CHECKING:
     from dataselect.config import SourceConfig
     from dataselect.io.render import TextRenderer
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
 
 PREVIEW_CHARS = 200  # kept per sample so summaries can show selected texts without re-reading the input
 
@@ -197,7 +197,7 @@ def _write_row_groups(path: Path, schema: pa.Schema, tables: Iterator[pa.Table])
 
 def source_key(source: "SourceConfig", renderer: "TextRenderer", shard_size: int) -> dict[str, Any]:
     """What decides a source's samples: its files (with size and mtime), fields, rendering, sharding."""
-    from dataselect.io.sources import fingerprint
+    from dataselect.io.locate import fingerprint
 
     return {
         "source": fingerprint(source),
@@ -219,7 +219,7 @@ def keyed_store(cache_root: Path, kind: str, key: dict[str, Any]) -> ShardStore:
 def sample_columns(samples: list["Sample"], fields: dict[str, str] | None = None) -> dict[str, pa.Array]:
     """Metadata columns every store has (id, position, text_hash, norm_hash, preview), plus record fields
     copied as string columns ({column: field})."""
-    from dataselect.io.sources import text_hash
+    from dataselect.io.samples import text_hash
 
     columns = {
         "id": pa.array([s.id for s in samples], pa.string()),

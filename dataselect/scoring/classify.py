@@ -15,7 +15,7 @@ from dataselect.scoring.logistic import LinearModel
 from dataselect.scoring.stage import Resources, ShardOutput
 
 if TYPE_CHECKING:
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
 
 CLASSIFY_FORMAT = 1  # bump when the stored scores change meaning
 # this process's featurisers, by the digest of their pickle: the executors send the stage with every

@@ -25,7 +25,7 @@ from dataselect.scoring.stage import Resources, ShardOutput
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_for
 
 if TYPE_CHECKING:
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
 
 
 logger = logging.getLogger(__name__)

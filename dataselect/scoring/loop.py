@@ -21,9 +21,10 @@ from tqdm import tqdm
 from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.errors import InputError
 from dataselect.io.plan import ShardSpec, plan_shards, source_is_sequential
+from dataselect.io.readers import read_spec
 from dataselect.io.render import TextRenderer
+from dataselect.io.samples import Sample, to_sample
 from dataselect.io.shards import ShardStore, keyed_store, sample_columns, source_key
-from dataselect.io.sources import Sample, read_spec, to_sample
 from dataselect.scoring.stage import ScoreStage
 from dataselect.stats import SourceStats
 

@@ -18,7 +18,7 @@ from dataselect.config import ModelConfig, ProxyConfig, SourceConfig
 from dataselect.scoring.stage import Resources, ShardOutput
 
 if TYPE_CHECKING:
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
     from dataselect.scoring.proxy import TrainedProxies
 
 MASKS_VERSION = 1  # bump when loss_masks changes which tokens count

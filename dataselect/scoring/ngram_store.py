@@ -13,8 +13,8 @@ from dataselect.scoring.ngram import NgramFeatures
 from dataselect.scoring.stage import Resources, ShardOutput
 
 if TYPE_CHECKING:
+    from dataselect.io.samples import Sample
     from dataselect.io.shards import ShardStore
-    from dataselect.io.sources import Sample
 
 FEATURE_FORMAT = 1  # bump when the stored bucket lists change meaning
 

@@ -16,7 +16,7 @@ import numpy as np
 from dataselect.scoring.stage import ShardOutput
 
 if TYPE_CHECKING:
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
 
 KEY_SPACE = 1 << 64  # sample_key values lie in [0, KEY_SPACE)
 SAMPLE_FORMAT = 1  # bump when sample_key changes

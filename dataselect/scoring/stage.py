@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataselect.config import build_config
 from dataselect.errors import OutputError
 from dataselect.io import outputs
 from dataselect.io.plan import iter_raw_records
-from dataselect.io.sources import sample_id
+from dataselect.io.samples import sample_id
 from dataselect.select.base import Selection
 
 

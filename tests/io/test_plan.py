@@ -13,8 +13,8 @@ import pytest
 from dataselect.config import SourceConfig
 from dataselect.io import plan
 from dataselect.io.plan import plan_shards
+from dataselect.io.readers import read_spec
 from dataselect.io.shards import ShardStore
-from dataselect.io.sources import read_spec
 from dataselect.stats import SourceStats
 
 QUIRKY = (

@@ -142,7 +142,7 @@ def test_kl_divergence():
 
 
 def test_chunking_splits_on_single_spaces():
-    from dataselect.io.sources import Sample
+    from dataselect.io.samples import Sample
 
     sample = Sample(position=3, id="doc", text="a b c d e", file="f", line=4, record={})
     pieces = ngram_store.chunk_sample(sample, 2)

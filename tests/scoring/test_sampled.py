@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataselect.io.sources import Sample
+from dataselect.io.samples import Sample
 from dataselect.scoring.proxy import training_sample
 from dataselect.scoring.sampled import KEY_SPACE, SampledStage, count_limit, fraction_limit, sample_key, sample_keys
 from dataselect.scoring.stage import Resources, ShardOutput

@@ -1,0 +1,137 @@
+"""Byte streams of a source: compressed files (gzip, bz2, xz, zstd) with a damaged stream reported where
+it broke, and standard input, spooled to a file for the run so it can be read more than once."""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def open_binary(path: Path) -> Any:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.name.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    if path.name.endswith(".xz"):
+        import lzma
+
+        return lzma.open(path, "rb")
+    if path.name.endswith(".zst"):
+        return io.BufferedReader(_ZstdReader(path), 1 << 20)
+    return open(path, "rb")
+
+
+class _ZstdReader(io.RawIOBase):
+    """A .zst file's bytes, frame after frame; a file that ends inside a frame raises EOFError, as gzip,
+    bz2 and xz do (zstandard's own stream reader ends quietly there, and the rest is lost without a word)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, path: Path) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self._file = open(path, "rb")
+        self._decoder = zstandard.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._in_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._file.read(self.CHUNK)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("compressed file ended before the end of a zstd frame")
+                return 0
+            while chunk:
+                self._in_frame = True
+                self._pending += self._decoder.decompress(chunk)
+                chunk = b""
+                if self._decoder.eof:  # a frame ended; the next one (if any) starts in its unused data
+                    chunk, self._in_frame = self._decoder.unused_data, False
+                    self._decoder = self._zstd.ZstdDecompressor().decompressobj()
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class Damaged(Exception):
+    """A compressed stream stopped decompressing after `lines` lines."""
+
+    def __init__(self, lines: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.lines = lines
+        self.error = error
+
+
+def decompression_errors() -> tuple[type[BaseException], ...]:
+    """What gzip, bz2, xz and zstd raise for a damaged or cut stream (bz2 and gzip raise OSError kinds)."""
+    import lzma
+    import zlib
+
+    errors: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, lzma.LZMAError)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:
+        pass
+    return errors
+
+
+def stream_lines(handle: Any) -> Iterator[bytes]:
+    """The stream's lines; a decompression failure becomes Damaged, carrying how far it got."""
+    count = 0
+    errors = decompression_errors()
+    iterator = iter(handle)
+    while True:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            return
+        except errors as error:
+            raise Damaged(count, error) from None
+        count += 1
+        yield raw
+
+
+# Standard input, copied once into a file under the cache folder for the run (see spool_stdin): the score
+# phase and the selected rows both read it. (path, token): the token makes every run's cache key new.
+_STDIN_SPOOL: list[tuple[Path, str] | None] = [None]
+
+
+@contextlib.contextmanager
+def spool_stdin(folder: Path) -> Iterator[None]:
+    """Standard input copied to a file in `folder` for the length of the block (then removed), so a run
+    can read `input.path: -` more than once; its cache key is new every time (never a cache hit)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    path = folder / f"stdin-{token}"
+    try:
+        with open(path, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        _STDIN_SPOOL[0] = (path, token)
+        yield
+    finally:
+        _STDIN_SPOOL[0] = None
+        path.unlink(missing_ok=True)
+
+
+def stdin_spool() -> tuple[Path, str] | None:
+    """The run's spooled standard input (path, token), or None outside a run."""
+    return _STDIN_SPOOL[0]
