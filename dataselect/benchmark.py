@@ -90,8 +90,8 @@ def timed(fn: Callable[[], Any], device: Any, min_runs: int = 3) -> float:
 def read_samples(source: Any, tokenizer: Any, causal_lm: bool = False) -> tuple[list[Any], float]:
     """Every usable sample of the source, read and rendered as the score phase does, and the seconds."""
     from dataselect.io.plan import plan_shards
-    from dataselect.io.render import TextRenderer
     from dataselect.io.readers import read_spec
+    from dataselect.io.render import TextRenderer
     from dataselect.io.samples import to_sample
     from dataselect.stats import SourceStats
 
@@ -110,6 +110,7 @@ def forward_pair(embedder: Any, tokens: Any, batch_tokens: int) -> dict[str, Any
     import torch
 
     from dataselect.scoring.batching import token_budget_batches
+    from dataselect.scoring.embed import WIDTH_STEP
 
     totals = {"engine": 0.0, "direct": 0.0, "flops": 0}
 
@@ -129,7 +130,7 @@ def forward_pair(embedder: Any, tokens: Any, batch_tokens: int) -> dict[str, Any
         return time.perf_counter() - start
 
     ratios = []
-    for number, batch in enumerate(token_budget_batches(tokens.lengths, batch_tokens)):
+    for number, batch in enumerate(token_budget_batches(tokens.lengths, batch_tokens, WIDTH_STEP)):
         direct(batch)  # the untimed warm-up of this shape
         first, second = (engine, direct) if number % 2 == 0 else (direct, engine)  # alternate who runs first
         results = {first: first(batch), second: second(batch)}

@@ -16,18 +16,32 @@ class TokenBatch:
         return len(self.indices) * self.padded_length
 
 
-def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[TokenBatch]:
+def padded_width(length: int, width_step: int) -> int:
+    """A sample's padded width: its length rounded up to a multiple of `width_step` (at least one step)."""
+    return max(width_step, -(-int(length) // width_step) * width_step)
+
+
+def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int | None = None) -> list[TokenBatch]:
     """Sort by length (longest first, ties by position, so the result is deterministic) and cut
-    greedily so that each batch's padded size, rows x longest row, stays within `batch_tokens`.
-    A sample longer than the budget gets a batch of its own."""
+    greedily so that each batch's padded size, rows x width, stays within `batch_tokens`. A sample
+    longer than the budget gets a batch of its own.
+
+    Width: the batch's longest row; with `width_step`, each row's own length rounded up to a multiple of
+    it, and a batch holds rows of one width only. Then a row's padding, and so (on CPU) its output bit for
+    bit, depends on the row alone, not on the batch size or its batch-mates: a saved scorer that embeds
+    one record gets what the run stored for it."""
     order = np.lexsort((np.arange(len(lengths)), -np.asarray(lengths)))  # [n]
+    widths = (np.asarray([padded_width(n, width_step) for n in lengths], np.int64) if width_step
+              else np.asarray(lengths, np.int64))  # [n]
     batches: list[TokenBatch] = []
     start = 0
     while start < len(order):
-        longest = int(lengths[order[start]])
-        rows = max(1, batch_tokens // max(longest, 1))
+        width = int(widths[order[start]])
+        rows = max(1, batch_tokens // max(width, 1))
         chunk = order[start : start + rows]
-        batches.append(TokenBatch(indices=chunk, padded_length=longest))
+        if width_step:
+            chunk = chunk[widths[chunk] == width]  # sorted longest first: the rows of this width come first
+        batches.append(TokenBatch(indices=chunk, padded_length=width))
         start += len(chunk)
     return batches
 

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger(__name__)
+# rows padded to their own length rounded up to this (batching.py): an embedding is then the same whatever
+# the batch it ran in, so a saved scorer reproduces the run's stored vectors, and 8 suits tensor cores
+WIDTH_STEP = 8
 
 
 class Embedder:
@@ -79,7 +82,7 @@ class Embedder:
 
         `on_batch(docs, tokens)` is called after each forward batch (for progress bars)."""
         out = np.empty((len(tokens), self.dim), dtype=np.float32)  # [n, d]
-        batches = token_budget_batches(tokens.lengths, batch_tokens)
+        batches = token_budget_batches(tokens.lengths, batch_tokens, WIDTH_STEP)
         real, padded = padding_waste(tokens.lengths, batches)
         self.real_tokens += real
         self.padded_tokens += padded
@@ -134,7 +137,7 @@ class EmbedStage:
         return int(self.spec.hf_config.hidden_size)
 
     def identity(self) -> dict[str, Any]:
-        return self.spec.identity()
+        return {**self.spec.identity(), "padded_width_step": WIDTH_STEP}
 
     def setup(self, device: str | None) -> None:
         self.embedder = Embedder(load_weights(self.spec, device))

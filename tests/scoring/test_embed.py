@@ -33,6 +33,33 @@ def test_batches_are_deterministic_with_ties():
     assert first == [list(b.indices) for b in token_budget_batches(lengths, 9)] == [[3], [0, 1, 2], [4]]
 
 
+def test_with_a_width_step_each_batch_holds_one_width_its_rows_own():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 300, size=257)
+    batches = token_budget_batches(lengths, batch_tokens=1000, width_step=8)
+    assert sorted(np.concatenate([b.indices for b in batches])) == list(range(257))
+    for batch in batches:
+        assert batch.padded_length % 8 == 0 and (-(-lengths[batch.indices] // 8) * 8 == batch.padded_length).all()
+        assert batch.padded_tokens <= 1000 or len(batch.indices) == 1
+
+
+def test_an_embedding_is_the_same_bit_for_bit_whatever_its_batch(tiny_bert_dir):
+    """Rows padded to their own width: the batch size and the batch-mates change no bit of a row (CPU)."""
+    from dataselect.scoring.embed import Embedder
+    from dataselect.scoring.models import load_model
+
+    embedder = Embedder(load_model(str(tiny_bert_dir), "mean", 64, "float32", "cpu"))
+    rng = np.random.default_rng(2)
+    rows = [rng.integers(5, 1000, size=n).tolist() for n in rng.integers(3, 60, size=40)]
+    def tokenized(lists):
+        return TokenizedTexts(np.concatenate([np.asarray(r, np.int32) for r in lists]), np.array([len(r) for r in lists], np.int64))
+
+    tokens = tokenized(rows)
+    alone = np.concatenate([embedder.embed_tokens(tokenized([row]), 64) for row in rows])
+    for budget in (100, 700, 5000):
+        assert np.array_equal(embedder.embed_tokens(tokens, budget), alone)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_worker_tokenisation_equals_the_hf_tokenizer(workers):
     tokenizer = load_tokenizer(resolve_model_path(MINILM))
