@@ -47,6 +47,7 @@ class ShardSpec:
     first_position: int  # source-wide position of the shard's first record
     count: int  # records in the shard
     records: tuple | None = None  # "records": the RawRecords, read by the planner
+    line_limit: int | None = None  # jsonl: longer lines are one bad record each, never read into memory (readers.line_byte_limit)
 
 
 def is_sequential(kind: str, location: str) -> bool:
@@ -59,39 +60,41 @@ def is_sequential(kind: str, location: str) -> bool:
 
 def jsonl_record_lines(path: Path, start_line: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(byte offset, 1-based line number) of every line that holds a record (not blank), in blocks.
-    Vectorised: about one numpy pass over the bytes, so planning a file costs little next to parsing it."""
+    Vectorised: about one numpy pass over the bytes, so planning a file costs little next to parsing it.
+    Memory is bounded by the block, whatever a line's length: a line that spans blocks is carried as its
+    start and whether it has content so far, never as bytes."""
     offset, line = 0, start_line
-    carry = b""
+    open_start, open_content = 0, False  # the line not yet ended: where it starts, and whether it holds a non-space byte
     with open(path, "rb") as handle:
         while True:
             block = handle.read(SCAN_BYTES)
-            data = carry + block
-            if not data:
-                return
-            cut = len(data) if not block else data.rfind(b"\n") + 1  # whole lines only, until the end
-            if cut == 0:
-                carry = data
-                continue
-            piece = np.frombuffer(data, np.uint8, count=cut)  # [cut]
-            ends = np.flatnonzero(piece == 10)  # [lines] newline of each line
-            if len(ends) == 0 or ends[-1] != cut - 1:
-                ends = np.append(ends, cut)  # the file's last line has no newline
-            starts = np.concatenate([[0], ends[:-1] + 1])  # [lines]
-            content = ~WHITESPACE[piece]
-            if offset == 0 and data.startswith(BOM):
-                content[: len(BOM)] = False  # a byte-order mark is not content
-            filled = np.concatenate([[0], np.cumsum(content)])  # [cut + 1]
-            has_record = filled[np.minimum(ends, cut)] > filled[starts]  # [lines]
-            numbers = line + np.arange(len(starts))
-            yield offset + starts[has_record], numbers[has_record]
-            offset += cut
-            line += len(starts)
-            carry = data[cut:]
             if not block:
+                if open_content:  # the file's last line has no newline
+                    yield np.array([open_start], np.int64), np.array([line], np.int64)
                 return
+            piece = np.frombuffer(block, np.uint8)  # [b]
+            content = ~WHITESPACE[piece]  # [b]
+            if offset == 0 and block.startswith(BOM):
+                content[: len(BOM)] = False  # a byte-order mark is not content
+            ends = np.flatnonzero(piece == 10)  # [e] newlines in the block
+            if len(ends):
+                filled = np.concatenate([[0], np.cumsum(content, dtype=np.int32)])  # [b + 1]; a block is < 2**31 bytes
+                starts = np.concatenate([[0], ends[:-1] + 1])  # [e] each ending line's first byte in the block
+                has_record = filled[ends] > filled[starts]  # [e]
+                has_record[0] |= open_content
+                line_starts = offset + starts.astype(np.int64)
+                line_starts[0] = open_start
+                numbers = line + np.arange(len(ends))
+                yield line_starts[has_record], numbers[has_record]
+                line += len(ends)
+                open_start, open_content = offset + int(ends[-1]) + 1, bool(content[ends[-1] + 1 :].any())
+            else:
+                open_content = open_content or bool(content.any())
+            offset += len(block)
 
 
-def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first_position: int, limit: int | None) -> Iterator[ShardSpec]:
+def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first_position: int, limit: int | None,
+                line_limit: int) -> Iterator[ShardSpec]:
     size = path.stat().st_size
     pending_offsets: list[np.ndarray] = []
     pending_lines: list[np.ndarray] = []
@@ -99,7 +102,7 @@ def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first
     remaining = None if limit is None else limit - first_position
 
     def emit(offsets: np.ndarray, lines: np.ndarray, stop: int) -> ShardSpec:
-        return ShardSpec(index, "jsonl", str(path), label, int(offsets[0]), stop, int(lines[0]), position, len(offsets))
+        return ShardSpec(index, "jsonl", str(path), label, int(offsets[0]), stop, int(lines[0]), position, len(offsets), line_limit=line_limit)
 
     for offsets, lines in jsonl_record_lines(path):
         pending_offsets.append(offsets)
@@ -129,7 +132,11 @@ def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first
 def _line_end(path: Path, offset: int) -> int:
     with open(path, "rb") as handle:
         handle.seek(offset)
-        return offset + len(handle.readline())
+        while True:  # in chunks: the line may be longer than memory allows
+            chunk = handle.readline(1 << 20)
+            offset += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                return offset
 
 
 def _plan_rows(kind: str, location: str, label: str, rows: int, shard_size: int, first_index: int, first_position: int,
@@ -156,15 +163,16 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
     """The source's shards in order (lazily: a sequential location is read while it is planned)."""
     locations = locate.resolve_locations(config)
     labels = locate.file_labels(locations)
+    line_limit = readers.line_byte_limit(config.max_chars)
     index, position = 0, 0
     for (kind, location), label in zip(locations, labels):
         if config.limit is not None and position >= config.limit:
             return
         if is_sequential(kind, str(location)):
-            raw = readers.read_location(kind, location, label, first_position=position)
+            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit)
             specs = _plan_sequential(raw, shard_size, index, position, config.limit)
         elif kind == "jsonl":
-            specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit)
+            specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit, line_limit)
         elif kind == "parquet":
             specs = _plan_rows("parquet", str(location), label, readers.parquet_rows(Path(location)), shard_size, index, position, config.limit)
         else:

@@ -19,7 +19,7 @@ import numpy as np
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.locate import COMPRESSED_SUFFIXES
 from dataselect.io.samples import RawRecord
-from dataselect.io.streams import Damaged, decompression_errors, open_binary, stdin_spool, stream_lines
+from dataselect.io.streams import Damaged, OverLong, decompression_errors, open_binary, read_line, stdin_spool, stream_lines
 
 # A JSON escape of a UTF-16 surrogate: \ud800-\udfff. Paired, json.loads makes one character of two;
 # alone it decodes to a lone surrogate, which no UTF-8 consumer (tokenizers, Arrow, hashing, the
@@ -46,6 +46,8 @@ def _parse_jsonl_line(raw: bytes) -> tuple[dict | None, str | None]:
         record = json.loads(text)
     except json.JSONDecodeError as error:
         return None, f"malformed JSON ({error.msg})"
+    except (RecursionError, ValueError) as error:  # nested too deep; an integer of more digits than Python converts
+        return None, f"malformed JSON ({unparsable(error)})"
     if not isinstance(record, dict):
         return None, "not a JSON object"
     if SURROGATE_ESCAPE.search(raw) is not None and (surrogate := _lone_surrogate(record)) is not None:
@@ -53,10 +55,29 @@ def _parse_jsonl_line(raw: bytes) -> tuple[dict | None, str | None]:
     return record, None
 
 
-def _jsonl_records(lines: Iterator[bytes], label: str, first_line: int, first_position: int) -> Iterator[RawRecord]:
+def unparsable(error: BaseException) -> str:
+    """Why a JSON parser gave up on a record that is not a syntax error, in a few words."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply to parse"
+    return str(error).split(";")[0][:120]
+
+
+def line_byte_limit(max_chars: int) -> int:
+    """The longest line read for a record: room for `max_chars` characters escaped at 16 bytes each (a
+    surrogate pair as two \\uXXXX), plus a MiB of other fields. A longer record would fail input.max_chars
+    anyway; its line is skipped unread, so memory stays bounded whatever a line's length."""
+    return 16 * max_chars + (1 << 20)
+
+
+def _jsonl_records(lines: Iterator[bytes | OverLong], label: str, first_line: int, first_position: int) -> Iterator[RawRecord]:
     """Records of consecutive lines starting at line `first_line`; blank lines hold no record."""
     position = first_position
     for line_number, raw in enumerate(lines, start=first_line):
+        if isinstance(raw, OverLong):
+            yield RawRecord(position, label, line_number, None, f"over-long line ({raw.size:,} bytes, more than the {raw.limit:,} "
+                            "input.max_chars allows); not parsed")
+            position += 1
+            continue
         if line_number == 1:
             raw = raw.removeprefix(codecs.BOM_UTF8)  # written by some Windows tools; not part of the JSON
         if not raw.strip():
@@ -66,19 +87,19 @@ def _jsonl_records(lines: Iterator[bytes], label: str, first_line: int, first_po
         position += 1
 
 
-def _byte_range_lines(path: Path, start: int, stop: int) -> Iterator[bytes]:
+def _byte_range_lines(path: Path, start: int, stop: int, limit: int | None) -> Iterator[bytes | OverLong]:
     with open(path, "rb") as handle:
         handle.seek(start)
         offset = start
         while offset < stop:
-            raw = handle.readline()
+            raw = read_line(handle, limit)
             if not raw:
                 return
-            offset += len(raw)
+            offset += raw.size if isinstance(raw, OverLong) else len(raw)
             yield raw
 
 
-def _stream_records(handle: Any, label: str, first_position: int, compressed: bool, sniff: bool = False) -> Iterator[RawRecord]:
+def _stream_records(handle: Any, label: str, first_position: int, compressed: bool, limit: int | None, sniff: bool = False) -> Iterator[RawRecord]:
     """JSON Lines of an open stream (a compressed file, standard input), or with `sniff` a JSON array when
     its first byte is `[`. A compressed stream that breaks is one bad input where it broke, and its end."""
     if sniff and handle.peek(4096).removeprefix(codecs.BOM_UTF8).lstrip()[:1] == b"[":
@@ -86,7 +107,7 @@ def _stream_records(handle: Any, label: str, first_position: int, compressed: bo
         return
     position = first_position
     try:
-        for record in _jsonl_records(stream_lines(handle), label, 1, first_position):
+        for record in _jsonl_records(stream_lines(handle, limit), label, 1, first_position):
             position = record.position + 1
             yield record
     except Damaged as damaged:
@@ -127,6 +148,9 @@ def _json_array_records(data: bytes, label: str, first_position: int) -> Iterato
         except json.JSONDecodeError as error:
             yield RawRecord(position, label, line_at(error.pos), None, f"malformed JSON array ({error.msg}); the rest of the file is not read")
             return
+        except (RecursionError, ValueError) as error:  # the element's end is unknown: the rest cannot be read either
+            yield RawRecord(position, label, line_at(index), None, f"malformed JSON array ({unparsable(error)}); the rest of the file is not read")
+            return
         error = None
         if not isinstance(record, dict):
             record, error = None, "not a JSON object"
@@ -146,16 +170,16 @@ def _json_array_records(data: bytes, label: str, first_position: int) -> Iterato
         yield RawRecord(position, label, line_at(index + 1), None, "malformed JSON array (text after the closing ']')")
 
 
-def _stdin_records(first_position: int) -> Iterator[RawRecord]:
+def _stdin_records(first_position: int, limit: int | None) -> Iterator[RawRecord]:
     spool = stdin_spool()
     if spool is None:  # not in a run (a dry run's first records): the stream itself
-        yield from _stream_records(sys.stdin.buffer, "stdin", first_position, compressed=False, sniff=True)
+        yield from _stream_records(sys.stdin.buffer, "stdin", first_position, compressed=False, limit=limit, sniff=True)
         return
     with open(spool[0], "rb") as handle:
-        yield from _stream_records(handle, "stdin", first_position, compressed=False, sniff=True)
+        yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True)
 
 
-def _file_records(kind: str, path: Path, label: str, first_position: int) -> Iterator[RawRecord]:
+def _file_records(kind: str, path: Path, label: str, first_position: int, limit: int | None) -> Iterator[RawRecord]:
     """Every record of a file read in one pass: compressed JSON Lines, or a JSON array."""
     with open_binary(path) as handle:
         if kind == "json":
@@ -166,7 +190,7 @@ def _file_records(kind: str, path: Path, label: str, first_position: int) -> Ite
                 return
             yield from _json_array_records(data, label, first_position)
         else:
-            yield from _stream_records(handle, label, first_position, compressed=path.name.endswith(COMPRESSED_SUFFIXES))
+            yield from _stream_records(handle, label, first_position, compressed=path.name.endswith(COMPRESSED_SUFFIXES), limit=limit)
 
 
 def parquet_rows(path: Path) -> int:
@@ -243,13 +267,13 @@ def _stream_hf(spec: str) -> Iterator[Any]:
     return iter(datasets.load_dataset(name, config_name, split=split, streaming=True))
 
 
-def read_location(kind: str, location: Path | str, label: str, first_position: int = 0) -> Iterator[RawRecord]:
+def read_location(kind: str, location: Path | str, label: str, first_position: int = 0, line_limit: int | None = None) -> Iterator[RawRecord]:
     """Every record of one location, in order (what the planner reads for a sequential location)."""
     if kind == "hf":
         return _dataset_records(_stream_hf(str(location)), f"hf:{location}", 1, first_position)
     if kind == "stdin":
-        return _stdin_records(first_position)
-    return _file_records(kind, Path(location), label, first_position)
+        return _stdin_records(first_position, line_limit)
+    return _file_records(kind, Path(location), label, first_position, line_limit)
 
 
 def read_spec(spec: Any) -> Iterator[RawRecord]:
@@ -257,7 +281,8 @@ def read_spec(spec: Any) -> Iterator[RawRecord]:
     if spec.kind == "records":
         return iter(spec.records)
     if spec.kind == "jsonl":
-        records = _jsonl_records(_byte_range_lines(Path(spec.location), spec.start, spec.stop), spec.label, spec.first_line, spec.first_position)
+        records = _jsonl_records(_byte_range_lines(Path(spec.location), spec.start, spec.stop, spec.line_limit), spec.label, spec.first_line,
+                                 spec.first_position)
     elif spec.kind == "parquet":
         records = _parquet_records(Path(spec.location), spec.label, spec.start, spec.stop, spec.first_position)
     else:

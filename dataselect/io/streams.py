@@ -8,6 +8,7 @@ import io
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -94,18 +95,44 @@ def decompression_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
-def stream_lines(handle: Any) -> Iterator[bytes]:
-    """The stream's lines; a decompression failure becomes Damaged, carrying how far it got."""
+LINE_CHUNK = 1 << 20  # bytes read at a time while skipping an over-long line
+
+
+@dataclass(frozen=True)
+class OverLong:
+    """A line longer than the byte limit, skipped without being kept in memory: only its size is known."""
+
+    size: int
+    limit: int
+
+
+def read_line(handle: Any, limit: int | None) -> bytes | OverLong:
+    """The next line (b"" at the end), holding at most `limit` + 1 bytes in memory: a longer line is read
+    on in chunks and dropped, and comes back as OverLong."""
+    if limit is None:
+        return handle.readline()
+    raw = handle.readline(limit + 1)
+    if len(raw) <= limit or raw.endswith(b"\n"):
+        return raw
+    size = len(raw)
+    while True:
+        more = handle.readline(LINE_CHUNK)
+        size += len(more)
+        if not more or more.endswith(b"\n"):
+            return OverLong(size, limit)
+
+
+def stream_lines(handle: Any, limit: int | None = None) -> Iterator[bytes | OverLong]:
+    """The stream's lines (see read_line); a decompression failure becomes Damaged, carrying how far it got."""
     count = 0
     errors = decompression_errors()
-    iterator = iter(handle)
     while True:
         try:
-            raw = next(iterator)
-        except StopIteration:
-            return
+            raw = read_line(handle, limit)
         except errors as error:
             raise Damaged(count, error) from None
+        if not raw:
+            return
         count += 1
         yield raw
 

@@ -120,3 +120,12 @@ def test_a_complete_store_serves_columns_and_rows_from_one_consolidated_file(tmp
     assert store.rows().tolist() == [1, 2, 3, 4, 5]
     assert store.take([14, 0, 3, 13], ["id", "n"]) == {"id": ["s4-4", "s0-0", "s2-0", "s4-3"], "n": [4, 0, 0, 3]}
     assert store.read_meta(3, ["id"]).column("id").to_pylist() == ["s3-0", "s3-1", "s3-2", "s3-3"]
+
+
+def test_lines_many_blocks_long_are_planned_as_the_sequential_parse(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan, "SCAN_BYTES", 64)  # each long line spans about twenty blocks
+    data = (b" " * 1300 + b"\n" + json.dumps({"id": "long", "text": "word " * 260}).encode() + b"\n\t\n"
+            + b'{"id": "short", "text": "after"}\n' + b"\r" * 700 + b'{"id": "tail", "text": "' + b"y" * 900 + b'"}')
+    (tmp_path / "a.jsonl").write_bytes(data)
+    _, records = _read(SourceConfig(path=str(tmp_path / "a.jsonl")), 2)
+    assert [r[:4] for r in records] == _sequential(data, "a.jsonl") and [r[1] for r in records] == [2, 4, 5]

@@ -158,3 +158,50 @@ def test_hf_remote_names_with_a_config(monkeypatch):
 
     with pytest.raises(ConfigError, match="hf:NAME:CONFIG:SPLIT"):
         source_samples(SourceConfig(path="hf:a:b:c:d"))
+
+
+# ------------------------------------------------------------------------------------------------
+# records a JSON parser gives up on, and lines too long to read: each one bad record
+# ------------------------------------------------------------------------------------------------
+
+DEEP = "[" * 100_000  # RecursionError in json.loads
+HUGE_INT = '{"text": "a number", "n": ' + "7" * 5000 + "}"  # ValueError: more digits than int() converts
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_record_the_parser_gives_up_on_is_one_bad_record(tmp_path, suffix):
+    lines = ['{"text": "before"}', DEEP, HUGE_INT, '{"text": "after"}']
+    path = tmp_path / f"pool{suffix}"
+    opener = gzip.open if suffix.endswith(".gz") else open
+    with opener(path, "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    samples, stats = source_samples(SourceConfig(path=str(path)))
+    assert [s.text for s in samples] == ["before", "after"] and stats.skipped == 2
+    assert {b.line: b.reason for b in stats.bad} == {2: "malformed JSON (nested too deeply to parse)",
+                                                     3: "malformed JSON (Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits)"}
+    with pytest.raises(InputError, match=r"pool.jsonl(.gz)?:2: malformed JSON \(nested too deeply"):
+        source_samples(SourceConfig(path=str(path), on_error="fail"))
+
+
+def test_a_json_array_the_parser_gives_up_in_is_one_bad_record_and_its_end(tmp_path):
+    path = tmp_path / "pool.json"
+    path.write_text('[{"text": "first"},\n' + HUGE_INT + ',\n{"text": "not reached"}]')
+    samples, stats = source_samples(SourceConfig(path=str(path)))
+    assert [s.text for s in samples] == ["first"] and [(b.line, b.reason.split(" (")[0]) for b in stats.bad] == [(2, "malformed JSON array")]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_line_longer_than_max_chars_allows_is_skipped_unparsed(tmp_path, suffix):
+    from dataselect.io.readers import line_byte_limit
+
+    limit = line_byte_limit(10)
+    long_line = json.dumps({"text": "x" * (limit + 10)})
+    path = tmp_path / f"pool{suffix}"
+    opener = gzip.open if suffix.endswith(".gz") else open
+    with opener(path, "wt") as handle:
+        handle.write('{"text": "short"}\n' + long_line + '\n{"text": "also short"}\n')
+    samples, stats = source_samples(SourceConfig(path=str(path), max_chars=10))
+    assert [s.text for s in samples] == ["short", "also short"]
+    assert [(b.line, b.reason) for b in stats.bad] == [
+        (2, f"over-long line ({len(long_line) + 1:,} bytes, more than the {limit:,} input.max_chars allows); not parsed")]
+
