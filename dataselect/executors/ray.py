@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import sys
 from typing import Any, Iterable, Iterator
 
 from dataselect.errors import ConfigError, DataselectError
@@ -37,19 +39,39 @@ def _store_visible(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK)
 
 
+# what ray.init reads (and may set) to authenticate every connection to the instance
+AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _local_authentication() -> None:
+    """A local instance started here requires a token on every connection (its processes listen on the
+    machine's interfaces): a fresh random one for this run, kept in the environment Ray's processes inherit
+    rather than written under the home folder. A token or mode the user set is kept as it is; where Ray was
+    imported before, it has read its settings already and makes its own token (under ~/.ray)."""
+    if any(os.environ.get(name) for name in AUTH_VARIABLES):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 class RayExecutor:
     """Shards as Ray tasks. `address`: a cluster to join (None: a local instance, started here);
     `num_workers`: shards in parallel (None: the cluster's CPUs, or its GPUs for GPU stages)."""
 
     def __init__(self, address: str | None = None, num_workers: int | None = None) -> None:
+        self._environment = {name: os.environ.get(name) for name in AUTH_VARIABLES}
+        if address is None and "ray" not in sys.modules:  # Ray reads its authentication settings once, on import
+            _local_authentication()
         self.ray = _import_ray()
         self.address = address
         self._owns = False
-        if not self.ray.is_initialized():
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else ray.init writes a token under the home folder
+        if self.ray.is_initialized():  # the caller's instance, with its own settings
+            self._restore_environment()
+        else:
             try:
                 self.ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as error:
+                self._restore_environment()
                 where = address or "a local instance"
                 raise ConfigError(f"config error: runtime.ray_address: cannot start or reach Ray at {where}: {str(error).splitlines()[0]}") from None
             self._owns = True
@@ -111,6 +133,15 @@ class RayExecutor:
         if self._owns:
             self.ray.shutdown()
             self._owns = False
+            self._restore_environment()
+
+    def _restore_environment(self) -> None:
+        """The authentication variables as they were before this executor started or joined Ray."""
+        for name, value in self._environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     def describe(self) -> dict:
         return {"executor": "ray", "address": self.address or "local", "cpus": self.cpus, "gpus": self.gpus, "workers": self.num_workers}

@@ -1,0 +1,43 @@
+"""A Ray instance the engine starts authenticates every connection, and the process environment is as it
+was once the executor closes (issue 27). Run in a fresh interpreter: no other Ray instance in the way."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("ray")
+
+PROBE = textwrap.dedent("""
+    import json, os, psutil
+    from dataselect.executors.ray import AUTH_VARIABLES, RayExecutor
+
+    before = {name: os.environ.get(name) for name in AUTH_VARIABLES}
+    executor = RayExecutor(num_workers=1)
+    modes = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            environment = child.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+        if child.name() in ("gcs_server", "raylet"):
+            modes[child.name()] = [environment.get("RAY_AUTH_MODE"), bool(environment.get("RAY_AUTH_TOKEN"))]
+    executor.close()
+    after = {name: os.environ.get(name) for name in AUTH_VARIABLES}
+    print(json.dumps({"before": before, "after": after, "modes": modes}))
+""")
+
+
+def test_a_local_instance_requires_a_token_and_the_environment_is_restored(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    environment["HOME"] = str(tmp_path)  # a token written under the home folder would show here
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["modes"] and all(mode == ["token", True] for mode in found["modes"].values()), found
+    assert found["before"] == found["after"] == {"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None, "RAY_AUTH_TOKEN_PATH": None}
+    assert not (tmp_path / ".ray" / "auth_token").exists()
