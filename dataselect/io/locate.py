@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import functools
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -41,6 +42,7 @@ class SkippedFile:
 NOT_DATA = "not a data file (.jsonl, .json, .ndjson, their .gz/.bz2/.xz/.zst, or .parquet)"
 ENGINE_OUTPUT = "a dataselect output (its folder's manifest.json or scorer.json says so)"
 FILE_KINDS = ("jsonl", "json", "parquet")
+HASHED_SOURCE_BYTES = 1 << 20  # files up to this size are part of a cache key by their content too
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -275,7 +277,8 @@ def file_labels(locations: list[tuple[str, Path | str]]) -> list[str]:
 
 
 def fingerprint(config: SourceConfig) -> list[Any]:
-    """What identifies the source's content for caching: paths with size and mtime, or the dataset name;
+    """What identifies the source's content for caching: paths with size, times, inode (and the content of a
+    small file), or the dataset name;
     standard input is new every run (never a cache hit)."""
     out: list[Any] = []
     for kind, loc in resolve_locations(config):
@@ -292,5 +295,8 @@ def fingerprint(config: SourceConfig) -> list[Any]:
                 out.append(["hf", loc])
         else:
             stat = Path(loc).stat()
-            out.append([kind, str(Path(loc).resolve()), stat.st_size, stat.st_mtime_ns])
+            # inode and change time too: restoring a file's modification time after editing it cannot restore
+            # those; a small file's content is hashed besides (a cheap read)
+            content = hashlib.blake2b(Path(loc).read_bytes(), digest_size=16).hexdigest() if stat.st_size <= HASHED_SOURCE_BYTES else None
+            out.append([kind, str(Path(loc).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns, content])
     return out
