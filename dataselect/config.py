@@ -331,6 +331,9 @@ class RuntimeConfig(_Section):
     devices: list[int] | None = None  # CUDA devices to use (default: every visible one)
     ray_address: str | None = None  # runtime.executor: ray: a cluster address (default: a local instance)
     cache_dir: str | None = None  # default: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect
+    # a cached store's files against the sizes and checksums its shards recorded: auto = checksums for stores
+    # up to io/shards.py's VERIFY_FULL_BYTES (1 GiB), sizes above; full = always checksums; sizes = sizes only
+    verify_cache: Literal["auto", "full", "sizes"] = "auto"
     progress: bool = True
 
     def resolved_cache_dir(self) -> Path:

@@ -20,6 +20,7 @@ from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
 from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, resolve_locations
+from dataselect.io.locks import output_lock
 from dataselect.io.outputs import (
     pool_scores_table,
     publish,
@@ -110,7 +111,8 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     cache_root = _cache_root(config)
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
-    with spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), preflight.spawn_marker() as marker:
+    with output_lock(output_dir), spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), \
+            preflight.spawn_marker() as marker:
         executor = executor if executor is not None else make_executor(config)
         context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor, skipped_files=skipped, method=method)
         try:

@@ -66,6 +66,29 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
+VERIFY_FULL_BYTES = 1 << 30  # runtime.verify_cache: auto checks checksums of stores up to this size, sizes above
+CHECKSUM_BLOCK = 1 << 22
+
+
+def file_record(path: Path) -> list[Any]:
+    """[size, BLAKE2b-128 hex] of a file a store wrote: what a later run checks before trusting it."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while block := handle.read(CHECKSUM_BLOCK):
+            digest.update(block)
+    return [path.stat().st_size, digest.hexdigest()]
+
+
+def _intact(path: Path, record: Any, checksums: bool) -> bool:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if not isinstance(record, list) or len(record) != 2 or size != record[0]:
+        return False
+    return not checksums or file_record(path)[1] == record[1]
+
+
 class ShardStore:
     """One source's scored shards. While scoring, each shard is its own files; once every shard is done,
     `complete` adds the row index (rows per shard) and one consolidated metadata file (a row group
@@ -88,12 +111,59 @@ class ShardStore:
         self, index: int, meta: pa.Table, stats: SourceStats, arrays: dict[str, np.ndarray] | None = None,
         counters: dict[str, float] | None = None,
     ) -> None:
-        """Arrays and metadata first, the done record last: a shard with a done record is whole."""
+        """Arrays and metadata first, the done record last: a shard with a done record is whole, and the
+        record holds each file's size and checksum (`damaged` checks them)."""
+        files = {}
         for name, array in (arrays or {}).items():
             atomic_write(self.array_path(index, name), lambda temp, array=array: save_npy(temp, array))
+            files[self.array_path(index, name).name] = file_record(self.array_path(index, name))
         atomic_write(self._path(index, "meta.parquet"), lambda t: pq.write_table(meta, t))
-        done = {"rows": meta.num_rows, "input": stats.to_dict(), "counters": counters or {}}
+        files[self._path(index, "meta.parquet").name] = file_record(self._path(index, "meta.parquet"))
+        done = {"rows": meta.num_rows, "input": stats.to_dict(), "counters": counters or {}, "files": files}
         atomic_write_text(self._path(index, "done.json"), json.dumps(done))
+
+    def damaged(self, index: int, checksums: bool) -> str | None:
+        """Why a finished shard cannot be trusted (its record unreadable, a file missing, resized or, with
+        `checksums`, changed), or None when it is whole."""
+        try:
+            record = self.shard_record(index)
+            files = record["files"]
+            int(record["rows"]), SourceStats.from_dict("source", record["input"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"{self._path(index, 'done.json').name} is unreadable"
+        for name, expected in files.items():
+            if not _intact(self.root / name, expected, checksums):
+                return f"{name} is missing or changed"
+        return None
+
+    def discard(self, index: int) -> None:
+        """Forget a shard (its done record first), and the store's index, so that the shard is scored again."""
+        self._path(index, "done.json").unlink(missing_ok=True)
+        self.discard_index()
+
+    def discard_index(self) -> None:
+        """Forget the store's index and consolidated metadata (`complete` writes them again)."""
+        for path in [self.root / "complete.json", self.root / "meta.parquet"]:
+            path.unlink(missing_ok=True)
+        self._complete = None
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
+
+    def damaged_parts(self, checksums: bool) -> dict[int, str]:
+        """A complete store's damaged shards by number, with why; its index or consolidated metadata
+        damaged counts against every shard's (they are rebuilt from the shards, which are checked)."""
+        try:
+            info = self.complete_info()
+            count = int(info["num_shards"])
+            meta_ok = count == 0 or _intact(self.root / "meta.parquet", info["meta"], checksums)
+        except (OSError, ValueError, KeyError, TypeError):
+            self._complete = None
+            return {-1: "complete.json is unreadable"}
+        found = {i: why for i in range(count) if (why := self.damaged(i, checksums)) is not None}
+        if not meta_ok and not found:
+            found[-1] = "meta.parquet is missing or changed"
+        return found
 
     def array_path(self, index: int, name: str) -> Path:
         return self._path(index, f"{name}.npy")
@@ -113,7 +183,8 @@ class ShardStore:
             tables = (self.read_shard_meta(i) for i in range(num_shards))
             atomic_write(meta_path, lambda temp: _write_row_groups(temp, schema, tables))
         rows = [int(r["rows"]) for r in records]
-        complete = {"num_shards": num_shards, "rows": rows, "input": total.to_dict(), **info}
+        complete = {"num_shards": num_shards, "rows": rows, "input": total.to_dict(), **info,
+                    "meta": file_record(meta_path) if num_shards else None}
         atomic_write_text(self.root / "complete.json", json.dumps(complete))
         self._complete = complete
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +21,21 @@ from tqdm import tqdm
 
 from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.errors import InputError
+from dataselect.io.locks import store_lock
 from dataselect.io.plan import ShardSpec, plan_shards, source_is_sequential
 from dataselect.io.readers import read_spec
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import Sample, to_sample
-from dataselect.io.shards import ShardStore, keyed_store, sample_columns, source_key
+from dataselect.io.shards import VERIFY_FULL_BYTES, ShardStore, keyed_store, sample_columns, source_key
 from dataselect.scoring.stage import ScoreStage
 from dataselect.stats import SourceStats
 
 if TYPE_CHECKING:
     from dataselect.executors.base import Executor
 
-STORE_FORMAT = 3  # bump when shard contents change meaning (3: planned shards, one store layout for every stage)
+STORE_FORMAT = 4  # bump when shard contents change meaning (3: planned shards, one layout for every stage; 4: file checksums)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -149,6 +153,18 @@ def _check_contract(source: SourceConfig, stats: SourceStats) -> None:
         raise InputError(f"input error: {first} (recorded by an earlier run in the cache; set input.on_error: skip to skip bad samples)")
 
 
+def _rescore(store: ShardStore, index: int, why: str) -> None:
+    """A damaged part of a cached store: one warning naming it, and it is built again (never trusted)."""
+    if index < 0:
+        logger.warning("cache: %s: %s; its index is rebuilt from the shards", store.root, why)
+    else:
+        logger.warning("cache: %s: shard %d is damaged (%s); scoring it again", store.root, index, why)
+    if index >= 0:
+        store.discard(index)
+    else:
+        store.discard_index()
+
+
 def run_stage(
     source: SourceConfig,
     role: str,
@@ -163,10 +179,22 @@ def run_stage(
     `fields` copies record fields into metadata columns ({column: field})."""
     fields = dict(fields or {})
     store = store_for(source, renderer, stage, runtime.shard_size, cache_root, fields)
+    with store_lock(store.root):  # a second run of the same store waits here, then finds it complete
+        return _fill(store, source, role, renderer, stage, runtime, executor, fields)
+
+
+def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRenderer, stage: ScoreStage, runtime: RuntimeConfig,
+          executor: Executor, fields: dict[str, str]) -> ScoredSource:
+    """run_stage's work on a store it holds: a verified cache hit, or the shards not yet (or no longer) whole."""
+    checksums = runtime.verify_cache == "full" or (runtime.verify_cache == "auto" and store.size_bytes() <= VERIFY_FULL_BYTES)
     if store.is_complete():
-        stats = store.total_stats(role)
-        _check_contract(source, stats)
-        return ScoredSource(store, stats, cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
+        damaged = store.damaged_parts(checksums)
+        if not damaged:
+            stats = store.total_stats(role)
+            _check_contract(source, stats)
+            return ScoredSource(store, stats, cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
+        for index, why in damaged.items():
+            _rescore(store, index, why)
 
     sequential = source_is_sequential(source)
     scored = ScoredSource(store, SourceStats(role), cached="miss", token_unit=getattr(stage, "token_unit", "tokens"))
@@ -176,9 +204,12 @@ def run_stage(
         for spec in specs:
             shard_count[0] = spec.index + 1
             if store.is_done(spec.index):
-                _check_contract(source, store.shard_stats(spec.index, role))
-                scored.resumed_shards += 1
-                continue
+                why = store.damaged(spec.index, checksums)
+                if why is None:
+                    _check_contract(source, store.shard_stats(spec.index, role))
+                    scored.resumed_shards += 1
+                    continue
+                _rescore(store, spec.index, why)
             yield spec
 
     pending: Iterator[ShardSpec] | list[ShardSpec] = unfinished(plan_shards(source, runtime.shard_size))

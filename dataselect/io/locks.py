@@ -1,0 +1,50 @@
+"""Locks that keep two runs apart (fcntl on local files; the kernel drops a lock when its process dies, so
+a killed run never leaves one behind). A store is scored by one run at a time: a second run waits, then
+finds it complete (a cache hit). An output folder is written by one run at a time: a second run stops
+at once with one line naming the holder. On object storage or NFS without lock support these are
+advisory at best (docs/architecture.md)."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Iterator
+
+from dataselect.errors import ConfigError
+
+STORE_LOCK = ".lock"
+OUTPUT_LOCK = ".dataselect.lock"
+
+
+@contextlib.contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Hold the store's lock for the block, waiting while another run holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / STORE_LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path) -> Iterator[None]:
+    """Hold the output folder's lock for the block; another run holding it is a ConfigError naming it."""
+    with open(folder / OUTPUT_LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(f"config error: output.dir: {folder} is in use by another run ({holder}); wait for it to finish "
+                              "or choose another output.dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,67 @@
+"""The score-phase loop's cache (scoring/loop.py): a damaged cached store is rescored, shard by shard, with
+a warning naming what it rescored, never trusted and never a traceback; a source edited behind the
+engine's back (its modification time restored) is a cache miss."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import executor_config, executor_pool
+
+import dataselect
+
+
+def _damage_random_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    middle = len(data) // 2
+    data[middle : middle + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = {
+    "random bytes in an array": ("shard-000001.emb.npy", _damage_random_bytes, "shard 1"),
+    "random bytes in a shard's metadata": ("shard-000002.meta.parquet", _damage_random_bytes, "shard 2"),
+    "a truncated array": ("shard-000000.emb.npy", lambda p: p.write_bytes(p.read_bytes()[:-40]), "shard 0"),
+    "a deleted done record": ("shard-000003.done.json", Path.unlink, None),
+    "a garbled done record": ("shard-000001.done.json", lambda p: p.write_text("{\"rows\": "), "shard 1"),
+    "a deleted index": ("complete.json", Path.unlink, None),
+    "random bytes in the consolidated metadata": ("meta.parquet", _damage_random_bytes, "index"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_store_is_rescored_and_the_selection_is_the_clean_runs(tmp_path, tiny_bert_dir, caplog, damage):
+    pool, target = executor_pool(tmp_path)
+    config = executor_config(tmp_path, "run", tiny_bert_dir, pool, target, {})
+    clean = dataselect.run(config, quiet=True)
+    expected = (clean.output_dir / "selection.parquet").read_bytes()
+    [pool_store] = [p.parent for p in (tmp_path / "run" / "cache").rglob("shard-000003.done.json")]  # the target has one shard
+    name, damage_file, named = DAMAGES[damage]
+    damage_file(pool_store / name)
+    with caplog.at_level(logging.WARNING, logger="dataselect.scoring.loop"):
+        again = dataselect.run(config, quiet=True)
+    assert (again.output_dir / "selection.parquet").read_bytes() == expected
+    assert again.manifest["stages"]["pool"]["cache"] == "partial"
+    if named == "index":
+        assert any("index is rebuilt" in r.getMessage() for r in caplog.records)
+    elif named is not None:
+        assert any(f"{named} is damaged" in r.getMessage() and name in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_source_edited_with_its_modification_time_restored_is_scored_again(tmp_path, tiny_bert_dir):
+    pool, target = executor_pool(tmp_path)
+    config = executor_config(tmp_path, "run", tiny_bert_dir, pool, target, {"method.budget": 40})
+    first = dataselect.run(config, quiet=True)
+    lines = pool.read_text().splitlines(keepends=True)
+    same = next(i for i in range(1, len(lines)) if len(lines[i]) == len(lines[0]))
+    lines[0], lines[same] = lines[same], lines[0]  # same size; only the order differs
+    stat = pool.stat()
+    pool.write_text("".join(lines))
+    os.utime(pool, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = dataselect.run(config, quiet=True)
+    assert again.manifest["stages"]["pool"]["cache"] == "miss"
+    assert sorted(again.ids) == sorted(first.ids)
