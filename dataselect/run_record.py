@@ -150,6 +150,13 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
     }
 
 
+def printable(text: Any, limit: int) -> str:
+    """Text for the terminal: control characters (escape sequences that would retitle or recolour it) shown
+    escaped, and at most `limit` characters."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int) -> None:
     counts = manifest["counts"]
     throughput = manifest.get("throughput") or {}
@@ -175,7 +182,7 @@ def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int)
     if show_top and selection.previews:
         print(f"top {min(show_top, len(selection.ids))}:", file=out)
         for rank in range(min(show_top, len(selection.ids))):
-            preview = " ".join(selection.previews[rank].split())[:110]
-            print(f"  {rank:>3}  {selection.scores[rank]:.4f}  {selection.ids[rank]}  {preview}", file=out)
+            preview = printable(" ".join(selection.previews[rank].split()), 110)
+            print(f"  {rank:>3}  {selection.scores[rank]:.4f}  {printable(selection.ids[rank], 60)}  {preview}", file=out)
     written = ["selection.parquet", "manifest.json"] + ([Path(manifest["outputs"]["rows"]).name] if manifest["outputs"]["rows"] else [])
     print(f"wrote {', '.join(written[:-1])} and {written[-1]} to {manifest['config']['output']['dir']}", file=out)
