@@ -33,16 +33,15 @@ class SourceStats:
     skipped: int = 0
     reasons: Counter = field(default_factory=Counter)
     bad: list[BadInput] = field(default_factory=list)
+    quiet: bool = False  # a shard's stats: the run prints its bad inputs (BadInputPrinter), up to the cap for the whole run
 
     def record_bad(self, bad: BadInput) -> None:
         self.skipped += 1
         self.reasons[bad.reason.split(":")[0]] += 1
         if len(self.bad) < MAX_REPORTED_BAD:
             self.bad.append(bad)
-        if self.skipped <= MAX_PRINTED_BAD:
-            logger.warning("skipped bad %s input: %s", self.role, bad)
-        elif self.skipped == MAX_PRINTED_BAD + 1:
-            logger.warning("skipped bad %s input: more; see manifest.json", self.role)
+        if not self.quiet:
+            _print_bad(self.role, bad, self.skipped)
 
     def merge(self, other: "SourceStats") -> None:
         self.read += other.read
@@ -67,6 +66,29 @@ class SourceStats:
             reasons=Counter(data["skipped_by_reason"]),
             bad=[BadInput(**b) for b in data["bad_inputs"]],
         )
+
+
+def _print_bad(role: str, bad: BadInput, number: int) -> None:
+    """The `number`-th bad input of a source, printed while under MAX_PRINTED_BAD; one line says there are more."""
+    if number <= MAX_PRINTED_BAD:
+        logger.warning("skipped bad %s input: %s", role, bad)
+    elif number == MAX_PRINTED_BAD + 1:
+        logger.warning("skipped bad %s input: more; see manifest.json", role)
+
+
+class BadInputPrinter:
+    """Prints the bad inputs of a source's shards as their results arrive, MAX_PRINTED_BAD for the whole run."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.seen = 0
+
+    def show(self, shard: SourceStats) -> None:
+        for bad in shard.bad:
+            if self.seen > MAX_PRINTED_BAD:
+                return
+            self.seen += 1
+            _print_bad(self.role, bad, self.seen)
 
 
 @dataclass

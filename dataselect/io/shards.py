@@ -147,6 +147,14 @@ class ShardStore:
             path.unlink(missing_ok=True)
         self._complete = None
 
+    def remove_leftovers(self) -> int:
+        """Remove the temporary files a killed run left half-written (call with the store's lock held, so no
+        live writer owns them). -> how many"""
+        leftovers = list(self.root.glob(".*.tmp"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
+
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
 

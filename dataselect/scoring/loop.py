@@ -28,7 +28,7 @@ from dataselect.io.render import TextRenderer
 from dataselect.io.samples import Sample, to_sample
 from dataselect.io.shards import VERIFY_FULL_BYTES, ShardStore, keyed_store, sample_columns, source_key
 from dataselect.scoring.stage import ScoreStage
-from dataselect.stats import SourceStats
+from dataselect.stats import BadInputPrinter, SourceStats
 
 if TYPE_CHECKING:
     from dataselect.executors.base import Executor
@@ -108,7 +108,7 @@ class ShardTask:
         """Read and render one shard: its usable samples, its input counts and bad records, and what the
         stage's optional `prepare` makes of the samples (tokens), so that this work runs wherever the
         shard is read (the in-process executor's reader thread, while the previous shard is scored)."""
-        stats = SourceStats(self.role)
+        stats = SourceStats(self.role, quiet=True)  # the driver prints bad inputs, capped for the whole run
         samples = [s for s in (to_sample(r, self.source, self.renderer, stats) for r in read_spec(spec)) if s is not None]
         stage = _READY.get(stage_token(self.stage), self.stage)  # the set-up copy once there is one (its tokenizer is made)
         prepare = getattr(stage, "prepare", None)
@@ -180,6 +180,7 @@ def run_stage(
     fields = dict(fields or {})
     store = store_for(source, renderer, stage, runtime.shard_size, cache_root, fields)
     with store_lock(store.root):  # a second run of the same store waits here, then finds it complete
+        store.remove_leftovers()
         return _fill(store, source, role, renderer, stage, runtime, executor, fields)
 
 
@@ -219,8 +220,10 @@ def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRend
     bar = tqdm(total=total, desc=f"{stage.kind} {role}", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
     start = time.perf_counter()
     task = ShardTask(source, role, renderer, stage, fields, str(store.root))
+    printer = BadInputPrinter(role)
     try:
         for result in executor.map(task, pending):
+            printer.show(result.stats)
             for name, value in result.counters.items():
                 scored.counters[name] = scored.counters.get(name, 0) + value
             bar.update(result.stats.read)

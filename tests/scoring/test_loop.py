@@ -65,3 +65,30 @@ def test_a_source_edited_with_its_modification_time_restored_is_scored_again(tmp
     again = dataselect.run(config, quiet=True)
     assert again.manifest["stages"]["pool"]["cache"] == "miss"
     assert sorted(again.ids) == sorted(first.ids)
+
+
+def test_bad_inputs_are_printed_up_to_the_cap_for_the_whole_run_not_per_shard(tmp_path, caplog):
+    from support import write_jsonl
+
+    from dataselect.stats import MAX_PRINTED_BAD
+
+    rows = [{"id": f"r{i}", "text": "fine text"} if i % 2 else '{"broken' for i in range(200)]  # 100 bad lines over 20 shards
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    config = dataselect.load_config(None, {"input.path": str(pool), "method.name": "random", "method.budget": 5, "output.dir": str(tmp_path / "out"),
+                                           "runtime.cache_dir": str(tmp_path / "cache"), "runtime.shard_size": 10, "runtime.progress": False})
+    with caplog.at_level(logging.WARNING):
+        result = dataselect.run(config, quiet=True)
+    printed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped bad pool input")]
+    assert result.manifest["counts"]["skipped"] == 100
+    assert len(printed) == MAX_PRINTED_BAD + 1 and printed[-1].endswith("more; see manifest.json")
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(tmp_path, tiny_bert_dir):
+    pool, target = executor_pool(tmp_path)
+    config = executor_config(tmp_path, "run", tiny_bert_dir, pool, target, {})
+    dataselect.run(config, quiet=True)
+    [store] = [p.parent for p in (tmp_path / "run" / "cache").rglob("shard-000003.done.json")]
+    (store / ".key.json.abc123.tmp").write_text("{\"half")  # what a SIGKILL during atomic_write leaves
+    (store / ".shard-000001.emb.npy.x.tmp").write_bytes(b"\x93NUMPY")
+    dataselect.run(config, quiet=True)
+    assert list(store.glob("*.tmp")) == []
