@@ -111,7 +111,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     cache_root = _cache_root(config)
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
-    with output_lock(output_dir), spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), \
+    with output_lock(output_dir, cache_root), spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), \
             preflight.spawn_marker() as marker:
         executor = executor if executor is not None else make_executor(config)
         context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor, skipped_files=skipped, method=method)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -14,7 +15,7 @@ from typing import Iterator
 from dataselect.errors import ConfigError
 
 STORE_LOCK = ".lock"
-OUTPUT_LOCK = ".dataselect.lock"
+LOCKS = "locks"  # under runtime.cache_dir: one file per output folder
 
 
 @contextlib.contextmanager
@@ -30,9 +31,14 @@ def store_lock(root: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def output_lock(folder: Path) -> Iterator[None]:
-    """Hold the output folder's lock for the block; another run holding it is a ConfigError naming it."""
-    with open(folder / OUTPUT_LOCK, "a+") as handle:
+def output_lock(folder: Path, cache_root: Path) -> Iterator[None]:
+    """Hold the output folder's lock for the block; another run holding it is a ConfigError naming it. The
+    lock file lives in the cache (cache_root/locks/), keyed by the folder's resolved path, so that an output
+    folder holds outputs only."""
+    locks = cache_root / LOCKS
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(folder.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    with open(locks / f"output-{name}.lock", "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

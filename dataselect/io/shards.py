@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataselect.errors import OutputError
 from dataselect.stats import SourceStats
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ def atomic_write(path: Path, write: Any) -> None:
         write(Path(temp))
         os.chmod(temp, FILE_MODE)
         os.replace(temp, path)
+    except OSError as error:  # a full disk, a quota, a vanished mount: one line that names the file
+        Path(temp).unlink(missing_ok=True)
+        why = error.strerror or str(error) or type(error).__name__
+        raise OutputError(f"output error: cannot write {path}: {why} (free space where it goes, or point runtime.cache_dir "
+                          "or output.dir elsewhere)") from None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

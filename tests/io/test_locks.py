@@ -26,12 +26,14 @@ def _run(tmp_path: Path, model: Path, pool: Path, target: Path, out: str) -> sub
 def test_a_second_run_on_a_held_output_folder_stops_with_one_line(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
-    with output_lock(folder):
+    cache = tmp_path / "cache"
+    with output_lock(folder, cache):
         with pytest.raises(ConfigError, match=r"^config error: output.dir: .*out is in use by another run \(pid \d+\); wait for it"):
-            with output_lock(folder):
+            with output_lock(folder, cache):
                 pass
-    with output_lock(folder):  # released: free again
+    with output_lock(folder, cache):  # released: free again
         pass
+    assert list(folder.iterdir()) == []  # the lock lives in the cache, not among the outputs
 
 
 def test_two_runs_started_together_score_the_store_once(tmp_path, tiny_bert_dir):

@@ -92,7 +92,7 @@ def test_a_record_that_is_not_the_one_scored_stops_the_write(tmp_path):
     assert "\n" not in str(error.value) and not (tmp_path / "out" / "selected.jsonl").exists()
 
 
-def test_swapped_lines_with_the_time_restored_are_caught_end_to_end(tmp_path):
+def test_swapped_lines_with_the_time_restored_are_scored_again_end_to_end(tmp_path):
     import os
 
     import dataselect
@@ -104,6 +104,8 @@ def test_swapped_lines_with_the_time_restored_are_caught_end_to_end(tmp_path):
     dataselect.run(dataselect.load_config(None, overrides))
     stat = path.stat()
     write_jsonl(path, [rows[1], rows[0], *rows[2:]])
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the store's key (size, time) still matches
-    with pytest.raises(OutputError, match="holds id 'r11' where the scored pool had 'r10'"):
-        dataselect.run(dataselect.load_config(None, overrides))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and modification time as the store's key had them
+    again = dataselect.run(dataselect.load_config(None, overrides))  # the change time and content hash tell: scored again
+    assert again.manifest["stages"]["pool"]["cache"] == "miss"
+    written = [json.loads(line)["id"] for line in (tmp_path / "out" / "selected.jsonl").read_text().splitlines()]
+    assert written == again.ids

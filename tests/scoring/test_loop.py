@@ -92,3 +92,17 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(tmp_path, tin
     (store / ".shard-000001.emb.npy.x.tmp").write_bytes(b"\x93NUMPY")
     dataselect.run(config, quiet=True)
     assert list(store.glob("*.tmp")) == []
+
+
+def test_a_full_disk_while_writing_a_store_is_one_line_naming_the_file(tmp_path, tiny_bert_dir, monkeypatch):
+    from dataselect.errors import OutputError
+    from dataselect.io import shards
+
+    def full(path, array):
+        raise OSError("38400 requested and 28608 written")  # what numpy says when the disk fills mid-array
+
+    monkeypatch.setattr(shards, "save_npy", full)
+    pool, target = executor_pool(tmp_path)
+    config = executor_config(tmp_path, "run", tiny_bert_dir, pool, target, {"runtime.num_workers": 0})
+    with pytest.raises(OutputError, match=r"^output error: cannot write .*shard-000000\.emb\.npy: 38400 requested and 28608 written \(free space"):
+        dataselect.run(config, quiet=True)
