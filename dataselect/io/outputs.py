@@ -23,7 +23,7 @@ from tqdm import tqdm
 from dataselect.config import Config
 from dataselect.errors import OutputError
 from dataselect.io.plan import iter_raw_records
-from dataselect.io.samples import RawRecord, sample_id
+from dataselect.io.samples import RawRecord, sample_id, usable_id
 from dataselect.io.shards import atomic_write, atomic_write_text
 from dataselect.select.base import Selection
 
@@ -180,8 +180,8 @@ def write_selected_rows(out_dir: Path, config: Config, selection: Selection, pro
             bar.update(len(ranks))
             _check_id(config, raw, selection.ids[ranks[0]], chunks[ranks[0]] if chunks is not None else None)
             record = _kept_apart(raw.record, chunked=chunks is not None)
-            if record.get(id_field) is None:  # the id was made from file and line: the row carries it, so it joins
-                record = {id_field: selection.ids[ranks[0]], **record}
+            if not usable_id(record.get(id_field)):  # the id was made from file and line: the row carries it, so it joins
+                record = {**record, id_field: selection.ids[ranks[0]]} if id_field in record else {id_field: selection.ids[ranks[0]], **record}
             if chunks is None:
                 yield {**record, "rank": ranks[0], "score": float(selection.scores[ranks[0]])}
                 continue

@@ -4,6 +4,7 @@ text), with the rule that turns one into the other: a bad record is counted, or 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,18 @@ def text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
+def usable_id(value: Any) -> bool:
+    """A record's id field can serve as its id: a string, or an integer or finite number (not a bool, null,
+    NaN, list or object, which would read differently in selection.parquet and the selected rows)."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def sample_id(config: SourceConfig, raw: RawRecord) -> str:
+    """The record's id field as text when it is usable, else FILE:LINE (which the selected rows then carry)."""
     value = raw.record.get(config.id_field) if raw.record is not None else None
-    if value is not None and not isinstance(value, (dict, list)):
-        return str(value)
-    return f"{raw.file}:{raw.line}"
+    return str(value) if usable_id(value) else f"{raw.file}:{raw.line}"
 
 
 def to_sample(raw: RawRecord, config: SourceConfig, renderer: TextRenderer, stats: SourceStats) -> Sample | None:

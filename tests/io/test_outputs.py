@@ -109,3 +109,27 @@ def test_swapped_lines_with_the_time_restored_are_scored_again_end_to_end(tmp_pa
     assert again.manifest["stages"]["pool"]["cache"] == "miss"
     written = [json.loads(line)["id"] for line in (tmp_path / "out" / "selected.jsonl").read_text().splitlines()]
     assert sorted(written) == sorted(again.ids)  # rows in input order, each under its own id (the writer checks)
+
+
+@pytest.mark.parametrize("write", ["jsonl", "parquet"])
+def test_ids_of_every_type_read_the_same_in_the_selection_and_the_rows(tmp_path, write):
+    import dataselect
+
+    lines = ['{"id": [1, 2], "text": "a list id"}', '{"id": {"a": 1}, "text": "an object id"}', '{"id": null, "text": "a null id"}',
+             '{"id": NaN, "text": "a NaN id"}', '{"id": true, "text": "a boolean id"}', '{"id": 7, "text": "a number id"}',
+             '{"id": "s", "text": "a string id"}', '{"text": "no id"}']
+    if write == "parquet":  # an integer id beside the generated text ids would not fit one parquet column
+        lines[5] = '{"id": "7", "text": "a number id"}'
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    overrides = {"input.path": str(path), "method.name": "random", "method.budget": 1.0, "output.write": write,
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False}
+    result = dataselect.run(dataselect.load_config(None, overrides))
+    selected = pq.read_table(tmp_path / "out" / "selection.parquet").column("id").to_pylist()
+    if write == "jsonl":
+        text = (tmp_path / "out" / "selected.jsonl").read_text()
+        rows = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in selected.jsonl")) for line in text.splitlines()]
+    else:
+        rows = pq.read_table(tmp_path / "out" / "selected.parquet").to_pylist()
+    assert sorted(str(row["id"]) for row in rows) == sorted(selected) == sorted(result.ids)
+    assert {"in.jsonl:1", "in.jsonl:2", "in.jsonl:3", "in.jsonl:4", "in.jsonl:5", "7", "s", "in.jsonl:8"} == set(selected)
