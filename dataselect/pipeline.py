@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -37,6 +38,7 @@ from dataselect.io.streams import spool_stdin
 from dataselect.methods import get_method
 from dataselect.select.base import Selection
 
+logger = logging.getLogger(__name__)
 SCORER_FOLDER = "scorer"  # the saved scorer in an output folder
 
 
@@ -155,7 +157,11 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
 
 def _cache_root(config: Config) -> Path:
     """runtime.cache_dir, created, with the cache directory tag (backup tools and directory inputs skip it)."""
-    root = _writable_dir(config.runtime.resolved_cache_dir(), "runtime.cache_dir")
+    root = config.runtime.resolved_cache_dir()
+    if root.is_dir() and not os.access(root, os.W_OK | os.X_OK):
+        logger.warning("runtime.cache_dir: %s is read-only: its complete stores are read; a store it lacks stops the run", root)
+        return root
+    root = _writable_dir(root, "runtime.cache_dir")
     tag = root / CACHE_TAG
     if not tag.exists():
         atomic_write_text(tag, CACHE_TAG_TEXT)

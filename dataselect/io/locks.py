@@ -20,9 +20,17 @@ LOCKS = "locks"  # under runtime.cache_dir: one file per output folder
 
 @contextlib.contextmanager
 def store_lock(root: Path) -> Iterator[None]:
-    """Hold the store's lock for the block, waiting while another run holds it."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / STORE_LOCK, "a+") as handle:
+    """Hold the store's lock for the block, waiting while another run holds it. A store in a read-only cache
+    is read without a lock: no run can write it."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / STORE_LOCK, "a+")
+    except OSError:
+        if os.access(root, os.W_OK):
+            raise
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -36,9 +44,16 @@ def output_lock(folder: Path, cache_root: Path) -> Iterator[None]:
     lock file lives in the cache (cache_root/locks/), keyed by the folder's resolved path, so that an output
     folder holds outputs only."""
     locks = cache_root / LOCKS
-    locks.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(str(folder.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    with open(locks / f"output-{name}.lock", "a+") as handle:
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = open(locks / f"output-{name}.lock", "a+")
+    except OSError:
+        if os.access(cache_root, os.W_OK):
+            raise
+        yield  # a read-only cache holds no lock file: runs on one output folder are not kept apart then
+        return
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,6 +11,7 @@ finished shard or none, and a restart with the same config redoes only unfinishe
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -158,7 +159,8 @@ class ShardStore:
         live writer owns them). -> how many"""
         leftovers = list(self.root.glob(".*.tmp"))
         for path in leftovers:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only cache keeps them; nothing will write there either
+                path.unlink(missing_ok=True)
         return len(leftovers)
 
     def size_bytes(self) -> int:
@@ -208,7 +210,17 @@ class ShardStore:
         return self._complete
 
     def write_key(self, key: dict[str, Any]) -> None:
-        atomic_write_text(self.root / "key.json", json.dumps(key, indent=1, default=str))
+        text = json.dumps(key, indent=1, default=str)
+        path = self.root / "key.json"
+        if self.writable() and not (path.exists() and path.read_text(encoding="utf-8") == text):  # nothing written to a read-only cache
+            atomic_write_text(path, text)
+
+    def writable(self) -> bool:
+        """This run may write the store: its folder (or, before it exists, the nearest existing parent) is writable."""
+        folder = self.root
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return os.access(folder, os.W_OK | os.X_OK)
 
     @property
     def num_shards(self) -> int:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from dataselect.config import RuntimeConfig, SourceConfig
-from dataselect.errors import InputError
+from dataselect.errors import ConfigError, InputError
 from dataselect.io.locks import store_lock
 from dataselect.io.plan import ShardSpec, plan_shards, source_is_sequential
 from dataselect.io.readers import read_spec
@@ -187,6 +187,11 @@ def run_stage(
 def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRenderer, stage: ScoreStage, runtime: RuntimeConfig,
           executor: Executor, fields: dict[str, str]) -> ScoredSource:
     """run_stage's work on a store it holds: a verified cache hit, or the shards not yet (or no longer) whole."""
+    if not store.writable():
+        if store.is_complete() and not store.damaged_parts(checksums=True):
+            return ScoredSource(store, store.total_stats(role), cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
+        raise ConfigError(f"config error: runtime.cache_dir: {store.root} is read-only and does not hold this run's complete {role} "
+                          f"store ({stage.kind}); point runtime.cache_dir at a writable folder")
     checksums = runtime.verify_cache == "full" or (runtime.verify_cache == "auto" and store.size_bytes() <= VERIFY_FULL_BYTES)
     if store.is_complete():
         damaged = store.damaged_parts(checksums)

@@ -106,3 +106,42 @@ def test_a_full_disk_while_writing_a_store_is_one_line_naming_the_file(tmp_path,
     config = executor_config(tmp_path, "run", tiny_bert_dir, pool, target, {"runtime.num_workers": 0})
     with pytest.raises(OutputError, match=r"^output error: cannot write .*shard-000000\.emb\.npy: 38400 requested and 28608 written \(free space"):
         dataselect.run(config, quiet=True)
+
+
+@pytest.fixture
+def read_only_view(tmp_path):
+    """read_only_view(folder) -> the folder mounted read-only elsewhere (a bind mount; needs root, else skip)."""
+    import shutil
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def view(folder: Path) -> Path:
+        target = tmp_path / f"ro-{len(mounted)}"
+        target.mkdir()
+        if not shutil.which("mount") or os.geteuid() != 0:
+            pytest.skip("a read-only bind mount needs root")
+        done = subprocess.run(["mount", "--bind", str(folder), str(target)], capture_output=True)
+        if done.returncode:
+            pytest.skip(f"cannot bind-mount here: {done.stderr.decode().strip()}")
+        mounted.append(target)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
+        return target
+
+    yield view
+    for target in mounted:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_a_read_only_cache_serves_its_complete_stores(tmp_path, tiny_bert_dir, read_only_view):
+    from dataselect.errors import ConfigError
+
+    pool, target = executor_pool(tmp_path)
+    config = executor_config(tmp_path, "run", tiny_bert_dir, pool, target, {})
+    first = dataselect.run(config, quiet=True)
+    cache = read_only_view(tmp_path / "run" / "cache")
+    again = dataselect.run(config.model_copy(update={"runtime": config.runtime.model_copy(update={"cache_dir": str(cache)})}), quiet=True)
+    assert again.ids == first.ids and again.manifest["stages"]["pool"]["cache"] == "hit"
+    other = executor_config(tmp_path, "other", tiny_bert_dir, pool, target, {"runtime.cache_dir": str(cache), "runtime.shard_size": 5})
+    with pytest.raises(ConfigError, match=r"^config error: runtime.cache_dir: .* is read-only and does not hold this run's complete pool store"):
+        dataselect.run(other, quiet=True)
