@@ -20,7 +20,7 @@ from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.backoff import OOMBackoff
 from dataselect.scoring.batching import padding_waste, token_budget_batches
-from dataselect.scoring.models import LoadedModel, ModelSpec, is_causal_lm, load_model, load_weights, resolve_model
+from dataselect.scoring.models import LoadedModel, ModelSpec, is_causal_lm, load_weights, resolve_model
 from dataselect.scoring.stage import Resources, ShardOutput
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_for
 
@@ -47,9 +47,12 @@ class Embedder:
         self.backoff = OOMBackoff(self.device, loaded.dtype)  # the same CUDA out-of-memory halving as the loss forward
         self._tokenizer_pool: TokenizerPool | None = None
 
+    auto_class = "AutoModel"  # the transformers class the weights load as (a subclass: a model with its head)
+
     @classmethod
     def from_config(cls, model: ModelConfig, device: str = "auto") -> "Embedder":
-        return cls(load_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code))
+        spec = resolve_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code)
+        return cls(load_weights(spec, None, cls.auto_class))
 
     @property
     def dim(self) -> int:
@@ -129,7 +132,6 @@ class EmbedStage:
         self.embedder: Embedder | None = None
         self.encoder: Any = None
         self.forward_type: type[Embedder] = Embedder  # what one forward batch returns (a subclass: a rater's logits)
-        self.auto_class = "AutoModel"  # the transformers class the weights load as
         self._reader_encoder: Any = None  # prepare's tokenizer (the reader thread's)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -147,7 +149,7 @@ class EmbedStage:
         return self.spec.identity()
 
     def setup(self, device: str | None) -> None:
-        self.embedder = self.forward_type(load_weights(self.spec, device, self.auto_class))
+        self.embedder = self.forward_type(load_weights(self.spec, device, self.forward_type.auto_class))
         self.encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
 
     def prepare(self, samples: list[Sample]) -> tuple[TokenizedTexts, float]:
