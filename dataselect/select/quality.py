@@ -299,7 +299,7 @@ class QualityMethod(Declared):
         scores = self.pool_scores(context, store)  # [N]
         excluded = {}
         if options.threshold is not None:
-            excluded["below"] = Excluded(~(scores >= options.threshold), f"scoring below method.quality.threshold ({options.threshold})")
+            excluded["below_threshold"] = Excluded(~(scores >= options.threshold), f"scoring below method.quality.threshold ({options.threshold})")
         eligible = context.eligible(pool, dedup=options.dedup, **excluded)
         k = context.budget(eligible)
         keys = selection_keys(scores, eligible, options.temperature, options.normalize, config.method.seed)  # [N]
