@@ -47,6 +47,14 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def run_shipped_config(tmp_path: Path, name: str):
+    """configs/<name>.yaml on the demo pool and target, into tmp_path (no progress bars)."""
+    root = Path(__file__).resolve().parents[1]
+    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
+    return pipeline.run(dataselect.load_config(root / "configs" / f"{name}.yaml", overrides), quiet=True)
+
+
 def base_overrides(tmp_path: Path, pool: Path, target: Path, **extra) -> dict:
     """An RDS run on small files with MiniLM, no workers or progress bars; `a__b=v` overrides `a.b`."""
     overrides = {

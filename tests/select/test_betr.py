@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from support import MINILM, TOPICS, topic_text, write_jsonl
+from support import MINILM, TOPICS, run_shipped_config, topic_text, write_jsonl
 
 import dataselect
 import dataselect.pipeline
@@ -138,10 +138,7 @@ def test_a_run_that_dies_in_the_pool_stage_resumes_with_the_same_classifier_and_
 
 
 def test_configs_betr_yaml_runs_on_the_demo_pool(tmp_path):
-    root = Path(__file__).resolve().parents[2]
-    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
-                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
-    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "betr.yaml", overrides), quiet=True)
+    result = run_shipped_config(tmp_path, "betr")
     rows = [json.loads(line) for line in (result.output_dir / "selected.jsonl").read_text().splitlines()]
     assert len(rows) == 100 and result.manifest["method"]["betr_tasks"]["target"]["heldout_auroc"] > 0.9
     assert sum(row["source"] == "math" for row in rows) >= 90  # the target is math word problems

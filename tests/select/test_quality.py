@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from support import MINILM, TOPICS, topic_text, write_jsonl
+from support import MINILM, TOPICS, run_shipped_config, topic_text, write_jsonl
 
 import dataselect
 import dataselect.pipeline
@@ -225,10 +225,7 @@ def test_a_percentile_threshold_keeps_the_top_fraction_of_the_fitting_pool(tmp_p
 
 
 def test_configs_quality_yaml_runs_on_the_demo_pool(tmp_path):
-    root = Path(__file__).resolve().parents[2]
-    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
-                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
-    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "quality.yaml", overrides), quiet=True)
+    result = run_shipped_config(tmp_path, "quality")
     rows = [json.loads(line) for line in (result.output_dir / "selected.jsonl").read_text().splitlines()]
     assert len(rows) == 100 and result.manifest["method"]["trained"]["heldout_auroc"] > 0.85
     assert sum(row["source"] == "math" for row in rows) >= 75  # sampled at temperature 1 from a pool where one sample in eight is math
