@@ -222,6 +222,12 @@ def test_a_percentile_threshold_keeps_the_top_fraction_of_the_fitting_pool(tmp_p
         for q in (0.05, 0.1, 0.33):
             kept = scorer.keep(rows, keep=q)
             assert int(kept.sum()) == int(np.ceil(q * len(rows)))  # 9.4.8 (the pool's scores have no ties here)
+    from dataselect.cli import main
+
+    out = tmp_path / "applied"
+    assert main(["apply", "--scorer", str(result.output_dir / "scorer"), "--input", str(pool), "--output", str(out), "--keep", "0.1",
+                 "--set", f"runtime.cache_dir={tmp_path / 'cache'}", "-q"]) == 0  # `dataselect apply` with the quality scorer
+    assert pq.read_table(out / "selection.parquet").num_rows == int(np.ceil(0.1 * len(rows)))
 
 
 def test_configs_quality_yaml_runs_on_the_demo_pool(tmp_path):
