@@ -46,10 +46,11 @@ def parse_labels(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
     """(labelled [n] bool, value [n] float64) from the store's copies of a label field (text: "True", "0.5", ...)."""
     labelled = np.array([v is not None and v != "" for v in values], bool)
     numbers = np.full(len(values), np.nan)
+    booleans = {"true": 1.0, "false": 0.0}  # a JSON boolean is copied into the store as "True" / "False"
     for row in np.flatnonzero(labelled):
         text = str(values[row]).strip()
         try:
-            numbers[row] = {"true": 1.0, "false": 0.0}.get(text.lower(), None) if text.lower() in ("true", "false") else float(text)
+            numbers[row] = booleans[text.lower()] if text.lower() in booleans else float(text)
         except ValueError:
             raise ConfigError(f"config error: method.quality.label_field: the value {text!r} is neither a number nor true/false") from None
     return labelled, numbers
