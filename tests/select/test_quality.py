@@ -18,7 +18,7 @@ import dataselect.pipeline
 from dataselect.errors import ConfigError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
 from dataselect.select.base import top_k
-from dataselect.select.quality import choose, group_quotas, selection_keys
+from dataselect.select.quality import choose, group_quotas, parse_labels, selection_keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scoring"))
 from test_rater import reference_logits, save_classifier  # noqa: E402
@@ -235,3 +235,11 @@ def test_configs_quality_yaml_runs_on_the_demo_pool(tmp_path):
     rows = [json.loads(line) for line in (result.output_dir / "selected.jsonl").read_text().splitlines()]
     assert len(rows) == 100 and result.manifest["method"]["trained"]["heldout_auroc"] > 0.85
     assert sum(row["source"] == "math" for row in rows) >= 75  # sampled at temperature 1 from a pool where one sample in eight is math
+
+
+def test_labels_are_numbers_or_booleans_and_a_record_without_one_is_unlabelled():
+    labelled, values = parse_labels(["True", "false", "2.5", None, "", "0"])
+    assert labelled.tolist() == [True, True, True, False, False, True]
+    assert values[labelled].tolist() == [1.0, 0.0, 2.5, 0.0]
+    with pytest.raises(ConfigError, match="method.quality.label_field: the value 'good'"):
+        parse_labels(["good"])
