@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -20,6 +20,21 @@ def pool_sources(pool: str | Path) -> dict[str, str]:
     opener = gzip.open if str(pool).endswith(".gz") else open
     with opener(pool, "rt", encoding="utf-8") as handle:
         return {str(row["id"]): row.get("source") for row in map(json.loads, handle)}
+
+
+def pool_sample(pool: str | Path, n: int, rng: Any) -> list[dict]:
+    """n records of a jsonl pool (gzipped or not) drawn without replacement by `rng` (a numpy Generator), in pool order."""
+    opener = gzip.open if str(pool).endswith(".gz") else open
+    with opener(pool, "rt", encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+    return [records[i] for i in sorted(rng.choice(len(records), size=min(n, len(records)), replace=False))]
+
+
+def write_unchanged(path: Path, text: str) -> None:
+    """Write `text` unless the file already holds it: a rewrite would change its mtime, and with it the
+    cache key of every store scored from it."""
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
 
 
 def data_file(path: str | Path, flag: str) -> Path:

@@ -23,6 +23,17 @@ from bench_common import SHARED_DATA, data_file, pool_sources, work_folder  # no
 from proc_tree import run_measured  # noqa: E402
 
 
+def gsm8k_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The arguments every GSM8K-target bench takes: pool, target, budget, output folder, config overrides."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
+    parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
+    return parser
+
+
 def common_overrides(pool: Path, target: Path, budget: int, extra: list[str]) -> list[str]:
     return [f"input.path={pool}", "input.prompt_field=prompt", "input.response_field=response",
             f"target.path={target}", "target.prompt_field=prompt", "target.response_field=response",
@@ -51,14 +62,9 @@ def run_method(method: str, overrides: list[str], out: Path, source_of: dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
-    parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
-    parser.add_argument("--budget", type=int, default=2000)
+    parser = gsm8k_parser(__doc__, "runs/bench_betr_gsm8k")
     parser.add_argument("--sample", default="0.1", help="method.betr.sample (a fraction or a count)")
     parser.add_argument("--methods", nargs="+", default=["betr", "rds"], choices=["betr", "rds"])
-    parser.add_argument("--out", default="runs/bench_betr_gsm8k")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides (both runs)")
     args = parser.parse_args()
     pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
     source_of = pool_sources(pool)

@@ -10,25 +10,18 @@ the 2-core CPU), the stage timings and both models' training losses.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import SHARED_DATA, data_file  # noqa: E402
-from betr_gsm8k import common_overrides, run_method, sources  # noqa: E402
+from bench_common import data_file, pool_sources  # noqa: E402
+from betr_gsm8k import common_overrides, gsm8k_parser, run_method  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
-    parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
-    parser.add_argument("--budget", type=int, default=2000)
-    parser.add_argument("--out", default="runs/bench_color_gsm8k")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
-    args = parser.parse_args()
+    args = gsm8k_parser(__doc__, "runs/bench_color_gsm8k").parse_args()
     pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
-    result = run_method("color", common_overrides(pool, target, args.budget, args.overrides), Path(args.out), sources(pool))
+    result = run_method("color", common_overrides(pool, target, args.budget, args.overrides), Path(args.out), pool_sources(pool))
     metrics = result["manifest"]["method"]
     prior = metrics.get("prior_training_loss") or []
     print(f"  prior: {metrics.get('prior')}; training loss {prior[0][0]:.3f} -> {prior[0][-1]:.3f} over {len(prior[0])} steps" if prior else "")

@@ -186,6 +186,51 @@ class BETRConfig(_Section):
         return value
 
 
+class QualityConfig(_Section):
+    """Quality raters (METHODS.md section 9): a Hugging Face sequence-classification model (rater: model), or a
+    linear head the run trains (rater: trained) on pooled embeddings or hashed n-grams, from labels on the pool's
+    records (labels: field) or a reference set against a seeded pool sample (labels: reference); then top-K,
+    a threshold, or sampling with probability proportional to exp(score / temperature)."""
+
+    rater: Literal["model", "trained"] = "trained"
+    # rater: model: how the logits become one score (auto: a regression head's value, else the expected label value)
+    readout: Literal["auto", "value", "expected", "probability"] = "auto"
+    label: str | None = None  # readout: probability: this label's (a name of the model's id2label, or its index); default the last
+    label_values: list[float] | None = None  # readout: expected: each label's value (default 0, 1, ..., L-1)
+    weights: dict[str, float] | None = None  # several heads (readout: value): the score is the sum of weight x head, by head name
+    # rater: trained
+    features: Literal["ngrams", "embeddings"] = "ngrams"  # ngrams: DCLM's recipe; embeddings: FineWeb-Edu's (model.name's pooled vectors)
+    labels: Literal["reference", "field"] = "reference"  # reference: target.path vs a seeded pool sample; field: label_field on pool records
+    label_field: str | None = None  # labels: field: a numeric or boolean record field; records without it are scored, not trained on
+    negatives: float = Field(1.0, gt=0)  # labels: reference: pool samples drawn (seeded) as negatives, per reference sample
+    head: Literal["auto", "logistic", "ridge"] = "auto"  # auto: logistic for two-valued labels, ridge regression for numeric ones
+    holdout: float = 0.2  # share of the labelled rows held out (seeded) for the manifest's AUROC / Spearman
+    ngram_features: Literal["tokens", "reference"] = "tokens"  # the DSIR featurisers: tokenizer ids, or sha256 WordPunct n-grams
+    num_buckets: int = Field(65_536, gt=0)
+    ngrams: int = Field(2, ge=1, le=2)  # 1: unigrams; 2: unigrams + bigrams
+    l2: float = Field(1e-4, ge=0.0)  # L2 penalty of the head
+    max_iter: int = Field(200, gt=0)  # L-BFGS iterations (logistic head)
+    # selection
+    threshold: float | None = None  # keep only samples scoring at least this (still at most method.budget, best first)
+    temperature: float = Field(0.0, ge=0.0)  # 0: top-K; > 0: sample without replacement, P proportional to exp(score / temperature)
+    normalize: bool = True  # temperature in pool standard deviations: scores z-scored over the selectable pool before dividing
+    balance_by: str | None = None  # a categorical record field: each value gets the budget in proportion to its share of the pool
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout_in_open_unit_interval(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError("must be in (0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _field_labels_name_their_field(self) -> "QualityConfig":
+        if self.rater == "trained" and self.labels == "field" and not self.label_field:
+            raise ValueError("labels: field needs method.quality.label_field (the record field holding each label)")
+        return self
+
+
 def _open_unit_interval(value: float | None) -> float | None:
     if value is not None and not 0.0 < value < 1.0:
         raise ValueError("must be in (0, 1): a sample goes when its cosine to an earlier one exceeds 1 - eps")
@@ -252,6 +297,7 @@ METHODS = {
     "semdedup": "dataselect.select.cluster_method:SemDedupMethod",
     "color": "dataselect.select.color:ColorMethod",
     "betr": "dataselect.select.betr:BETRMethod",
+    "quality": "dataselect.select.quality:QualityMethod",
     "random": "dataselect.select.random:RandomMethod",
     "apply": "dataselect.select.apply:ApplyMethod",
 }
@@ -270,6 +316,7 @@ class MethodConfig(_Section):
     semdedup: SemDedupConfig = SemDedupConfig()
     color: ColorConfig = ColorConfig()
     betr: BETRConfig = BETRConfig()
+    quality: QualityConfig = QualityConfig()
     apply: ApplyConfig = ApplyConfig()
 
     @field_validator("name")

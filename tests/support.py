@@ -22,6 +22,22 @@ OTHER = ["How do I bake bread at home?", "Write a poem about the sea.", "What is
          "How can I improve my handwriting?", "Describe a sunset over the mountains.", "What is a prime number?"]
 
 
+# topics with their own words, for methods that must find the one source holding a target's n-grams
+TOPICS = {
+    "math": "apples pears coins marbles buys gives sum total how many more each left altogether".split(),
+    "cooking": "bake bread oven flour salt minutes stir sauce boil pan heat dough recipe taste".split(),
+    "travel": "train city hotel ticket museum river walk map airport night street beach trip".split(),
+    "code": "function return value list loop python error class string index file print array".split(),
+}
+COMMON = "the a of and to in is it that for on with as was at by this".split()
+
+
+def topic_text(rng: np.random.Generator, topic: str, words: int) -> str:
+    """`words` words drawn from a topic's vocabulary and the common words."""
+    vocab = TOPICS[topic] + COMMON
+    return " ".join(vocab[i] for i in rng.integers(len(vocab), size=words))
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     """Rows may be dicts (written as JSON) or raw strings (written as they are, for malformed lines)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +45,14 @@ def write_jsonl(path: Path, rows: list) -> Path:
         for row in rows:
             handle.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
     return path
+
+
+def run_shipped_config(tmp_path: Path, name: str):
+    """configs/<name>.yaml on the demo pool and target, into tmp_path (no progress bars)."""
+    root = Path(__file__).resolve().parents[1]
+    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
+    return pipeline.run(dataselect.load_config(root / "configs" / f"{name}.yaml", overrides), quiet=True)
 
 
 def base_overrides(tmp_path: Path, pool: Path, target: Path, **extra) -> dict:

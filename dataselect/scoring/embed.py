@@ -20,7 +20,7 @@ from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.backoff import OOMBackoff
 from dataselect.scoring.batching import padding_waste, token_budget_batches
-from dataselect.scoring.models import LoadedModel, ModelSpec, is_causal_lm, load_model, load_weights, resolve_model
+from dataselect.scoring.models import LoadedModel, ModelSpec, is_causal_lm, load_weights, resolve_model
 from dataselect.scoring.stage import Resources, ShardOutput
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_for
 
@@ -50,9 +50,12 @@ class Embedder:
         self.backoff = OOMBackoff(self.device, loaded.dtype)  # the same CUDA out-of-memory halving as the loss forward
         self._tokenizer_pool: TokenizerPool | None = None
 
+    auto_class = "AutoModel"  # the transformers class the weights load as (a subclass: a model with its head)
+
     @classmethod
     def from_config(cls, model: ModelConfig, device: str = "auto") -> "Embedder":
-        return cls(load_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code))
+        spec = resolve_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code)
+        return cls(load_weights(spec, None, cls.auto_class))
 
     @property
     def dim(self) -> int:
@@ -95,18 +98,25 @@ class Embedder:
 
     @torch.inference_mode()
     def _forward(self, tokens: TokenizedTexts, indices: np.ndarray, width: int) -> np.ndarray:
-        """Pooled unit embeddings [b, H] float32 of one padded batch (a CUDA out-of-memory propagates to the back-off)."""
+        """`dim` floats per row [b, dim] float32 of one padded batch (a CUDA out-of-memory propagates to the back-off)."""
         ids, mask = tokens.padded(indices, self.pad_id, width)  # [b, T] each
         input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
         attention_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
         start = time.perf_counter()
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [b, T, H]
+        hidden = self.model_outputs(input_ids, attention_mask)  # [b, T, H] (or what a subclass reads out)
         if hidden.is_cuda:
             torch.cuda.synchronize(hidden.device)  # the forward's own time, not the pooling's after it
         self.forward_seconds += time.perf_counter() - start
         self.model_flops += forward_flops(self.linear_params, int(mask.sum()))
-        pooled = pool(hidden, attention_mask, self.loaded.pooling, normalize=True)  # [b, H] float32
-        return pooled.float().cpu().numpy()
+        return self.read_out(hidden, attention_mask).float().cpu().numpy()
+
+    def model_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The timed part of a batch: the model's forward. [b, T] ids and mask -> [b, T, H] last hidden state"""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def read_out(self, outputs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """model_outputs -> one row per sample: the pooled unit embedding. [b, T, H] -> [b, H] float32"""
+        return pool(outputs, attention_mask, self.loaded.pooling, normalize=True)
 
 
 class EmbedStage:
@@ -117,12 +127,14 @@ class EmbedStage:
     kind = "embeddings"
     resources = Resources(gpu=True)
     token_unit = "tokens"
+    array, array_dtype = "emb", np.float16  # what a shard stores of the forward's rows: unit vectors, halved
 
     def __init__(self, model: ModelConfig, device: str, batch_tokens: int) -> None:
         self.spec: ModelSpec = resolve_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code)
         self.batch_tokens = batch_tokens
         self.embedder: Embedder | None = None
         self.encoder: Any = None
+        self.forward_type: type[Embedder] = Embedder  # what one forward batch returns (a subclass: a rater's logits)
         self._reader_encoder: Any = None  # prepare's tokenizer (the reader thread's)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -140,7 +152,7 @@ class EmbedStage:
         return {**self.spec.identity(), "padded_width_step": WIDTH_STEP}
 
     def setup(self, device: str | None) -> None:
-        self.embedder = Embedder(load_weights(self.spec, device))
+        self.embedder = self.forward_type(load_weights(self.spec, device, self.forward_type.auto_class))
         self.encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
 
     def prepare(self, samples: list[Sample]) -> tuple[TokenizedTexts, float]:
@@ -162,7 +174,7 @@ class EmbedStage:
         embeddings = embedder.embed_tokens(tokens, self.batch_tokens)  # [n, d] float32
         return ShardOutput(
             columns={"n_tokens": pa.array(tokens.lengths, pa.int64()), "truncated": pa.array(tokens.truncated, pa.bool_())},
-            arrays={"emb": embeddings.astype(np.float16)},
+            arrays={self.array: embeddings.astype(self.array_dtype)},
             counters={
                 "tokens": int(tokens.lengths.sum()), "padded_tokens": embedder.padded_tokens - before[0],
                 # the manifest's MFU: model FLOPs of this shard's forwards, and the seconds they took

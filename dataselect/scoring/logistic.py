@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -43,6 +44,10 @@ class LinearModel:
         sums += segment_sums(self.weights[:, np.asarray(features.bigrams)], features.n_bigrams)
         counts = np.maximum(features.n_ngrams, 1).astype(np.float64)[:, None]  # [n, 1]
         return sums / counts + self.bias[None, :]
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """Logits (or values) of dense features x [n, d] (pooled embeddings). -> [n, T] float64"""
+        return np.asarray(x, np.float64) @ self.weights.T + self.bias[None, :]
 
 
 def feature_matrix(features: NgramFeatures, num_buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,14 +88,40 @@ def fit_logistic(features: NgramFeatures, labels: np.ndarray, num_buckets: int, 
     labels = np.asarray(labels, bool).reshape(len(features), -1)  # [n, T]
     x = feature_matrix(features, num_buckets)  # [n, B] as CSR parts
     xt = _transposed(*x, num_buckets)  # [B, n]
+    return _fit_tasks(lambda w: _matvec(*x, w), lambda r: _matvec(*xt, r), labels, num_buckets, l2, max_iter)
+
+
+def fit_logistic_dense(x: np.ndarray, labels: np.ndarray, l2: float, max_iter: int) -> LinearModel:
+    """The same regression on dense features x [n, d] (pooled embeddings): one per column of labels [n, T]."""
+    x = np.ascontiguousarray(x, np.float64)  # [n, d]
+    labels = np.asarray(labels, bool).reshape(len(x), -1)  # [n, T]
+    return _fit_tasks(lambda w: x @ w, lambda r: x.T @ r, labels, x.shape[1], l2, max_iter)
+
+
+def fit_ridge(x: np.ndarray, targets: np.ndarray, l2: float) -> LinearModel:
+    """Least squares with an L2 penalty on dense features x [n, d] for numeric targets [n] (a regression head,
+    as FineWeb-Edu's on frozen embeddings): minimises mean (x w + b - y)^2 + l2 ||w||^2 in closed form."""
+    x, y = np.asarray(x, np.float64), np.asarray(targets, np.float64)  # [n, d], [n]
+    mean_x, mean_y = x.mean(axis=0), y.mean()  # centring leaves the bias unpenalised
+    centred = x - mean_x  # [n, d]
+    gram = centred.T @ centred / len(x) + l2 * np.eye(x.shape[1])  # [d, d]
+    w = np.linalg.solve(gram, centred.T @ (y - mean_y) / len(x))  # [d]
+    residual = centred @ w - (y - mean_y)  # [n]
+    objective = float(residual @ residual / len(x) + l2 * w @ w)
+    return LinearModel(w[None, :], np.array([mean_y - mean_x @ w]), [1], [objective])
+
+
+def _fit_tasks(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, dim: int,
+               l2: float, max_iter: int) -> LinearModel:
+    """One regression per column of labels [n, T], given X w (forward) and X^T r (backward)."""
     with _one_cpu_thread("cpu"):  # L-BFGS's vector ops are tiny: a second torch thread only spins (seconds on a busy machine)
-        fits = [_fit_one(x, xt, labels[:, t], num_buckets, l2, max_iter) for t in range(labels.shape[1])]
+        fits = [_fit_one(forward, backward, labels[:, t], dim, l2, max_iter) for t in range(labels.shape[1])]
     return LinearModel(np.stack([f[0] for f in fits]), np.array([f[1] for f in fits], np.float64), [f[2] for f in fits], [f[3] for f in fits])
 
 
-def _fit_one(x: tuple[np.ndarray, ...], xt: tuple[np.ndarray, ...], labels: np.ndarray, num_buckets: int, l2: float,
-             max_iter: int) -> tuple[np.ndarray, float, int, float]:
-    """(weights [B], bias, objective evaluations, final objective) of one task's regression."""
+def _fit_one(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, dim: int,
+             l2: float, max_iter: int) -> tuple[np.ndarray, float, int, float]:
+    """(weights [dim], bias, objective evaluations, final objective) of one task's regression."""
     import torch
 
     y = labels.astype(np.float64)  # [n]
@@ -100,7 +131,7 @@ def _fit_one(x: tuple[np.ndarray, ...], xt: tuple[np.ndarray, ...], labels: np.n
     # class-balanced weights: each class carries half the loss, whatever its size
     sample_weight = np.where(y > 0, 0.5 / positives, 0.5 / (n - positives))  # [n], sums to 1
     sign = np.where(y > 0, -1.0, 1.0)  # [n]
-    w = torch.zeros(num_buckets, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-10, tolerance_change=1e-14)
@@ -109,10 +140,10 @@ def _fit_one(x: tuple[np.ndarray, ...], xt: tuple[np.ndarray, ...], labels: np.n
     def closure() -> torch.Tensor:
         calls[0] += 1
         wv, bv = w.detach().numpy(), float(b.detach()[0])
-        z = _matvec(*x, wv) + bv  # [n] logits
+        z = forward(wv) + bv  # [n] logits
         loss = float(sample_weight @ np.logaddexp(0.0, sign * z)) + 0.5 * l2 * float(wv @ wv)  # log(1 + exp(-+z)), stable
         residual = sample_weight * (0.5 * (1.0 + np.tanh(0.5 * z)) - y)  # [n] d loss / d z (sigmoid via tanh: no overflow)
-        w.grad = torch.from_numpy(_matvec(*xt, residual) + l2 * wv)  # [B]
+        w.grad = torch.from_numpy(backward(residual) + l2 * wv)  # [dim]
         b.grad = torch.tensor([residual.sum()], dtype=torch.float64)
         return torch.tensor(loss, dtype=torch.float64)
 

@@ -236,17 +236,18 @@ def resolve_model(name: str, pooling: str, max_length: int | None, dtype: str, d
     )
 
 
-def load_weights(spec: ModelSpec, device: str | torch.device | None = None) -> LoadedModel:
+def load_weights(spec: ModelSpec, device: str | torch.device | None = None, auto_class: str = "AutoModel") -> LoadedModel:
     """The base model (no LM head: only `last_hidden_state` is used) of a resolved spec, on `device`
-    (default: the spec's)."""
-    from transformers import AutoModel
+    (default: the spec's); `auto_class` another transformers Auto class (a rater's sequence-classification head)."""
+    import transformers
     from transformers.utils import logging as hf_logging
 
+    auto = getattr(transformers, auto_class)
     hf_logging.disable_progress_bar()  # our own bars report progress; its weight-loading bar is noise
     torch_device = torch.device(device) if device is not None else spec.device
     local = Path(spec.path).exists()
     try:
-        model = AutoModel.from_pretrained(
+        model = auto.from_pretrained(
             spec.path, config=spec.hf_config, dtype=spec.dtype, local_files_only=local, trust_remote_code=spec.trust_remote_code
         )
     except OSError as error:

@@ -258,20 +258,25 @@ class EmbeddingScorerBase(Scorer):
     model and rendering its description names, and `vectors`, rounded to float16 as the run's store keeps them."""
 
     gpu = True
+    forward_type: type[Embedder] = Embedder  # what the forward returns per record (a subclass: a rater's logits)
 
     def __init__(self, description: dict, arrays: dict[str, np.ndarray], folder, device: str = "auto", batch_tokens: int = 16384) -> None:
         super().__init__(description, arrays, folder)
         from dataselect.config import ModelConfig
 
-        self.embedder = Embedder.from_config(ModelConfig(**description["model"]), device)
+        self.embedder = self.forward_type.from_config(ModelConfig(**description["model"]), device)
         loaded = self.embedder.loaded
         self.renderer = TextRenderer(SourceConfig(**description["render"]), loaded.tokenizer)  # the style as the run resolved it
         self.encoder = encoder_for(loaded.tokenizer, loaded.max_length)
         self.batch_tokens = batch_tokens
 
+    def forward_rows(self, texts: list[str]) -> np.ndarray:
+        """[n, d] float32: the forward's row per text (a pooled unit vector, or a rater's logits)."""
+        return self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens)
+
     def vectors(self, texts: list[str]) -> np.ndarray:
         """[n, d] float16 unit vectors, as the run's store holds them."""
-        return self.embedder.embed_tokens(self.encoder(texts), self.batch_tokens).astype(np.float16)
+        return self.forward_rows(texts).astype(np.float16)
 
     def close(self) -> None:
         self.embedder.close()

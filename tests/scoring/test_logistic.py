@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dataselect.scoring.logistic import auroc, feature_matrix, fit_logistic, rankdata, spearman
+from dataselect.scoring.logistic import auroc, feature_matrix, fit_logistic, fit_logistic_dense, fit_ridge, rankdata, spearman
 from dataselect.scoring.ngram import NgramFeatures
 
 B = 50
@@ -65,3 +65,25 @@ def test_a_separable_problem_is_learned_and_the_fit_is_bit_reproducible():
     assert two_tasks.weights.shape == (2, B) and auroc(two_tasks.decision(features)[:, 1], ~labels) == 1.0
     with pytest.raises(ValueError, match="same label"):
         fit_logistic(features, np.zeros(200, bool), B, l2=1e-4, max_iter=10)
+
+
+def test_the_dense_regression_equals_the_sparse_one_on_the_same_matrix_and_ridge_solves_least_squares():
+    rng = np.random.default_rng(2)
+    docs = [list(rng.integers(0, B, size=rng.integers(2, 9))) for _ in range(60)]
+    labels = np.array([i % 3 == 0 for i in range(60)])
+    docs = [d + ([5] if y else [6]) for d, y in zip(docs, labels)]
+    features = _features(docs)
+    indptr, cols, values = feature_matrix(features, B)
+    dense = np.zeros((60, B))
+    np.add.at(dense, (np.repeat(np.arange(60), np.diff(indptr)), cols), values)  # the same X, built densely
+    sparse_fit = fit_logistic(features, labels, B, l2=1e-3, max_iter=100)
+    dense_fit = fit_logistic_dense(dense, labels, l2=1e-3, max_iter=100)
+    # the same objective to 1e-12; the weights agree to what L-BFGS's stopping rule leaves (sums in another order)
+    assert dense_fit.final_loss[0] == pytest.approx(sparse_fit.final_loss[0], rel=1e-12)
+    assert dense_fit.weights == pytest.approx(sparse_fit.weights, abs=1e-5) and dense_fit.bias == pytest.approx(sparse_fit.bias, abs=1e-5)
+    assert dense_fit.project(dense)[:, 0] == pytest.approx(sparse_fit.decision(features)[:, 0], abs=1e-5)
+    x = rng.standard_normal((50, 4))
+    y = x @ np.array([1.0, -2.0, 0.5, 0.0]) + 3.0
+    ridge = fit_ridge(x, y, l2=0.0)  # no penalty: the exact least-squares solution
+    assert ridge.weights[0] == pytest.approx([1.0, -2.0, 0.5, 0.0], abs=1e-9) and ridge.bias[0] == pytest.approx(3.0)
+    assert np.abs(fit_ridge(x, y, l2=10.0).weights).sum() < np.abs(ridge.weights).sum()  # the penalty shrinks

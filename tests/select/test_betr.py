@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from support import MINILM, write_jsonl
+from support import MINILM, TOPICS, run_shipped_config, topic_text, write_jsonl
 
 import dataselect
 import dataselect.pipeline
@@ -17,26 +17,14 @@ from dataselect.errors import ConfigError
 from dataselect.scoring.logistic import auroc
 from dataselect.select.betr import BETRMethod, top_fraction_labels
 
-TOPICS = {
-    "math": "apples pears coins marbles buys gives sum total how many more each left altogether".split(),
-    "cooking": "bake bread oven flour salt minutes stir sauce boil pan heat dough recipe taste".split(),
-    "travel": "train city hotel ticket museum river walk map airport night street beach trip".split(),
-    "code": "function return value list loop python error class string index file print array".split(),
-}
-COMMON = "the a of and to in is it that for on with as was at by this".split()
 PER_SOURCE = 40
-
-
-def _text(rng: np.random.Generator, topic: str, words: int) -> str:
-    vocab = TOPICS[topic] + COMMON
-    return " ".join(vocab[i] for i in rng.integers(len(vocab), size=words))
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
-    rows = [{"id": f"{topic}-{i}", "source": topic, "prompt": _text(rng, topic, 12), "response": _text(rng, topic, 8)}
+    rows = [{"id": f"{topic}-{i}", "source": topic, "prompt": topic_text(rng, topic, 12), "response": topic_text(rng, topic, 8)}
             for i in range(PER_SOURCE) for topic in TOPICS]
-    target = [{"id": f"t{i}", "prompt": _text(rng, "math", 12), "response": _text(rng, "math", 8)} for i in range(8)]
+    target = [{"id": f"t{i}", "prompt": topic_text(rng, "math", 12), "response": topic_text(rng, "math", 8)} for i in range(8)]
     return write_jsonl(tmp_path / "pool.jsonl", rows), write_jsonl(tmp_path / "target.jsonl", target)
 
 
@@ -109,7 +97,7 @@ def test_a_count_sample_takes_exactly_that_many_and_too_small_a_sample_is_one_co
 def test_several_tasks_round_robin(tmp_path):
     pool, _ = _files(tmp_path)
     rng = np.random.default_rng(3)
-    rows = [{"id": f"{t}{i}", "task": t, "prompt": _text(rng, t, 12), "response": _text(rng, t, 8)} for t in ("math", "code") for i in range(6)]
+    rows = [{"id": f"{t}{i}", "task": t, "prompt": topic_text(rng, t, 12), "response": topic_text(rng, t, 8)} for t in ("math", "code") for i in range(6)]
     target = write_jsonl(tmp_path / "tasks.jsonl", rows)
     result = _run(tmp_path, pool, target, target__task_field="task")
     table = pq.read_table(result.output_dir / "selection.parquet").to_pydict()
@@ -150,10 +138,7 @@ def test_a_run_that_dies_in_the_pool_stage_resumes_with_the_same_classifier_and_
 
 
 def test_configs_betr_yaml_runs_on_the_demo_pool(tmp_path):
-    root = Path(__file__).resolve().parents[2]
-    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
-                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
-    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "betr.yaml", overrides), quiet=True)
+    result = run_shipped_config(tmp_path, "betr")
     rows = [json.loads(line) for line in (result.output_dir / "selected.jsonl").read_text().splitlines()]
     assert len(rows) == 100 and result.manifest["method"]["betr_tasks"]["target"]["heldout_auroc"] > 0.9
     assert sum(row["source"] == "math" for row in rows) >= 90  # the target is math word problems
