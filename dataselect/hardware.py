@@ -131,6 +131,12 @@ def forward_flops(linear_params: int, real_tokens: int) -> int:
     return 2 * int(linear_params) * int(real_tokens)
 
 
+def significant(value: float, digits: int = 4) -> float:
+    """`value` to `digits` significant digits: a tiny model's MFU on a CPU (0.00043) keeps its precision,
+    which rounding to decimal places would take (0.0004)."""
+    return float(f"{value:.{digits}g}")
+
+
 def mfu_figures(model_flops: float, forward_seconds: float, device: str | torch.device, dtype: torch.dtype | None, devices_sharing: int = 1) -> dict[str, Any]:
     """The manifest's MFU figures: achieved FLOP/s of the forward passes against the device's peak.
     `forward_seconds` is summed over workers; `devices_sharing` workers that split one device's peak
@@ -141,11 +147,11 @@ def mfu_figures(model_flops: float, forward_seconds: float, device: str | torch.
     achieved = model_flops / forward_seconds
     return {
         "model_flops": int(model_flops),
-        "forward_seconds": round(forward_seconds, 3),
-        "model_tflops_per_s": round(achieved / 1e12, 4),
-        "peak_tflops_per_s": round(peak / 1e12, 3),
+        "forward_seconds": significant(forward_seconds),
+        "model_tflops_per_s": significant(achieved / 1e12),
+        "peak_tflops_per_s": significant(peak / 1e12),
         "peak_source": source,
-        "mfu": round(achieved / (peak / max(1, devices_sharing)), 4),
+        "mfu": significant(achieved / (peak / max(1, devices_sharing))),
         "flops_counted": "2 x linear-layer parameters x real tokens (no attention products, no padding)",
     }
 
