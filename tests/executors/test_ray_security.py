@@ -13,24 +13,39 @@ import pytest
 pytest.importorskip("ray")
 
 PROBE = textwrap.dedent("""
-    import json, os, psutil
+    import json, os
+    from pathlib import Path
     from dataselect.executors.ray import AUTH_VARIABLES, RayExecutor
+
+    def descendants(root):
+        parents = {}
+        for entry in (e for e in Path("/proc").iterdir() if e.name.isdigit()):
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry.name)] = int(fields[1])
+        found, frontier = set(), {root}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+            found |= frontier
+        return found
 
     before = {name: os.environ.get(name) for name in AUTH_VARIABLES}
     executor = RayExecutor(num_workers=1)
     modes = {}
-    for child in psutil.Process().children(recursive=True):
+    for pid in descendants(os.getpid()):
         try:
-            environment = child.environ()
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            environment = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\\0") if "=" in item)
+        except OSError:
             continue
-        if child.name() in ("gcs_server", "raylet"):
-            modes[child.name()] = [environment.get("RAY_AUTH_MODE"), bool(environment.get("RAY_AUTH_TOKEN"))]
+        if name in ("gcs_server", "raylet"):
+            modes[name] = [environment.get("RAY_AUTH_MODE"), bool(environment.get("RAY_AUTH_TOKEN"))]
     executor.close()
     after = {name: os.environ.get(name) for name in AUTH_VARIABLES}
     print(json.dumps({"before": before, "after": after, "modes": modes}))
 """)
-
 
 def test_a_local_instance_requires_a_token_and_the_environment_is_restored(tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
