@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -24,6 +25,12 @@ class BadInput:
         return f"{self.file}:{self.line}: {self.reason}"
 
 
+def reason_kind(reason: str) -> str:
+    """A bad-input reason without its details, the manifest's key for counting: "no text field (the record
+    has: ...)" -> "no text field", "over-long: 120,000 characters > ..." -> "over-long"."""
+    return re.split(r" \(|: ", reason, maxsplit=1)[0]
+
+
 @dataclass
 class SourceStats:
     """What happened to the records of one source (pool or target)."""
@@ -37,7 +44,7 @@ class SourceStats:
 
     def record_bad(self, bad: BadInput) -> None:
         self.skipped += 1
-        self.reasons[bad.reason.split(":")[0]] += 1
+        self.reasons[reason_kind(bad.reason)] += 1
         if len(self.bad) < MAX_REPORTED_BAD:
             self.bad.append(bad)
         if not self.quiet:

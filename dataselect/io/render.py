@@ -64,10 +64,17 @@ def _has_keys(record: dict[str, Any]) -> str:
     return f" (the record has: {_key_list(record)})"
 
 
+def _present(record: dict[str, Any], field: str, value: Any) -> None:
+    """A field the record lacks, or holds as null, is a bad record that says which."""
+    if value is _MISSING:
+        raise BadRecord(f"missing field '{field}'{_has_keys(record)}")
+    if value is None:
+        raise BadRecord(f"field '{field}' is null")
+
+
 def _string_field(record: dict[str, Any], field: str) -> str:
     value = _lookup(record, field)
-    if value is _MISSING or value is None:
-        raise BadRecord(f"missing field '{field}'{_has_keys(record)}")
+    _present(record, field, value)
     if not isinstance(value, str):
         raise BadRecord(f"field '{field}' is not a string")
     return value
@@ -113,8 +120,7 @@ def _message(message: Any) -> dict[str, str] | None:
 
 def _messages(record: dict[str, Any], field: str) -> list[dict[str, str]]:
     messages = _lookup(record, field)
-    if messages is _MISSING or messages is None:
-        raise BadRecord(f"missing field '{field}'{_has_keys(record)}")
+    _present(record, field, messages)
     parsed = [_message(m) for m in messages] if isinstance(messages, list) else [None]
     if any(m is None for m in parsed):
         raise BadRecord(f"field '{field}' is not a list of {{role, content}} or {{from, value}} messages")

@@ -113,3 +113,14 @@ def test_the_cache_key_follows_the_effective_rendering(tiny_bert_dir):
     keys = {style: TextRenderer(SourceConfig(render=style), spec.tokenizer, spec.causal_lm).describe() for style in ("auto", "plain", "tulu")}
     assert keys["auto"] == keys["plain"] != keys["tulu"]
     assert RENDER_VERSION >= 3 and keys["auto"]["version"] == RENDER_VERSION
+
+
+def test_a_null_field_is_named_null_not_missing():
+    from dataselect.config import SourceConfig
+    from dataselect.io.render import BadRecord, TextRenderer
+
+    renderer = TextRenderer(SourceConfig(text_field="text"))
+    with pytest.raises(BadRecord, match=r"^field 'text' is null$"):
+        renderer.render({"id": "a", "text": None})
+    with pytest.raises(BadRecord, match=r"^missing field 'text' \(the record has: 'id', 'content'\)$"):
+        renderer.render({"id": "a", "content": "words"})
