@@ -164,7 +164,11 @@ class ShardStore:
         return len(leftovers)
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
+        """The store's files' bytes (0 before the folder exists)."""
+        if not self.root.is_dir():
+            return 0
+        with os.scandir(self.root) as entries:
+            return sum(entry.stat().st_size for entry in entries if entry.is_file())
 
     def damaged_parts(self, checksums: bool) -> dict[int, str]:
         """A complete store's damaged shards by number, with why; its index or consolidated metadata

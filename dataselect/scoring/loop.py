@@ -157,12 +157,10 @@ def _rescore(store: ShardStore, index: int, why: str) -> None:
     """A damaged part of a cached store: one warning naming it, and it is built again (never trusted)."""
     if index < 0:
         logger.warning("cache: %s: %s; its index is rebuilt from the shards", store.root, why)
+        store.discard_index()
     else:
         logger.warning("cache: %s: shard %d is damaged (%s); scoring it again", store.root, index, why)
-    if index >= 0:
         store.discard(index)
-    else:
-        store.discard_index()
 
 
 def run_stage(
@@ -187,20 +185,19 @@ def run_stage(
 def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRenderer, stage: ScoreStage, runtime: RuntimeConfig,
           executor: Executor, fields: dict[str, str]) -> ScoredSource:
     """run_stage's work on a store it holds: a verified cache hit, or the shards not yet (or no longer) whole."""
-    if not store.writable():
-        if store.is_complete() and not store.damaged_parts(checksums=True):
-            return ScoredSource(store, store.total_stats(role), cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
+    writable = store.writable()
+    # a read-only store cannot be repaired, so it is always checked in full before it is trusted
+    checksums = not writable or runtime.verify_cache == "full" or (runtime.verify_cache == "auto" and store.size_bytes() <= VERIFY_FULL_BYTES)
+    damaged = store.damaged_parts(checksums) if store.is_complete() else None
+    if damaged == {}:
+        stats = store.total_stats(role)
+        _check_contract(source, stats)
+        return ScoredSource(store, stats, cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
+    if not writable:
         raise ConfigError(f"config error: runtime.cache_dir: {store.root} is read-only and does not hold this run's complete {role} "
                           f"store ({stage.kind}); point runtime.cache_dir at a writable folder")
-    checksums = runtime.verify_cache == "full" or (runtime.verify_cache == "auto" and store.size_bytes() <= VERIFY_FULL_BYTES)
-    if store.is_complete():
-        damaged = store.damaged_parts(checksums)
-        if not damaged:
-            stats = store.total_stats(role)
-            _check_contract(source, stats)
-            return ScoredSource(store, stats, cached="hit", token_unit=getattr(stage, "token_unit", "tokens"))
-        for index, why in damaged.items():
-            _rescore(store, index, why)
+    for index, why in (damaged or {}).items():
+        _rescore(store, index, why)
 
     sequential = source_is_sequential(source)
     scored = ScoredSource(store, SourceStats(role), cached="miss", token_unit=getattr(stage, "token_unit", "tokens"))
