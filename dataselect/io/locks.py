@@ -10,7 +10,7 @@ import fcntl
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 from dataselect.errors import ConfigError
 
@@ -18,16 +18,25 @@ STORE_LOCK = ".lock"
 LOCKS = "locks"  # under runtime.cache_dir: one file per output folder
 
 
+def _lock_file(folder: Path, name: str) -> IO[str] | None:
+    """The lock file `folder/name` opened (the folder created), or None where the folder cannot be written
+    (a read-only cache: no run can write there, so there is nothing to keep apart)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return open(folder / name, "a+")
+    except OSError:
+        nearest = next(p for p in (folder, *folder.parents) if p.exists())
+        if os.access(nearest, os.W_OK):
+            raise
+        return None
+
+
 @contextlib.contextmanager
 def store_lock(root: Path) -> Iterator[None]:
     """Hold the store's lock for the block, waiting while another run holds it. A store in a read-only cache
     is read without a lock: no run can write it."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = open(root / STORE_LOCK, "a+")
-    except OSError:
-        if os.access(root, os.W_OK):
-            raise
+    handle = _lock_file(root, STORE_LOCK)
+    if handle is None:
         yield
         return
     with handle:
@@ -43,14 +52,9 @@ def output_lock(folder: Path, cache_root: Path) -> Iterator[None]:
     """Hold the output folder's lock for the block; another run holding it is a ConfigError naming it. The
     lock file lives in the cache (cache_root/locks/), keyed by the folder's resolved path, so that an output
     folder holds outputs only."""
-    locks = cache_root / LOCKS
     name = hashlib.sha256(str(folder.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    try:
-        locks.mkdir(parents=True, exist_ok=True)
-        handle = open(locks / f"output-{name}.lock", "a+")
-    except OSError:
-        if os.access(cache_root, os.W_OK):
-            raise
+    handle = _lock_file(cache_root / LOCKS, f"output-{name}.lock")
+    if handle is None:
         yield  # a read-only cache holds no lock file: runs on one output folder are not kept apart then
         return
     with handle:
