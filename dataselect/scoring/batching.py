@@ -16,11 +16,6 @@ class TokenBatch:
         return len(self.indices) * self.padded_length
 
 
-def padded_width(length: int, width_step: int) -> int:
-    """A sample's padded width: its length rounded up to a multiple of `width_step` (at least one step)."""
-    return max(width_step, -(-int(length) // width_step) * width_step)
-
-
 def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int | None = None) -> list[TokenBatch]:
     """Sort by length (longest first, ties by position, so the result is deterministic) and cut
     greedily so that each batch's padded size, rows x width, stays within `batch_tokens`. A sample
@@ -31,8 +26,9 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int
     bit, depends on the row alone, not on the batch size or its batch-mates: a saved scorer that embeds
     one record gets what the run stored for it."""
     order = np.lexsort((np.arange(len(lengths)), -np.asarray(lengths)))  # [n]
-    widths = (np.asarray([padded_width(n, width_step) for n in lengths], np.int64) if width_step
-              else np.asarray(lengths, np.int64))  # [n]
+    widths = np.asarray(lengths, np.int64)  # [n]
+    if width_step:
+        widths = np.maximum(width_step, -(-widths // width_step) * width_step)  # each row's length rounded up to a step
     batches: list[TokenBatch] = []
     start = 0
     while start < len(order):
