@@ -25,6 +25,7 @@ from dataselect.io.locate import COMPRESSED_SUFFIXES, hf_disk_path, resolve_loca
 from dataselect.io.readers import read_spec
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import RawRecord, Sample, to_sample
+from dataselect.io.streams import OverLong, read_line
 from dataselect.stats import SourceStats
 
 SCAN_BYTES = 1 << 24  # bytes per block of the jsonl line scan
@@ -132,11 +133,8 @@ def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first
 def _line_end(path: Path, offset: int) -> int:
     with open(path, "rb") as handle:
         handle.seek(offset)
-        while True:  # in chunks: the line may be longer than memory allows
-            chunk = handle.readline(1 << 20)
-            offset += len(chunk)
-            if not chunk or chunk.endswith(b"\n"):
-                return offset
+        line = read_line(handle, 0)  # skipped in chunks: the line may be longer than memory allows
+        return offset + (line.size if isinstance(line, OverLong) else len(line))
 
 
 def _plan_rows(kind: str, location: str, label: str, rows: int, shard_size: int, first_index: int, first_position: int,
