@@ -1,6 +1,7 @@
 """What every method returns, and the ranking helpers they share."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.shards import ShardStore
-from dataselect.select.figures import Figure
+from dataselect.select.figures import Bars, Figure, Table
 from dataselect.stats import SourceStats
 
 if TYPE_CHECKING:
@@ -39,6 +40,18 @@ class Selection:
 def task_scores(scores: np.ndarray, tasks: list[str]) -> dict[str, Any]:
     """Selection's pool_scores and tasks from per-task scores [N, T]: [N] for one task, [N, T] with the names for several."""
     return {"pool_scores": scores[:, 0], "tasks": list(tasks)} if scores.shape[1] == 1 else {"pool_scores": scores, "tasks": list(tasks)}
+
+
+def task_counts(selection: Selection) -> list[Figure]:
+    """Target samples (the method's `tasks` metric) and selected rows per target task (RDS+, BETR,
+    CoLoR-Filter), with a bar chart for several; a selection without a `task` column chose all for its one task."""
+    sizes = selection.metrics.get("tasks") or {}
+    picked = Counter(selection.columns["task"]) if "task" in selection.columns else {name: len(selection.ids) for name in selection.tasks or []}
+    out: list[Figure] = [Table(["task", "target samples", "selected"], [[name, count, picked.get(name, 0)] for name, count in sizes.items()])]
+    if len(sizes) > 1:
+        out.append(Bars(list(sizes), [picked.get(n, 0) for n in sizes], "selected samples per task", "task", "selected",
+                        "Rows each task chose in the round-robin."))
+    return out
 
 
 class Declared:

@@ -26,9 +26,9 @@ from dataselect.scoring.logistic import LinearModel, auroc, fit_logistic, spearm
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.ngram import NgramFeatures
 from dataselect.scoring.ngram_store import iter_features
-from dataselect.select.base import Declared, Selection, selected_rows, target_tasks, task_scores, top_k
-from dataselect.select.figures import Bars, Figure, Table, task_counts
-from dataselect.select.rds import picked_per_task, round_robin, task_similarities
+from dataselect.select.base import Declared, Selection, selected_rows, target_tasks, task_counts, task_scores, top_k
+from dataselect.select.figures import Bars, Figure, Table
+from dataselect.select.rds import round_robin, task_similarities
 
 AGREEMENT_BINS = 10  # the report's held-out agreement: RDS+ score by classifier-score decile
 MIN_PER_CLASS = 2  # training rows each class needs, per task
@@ -213,7 +213,7 @@ class BETRMethod(Declared):
     def figures(self, selection: Selection) -> list[Figure]:
         tasks = selection.metrics.get("betr_tasks") or {}
         keys = ["positives", "label_threshold", "heldout_auroc", "heldout_spearman", "lbfgs_evaluations"]
-        out = task_counts(selection.metrics.get("tasks") or {}, picked_per_task(selection))
+        out = task_counts(selection)
         out.append(Table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()]))
         for name, info in tasks.items():
             bins = info.get("heldout_agreement") or []

@@ -18,10 +18,10 @@ from dataselect.errors import ConfigError, InputError
 from dataselect.io.render import TextRenderer
 from dataselect.scorer.base import Scorer, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, task_scores, top_k
+from dataselect.select.base import Declared, Excluded, Selection, first_occurrences, selected_rows, target_tasks, task_counts, task_scores, top_k
 from dataselect.select.el2n import bad_scores
-from dataselect.select.figures import Curves, Figure, Table, seed_curves, task_counts
-from dataselect.select.rds import picked_per_task, round_robin
+from dataselect.select.figures import Curves, Figure, Table, seed_curves
+from dataselect.select.rds import round_robin
 
 
 def loss_reduction(prior_loss: np.ndarray, conditional_loss: np.ndarray) -> np.ndarray:
@@ -166,7 +166,7 @@ class ColorMethod(Declared):
         metrics = selection.metrics
         tasks = metrics.get("color_tasks") or {}
         keys = ["selected", "conditional_mean_loss", "score_mean", "selected_min_score"]
-        out = task_counts(metrics.get("tasks") or {}, picked_per_task(selection))
+        out = task_counts(selection)
         out.append(Table(["task", *keys], [[name, *(info.get(k) for k in keys)] for name, info in tasks.items()]))
         prior = seed_curves(metrics.get("prior_training_loss") or [], "prior")
         if prior:

@@ -66,15 +66,6 @@ class Note:
 Figure = Union[Table, Bars, PairedBars, SizedBars, Curves, Note]
 
 
-def task_counts(sizes: dict[str, int], picked: dict[str, int]) -> list[Figure]:
-    """Target samples and selected rows per target task (RDS+, BETR, CoLoR-Filter), with a bar chart for several."""
-    out: list[Figure] = [Table(["task", "target samples", "selected"], [[name, count, picked.get(name, 0)] for name, count in sizes.items()])]
-    if len(sizes) > 1:
-        out.append(Bars(list(sizes), [picked.get(n, 0) for n in sizes], "selected samples per task", "task", "selected",
-                        "Rows each task chose in the round-robin."))
-    return out
-
-
 def seed_curves(curves: list[list[float]], name: str) -> dict[str, list[float]]:
     """One training-loss series per seed, by name (empty curves left out)."""
     return {f"{name} (seed {i})": list(curve) for i, curve in enumerate(curves) if curve}

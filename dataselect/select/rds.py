@@ -8,8 +8,6 @@ Exact-duplicate pool texts are collapsed (first occurrence kept) before ranking.
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -23,8 +21,8 @@ from dataselect.scoring.embed import Embedder, EmbedStage
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.models import describe_device
 from dataselect.scoring.tokenize import encoder_for
-from dataselect.select.base import Declared, Selection, first_occurrences, selected_rows, target_tasks, task_scores, top_k
-from dataselect.select.figures import Figure, task_counts
+from dataselect.select.base import Declared, Selection, first_occurrences, selected_rows, target_tasks, task_counts, task_scores, top_k
+from dataselect.select.figures import Figure
 
 TARGET_TILE = 16384  # target rows per similarity tile
 
@@ -162,13 +160,6 @@ def round_robin(task_scores: np.ndarray, k: int, eligible: np.ndarray) -> tuple[
     return np.array(chosen, dtype=np.int64), np.array(tasks, dtype=np.int64)
 
 
-def picked_per_task(selection: Selection) -> dict[str, int]:
-    """Selected rows per task: from the `task` column, or every row for the one task."""
-    if "task" in selection.columns:
-        return dict(Counter(selection.columns["task"]))
-    return {name: len(selection.ids) for name in selection.tasks or []}
-
-
 class RDSMethod(Declared):
     name = "rds"
     description = "RDS+: rank the pool by cosine similarity of pooled embeddings to a target set (needs target.path and an embedding model)"
@@ -240,7 +231,7 @@ class RDSMethod(Declared):
         )
 
     def figures(self, selection: Selection) -> list[Figure]:
-        return task_counts(selection.metrics.get("tasks") or {}, picked_per_task(selection))
+        return task_counts(selection)
 
     def saved_scorer(self, context, folder, selection: Selection) -> None:
         """The target's embeddings (float16, as stored) and how a sample becomes a score: model, rendering, aggregation."""
