@@ -1,6 +1,6 @@
 """Where a source's records are: `input.path` (a file, a directory, a glob, `-`, `hf:NAME`, a saved
 dataset) -> the locations to read in a stable order, the files met and not read (with why), and the
-fingerprint a cache key is built from. A run resolves each source once (`located`)."""
+fingerprint a cache key is built from. A run resolves each source once (`pin`, then `located`)."""
 from __future__ import annotations
 
 import codecs
@@ -278,8 +278,7 @@ def file_labels(locations: list[tuple[str, Path | str]]) -> list[str]:
 
 def fingerprint(config: SourceConfig) -> list[Any]:
     """What identifies the source's content for caching: paths with size, times, inode (and the content of a
-    small file), or the dataset name;
-    standard input is new every run (never a cache hit)."""
+    small file), or the dataset name; standard input is new every run (never a cache hit)."""
     out: list[Any] = []
     for kind, loc in resolve_locations(config):
         if kind == "stdin":
