@@ -25,7 +25,8 @@ __all__ = ["Config", "ConfigError", "DataselectError", "EmbeddingScorer", "Input
 
 
 def run(config: Config, quiet: bool = True) -> Any:
-    """Run a config (see `load_config`); returns a RunResult with `.ids`, `.table`, `.manifest`."""
+    """Run a config (see `load_config`); returns a RunResult with `.ids`, `.table`, `.manifest`. Quiet by default:
+    no summary and no progress bars (`quiet=False` shows both, as the command does)."""
     from dataselect.pipeline import run as _run
 
     return _run(config, quiet=quiet)

@@ -104,8 +104,10 @@ def _earlier_rows(output_dir: Path, config: Config) -> list[Path]:
 
 
 def run(config: Config, quiet: bool = False, executor: Executor | None = None) -> RunResult:
-    """Run a validated config end to end and write its output directory. `executor` replaces the one
-    `runtime.executor` / `runtime.num_workers` would choose (it is closed at the end)."""
+    """Run a validated config end to end and write its output directory. `quiet`: no summary and no progress
+    bars. `executor` replaces the one `runtime.executor` / `runtime.num_workers` would choose (it is closed at the end)."""
+    if quiet and config.runtime.progress:
+        config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"progress": False})})
     preflight.stop_a_spawned_rerun()
     method = get_method(config.method.name)
     skipped = preflight.check_sources(config)  # before any folder is created

@@ -40,15 +40,12 @@ class SourceStats:
     skipped: int = 0
     reasons: Counter = field(default_factory=Counter)
     bad: list[BadInput] = field(default_factory=list)
-    quiet: bool = False  # a shard's stats: the run prints its bad inputs (BadInputPrinter), up to the cap for the whole run
 
     def record_bad(self, bad: BadInput) -> None:
         self.skipped += 1
         self.reasons[reason_kind(bad.reason)] += 1
         if len(self.bad) < MAX_REPORTED_BAD:
             self.bad.append(bad)
-        if not self.quiet:
-            _print_bad(self.role, bad, self.skipped)
 
     def merge(self, other: "SourceStats") -> None:
         self.read += other.read
@@ -75,27 +72,40 @@ class SourceStats:
         )
 
 
-def _print_bad(role: str, bad: BadInput, number: int) -> None:
-    """The `number`-th bad input of a source, printed while under MAX_PRINTED_BAD; one line says there are more."""
-    if number <= MAX_PRINTED_BAD:
-        logger.warning("skipped bad %s input: %s", role, bad)
-    elif number == MAX_PRINTED_BAD + 1:
-        logger.warning("skipped bad %s input: more; see manifest.json", role)
-
-
 class BadInputPrinter:
-    """Prints the bad inputs of a source's shards as their results arrive, MAX_PRINTED_BAD for the whole run."""
+    """Prints a source's bad inputs as its shards' results arrive: the first of each (file, reason) in full,
+    at most MAX_PRINTED_BAD of them, and at the end (`close`) one line per (file, reason) for the rest, so a
+    file with one systematic fault gives two lines, not one per record."""
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.seen = 0
+        self.counts: Counter = Counter()  # (file, reason kind) -> bad records
+        self.printed: set[tuple[str, str]] = set()  # ... whose first record was printed
 
     def show(self, shard: SourceStats) -> None:
+        counts = Counter((bad.file, reason_kind(bad.reason)) for bad in shard.bad)
+        files = {file for file, _ in counts}
+        if len(files) == 1:  # a shard holds one file's records: its reason counts also cover those past the listed ones
+            file = files.pop()
+            counts = Counter({(file, kind): count for kind, count in shard.reasons.items()})
         for bad in shard.bad:
-            if self.seen > MAX_PRINTED_BAD:
-                return
-            self.seen += 1
-            _print_bad(self.role, bad, self.seen)
+            key = (bad.file, reason_kind(bad.reason))
+            if key in self.counts:  # met before (an earlier shard, or earlier in this one)
+                continue
+            self.counts[key] += 0
+            if len(self.printed) < MAX_PRINTED_BAD:
+                logger.warning("skipped bad %s input: %s", self.role, bad)
+                self.printed.add(key)
+        self.counts.update(counts)
+
+    def close(self) -> None:
+        """One line per (file, reason) for its records not printed (at most MAX_PRINTED_BAD lines)."""
+        rest = [(key, count - (key in self.printed)) for key, count in self.counts.items() if count > (key in self.printed)]
+        for (file, kind), count in rest[:MAX_PRINTED_BAD]:
+            more = " more" if (file, kind) in self.printed else ""
+            logger.warning("skipped %s%s bad %s input%s in %s: %s", f"{count:,}", more, self.role, "s" if count > 1 else "", file, kind)
+        if len(rest) > MAX_PRINTED_BAD:
+            logger.warning("skipped bad %s inputs in %d more file/reason pairs; manifest.json lists them", self.role, len(rest) - MAX_PRINTED_BAD)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataselect.io.locate import COMPRESSED_SUFFIXES, hf_disk_path, resolve_loca
 from dataselect.io.readers import read_spec
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import RawRecord, Sample, to_sample
-from dataselect.io.streams import OverLong, read_line
+from dataselect.io.streams import OverLong, disk_offset, read_line
 from dataselect.stats import SourceStats
 
 SCAN_BYTES = 1 << 24  # bytes per block of the jsonl line scan
@@ -49,6 +49,30 @@ class ShardSpec:
     count: int  # records in the shard
     records: tuple | None = None  # "records": the RawRecords, read by the planner
     line_limit: int | None = None  # jsonl: longer lines are one bad record each, never read into memory (readers.line_byte_limit)
+    read_bytes: int | None = None  # bytes of the source's files on disk up to this shard's end (a progress bar's estimate)
+
+
+class ReadMeter:
+    """How far the planner is through a source's files on disk: the finished files' bytes, and the open
+    sequential file's handle (readers give it theirs) to ask how far into that one it is."""
+
+    def __init__(self) -> None:
+        self.before = 0
+        self.handle: Any = None
+
+    def at(self, within: int | None) -> int | None:
+        return None if within is None else self.before + within
+
+    def in_open_file(self) -> int | None:
+        return self.at(disk_offset(self.handle)) if self.handle is not None else None
+
+
+def source_bytes(config: SourceConfig) -> int | None:
+    """The source's files' size on disk, the whole of ReadMeter's figures; None for standard input or a dataset."""
+    locations = resolve_locations(config)
+    if any(kind not in ("jsonl", "json", "parquet") for kind, _ in locations):
+        return None
+    return sum(Path(location).stat().st_size for _, location in locations)
 
 
 def is_sequential(kind: str, location: str) -> bool:
@@ -95,7 +119,7 @@ def jsonl_record_lines(path: Path, start_line: int = 1) -> Iterator[tuple[np.nda
 
 
 def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first_position: int, limit: int | None,
-                line_limit: int) -> Iterator[ShardSpec]:
+                line_limit: int, meter: ReadMeter) -> Iterator[ShardSpec]:
     size = path.stat().st_size
     pending_offsets: list[np.ndarray] = []
     pending_lines: list[np.ndarray] = []
@@ -103,7 +127,8 @@ def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first
     remaining = None if limit is None else limit - first_position
 
     def emit(offsets: np.ndarray, lines: np.ndarray, stop: int) -> ShardSpec:
-        return ShardSpec(index, "jsonl", str(path), label, int(offsets[0]), stop, int(lines[0]), position, len(offsets), line_limit=line_limit)
+        return ShardSpec(index, "jsonl", str(path), label, int(offsets[0]), stop, int(lines[0]), position, len(offsets), line_limit=line_limit,
+                         read_bytes=meter.at(stop))
 
     for offsets, lines in jsonl_record_lines(path):
         pending_offsets.append(offsets)
@@ -138,15 +163,18 @@ def _line_end(path: Path, offset: int) -> int:
 
 
 def _plan_rows(kind: str, location: str, label: str, rows: int, shard_size: int, first_index: int, first_position: int,
-               limit: int | None) -> Iterator[ShardSpec]:
+               limit: int | None, meter: ReadMeter, size: int) -> Iterator[ShardSpec]:
+    whole = rows
     if limit is not None:
         rows = min(rows, limit - first_position)
     for number, start in enumerate(range(0, rows, shard_size)):
         stop = min(start + shard_size, rows)
-        yield ShardSpec(first_index + number, kind, location, label, start, stop, start + 1, first_position + start, stop - start)
+        yield ShardSpec(first_index + number, kind, location, label, start, stop, start + 1, first_position + start, stop - start,
+                        read_bytes=meter.at(size * stop // max(whole, 1)))
 
 
-def _plan_sequential(records: Iterator[Any], shard_size: int, first_index: int, first_position: int, limit: int | None) -> Iterator[ShardSpec]:
+def _plan_sequential(records: Iterator[Any], shard_size: int, first_index: int, first_position: int, limit: int | None,
+                     meter: ReadMeter) -> Iterator[ShardSpec]:
     if limit is not None:
         records = itertools.islice(records, max(0, limit - first_position))
     for number in itertools.count():
@@ -154,7 +182,8 @@ def _plan_sequential(records: Iterator[Any], shard_size: int, first_index: int, 
         if not chunk:
             return
         first = chunk[0]
-        yield ShardSpec(first_index + number, "records", "", first.file, 0, 0, first.line, first.position, len(chunk), chunk)
+        yield ShardSpec(first_index + number, "records", "", first.file, 0, 0, first.line, first.position, len(chunk), chunk,
+                        read_bytes=meter.in_open_file())
 
 
 def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
@@ -163,22 +192,26 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
     labels = locate.file_labels(locations)
     line_limit = readers.line_byte_limit(config.max_chars)
     index, position = 0, 0
+    meter = ReadMeter()
     for (kind, location), label in zip(locations, labels):
         if config.limit is not None and position >= config.limit:
             return
+        size = Path(location).stat().st_size if kind in ("jsonl", "json", "parquet") else 0
         if is_sequential(kind, str(location)):
-            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit)
-            specs = _plan_sequential(raw, shard_size, index, position, config.limit)
+            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit, meter=meter)
+            specs = _plan_sequential(raw, shard_size, index, position, config.limit, meter)
         elif kind == "jsonl":
-            specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit, line_limit)
+            specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit, line_limit, meter)
         elif kind == "parquet":
-            specs = _plan_rows("parquet", str(location), label, readers.parquet_rows(Path(location)), shard_size, index, position, config.limit)
+            specs = _plan_rows("parquet", str(location), label, readers.parquet_rows(Path(location)), shard_size, index, position,
+                               config.limit, meter, size)
         else:
             rows = len(readers.load_disk_dataset(str(location)))
-            specs = _plan_rows("hf-disk", str(location), f"hf:{location}", rows, shard_size, index, position, config.limit)
+            specs = _plan_rows("hf-disk", str(location), f"hf:{location}", rows, shard_size, index, position, config.limit, meter, 0)
         for spec in readers.guarded(specs, location):
             yield spec
             index, position = spec.index + 1, spec.first_position + spec.count
+        meter.before, meter.handle = meter.before + size, None
 
 
 def source_is_sequential(config: SourceConfig) -> bool:

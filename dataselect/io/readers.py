@@ -179,9 +179,12 @@ def _stdin_records(first_position: int, limit: int | None) -> Iterator[RawRecord
         yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True)
 
 
-def _file_records(kind: str, path: Path, label: str, first_position: int, limit: int | None) -> Iterator[RawRecord]:
-    """Every record of a file read in one pass: compressed JSON Lines, or a JSON array."""
+def _file_records(kind: str, path: Path, label: str, first_position: int, limit: int | None, meter: Any = None) -> Iterator[RawRecord]:
+    """Every record of a file read in one pass: compressed JSON Lines, or a JSON array. `meter` (plan.ReadMeter)
+    is given the open handle, to tell how far into the file the planner is."""
     with open_binary(path) as handle:
+        if meter is not None:
+            meter.handle = handle
         if kind == "json":
             try:
                 data = handle.read()
@@ -267,13 +270,14 @@ def _stream_hf(spec: str) -> Iterator[Any]:
     return iter(datasets.load_dataset(name, config_name, split=split, streaming=True))
 
 
-def read_location(kind: str, location: Path | str, label: str, first_position: int = 0, line_limit: int | None = None) -> Iterator[RawRecord]:
+def read_location(kind: str, location: Path | str, label: str, first_position: int = 0, line_limit: int | None = None,
+                  meter: Any = None) -> Iterator[RawRecord]:
     """Every record of one location, in order (what the planner reads for a sequential location)."""
     if kind == "hf":
         return _dataset_records(_stream_hf(str(location)), f"hf:{location}", 1, first_position)
     if kind == "stdin":
         return _stdin_records(first_position, line_limit)
-    return _file_records(kind, Path(location), label, first_position, line_limit)
+    return _file_records(kind, Path(location), label, first_position, line_limit, meter)
 
 
 def read_spec(spec: Any) -> Iterator[RawRecord]:

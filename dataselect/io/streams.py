@@ -29,6 +29,17 @@ def open_binary(path: Path) -> Any:
     return open(path, "rb")
 
 
+def disk_offset(handle: Any) -> int | None:
+    """Bytes of the file on disk read so far under `handle` (open_binary's; decompressing or not), for a
+    progress estimate; None when the handle does not tell."""
+    inner = getattr(handle, "raw", handle)  # zstd: the buffered reader over _ZstdReader
+    raw = getattr(inner, "fileobj", None) or getattr(inner, "_fp", None) or getattr(inner, "_file", None) or handle
+    try:
+        return int(raw.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class _ZstdReader(io.RawIOBase):
     """A .zst file's bytes, frame after frame; a file that ends inside a frame raises EOFError, as gzip,
     bz2 and xz do (zstandard's own stream reader ends quietly there, and the rest is lost without a word)."""

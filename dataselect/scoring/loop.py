@@ -8,9 +8,11 @@ bar. When all shards are done the store is completed (row index, consolidated me
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.locks import store_lock
-from dataselect.io.plan import ShardSpec, plan_shards, source_is_sequential
+from dataselect.io.plan import ShardSpec, plan_shards, source_bytes, source_is_sequential
 from dataselect.io.readers import read_spec
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import Sample, to_sample
@@ -108,7 +111,7 @@ class ShardTask:
         """Read and render one shard: its usable samples, its input counts and bad records, and what the
         stage's optional `prepare` makes of the samples (tokens), so that this work runs wherever the
         shard is read (the in-process executor's reader thread, while the previous shard is scored)."""
-        stats = SourceStats(self.role, quiet=True)  # the driver prints bad inputs, capped for the whole run
+        stats = SourceStats(self.role)  # the driver prints bad inputs (BadInputPrinter), grouped for the whole run
         samples = [s for s in (to_sample(r, self.source, self.renderer, stats) for r in read_spec(spec)) if s is not None]
         stage = _READY.get(stage_token(self.stage), self.stage)  # the set-up copy once there is one (its tokenizer is made)
         prepare = getattr(stage, "prepare", None)
@@ -182,6 +185,39 @@ def run_stage(
         return _fill(store, source, role, renderer, stage, runtime, executor, fields)
 
 
+class TotalEstimate:
+    """A progress bar's total for a source read in one pass (compressed files, a JSON array): the documents
+    planned so far scaled by how far through the files on disk the planner is, capped by input.limit; the
+    documents of resumed shards are left out, as the bar does not count them. None while nothing tells."""
+
+    def __init__(self, size: int | None, limit: int | None) -> None:
+        self.size, self.limit = size, limit
+        self.docs = self.resumed = 0
+
+    def planned(self, spec: ShardSpec, resumed: bool) -> int | None:
+        self.docs += spec.count
+        self.resumed += spec.count if resumed else 0
+        total = round(self.docs * self.size / spec.read_bytes) if self.size and spec.read_bytes else None
+        if self.limit is not None:
+            total = min(total or self.limit, self.limit)
+        return None if total is None else max(total, self.docs) - self.resumed
+
+
+def _log_above(bar: tqdm) -> Any:
+    """While the bar is drawn, log lines (a bad record) that would go to the terminal's streams are written
+    above it, never glued onto its line; otherwise logging is left as it is."""
+    root = logging.getLogger()
+    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stderr, sys.stdout)]
+    return logging_redirect_tqdm([root]) if console and not bar.disable else contextlib.nullcontext()
+
+
+def _rates(scored: ScoredSource, read: int, seconds: float) -> str:
+    """The bar's postfix: tokens per second, and how many documents the stage scored where it scores a part (a sample)."""
+    docs = int(scored.counters.get("docs", read))
+    rate = f"{scored.counters.get('tokens', 0) / max(seconds, 1e-9):,.0f} {scored.token_unit}/s"
+    return rate if docs >= read else f"{docs:,} of {read:,} scored, {rate}"
+
+
 def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRenderer, stage: ScoreStage, runtime: RuntimeConfig,
           executor: Executor, fields: dict[str, str]) -> ScoredSource:
     """run_stage's work on a store it holds: a verified cache hit, or the shards not yet (or no longer) whole."""
@@ -202,35 +238,41 @@ def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRend
     sequential = source_is_sequential(source)
     scored = ScoredSource(store, SourceStats(role), cached="miss", token_unit=getattr(stage, "token_unit", "tokens"))
     shard_count = [0]
+    estimate = TotalEstimate(source_bytes(source) if sequential else None, source.limit)
+    bar = tqdm(total=None, desc=f"{stage.kind} {role}", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
 
     def unfinished(specs: Iterator[ShardSpec]) -> Iterator[ShardSpec]:
         for spec in specs:
             shard_count[0] = spec.index + 1
-            if store.is_done(spec.index):
-                why = store.damaged(spec.index, checksums)
-                if why is None:
-                    _check_contract(source, store.shard_stats(spec.index, role))
-                    scored.resumed_shards += 1
-                    continue
+            done = store.is_done(spec.index)
+            why = store.damaged(spec.index, checksums) if done else None
+            resumed = done and why is None
+            if done and why is not None:
                 _rescore(store, spec.index, why)
+            if sequential:
+                bar.total = estimate.planned(spec, resumed)
+            if resumed:
+                _check_contract(source, store.shard_stats(spec.index, role))
+                scored.resumed_shards += 1
+                continue
             yield spec
 
     pending: Iterator[ShardSpec] | list[ShardSpec] = unfinished(plan_shards(source, runtime.shard_size))
     if not sequential:
         pending = list(pending)  # a random-access plan is cheap to hold, and gives the bar its total
-    total = None if sequential else sum(s.count for s in pending)
-    bar = tqdm(total=total, desc=f"{stage.kind} {role}", unit=" docs", disable=not runtime.progress, mininterval=0.5, smoothing=0.1)
+        bar.total = sum(s.count for s in pending)
     start = time.perf_counter()
     task = ShardTask(source, role, renderer, stage, fields, str(store.root))
     printer = BadInputPrinter(role)
     try:
-        for result in executor.map(task, pending):
-            printer.show(result.stats)
-            for name, value in result.counters.items():
-                scored.counters[name] = scored.counters.get(name, 0) + value
-            bar.update(result.stats.read)
-            tokens = scored.counters.get("tokens", 0)
-            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - start, 1e-9):,.0f} {scored.token_unit}/s", refresh=False)
+        with _log_above(bar):
+            for result in executor.map(task, pending):
+                printer.show(result.stats)
+                for name, value in result.counters.items():
+                    scored.counters[name] = scored.counters.get(name, 0) + value
+                bar.update(result.stats.read)
+                bar.set_postfix_str(_rates(scored, bar.n, time.perf_counter() - start), refresh=False)
+            printer.close()
     finally:
         bar.close()
     store.complete(shard_count[0], {"role": role})

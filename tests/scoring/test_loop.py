@@ -67,20 +67,22 @@ def test_a_source_edited_with_its_modification_time_restored_is_scored_again(tmp
     assert sorted(again.ids) == sorted(first.ids)
 
 
-def test_bad_inputs_are_printed_up_to_the_cap_for_the_whole_run_not_per_shard(tmp_path, caplog):
+def test_bad_inputs_are_printed_once_per_file_and_reason_for_the_whole_run_not_per_shard(tmp_path, caplog):
     from support import write_jsonl
 
-    from dataselect.stats import MAX_PRINTED_BAD
-
     rows = [{"id": f"r{i}", "text": "fine text"} if i % 2 else '{"broken' for i in range(200)]  # 100 bad lines over 20 shards
-    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    pool = write_jsonl(tmp_path / "pool" / "a.jsonl", rows)
+    write_jsonl(tmp_path / "pool" / "b.jsonl", [{"id": f"b{i}", "content": "the wrong field"} for i in range(30)])
+    pool = pool.parent
     config = dataselect.load_config(None, {"input.path": str(pool), "method.name": "random", "method.budget": 5, "output.dir": str(tmp_path / "out"),
                                            "runtime.cache_dir": str(tmp_path / "cache"), "runtime.shard_size": 10, "runtime.progress": False})
     with caplog.at_level(logging.WARNING):
         result = dataselect.run(config, quiet=True)
-    printed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped bad pool input")]
-    assert result.manifest["counts"]["skipped"] == 100
-    assert len(printed) == MAX_PRINTED_BAD + 1 and printed[-1].endswith("more; see manifest.json")
+    printed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+    assert result.manifest["counts"]["skipped"] == 130
+    assert [line.split(" (")[0] for line in printed] == [
+        "skipped bad pool input: a.jsonl:1: malformed JSON", "skipped bad pool input: b.jsonl:1: no text field",
+        "skipped 99 more bad pool inputs in a.jsonl: malformed JSON", "skipped 29 more bad pool inputs in b.jsonl: no text field"]
 
 
 def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(tmp_path, tiny_bert_dir):
@@ -145,3 +147,51 @@ def test_a_read_only_cache_serves_its_complete_stores(tmp_path, tiny_bert_dir, r
     other = executor_config(tmp_path, "other", tiny_bert_dir, pool, target, {"runtime.cache_dir": str(cache), "runtime.shard_size": 5})
     with pytest.raises(ConfigError, match=r"^config error: runtime.cache_dir: .* is read-only and does not hold this run's complete pool store"):
         dataselect.run(other, quiet=True)
+
+
+# ---- the progress bar: a total for sources read in one pass, log lines above it, none for a quiet run ----
+
+def _random_run_overrides(tmp_path: Path, pool: Path, **extra) -> dict:
+    return {"input.path": str(pool), "method.name": "random", "method.budget": 5, "output.dir": str(tmp_path / "out"),
+            "runtime.cache_dir": str(tmp_path / "cache"), "runtime.shard_size": 10, "runtime.num_workers": 0, **extra}
+
+
+def _last_bar(err: str) -> str:
+    return [part for part in err.replace("\n", "\r").split("\r") if "pool: " in part][-1]
+
+
+@pytest.mark.parametrize("limit", [None, 120])
+def test_a_compressed_pool_has_a_total_on_its_bar(tmp_path, capsys, limit):
+    import gzip
+    import json
+
+    pool = tmp_path / "pool.jsonl.gz"
+    with gzip.open(pool, "wt") as handle:
+        handle.writelines(json.dumps({"id": f"r{i}", "text": f"sample number {i} " * (1 + i % 7)}) + "\n" for i in range(300))
+    dataselect.run(dataselect.load_config(None, _random_run_overrides(tmp_path, pool, **{"input.limit": limit})), quiet=False)
+    read = limit or 300
+    assert f"{read}/{read}" in _last_bar(capsys.readouterr().err)
+
+
+def test_the_library_run_is_quiet_by_default_bars_included(tmp_path, capsys):
+    from support import write_jsonl
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"text {i}"} for i in range(30)])
+    dataselect.run(dataselect.load_config(None, _random_run_overrides(tmp_path, pool)))
+    captured = capsys.readouterr()
+    assert "pool: " not in captured.err and captured.out == ""
+
+
+def test_a_bad_record_line_starts_its_own_line_when_stderr_is_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    from support import write_jsonl
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"text {i}"} if i != 15 else '{"broken' for i in range(30)])
+    sets = [arg for key, value in _random_run_overrides(tmp_path, pool).items() for arg in ("--set", f"{key}={value}")]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        subprocess.run([sys.executable, "-m", "dataselect.cli", "run", *sets], stderr=err, stdout=subprocess.DEVNULL, check=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    [line] = [line for line in (tmp_path / "stderr.txt").read_text().split("\n") if "skipped bad pool input" in line]
+    assert line.split("\r")[-1].startswith("skipped bad pool input: pool.jsonl:16: malformed JSON")
