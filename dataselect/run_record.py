@@ -67,9 +67,11 @@ def _throughput(scored: dict[str, ScoredSource]) -> dict[str, Any]:
     """Summed over the sources: what this run's score phase processed (0 docs on a cache hit)."""
     total = lambda name: sum(s.counter(name) for s in scored.values())  # noqa: E731
     units = {s.token_unit for s in scored.values()}
+    padding = [s for s in scored.values() if s.counter("padded_tokens")]  # the stages that batch with padding
     return score_throughput(
         docs=total("docs"), tokens=total("tokens"), seconds=sum(s.seconds for s in scored.values()),
         padded_tokens=total("padded_tokens") or None, unit=units.pop() if len(units) == 1 else "tokens",
+        padded_of=sum(s.counter("tokens") for s in padding),
     )
 
 

@@ -119,9 +119,13 @@ def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.
     return candidates[order[:k]].astype(np.int64)
 
 
-def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int | None = None, unit: str = "tokens") -> dict[str, Any]:
-    """The manifest's `throughput`: what this run's score phase processed (0 docs on a cache hit)."""
+def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int | None = None, unit: str = "tokens",
+                     padded_of: int | None = None) -> dict[str, Any]:
+    """The manifest's `throughput`: what this run's score phase processed (0 docs on a cache hit). Padding
+    waste compares `padded_tokens` with the real tokens of the same batches: `padded_of`, when only some of
+    the stages pad (BETR: n-grams of the whole pool, embeddings of a sample), else `tokens`."""
     docs, tokens = int(docs), int(tokens)
+    real = tokens if padded_of is None else int(padded_of)
     return {
         "scored_docs": docs,
         "scored_tokens": tokens,
@@ -129,7 +133,7 @@ def score_throughput(docs: int, tokens: int, seconds: float, padded_tokens: int 
         "score_seconds": round(seconds, 3),
         "docs_per_s": round(docs / seconds, 2) if seconds > 0 else None,
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-        "padding_waste": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
+        "padding_waste": round(1 - real / padded_tokens, 4) if padded_tokens else None,
     }
 
 
