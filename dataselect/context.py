@@ -82,6 +82,16 @@ class RunContext:
             self.not_eligible = {name: (int(mask.sum()), whys[name]) for name, mask in masks.items() if mask.any()}
         return eligible
 
+    def exclude(self, name: str, reason: Excluded) -> None:
+        """A reason found after `eligible` (semantic dedup works on the eligible pool rows): the rows it newly
+        keeps out get it in scores.parquet, and its count reaches the manifest and summary."""
+        if self.exclusions is None:  # `eligible` was not asked about the run's pool
+            return
+        newly = np.asarray(reason.mask, bool) & np.equal(self.exclusions, None)  # [N]
+        self.exclusions[newly] = name
+        if newly.any():
+            self.not_eligible[name] = (int(newly.sum()), reason.why)
+
     def budget(self, eligible: np.ndarray) -> int:
         """How many to select from the `eligible` rows ([N] bool), by one rule for every method: method.budget
         as a count or a fraction of them, never more than there are (the summary then says why fewer)."""

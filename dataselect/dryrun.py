@@ -2,12 +2,13 @@
 
 Checks that the method exists in this build, that the model (or tokenizer) the method uses loads, that
 the input and target resolve to files and that their first records parse and render, and that the
-output and cache folders could be written. Nothing is created or written.
+output and cache folders could be written (an empty folder made and removed again tells). Nothing is left behind.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,19 +119,31 @@ def check_source(config: Config, role: str, tokenizer: Any, causal_lm: bool = Fa
     return Check(role, True, summary + (f" (the first bad one: {bad[0]})" if bad else ""))
 
 
+def _creates_in(folder: Path) -> str | None:
+    """Why a folder cannot be made in `folder` (permissions, a read-only or virtual file system such as /proc),
+    found by making an empty one and removing it again; None when it can."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dataselect-probe-", dir=folder))
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def check_folder(name: str, key: str, path: Path) -> Check:
-    """The folder is writable, or would be created under a writable folder (nothing is created now)."""
+    """The folder is writable, or would be created under a writable folder (nothing is left behind)."""
     if path.exists():
         if not path.is_dir():
             return Check(name, False, f"config error: {key}: {path} is an existing file, not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            return Check(name, False, f"config error: {key}: {path} is not writable")
+        why = _creates_in(path)
+        if why:
+            return Check(name, False, f"config error: {key}: {path} is not writable: {why}")
         return Check(name, True, f"{path} exists and is writable")
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return Check(name, False, f"config error: {key}: cannot create {path}: {parent} is not a writable folder")
+    why = _creates_in(parent) if parent.is_dir() else "not a folder"
+    if why:
+        return Check(name, False, f"config error: {key}: cannot create {path}: {parent}: {why}")
     return Check(name, True, f"{path} would be created (under {parent}, writable)")
 
 

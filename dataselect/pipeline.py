@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -111,7 +111,18 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     preflight.stop_a_spawned_rerun()
     method = get_method(config.method.name)
     skipped = preflight.check_sources(config)  # before any folder is created
-    output_dir = _writable_dir(Path(config.output.dir).expanduser(), "output.dir")
+    output_dir = Path(config.output.dir).expanduser()
+    with _removed_if_left_empty(output_dir):
+        _writable_dir(output_dir, "output.dir")
+        manifest, selection, drawn = _run_in(config, method, output_dir, skipped, executor)
+    if not quiet:
+        run_record.print_summary(manifest, selection, config.output.show_top)
+        print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
+    return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
+
+
+def _run_in(config: Config, method: Any, output_dir: Path, skipped: dict, executor: Executor | None) -> tuple[dict[str, Any], Selection, Path | None]:
+    """The run once its output folder exists: (manifest, selection, the report's path or None)."""
     cache_root = _cache_root(config)
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
@@ -151,10 +162,23 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
                 shutil.rmtree(store, ignore_errors=True)
-    if not quiet:
-        run_record.print_summary(manifest, selection, config.output.show_top)
-        print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
-    return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
+    return manifest, selection, drawn
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(folder: Path) -> Iterator[None]:
+    """A run that fails or is interrupted leaves no empty output folder behind (nor the empty parents it made)."""
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    made = [p for p in [folder, *folder.parents] if existing is None or p not in [existing, *existing.parents]]
+    try:
+        yield
+    except BaseException:
+        for path in made:  # innermost first; a folder something was written into stays
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _cache_root(config: Config) -> Path:

@@ -62,6 +62,9 @@ def sources_read(config: Config) -> dict[str, SourceConfig]:
     from dataselect.dryrun import method_needs
 
     _, needs_target = method_needs(config)
+    if config.input.path is None:
+        raise ConfigError("config error: input.path is required: the pool to select from (a file, glob, directory, hf:NAME or -); "
+                          "start from a config, e.g. dataselect run --config configs/rds.yaml, or pass --set input.path=FILE")
     if needs_target and config.target.path is None:
         raise ConfigError(f"config error: target.path is required for method.name: {config.method.name}")
     return {"input": config.input, **({"target": config.target} if needs_target else {})}

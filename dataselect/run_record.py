@@ -15,7 +15,7 @@ from dataselect.config import METHODS, Config, SourceConfig
 from dataselect.hardware import run_mfu
 from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.outputs import package_versions
-from dataselect.select.base import Selection, score_throughput
+from dataselect.select.base import RANKINGS, Selection, score_throughput
 from dataselect.stats import MAX_REPORTED_BAD, SourceStats
 
 if TYPE_CHECKING:
@@ -60,7 +60,12 @@ def budget_report(config: Config, selection: Selection, context: RunContext) -> 
         why += f", of which {', '.join(reasons)}" if reasons else " (the budget is above the pool)"
     elif isinstance(budget, float) and reasons:
         why = f"budget {budget} is a fraction of the eligible pool samples: {selection.scored:,} scored, of which {', '.join(reasons)}"
-    return {"asked": budget, "selected": selected, "short_by": short_by, "scored": selection.scored, "not_eligible": not_eligible, "why": why}
+    elif reasons:
+        eligible = int(sum(reason is None for reason in context.exclusions)) if context.exclusions is not None else None
+        why = (f"{eligible:,} of the {selection.scored:,} scored could be selected" if eligible is not None else f"{selection.scored:,} scored")
+        why += f"; not eligible: {', '.join(reasons)}"
+    return {"asked": budget, "selected": selected, "short_by": short_by, "scored": selection.scored, "not_eligible": not_eligible, "why": why,
+            "ranking": selection.ranking}
 
 
 def _throughput(scored: dict[str, ScoredSource]) -> dict[str, Any]:
@@ -171,6 +176,8 @@ def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int)
     why = (manifest.get("budget") or {}).get("why")
     if why:
         print(why, file=out)
+    if selection.ranking == "sampled":
+        print(f"ranks: {RANKINGS['sampled']}", file=out)
     if throughput.get("docs_per_s"):
         padding = throughput.get("padding_waste")
         print(

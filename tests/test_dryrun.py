@@ -1,5 +1,6 @@
 """The dry run's checks one by one (the CLI test runs them all with the bundled model)."""
 import os
+from pathlib import Path
 
 from support import write_jsonl
 
@@ -54,7 +55,22 @@ def test_folders_are_checked_without_being_created(tmp_path):
     check = check_folder("output", "output.dir", tmp_path / "file")
     assert not check.ok and check.detail.endswith("is an existing file, not a folder")
     check = check_folder("output", "output.dir", tmp_path / "file" / "below")
-    assert not check.ok and "is not a writable folder" in check.detail
+    assert not check.ok and check.detail.endswith("file: not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probes left nothing behind
+
+
+def test_a_folder_the_run_could_not_create_fails_the_dry_run_even_as_root(tmp_path):
+    check = check_folder("output", "output.dir", Path("/proc/dataselect-out"))
+    assert not check.ok and check.detail.startswith("config error: output.dir: cannot create /proc/dataselect-out: /proc: ")
+
+
+def test_without_an_input_the_run_asks_for_one_before_the_target(tmp_path, capsys):
+    from dataselect.cli import main
+
+    assert main(["run", "--set", f"output.dir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config error: input.path is required") and "--config configs/rds.yaml" in err
+    assert not (tmp_path / "out").exists()
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -436,13 +436,15 @@ def test_a_budget_that_is_not_met_says_how_many_and_why(tmp_path, demo_files, ca
     why = "budget 100, but only 18 pool samples could be selected: 22 scored, of which 2 exact duplicates collapsed, 2 copies of target samples kept out"
     assert budget["why"].startswith(why) and why in capsys.readouterr().out
     met = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 3}), quiet=False)
-    assert met.manifest["budget"]["short_by"] == 0 and met.manifest["budget"]["why"] is None
-    assert "could be selected" not in capsys.readouterr().out
+    assert met.manifest["budget"]["short_by"] == 0  # met, and the summary still says what kept samples out
+    why = ("18 of the 22 scored could be selected; not eligible: 2 exact duplicates collapsed, 2 copies of target samples kept out "
+           "(method.exclude_target_copies)")
+    assert met.manifest["budget"]["why"] == why and why in capsys.readouterr().out
     fraction = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 0.5}))
     assert len(fraction.ids) == 9 and fraction.manifest["budget"]["why"].startswith("budget 0.5 is a fraction of the eligible pool samples")
 
 
-def test_dsirs_length_floor_is_named_when_it_cuts_the_selection(tmp_path):
+def test_dsirs_length_floor_is_named_when_it_cuts_the_selection_and_when_it_does_not(tmp_path, capsys):
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": " ".join(["word"] * (3 + i)) + f" doc{i}"} for i in range(20)])
     target = write_jsonl(tmp_path / "target.jsonl", [{"text": "word word word word word word word word"}])
     result = dataselect.run(dataselect.load_config(None, base_overrides(tmp_path, pool, target, method__name="dsir", method__budget=20,
@@ -450,6 +452,11 @@ def test_dsirs_length_floor_is_named_when_it_cuts_the_selection(tmp_path):
     budget = result.manifest["budget"]
     assert budget["not_eligible"]["short"] == 11 and budget["selected"] == 9 == len(result.ids)
     assert "11 shorter than method.dsir.min_words (15 words)" in budget["why"]
+    dataselect.run(dataselect.load_config(None, base_overrides(tmp_path, pool, target, method__name="dsir", method__budget=5,
+                                                                      method__dsir__min_words=15)), quiet=False)
+    out = capsys.readouterr().out
+    assert "9 of the 20 scored could be selected; not eligible: 11 shorter than method.dsir.min_words (15 words)" in out
+    assert "ranks: a seeded draw weighted by the scores (Gumbel top-K)" in out
 
 
 def test_the_manifest_is_a_full_record_of_the_run(tmp_path, demo_files, monkeypatch):

@@ -80,7 +80,7 @@ def pool_scores_table(ids: pa.ChunkedArray, selection: Selection, exclusions: np
         rank[selection.rows] = np.arange(len(selection.rows))
     columns["rank"] = pa.array(rank, mask=rank < 0)
     columns["excluded"] = pa.array(exclusions if exclusions is not None else np.full(n, None, object), pa.string())
-    return pa.table(columns)
+    return pa.table(columns | selection.pool_columns)
 
 
 def write_pool_scores(out_dir: Path, table: pa.Table) -> Path:

@@ -58,8 +58,8 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts
 
 
-def score_histogram(pool: np.ndarray, selected: np.ndarray, title: str, xlabel: str, bins: int = 60) -> bytes | None:
-    """The pool's scores, the selected rows' scores on the same bins, and the selected range's ends."""
+def score_histogram(pool: np.ndarray, selected: np.ndarray, title: str, xlabel: str, bins: int = 60, threshold: bool = True) -> bytes | None:
+    """The pool's scores, the selected rows' scores on the same bins, and (`threshold`: a top-K by score) the selected range's ends."""
     span = finite_range(pool)
     picked = np.asarray(selected, np.float64)
     picked = picked[np.isfinite(picked)]
@@ -72,6 +72,7 @@ def score_histogram(pool: np.ndarray, selected: np.ndarray, title: str, xlabel: 
     axes.stairs(histogram(pool, edges), edges, fill=True, color=POOL_COLOUR, label=f"pool ({span[2]:,})")
     if len(picked):
         axes.stairs(histogram(picked, edges), edges, fill=True, color=SELECTED_COLOUR, alpha=0.85, label=f"selected ({len(picked):,})")
+    if len(picked) and threshold:
         axes.axvline(picked.min(), color="black", linestyle="--", linewidth=1.2, label=f"lowest selected {picked.min():.4g}")
         if picked.max() < span[1]:  # a window or a sample: the top of the pool was not all taken
             axes.axvline(picked.max(), color="black", linestyle=":", linewidth=1.2, label=f"highest selected {picked.max():.4g}")

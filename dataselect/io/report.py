@@ -19,12 +19,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from dataselect.config import METHODS
 from dataselect.errors import ConfigError
 from dataselect.io import plots
 from dataselect.io.categorical import Composition, composition, store_fields
 from dataselect.io.shards import atomic_write_text
 from dataselect.methods import method_class
-from dataselect.select.base import Selection
+from dataselect.select.base import RANKINGS, Selection
 from dataselect.select.figures import Bars, Curves, Figure, Note, PairedBars, SizedBars, Table
 
 logger = logging.getLogger(__name__)
@@ -115,17 +116,29 @@ def threshold_text(chosen: np.ndarray) -> str:
     return f"; selection threshold (dashed: the lowest selected score) {finite.min():.6g}, highest selected {finite.max():.6g}"
 
 
-def scores_section(selection: Selection, method: str) -> str:
+def eligibility_text(manifest: dict[str, Any]) -> str:
+    """What kept pool rows out whatever their score, as the histogram's caption says it."""
+    reasons = ((manifest.get("budget") or {}).get("not_eligible")) or {}
+    return (" Grey rows include " + ", ".join(f"{count:,} {reason.replace('_', ' ')}" for reason, count in reasons.items())
+            + " that could not be selected whatever their score.") if reasons else ""
+
+
+def scores_section(selection: Selection, method: str, manifest: dict[str, Any] | None = None) -> str:
     pool = selection.pool_scores
     if pool is None:
         return note("This method keeps no per-sample pool scores.")
+    if selection.ranking == "random":
+        return note(f"The selection is {RANKINGS['random']}, so no score histogram is drawn.")
     chosen = np.asarray(selection.scores, np.float64)
-    parts = []
+    parts = [] if selection.ranking == "top" else [note(f"How {method} ranks: {RANKINGS[selection.ranking]}.")]
+    threshold = threshold_text if selection.ranking == "top" else (lambda _: "")
+    ineligible = eligibility_text(manifest or {})
     if pool.ndim == 2 and pool.shape[1] == 1:
         pool = pool[:, 0]
     if pool.ndim == 1:
-        parts.append(image(plots.score_histogram(pool, chosen, f"{method}: pool scores", "score"), "histogram of pool scores",
-                           "Every pool row's score (grey) and the selected rows' (orange)" + threshold_text(chosen) + "."))
+        parts.append(image(plots.score_histogram(pool, chosen, f"{method}: pool scores", "score", threshold=selection.ranking == "top"),
+                           "histogram of pool scores", "Every pool row's score (grey) and the selected rows' (orange)" + threshold(chosen)
+                           + "." + ineligible))
         missing = len(pool) - (plots.finite_range(pool) or (0, 0, 0))[2]
         if missing:
             parts.append(note(f"{missing:,} pool rows have no finite score and are not drawn."))
@@ -135,14 +148,17 @@ def scores_section(selection: Selection, method: str) -> str:
     if pool.shape[1] <= MAX_TASK_PLOTS and tasks is not None:
         task_of = np.asarray(tasks, dtype=object)
         for t, name in enumerate(names):
-            parts.append(image(plots.score_histogram(pool[:, t], chosen[task_of == name], f"{method}: scores for task {name}", "score"),
+            parts.append(image(plots.score_histogram(pool[:, t], chosen[task_of == name], f"{method}: scores for task {name}", "score",
+                                                     threshold=selection.ranking == "top"),
                                f"histogram of pool scores for task {name}",
-                               f"Task {name}: every pool row's score, and the rows this task chose (orange)" + threshold_text(chosen[task_of == name]) + "."))
+                               f"Task {name}: every pool row's score, and the rows this task chose (orange)" + threshold(chosen[task_of == name])
+                               + "." + ineligible))
         return "".join(parts)
     best = np.max(np.where(np.isfinite(pool), pool, -np.inf), axis=1)  # [N]
-    parts.append(image(plots.score_histogram(best, chosen, f"{method}: each pool row's best task score", "max score over tasks"),
+    parts.append(image(plots.score_histogram(best, chosen, f"{method}: each pool row's best task score", "max score over tasks",
+                                             threshold=selection.ranking == "top"),
                        "histogram of per-sample max scores",
-                       f"{pool.shape[1]} tasks: each row's highest task score; orange: the selected rows' scores" + threshold_text(chosen) + "."))
+                       f"{pool.shape[1]} tasks: each row's highest task score; orange: the selected rows' scores" + threshold(chosen) + "." + ineligible))
     return "".join(parts)
 
 
@@ -256,20 +272,29 @@ def timings_section(manifest: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def budget_text(budget: Any) -> Any:
+    """The budget as the inputs table says it: a count, or a fraction of the eligible samples in words."""
+    if isinstance(budget, float):
+        return "every eligible sample (1.0)" if budget == 1.0 else f"{budget:g} of the eligible samples"
+    return budget
+
+
 def render(selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> str:
     """The whole page as one string."""
     config = manifest.get("config") or {}
     method = (config.get("method") or {}).get("name", "?")
     counts = manifest.get("counts") or {}
-    inputs = [("pool", (config.get("input") or {}).get("path")), ("target", (config.get("target") or {}).get("path")),
-              ("model", (config.get("model") or {}).get("name")), ("budget", (config.get("method") or {}).get("budget")),
+    declared = method_class(method)() if method in METHODS else None
+    inputs = [("pool", (config.get("input") or {}).get("path")),
+              ("target", (config.get("target") or {}).get("path") if declared is None or declared.needs_target else None),
+              ("model", (config.get("model") or {}).get("name")), ("budget", budget_text((config.get("method") or {}).get("budget"))),
               ("output", (config.get("output") or {}).get("dir"))]
     head = (f"<h1>dataselect report: {esc(method)}</h1>"
             f"<p>Selected <b>{esc(fmt(counts.get('selected')))}</b> of {esc(fmt(counts.get('unique')))} unique pool samples "
             f"({esc(fmt(counts.get('read')))} read, {esc(fmt(counts.get('skipped')))} skipped as bad) in "
             f"{esc(fmt((manifest.get('timings_s') or {}).get('total')))} s.</p>"
             + table(["", ""], [[k, v] for k, v in inputs if v is not None]))
-    sections = [("Scores", scores_section(selection, method)), ("Composition", composition_section(selection, pool_store)),
+    sections = [("Scores", scores_section(selection, method, manifest)), ("Composition", composition_section(selection, pool_store)),
                 (f"Method figures ({method})", method_section(selection, method)), ("Counts and bad inputs", counts_section(manifest)),
                 ("Timings", timings_section(manifest))]
     body = head + "".join(f"<section><h2>{esc(title)}</h2>{content}</section>" for title, content in sections)

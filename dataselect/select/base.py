@@ -35,6 +35,17 @@ class Selection:
     # when the method selects parts of samples (DSIR's word chunks): an input record -> its parts, as
     # the method cut them; columns["chunk"] holds each selected row's part number
     chunker: Callable[[dict[str, Any]], list[str]] | None = None
+    ranking: str = "top"  # how ranks follow scores: one of RANKINGS, for the summary and the report
+    pool_columns: dict[str, Any] = field(default_factory=dict)  # extra scores.parquet columns: arrow arrays, [N] in store row order
+
+
+RANKINGS = {
+    "top": "the highest-scoring eligible samples, best first",
+    "sampled": "a seeded draw weighted by the scores (Gumbel top-K): a lower score can rank above a higher one, and "
+               "higher-scoring samples can go unselected",
+    "per-group": "a quota from each cluster, picked inside it: no single score threshold",
+    "random": "a seeded random pick: the pool scores are random keys, not a judgement of the samples",
+}
 
 
 def task_scores(scores: np.ndarray, tasks: list[str]) -> dict[str, Any]:

@@ -29,15 +29,31 @@ from dataselect.io.outputs import SCORES_FILE
 from dataselect.io.render import TextRenderer
 from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource
-from dataselect.select.base import Declared, Selection, selected_rows
+from dataselect.select.base import Declared, Excluded, Selection, selected_rows
 from dataselect.select.cluster import pick_by_quota, quotas, random_keys
-from dataselect.select.figures import Figure, SizedBars, Table
+from dataselect.select.figures import Figure, Note, SizedBars, Table
 from dataselect.select.rds import EmbeddingScorerBase
 from dataselect.select.semdedup import semdedup
 
 logger = logging.getLogger(__name__)
 
 CLUSTER_FORMAT = 1  # bump when the k-means would give other clusters for the same settings (the cache key)
+
+
+EXAMPLES = 8  # removed near-duplicates the report shows beside their kept twins
+
+
+def removed_examples(store: ShardStore, dedup: Any, removed: np.ndarray, kept: np.ndarray) -> list[dict[str, Any]]:
+    """The removed samples whose twin was kept, least similar first (those closest to the threshold tell
+    most about eps), as {removed, kept: "id: preview", cosine}."""
+    rows = np.flatnonzero(removed & (dedup.twin >= 0))
+    rows = rows[kept[dedup.twin[rows]]]
+    rows = rows[np.lexsort((rows, dedup.max_earlier[rows]))][:EXAMPLES]
+    if not len(rows):
+        return []
+    gone, twins = store.take(rows, ["id", "preview"]), store.take(dedup.twin[rows], ["id", "preview"])
+    shown = lambda table, i: f"{table['id'][i]}: {' '.join(str(table['preview'][i]).split())[:160]}"  # noqa: E731
+    return [{"removed": shown(gone, i), "kept": shown(twins, i), "cosine": round(float(dedup.max_earlier[row]), 4)} for i, row in enumerate(rows)]
 
 
 def read_pool_scores(path: str, store: ShardStore) -> np.ndarray:
@@ -134,13 +150,19 @@ class ClusterMethod(Declared):
         unique_sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] before semantic dedup
         eps = config.method.semdedup.eps if self.always_dedup else options.dedup_eps
         dedup_metrics: dict[str, Any] = {}
+        extra_columns: dict[str, Any] = {}
         if eps is not None:
             dedup = semdedup(clusters, StoreVectors(store), config.method.semdedup.order, config.method.seed, eligible,
                              config.method.semdedup.block_size, _torch_device(config.runtime.device))
             removed = dedup.removed(eps)
             eligible &= ~removed
+            context.exclude("near_duplicate", Excluded(removed, f"near-duplicates removed by semantic dedup (cosine > {1 - eps:g})"))
             dedup_metrics = {"eps": eps, "order": config.method.semdedup.order, "removed": int(removed.sum()),
-                             "removed_per_cluster": dedup.removed_per_cluster(eps, k).tolist()}
+                             "removed_per_cluster": dedup.removed_per_cluster(eps, k).tolist(),
+                             "examples": removed_examples(store, dedup, removed, eligible)}
+            twins = store.column("id").cast(pa.string()).take(pa.array(np.maximum(dedup.twin, 0)))  # [N]
+            extra_columns = {"near_duplicate_of": pc.if_else(pa.array(removed), twins, pa.scalar(None, pa.string())),
+                             "near_duplicate_cosine": pa.array(dedup.max_earlier.astype(np.float64), mask=~removed)}
 
         sizes = np.bincount(clusters.labels[eligible], minlength=k)  # [k] candidates per cluster
         if eps is not None:
@@ -173,6 +195,8 @@ class ClusterMethod(Declared):
             scored=len(hashes),
             unique=unique,
             pool_scores=priority,
+            ranking="random" if options.pick == "random" else "per-group",
+            pool_columns=extra_columns,
         )
 
     def figures(self, selection: Selection) -> list[Figure]:
@@ -182,10 +206,18 @@ class ClusterMethod(Declared):
             return []
         dedup = metrics.get("dedup") or {}
         overlays = {"selected": metrics.get("selected_per_cluster"), "removed by semantic dedup": dedup.get("removed_per_cluster")}
-        return [Table(["clusters", "smallest", "median", "largest", "removed by semantic dedup"],
-                      [[len(sizes), int(sizes.min()), float(np.median(sizes)), int(sizes.max()), dedup.get("removed")]]),
-                SizedBars(sizes.tolist(), {name: counts for name, counts in overlays.items() if counts}, "cluster sizes",
-                          "Unique samples per cluster (grey), largest first, with the rows selected from each and those semantic dedup removed.")]
+        out: list[Figure] = [
+            Table(["clusters", "smallest", "median", "largest", "removed by semantic dedup"],
+                  [[len(sizes), int(sizes.min()), float(np.median(sizes)), int(sizes.max()), dedup.get("removed")]]),
+            SizedBars(sizes.tolist(), {name: counts for name, counts in overlays.items() if counts}, "cluster sizes",
+                      "Unique samples per cluster (grey), largest first, with the rows selected from each and those semantic dedup removed.")]
+        examples = dedup.get("examples") or []
+        if examples:
+            out += [Note(f"The {len(examples)} removed near-duplicates closest to the threshold (cosine {1 - dedup['eps']:g}), beside the "
+                         "sample each was removed for, which was kept: if these pairs are not duplicates to you, lower method.semdedup.eps. "
+                         "scores.parquet names every removed sample's twin (near_duplicate_of)."),
+                    Table(["removed", "kept twin", "cosine"], [[e["removed"], e["kept"], e["cosine"]] for e in examples])]
+        return out
 
     def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
         """The centroids and the model and rendering that embed a record: a record's cluster and cosine to its centroid."""

@@ -283,6 +283,7 @@ class DSIRMethod(Declared):
             scored=len(lengths),
             unique=int(unique.sum()),
             chunker=RecordChunks(TextRenderer(_source_for_dsir(context.config.input)), options.chunk_words) if options.chunk_words else None,
+            ranking="sampled" if options.sampling == "gumbel" else "top",
             **task_scores(weights, [str(n) for n in fitted.names]),
         )
 

@@ -323,7 +323,8 @@ class QualityMethod(Declared):
         if groups is not None:
             metrics["balance"] = {str(n): int((groups[chosen] == g).sum()) for g, n in enumerate(names)}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,
-                         scored=len(scores), unique=int(eligible.sum()), pool_scores=scores)
+                         scored=len(scores), unique=int(eligible.sum()), pool_scores=scores,
+                         ranking="sampled" if options.temperature > 0 else ("per-group" if groups is not None else "top"))
 
     def figures(self, selection: Selection) -> list[Figure]:
         metrics = selection.metrics

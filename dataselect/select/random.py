@@ -28,4 +28,5 @@ class RandomMethod(Declared):
         eligible = context.eligible(pool)
         keys = np.random.default_rng(context.config.method.seed).random(len(eligible))  # [N]
         chosen = top_k(keys, context.budget(eligible), eligible)
-        return Selection(**selected_rows(pool.store, chosen), scores=keys[chosen], scored=len(eligible), unique=int(eligible.sum()), pool_scores=keys)
+        return Selection(**selected_rows(pool.store, chosen), scores=keys[chosen], scored=len(eligible), unique=int(eligible.sum()), pool_scores=keys,
+                         ranking="random")

@@ -50,6 +50,16 @@ def rds_run(tiny_bert_dir, tmp_path_factory):
     return _run(tmp_path_factory.mktemp("report"), tiny_bert_dir)
 
 
+@pytest.fixture(scope="module")
+def semdedup_run(tiny_bert_dir, tmp_path_factory):
+    """SemDeDup over a pool where every prompt comes twice, the second time with one word more."""
+    tmp_path = tmp_path_factory.mktemp("semdedup")
+    rows = [json.loads(line) for line in _pool(tmp_path / "base.jsonl", 24).read_text().splitlines()]
+    twice = rows + [{**row, "id": row["id"] + "-again", "prompt": row["prompt"] + " Thanks."} for row in rows]
+    return _run(tmp_path, tiny_bert_dir, **{"input.path": str(write_jsonl(tmp_path / "pool2.jsonl", twice)), "method.name": "semdedup",
+                                             "method.budget": 1.0, "method.semdedup.eps": 0.02, "method.cluster.num_clusters": 2})
+
+
 def _images(page: str) -> list[bytes]:
     return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
 
@@ -189,10 +199,12 @@ def _chromium() -> tuple[str, str] | str:
     return browser, driver
 
 
-def test_the_report_loads_in_headless_chromium_and_every_image_decodes(rds_run):
+@pytest.mark.parametrize("run", ["rds_run", "semdedup_run"])
+def test_the_report_loads_in_headless_chromium_and_every_image_decodes(run, request):
     found = _chromium()
     if isinstance(found, str):
         pytest.skip(found)
+    result = request.getfixturevalue(run)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -207,19 +219,23 @@ def test_the_report_loads_in_headless_chromium_and_every_image_decodes(rds_run):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        driver.get((rds_run.output_dir / "report.html").resolve().as_uri())
+        driver.get((result.output_dir / "report.html").resolve().as_uri())
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(
             "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
         sizes = driver.execute_script(
             "return Promise.all(Array.from(document.images).map(i => i.decode().then(() => [i.naturalWidth, i.naturalHeight])))")
         errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
         title = driver.title
+        text = driver.execute_script("return document.body.innerText")
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-    assert title == "dataselect report: rds"
+    method = result.manifest["config"]["method"]["name"]
+    assert title == f"dataselect report: {method}"
     assert errors == []
     assert len(sizes) >= 3 and all(width > 0 and height > 0 for width, height in sizes)
+    if method == "semdedup":  # what the reader sees: the removed twins, and no random keys passed off as scores
+        assert "kept twin" in text and "-again: " in text and "seeded random pick" in text and "selection threshold" not in text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,3 +287,24 @@ def test_many_tasks_get_one_histogram_of_each_rows_best_score_and_no_scores_is_a
     scores = _section(page, "Scores")
     assert len(_images(scores)) == 1 and "9 tasks: each row&#x27;s highest task score" in scores
     assert "keeps no per-sample pool scores" in _page({}, None, [1.0], "random")
+
+
+def test_a_semdedup_report_shows_removed_twins_and_no_made_up_scores_target_or_budget(semdedup_run):
+    page = (semdedup_run.output_dir / "report.html").read_text()
+    scores = _section(page, "Scores")
+    assert "seeded random pick" in scores and not _images(scores) and "threshold" not in scores
+    head = page.split("<section>")[0]
+    assert "<td>target</td>" not in head and "every eligible sample (1.0)" in head
+    method = _section(page, "Method figures (semdedup)")
+    removed = semdedup_run.manifest["method"]["dedup"]["removed"]
+    assert removed > 0 and "<th>kept twin</th>" in method and "-again: " in method
+
+
+def test_a_histogram_says_why_grey_rows_were_not_selected_and_that_ranks_are_sampled():
+    manifest = {"config": {"method": {"name": "quality"}}, "counts": {}, "timings_s": {"total": 1.0},
+                "budget": {"not_eligible": {"short": 3344}}}
+    selection = _selection({}, np.random.default_rng(0).random(100), [0.5, 0.9, 0.2])
+    selection.ranking = "sampled"
+    scores = _section(report.render(selection, manifest, None), "Scores")
+    assert "3,344 short that could not be selected whatever their score" in scores
+    assert "Gumbel top-K" in scores and "selection threshold" not in scores

@@ -73,8 +73,11 @@ def test_blockwise_max_earlier_similarity_equals_the_dense_matrix():
     x = unit(np.random.default_rng(4), 77, 6)
     dense = x @ x.T
     expected = np.array([-np.inf] + [dense[j, :j].max() for j in range(1, 77)], np.float32)
+    twins = [-1] + [int(dense[j, :j].argmax()) for j in range(1, 77)]
     for block in (1, 5, 16, 77, 200):
-        np.testing.assert_allclose(max_earlier_similarity(x, block=block), np.minimum(expected, 1), atol=1e-6)
+        similarity, twin = max_earlier_similarity(x, block=block)
+        np.testing.assert_allclose(similarity, np.minimum(expected, 1), atol=1e-6)
+        assert twin.tolist() == twins
 
 
 def test_identical_embeddings_leave_exactly_one_survivor():
@@ -94,7 +97,8 @@ def test_the_chain_a_b_c_keeps_only_a():
     # cos(A,B) = cos(B,C) = 0.95, cos(A,C) = 0.85: C goes because of B, which itself went
     gram = np.array([[1, 0.95, 0.85], [0.95, 1, 0.95], [0.85, 0.95, 1]])
     abc = np.linalg.cholesky(gram).astype(np.float32)  # rows A, B, C with exactly these cosines
-    assert max_earlier_similarity(abc).tolist() == pytest.approx([-np.inf, 0.95, 0.95], abs=1e-6)
+    similarity, twin = max_earlier_similarity(abc)
+    assert similarity.tolist() == pytest.approx([-np.inf, 0.95, 0.95], abs=1e-6) and twin.tolist() == [-1, 0, 1]
     # through the cluster path: hard order ranks A first when A is farthest from the centroid
     centroid = abc[2] + 0.5 * abc[1]
     dedup = semdedup(one_cluster(abc, centroid), ArrayVectors(abc), order="hard")

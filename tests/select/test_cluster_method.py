@@ -145,6 +145,14 @@ def test_semdedup_keeps_one_of_each_near_duplicate_group_and_every_survivor(tmp_
     dedup = selection.metrics["dedup"]
     assert dedup["removed"] == 36 and sum(dedup["removed_per_cluster"]) == 36 and dedup["eps"] == 0.05
     assert selection.unique == 48 and len(selection.ids) == 12
+    # each removed sample names its most similar earlier sample: one of its own group
+    twins = selection.pool_columns["near_duplicate_of"].to_pylist()
+    removed = [i for i, twin in enumerate(twins) if twin is not None]
+    assert len(removed) == 36 and all(group[int(twins[i][1:])] == group[i] for i in removed)
+    assert all(c > 0.95 for c in selection.pool_columns["near_duplicate_cosine"].to_pylist() if c is not None)
+    examples = dedup["examples"]
+    assert examples and all(e["cosine"] > 0.95 and e["kept"].split(":")[0] in selection.ids for e in examples)
+    assert [e["cosine"] for e in examples] == sorted(e["cosine"] for e in examples)  # the closest to the threshold first
     # a smaller budget picks among the survivors
     assert len(select(tmp_path, x, method=SemDedupMethod, method__budget=5, method__cluster__num_clusters=3).ids) == 5
 
@@ -177,6 +185,10 @@ def test_cluster_and_semdedup_run_end_to_end_and_reuse_the_rds_embeddings(tmp_pa
                                                          "output.dir": str(tmp_path / "sd")}), quiet=True)
     assert dedup.manifest["cache"] == {"pool": "hit"} and dedup.manifest["method"]["cluster_cache"] == "hit"
     assert dedup.manifest["counts"]["selected"] == 18 - dedup.manifest["method"]["dedup"]["removed"]
+    scores = pq.read_table(dedup.output_dir / "scores.parquet").to_pylist()
+    removed = [row for row in scores if row["excluded"] == "near_duplicate"]
+    assert len(removed) == dedup.manifest["method"]["dedup"]["removed"] == dedup.manifest["budget"]["not_eligible"].get("near_duplicate", 0)
+    assert all(row["near_duplicate_of"] and row["near_duplicate_cosine"] > 1 - 0.05 for row in removed)
 
 
 @pytest.mark.parametrize("name", ["cluster", "semdedup"])
