@@ -21,3 +21,20 @@ def test_writes_a_small_demo_and_keeps_existing_files(tmp_path, capsys):
     assert (out / "pool.jsonl").read_text() == "mine\n"
     assert main([str(out), "--force", "--pool-size", "8"]) == 0
     assert len((out / "pool.jsonl").read_text().splitlines()) == 8
+
+
+def test_the_shipped_demo_pool_is_the_generators_and_holds_no_sample_twice(tmp_path):
+    import json
+    from pathlib import Path
+
+    from dataselect.demo import make_demo
+
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "demo"
+    make_demo(tmp_path)
+    for name in ("pool.jsonl", "target.jsonl"):
+        assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes()  # `python -m dataselect.demo --force` rewrites it as shipped
+    pool = [json.loads(line) for line in (shipped / "pool.jsonl").read_text().splitlines()]
+    target = [json.loads(line) for line in (shipped / "target.jsonl").read_text().splitlines()]
+    texts = {(row["prompt"], row["response"]) for row in pool}
+    assert len(pool) == 1200 and len(texts) == 1200
+    assert not texts & {(row["prompt"], row["response"]) for row in target}  # no target sample is in the pool
