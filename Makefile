@@ -37,6 +37,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# docs/api.md, the Python API reference, from the docstrings (tests/test_apidoc.py checks it is current)
+docs: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m dataselect.apidoc docs/api.md
+
 bench: $(STAMP)
 	$(BIN)/$(PIP_INSTALL) -e ".[bench]"
 	$(BIN)/python bench/embed_vs_st.py
