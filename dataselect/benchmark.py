@@ -143,6 +143,7 @@ def forward_pair(embedder: Any, tokens: Any, batch_tokens: int) -> dict[str, Any
 
 
 def pooling_row(hidden_size: int, mode: str, dtype: Any, device: Any, copy_bw: float) -> Row:
+    """The pooling kernel's row: a [64, 256, hidden] batch pooled, in GB/s against a plain copy."""
     import torch
 
     from dataselect.kernels.pooling import pool
@@ -160,6 +161,7 @@ def pooling_row(hidden_size: int, mode: str, dtype: Any, device: Any, copy_bw: f
 
 
 def el2n_row(hidden_size: int, vocab: int, dtype: Any, device: Any, peak: float) -> Row:
+    """The fused LM-head EL2N-and-loss kernel's row, in TFLOP/s and MFU against the device's peak."""
     import torch
 
     from dataselect.kernels.el2n import lm_head_el2n_and_loss
@@ -176,6 +178,7 @@ def el2n_row(hidden_size: int, vocab: int, dtype: Any, device: Any, peak: float)
 
 
 def ngram_row(tokens: Any, device: Any, copy_bw: float, num_buckets: int = 10_000) -> Row:
+    """The DSIR n-gram weight kernel's row over `tokens`, in GB/s against a plain copy."""
     import torch
 
     from dataselect.kernels.ngram import dsir_log_weights
@@ -193,6 +196,7 @@ def ngram_row(tokens: Any, device: Any, copy_bw: float, num_buckets: int = 10_00
 
 
 def kmeans_row(dim: int, n: int, k: int = 64, iterations: int = 10) -> Row:
+    """FAISS k-means over `n` random unit vectors: iterations per second."""
     import faiss
 
     vectors = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)  # [n, d]
@@ -203,6 +207,7 @@ def kmeans_row(dim: int, n: int, k: int = 64, iterations: int = 10) -> Row:
 
 
 def top_k_row(n: int, device: Any) -> Row:
+    """top-K of `n` random scores (K = n / 10), the select phase's core."""
     from dataselect.select.base import top_k
 
     scores = np.random.default_rng(0).random(n)  # [n]
@@ -248,6 +253,7 @@ def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int |
 
 
 def environment(device: Any) -> dict[str, Any]:
+    """What the figures ran on: device name, torch and triton versions, peak FLOP/s and copy bandwidth."""
     import torch
 
     from dataselect.hardware import cpu_name
@@ -265,6 +271,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
+    """The rows as the fixed-width table `dataselect bench` prints."""
     header = f"{'stage':<16} {'docs/s':>11} {'tokens/s':>11} {'TFLOP/s':>8} {'MFU':>7} {'GB/s':>7} {'%copy':>6} {'share':>6}  workload"
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -375,6 +382,7 @@ def run_bench(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`dataselect bench [--n N] [--device D] [--json FILE]`: every stage's row; returns the exit code."""
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still removes its temporary folder
     figures = run_bench(args)

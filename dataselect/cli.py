@@ -5,8 +5,14 @@
     dataselect apply --scorer DIR --input PATH --output DIR (--keep F | --threshold X) [--format F] [--set ...]
                                                       a saved scorer over any input; the records that pass, in its format
     dataselect methods                                the selection methods, one line each
+    dataselect cache list|clean [--cache-dir DIR] [--older-than DAYS] [--partial] [--dry-run]
+                                                      what runtime.cache_dir holds; remove old or unfinished entries
     dataselect bench [--n N] [--device cpu|cuda] [--json FILE]   every stage's throughput and roofline figures
     dataselect bench NAME [ARGS ...]                  a script from bench/ (source checkout)
+
+Exit codes (docs/exit-codes.md): 0 done; 1 an unexpected error (a bug: the traceback says where); 2 a
+config, input or output error, a usage error, or a failed dry-run check (one line says which); 130
+interrupted (Ctrl-C: finished shards are kept, a rerun resumes).
 """
 from __future__ import annotations
 
@@ -19,6 +25,11 @@ from pathlib import Path
 
 from dataselect import __version__
 from dataselect.errors import DataselectError
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1  # an uncaught exception: Python's own exit code, with its traceback
+EXIT_ERROR = 2  # config, input or output error, usage error, failed dry-run check
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="any other config key, e.g. --set runtime.num_workers=2 or --set input.text_field=content")
     commands.add_parser("methods", help="list the selection methods")
+    cache = commands.add_parser("cache", help="list what runtime.cache_dir holds, or remove old or unfinished entries")
+    cache.add_argument("action", choices=["list", "clean"], help="list: every entry with its size and age; clean: remove entries")
+    cache.add_argument("--cache-dir", help="the cache folder (default: runtime.cache_dir's default, or --config's)")
+    _add_config_arguments(cache)
+    cache.add_argument("--older-than", type=float, metavar="DAYS", help="clean: only entries last used more than DAYS days ago")
+    cache.add_argument("--partial", action="store_true", help="clean: only unfinished stores (an interrupted run's)")
+    cache.add_argument("--dry-run", action="store_true", help="clean: say what would be removed, remove nothing")
     bench = commands.add_parser("bench", help="every stage's throughput with MFU and bandwidth figures (dataselect bench --help), "
                                 "or NAME: a script from bench/", add_help=False)
     bench.add_argument("name", nargs="?", default=None, help="script name in bench/ (without it: the stage benchmark)")
@@ -66,11 +84,11 @@ def _bench(name: str, args: list[str]) -> int:
     script = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
     if not script.exists():
         print(f"error: no benchmark {name!r} (looked for {script}); bench/ ships with the source checkout", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     sys.argv = [str(script), *args]
     sys.path.insert(0, str(script.parent))  # as `python bench/NAME.py` would: the scripts share bench/bench_common.py
     runpy.run_path(str(script), run_name="__main__")
-    return 0
+    return EXIT_OK
 
 
 def config_yaml(config) -> str:
@@ -85,7 +103,22 @@ def _methods() -> int:
 
     for name, available, description in method_list():
         print(f"{name:<8} {description}" + ("" if available else "  [not in this build yet]"))
-    return 0
+    return EXIT_OK
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from dataselect.config import load_config
+    from dataselect.io.cache import clean_cache, clean_summary, list_cache
+
+    root = Path(args.cache_dir).expanduser() if args.cache_dir else load_config(args.config, args.overrides).runtime.resolved_cache_dir()
+    if args.action == "list":
+        print(list_cache(root))
+        return EXIT_OK
+    removed, busy = clean_cache(root, args.older_than, args.partial, args.dry_run)
+    for entry in removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {entry.kind}/{entry.path.name}")
+    print(clean_summary(removed, busy, args.dry_run))
+    return EXIT_OK
 
 
 def _dry_run(config) -> int:
@@ -96,7 +129,7 @@ def _dry_run(config) -> int:
         print(check.line())
     failed = [check.name for check in checks if not check.ok]
     print(f"dry run: {len(checks) - len(failed)} of {len(checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 2 if failed else 0
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def _apply_overrides(args: argparse.Namespace) -> list[str]:
@@ -110,6 +143,7 @@ def _apply_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `dataselect` command (argv without the program name; sys.argv's when None); returns the exit code (docs/exit-codes.md)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1].startswith("-")):
         from dataselect.benchmark import main as stage_bench  # `dataselect bench [--n 100 ...]`: every stage
@@ -119,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
             return stage_bench(argv[1:])
         except DataselectError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
+            return EXIT_ERROR
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 0
+        return EXIT_OK
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(format="%(message)s", level=logging.INFO, stream=sys.stderr)  # library log lines, as the CLI's own
     try:
@@ -132,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args.name, args.args)
         if args.command == "methods":
             return _methods()
+        if args.command == "cache":
+            return _cache(args)
         from dataselect.config import load_config
 
         overrides = list(args.overrides) + (_apply_overrides(args) if args.command == "apply" else [])
@@ -140,22 +176,22 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(getattr(args, "config", None), overrides)
         if args.command == "config" or getattr(args, "print_config", False):
             sys.stdout.write(config_yaml(config))
-            return 0
+            return EXIT_OK
         if getattr(args, "dry_run", False):
             return _dry_run(config)
         from dataselect.pipeline import run
 
         run(config, quiet=args.quiet)
-        return 0
+        return EXIT_OK
     except DataselectError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except OSError as error:  # the file system said no (a full disk, a folder that cannot be written)
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("error: interrupted; finished shards are kept and a rerun resumes from them", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -42,12 +42,14 @@ class SourceConfig(_Section):
 
 
 class InputConfig(SourceConfig):
+    """`input`: the pool to select from, where its text is and which of its ids may be selected."""
     # an earlier run's folder (its selection) or a parquet/jsonl file of ids: only those pool samples may be
     # selected; the pool is scored as a whole, so the earlier run's cached store serves this one
     ids_from: str | None = None
 
 
 class TargetConfig(SourceConfig):
+    """`target`: the samples the selection should resemble (RDS+, DSIR, BETR, CoLoR-Filter), optionally in tasks."""
     task_field: str | None = None  # several target tasks: RDS+ round-robins across them
 
 
@@ -57,6 +59,7 @@ def looks_like_path(name: str) -> bool:
 
 
 class ModelConfig(_Section):
+    """`model`: the Hugging Face model that embeds (or scores) the texts, its pooling, length and dtype."""
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
     pooling: Literal["auto", "mean", "weighted_mean", "last", "cls"] = "auto"
     max_length: int | None = Field(None, gt=1)  # None: the model's own (sentence-transformers config or 512)
@@ -73,6 +76,7 @@ class ModelConfig(_Section):
 
 
 class RDSConfig(_Section):
+    """`method.rds`: how RDS+ aggregates a pool sample's similarities to a task's target samples."""
     # over a task's target samples (bench/rds_quality.py chose the default; docs/rds.md)
     aggregation: Literal["max", "mean", "topk_mean", "softmax"] = "topk_mean"  # max: the paper's RDS+
     topk: int = Field(4, gt=0)  # topk_mean: the mean of a pool sample's this many highest similarities
@@ -304,6 +308,7 @@ METHODS = {
 
 
 class MethodConfig(_Section):
+    """`method`: which method selects, how many samples, the seed, and each method's own section."""
     name: str = "rds"  # a key of METHODS
     budget: Union[int, float] = 1000  # a count (int >= 1) or a fraction of the pool in (0, 1]
     seed: int = 42
@@ -353,6 +358,7 @@ class MethodConfig(_Section):
 
 
 class OutputConfig(_Section):
+    """`output`: where the run writes, whether it also writes the selected rows, what the report breaks down by."""
     dir: str = "runs/latest"
     write: Literal["none", "jsonl", "parquet"] = "none"  # also materialise the selected rows
     show_top: int = Field(5, ge=0)  # print this many of the top selected samples at the end
@@ -369,6 +375,7 @@ class OutputConfig(_Section):
 
 
 class RuntimeConfig(_Section):
+    """`runtime`: device, executor and workers, batch and shard sizes, cache folder, progress bars."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     executor: Literal["local", "ray"] = "local"
     batch_tokens: int = Field(16384, gt=0)  # padded tokens per forward batch
@@ -391,6 +398,7 @@ class RuntimeConfig(_Section):
 
 
 class Config(_Section):
+    """A whole run's config: every section with its defaults (docs/config.md); build it with load_config."""
     input: InputConfig = InputConfig()
     target: TargetConfig = TargetConfig()
     model: ModelConfig = ModelConfig()

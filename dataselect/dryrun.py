@@ -50,6 +50,7 @@ def method_needs(config: Config) -> tuple[str | None, bool]:
 
 
 def check_method(config: Config) -> Check:
+    """The method exists in this build: its name, budget and seed as the run will use them."""
     from dataselect.methods import get_method
 
     try:

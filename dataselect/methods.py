@@ -30,4 +30,5 @@ def method_class(name: str) -> type:
 
 
 def get_method(name: str) -> Method:
+    """A new instance of the method registered as `name`."""
     return method_class(name)()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class RunResult:
 
 
 def make_executor(config: Config) -> Executor:
+    """The executor runtime.executor and runtime.num_workers ask for (local processes or Ray)."""
     runtime = config.runtime
     if runtime.executor == "ray":
         from dataselect.executors.ray import RayExecutor
@@ -110,19 +112,20 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
         config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"progress": False})})
     preflight.stop_a_spawned_rerun()
     method = get_method(config.method.name)
-    skipped = preflight.check_sources(config)  # before any folder is created
     output_dir = Path(config.output.dir).expanduser()
-    with _removed_if_left_empty(output_dir):
-        _writable_dir(output_dir, "output.dir")
-        manifest, selection, drawn = _run_in(config, method, output_dir, skipped, executor)
+    with run_record.captured_log() as log_lines:
+        skipped = preflight.check_sources(config)  # before any folder is created
+        with _removed_if_left_empty(output_dir):
+            _writable_dir(output_dir, "output.dir")
+            manifest, selection, summary = _run_in(config, method, output_dir, skipped, executor, log_lines)
     if not quiet:
-        run_record.print_summary(manifest, selection, config.output.show_top)
-        print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
+        sys.stdout.write(summary)
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
 
 
-def _run_in(config: Config, method: Any, output_dir: Path, skipped: dict, executor: Executor | None) -> tuple[dict[str, Any], Selection, Path | None]:
-    """The run once its output folder exists: (manifest, selection, the report's path or None)."""
+def _run_in(config: Config, method: Any, output_dir: Path, skipped: dict, executor: Executor | None,
+            log_lines: list[str]) -> tuple[dict[str, Any], Selection, str]:
+    """The run once its output folder exists: (manifest, selection, the summary it printed into run.log)."""
     cache_root = _cache_root(config)
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
@@ -158,11 +161,14 @@ def _run_in(config: Config, method: Any, output_dir: Path, skipped: dict, execut
                 drawn = write_report_safely(staging, selection, manifest, pool_store)  # part of the run: staged with it
                 stale = _earlier_rows(output_dir, config) + ([] if drawn else [output_dir / "report.html"])
                 stale += [] if (staging / SCORER_FOLDER).exists() else [output_dir / SCORER_FOLDER]
+                summary = run_record.summary_text(manifest, selection, config.output.show_top)
+                summary += f"report: {output_dir / 'report.html'}\n" if drawn else "report: not written (see the log line above)\n"
+                atomic_write_text(staging / run_record.RUN_LOG, run_record.run_log(manifest, log_lines, summary))
                 publish(staging, output_dir, stale)
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
                 shutil.rmtree(store, ignore_errors=True)
-    return manifest, selection, drawn
+    return manifest, selection, summary
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from dataselect.kernels.reweight import canonical_strategy, reweight_weights
 
 
 class LossReweighter:
+    """Per-sample loss weights for a training loop (METHODS.md 4, docs/reweighting.md): after `burn_in_steps`, a batch's losses weighted by the strategy."""
     def __init__(self, strategy: str = "linupper", r: float = 0.4, burn_in_steps: int = 1000, delta: float = 1.0):
         self.strategy = canonical_strategy(strategy)
         if not r > 0:  # r is a temperature: weights are softmax(f / r)

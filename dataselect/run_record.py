@@ -2,12 +2,14 @@
 fewer samples than the budget were selected and ids that will not join back to the input."""
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow.compute as pc
 
@@ -110,6 +112,7 @@ def _source_report(stats: SourceStats, source: SourceConfig, skipped: list[Skipp
 
 
 def build_manifest(config: Config, selection: Selection, context: RunContext, total_seconds: float) -> dict[str, Any]:
+    """manifest.json's content: the config, counts, budget, sources, stages, timings, throughput and the method's metrics."""
     scored = context.scored
     pool = scored.get("pool")
     skipped = context.skipped_files
@@ -157,6 +160,40 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
     }
 
 
+RUN_LOG = "run.log"
+
+
+class _Lines(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def captured_log() -> Iterator[list[str]]:
+    """The lines the dataselect loggers emit while the block runs, as far as logging lets them through (the
+    command shows INFO and up; a library caller's logging decides), for run.log."""
+    lines: list[str] = []
+    handler = _Lines(lines)
+    logger = logging.getLogger("dataselect")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def run_log(manifest: dict[str, Any], lines: list[str], summary: str) -> str:
+    """run.log: the command, the run's log lines and its summary."""
+    head = [f"dataselect run, {manifest['created']}", f"command: {' '.join(manifest['command'])}", f"cwd: {manifest['cwd']}",
+            f"versions: {', '.join(f'{k} {v}' for k, v in (manifest.get('versions') or {}).items())}", ""]
+    return "\n".join(head + lines) + "\n" + summary
+
+
 def printable(text: Any, limit: int) -> str:
     """Text for the terminal: control characters (escape sequences that would retitle or recolour it) shown
     escaped, and at most `limit` characters."""
@@ -165,9 +202,15 @@ def printable(text: Any, limit: int) -> str:
 
 
 def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int) -> None:
+    """Print the run's summary (summary_text) to standard output."""
+    sys.stdout.write(summary_text(manifest, selection, show_top))
+
+
+def summary_text(manifest: dict[str, Any], selection: Selection, show_top: int) -> str:
+    """What the run says when it ends (the command prints it; run.log keeps it)."""
     counts = manifest["counts"]
     throughput = manifest.get("throughput") or {}
-    out = sys.stdout
+    out = io.StringIO()
     print(
         f"\nselected {counts['selected']:,} of {counts['unique']:,} unique samples "
         f"(read {counts['read']:,}, skipped {counts['skipped']:,} bad) in {manifest['timings_s']['total']:.1f}s",
@@ -193,5 +236,6 @@ def print_summary(manifest: dict[str, Any], selection: Selection, show_top: int)
         for rank in range(min(show_top, len(selection.ids))):
             preview = printable(" ".join(selection.previews[rank].split()), 110)
             print(f"  {rank:>3}  {selection.scores[rank]:.4f}  {printable(selection.ids[rank], 60)}  {preview}", file=out)
-    written = ["selection.parquet", "manifest.json"] + ([Path(manifest["outputs"]["rows"]).name] if manifest["outputs"]["rows"] else [])
+    written = ["selection.parquet", "manifest.json", RUN_LOG] + ([Path(manifest["outputs"]["rows"]).name] if manifest["outputs"]["rows"] else [])
     print(f"wrote {', '.join(written[:-1])} and {written[-1]} to {manifest['config']['output']['dir']}", file=out)
+    return out.getvalue()

@@ -132,3 +132,29 @@ def test_dry_run_checks_without_scoring_or_creating(capsys, tmp_path):
     failed = [line.split()[1] for line in lines if line.startswith("FAIL")]
     assert failed == ["model", "target"] and "model.max_length" in lines[1]
     assert lines[-1] == "dry run: 4 of 6 checks passed; failed: model, target"
+
+
+def test_the_exit_codes_page_lists_every_code_the_command_returns():
+    import re
+    from pathlib import Path
+
+    from dataselect import cli
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "exit-codes.md").read_text(encoding="utf-8")
+    documented = {int(code) for code in re.findall(r"^\| `(\d+)` \|", page, re.MULTILINE)}
+    codes = {value for name, value in vars(cli).items() if name.startswith("EXIT_")}
+    assert documented == codes == {0, 1, 2, 130}
+    assert all(name in page for name in vars(cli) if name.startswith("EXIT_"))
+
+
+def test_an_interrupted_run_exits_130_and_a_bad_config_2(tmp_path, capsys, monkeypatch):
+    from support import write_jsonl
+
+    from dataselect import pipeline
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": f"t{i}"} for i in range(5)])
+    args = ["run", "--set", f"input.path={pool}", "--set", "method.name=random", "--set", f"output.dir={tmp_path / 'out'}", "-q"]
+    monkeypatch.setattr(pipeline, "_run_in", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(args) == 130 and "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing was written, so no empty folder stays behind
+    assert main(args + ["--set", "method.budget=-1"]) == 2

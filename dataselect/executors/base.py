@@ -28,6 +28,7 @@ class ShardWork(Protocol):
 
 
 class Executor(Protocol):
+    """Where shards are scored: this process, worker processes, or a Ray cluster (executors/)."""
     def map(self, task: ShardWork, specs: Iterable[ShardSpec]) -> Iterator[Any]:
         """Run the task over the shards; results as they finish (any order)."""
         ...

@@ -26,6 +26,7 @@ def import_faiss():
 
 
 class Assigner(Protocol):
+    """A k-means backend's nearest-centroid search (FAISS on CPU or GPU, torch): set centroids, then assign."""
     name: str
 
     def set_centroids(self, centroids: np.ndarray) -> None:

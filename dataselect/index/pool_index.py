@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 class PoolIndex:
+    """A FAISS index over a pool's stored embeddings, on the CPU or a GPU, searched by inner product."""
     def __init__(self, index, kind: str, device: str = "cpu") -> None:
         self.resources = None  # GPU resources must outlive the GPU index that uses them
         if device != "cpu" and faiss_gpu_available():

@@ -33,6 +33,7 @@ TEXT_FIELDS = ("text", "prompt", "response", "messages", "instruction", "input",
 
 
 def column_of(field: str) -> str:
+    """The store column that holds a copy of the input field `field`."""
     return PREFIX + field
 
 

@@ -255,6 +255,7 @@ def located(config: SourceConfig) -> Located:
 
 
 def resolve_locations(config: SourceConfig) -> list[tuple[str, Path | str]]:
+    """The source's locations as (kind, path or name), resolved once per run (pinned) and in a stable order."""
     return list(located(config).locations)
 
 

@@ -31,6 +31,7 @@ VERSIONED_PACKAGES = ("dataselect", "torch", "triton", "transformers", "tokenize
 
 
 def package_versions() -> dict[str, str | None]:
+    """Python's and the engine's main packages' versions, for the manifest."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:
         try:
@@ -41,6 +42,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def selection_table(selection: Selection) -> pa.Table:
+    """selection.parquet's table: id, rank, score, then the method's own columns."""
     columns = {
         "id": pa.array(selection.ids, pa.string()),
         "rank": pa.array(range(len(selection.ids)), pa.int64()),
@@ -52,6 +54,7 @@ def selection_table(selection: Selection) -> pa.Table:
 
 
 def write_selection(out_dir: Path, selection: Selection) -> Path:
+    """Write selection.parquet into `out_dir` (atomically); its path."""
     path = out_dir / "selection.parquet"
     table = selection_table(selection)
     atomic_write(path, lambda temp: pq.write_table(table, temp))
@@ -84,6 +87,7 @@ def pool_scores_table(ids: pa.ChunkedArray, selection: Selection, exclusions: np
 
 
 def write_pool_scores(out_dir: Path, table: pa.Table) -> Path:
+    """Write scores.parquet (every pool sample's score) into `out_dir` (atomically); its path."""
     path = out_dir / SCORES_FILE
     atomic_write(path, lambda temp: pq.write_table(table, temp))
     return path
@@ -146,6 +150,7 @@ def _interrupts_held() -> Iterator[None]:
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write manifest.json into `out_dir` (atomically); its path."""
     path = out_dir / "manifest.json"
     atomic_write_text(path, json.dumps(manifest, indent=2, default=str))
     return path

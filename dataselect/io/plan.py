@@ -215,6 +215,7 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
 
 
 def source_is_sequential(config: SourceConfig) -> bool:
+    """Whether any of the source's locations can only be read from its start (compressed, a JSON array, stdin, remote)."""
     return any(is_sequential(kind, str(location)) for kind, location in resolve_locations(config))
 
 

@@ -51,6 +51,7 @@ def finite_range(values: np.ndarray) -> tuple[float, float, int] | None:
 
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of `values` per bin of `edges`, in chunks (no copy of a large array); non-finite values are left out."""
     counts = np.zeros(len(edges) - 1, np.int64)
     for start in range(0, len(values), CHUNK):
         chunk = np.asarray(values[start : start + CHUNK], np.float64)

@@ -197,6 +197,7 @@ def _file_records(kind: str, path: Path, label: str, first_position: int, limit:
 
 
 def parquet_rows(path: Path) -> int:
+    """A parquet file's row count from its metadata, or an input error naming the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

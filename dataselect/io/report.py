@@ -48,6 +48,7 @@ img { max-width: 100%; height: auto; } .note { color: #495057; font-size: .9em; 
 
 
 def esc(value: Any) -> str:
+    """Any value as HTML-escaped text."""
     return html.escape(str(value), quote=True)
 
 
@@ -63,6 +64,7 @@ def fmt(value: Any) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """An HTML table; numbers right-aligned and formatted by `fmt`, every cell escaped."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{esc(fmt(c))}</td>' if isinstance(c, (int, float, np.number)) and not isinstance(c, bool)
@@ -73,6 +75,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def image(png: bytes | None, alt: str, caption: str = "") -> str:
+    """A PNG as an embedded figure with its caption (nothing for None)."""
     if png is None:
         return ""
     data = base64.b64encode(png).decode("ascii")
@@ -80,6 +83,7 @@ def image(png: bytes | None, alt: str, caption: str = "") -> str:
 
 
 def note(text: str) -> str:
+    """A sentence of explanation, escaped."""
     return f'<p class="note">{esc(text)}</p>'
 
 
@@ -124,6 +128,7 @@ def eligibility_text(manifest: dict[str, Any]) -> str:
 
 
 def scores_section(selection: Selection, method: str, manifest: dict[str, Any] | None = None) -> str:
+    """The pool's score histogram(s) with the selected rows, as the method's ranking allows (report section)."""
     pool = selection.pool_scores
     if pool is None:
         return note("This method keeps no per-sample pool scores.")
@@ -184,6 +189,7 @@ def composition_table(found: Composition) -> tuple[str, list[Any], list[float], 
 
 
 def composition_section(selection: Selection, store: Any | None) -> str:
+    """The selection's composition against the pool's by each categorical field (report section)."""
     fields = store_fields(store) if store is not None else []
     if not fields:
         return note("No categorical field to break the selection down by: the input has no short string field with few distinct "
@@ -231,6 +237,7 @@ def method_figures(selection: Selection, method: str) -> list[Figure]:
 
 
 def method_section(selection: Selection, method: str) -> str:
+    """The figures the method declares, and every scalar metric it reports (report section)."""
     parts = [draw(figure) for figure in method_figures(selection, method)]
     scalars = flatten(selection.metrics or {})
     if scalars:
@@ -239,6 +246,7 @@ def method_section(selection: Selection, method: str) -> str:
 
 
 def counts_section(manifest: dict[str, Any]) -> str:
+    """The run's counts, and the bad inputs by reason and the first of them (report section)."""
     counts = manifest.get("counts") or {}
     parts = [table(["count", "value"], [[k.replace("_", " "), v] for k, v in counts.items()])]
     for role in ("input", "target"):
@@ -255,6 +263,7 @@ def counts_section(manifest: dict[str, Any]) -> str:
 
 
 def timings_section(manifest: dict[str, Any]) -> str:
+    """Wall time per stage, the stores' cache state and the throughput (report section)."""
     timings = dict(manifest.get("timings_s") or {})
     total = timings.pop("total", None) or sum(timings.values()) or 1.0
     parts = [table(["stage", "seconds", "share of the run"], [[k, v, f"{100 * v / total:.1f}%"] for k, v in timings.items()]
@@ -303,6 +312,7 @@ def render(selection: Selection, manifest: dict[str, Any], pool_store: Any | Non
 
 
 def write_report(output_dir: Path, selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> Path:
+    """Write report.html into `output_dir` (atomically); its path."""
     path = Path(output_dir) / REPORT_NAME
     atomic_write_text(path, render(selection, manifest, pool_store))
     return path

@@ -65,10 +65,12 @@ def atomic_write(path: Path, write: Any) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write a text file whole or not at all (a temporary file, then a rename)."""
     atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
+    """Save an array in .npy format at exactly `path`."""
     with open(path, "wb") as handle:  # a handle, since np.save would append ".npy" to a temp name
         np.save(handle, array)
 

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 
 def open_binary(path: Path) -> Any:
+    """A file's bytes, decompressed by its suffix (.gz, .bz2, .xz, .zst) or as they are."""
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")
     if path.name.endswith(".bz2"):

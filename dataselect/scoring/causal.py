@@ -46,6 +46,7 @@ def causal_lm_config(name: str, trust_remote_code: bool = False) -> tuple[str, A
 
 
 def require_causal_lm(name: str, hf_config: Any) -> None:
+    """A config error unless `hf_config` is a causal LM's (the loss-based methods score with one)."""
     if not is_causal_lm(hf_config):
         kind = getattr(hf_config, "model_type", None) or "unknown"
         raise ConfigError(

@@ -24,6 +24,7 @@ _FEATURIZERS: dict[str, Any] = {}
 
 
 class ClassifierStage:
+    """BETR's score stage: the fitted logistic regression over each pool sample's hashed n-grams."""
     kind = "betr"
     resources = Resources(gpu=False)
 

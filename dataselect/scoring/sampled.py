@@ -48,6 +48,7 @@ def count_limit(keys: np.ndarray, count: int) -> int:
 
 
 def in_sample(seed: int, limit: int, samples: Iterable[Any], salt: str = "") -> list[bool]:
+    """For each sample, whether its seeded key falls below `limit` (it is in the sample)."""
     return [sample_key(seed, s.id, salt) < limit for s in samples]
 
 

@@ -8,6 +8,7 @@ from dataselect.scoring.stage import Resources, ShardOutput
 
 
 class SampleStage:
+    """The stage that only records each sample's metadata (the random method and BETR's pool pass need no model)."""
     kind = "samples"
     resources = Resources(gpu=False)
     token_unit = "tokens"

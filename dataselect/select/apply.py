@@ -57,6 +57,7 @@ class ScorerStage:
 
 
 class ApplyMethod(Declared):
+    """`method.name: apply`: a saved scorer over the input, keeping what passes its threshold (dataselect apply)."""
     name = "apply"
     description = "apply: a saved scorer (method.apply.scorer) over the input, keeping what reaches its threshold (dataselect apply)"
 

@@ -67,6 +67,7 @@ class Fit:
 
 
 class BETRMethod(Declared):
+    """`method.name: betr`: RDS+ on a sample of the pool, learned by a linear model on hashed n-grams that scores the whole pool."""
     name = "betr"
     description = "BETR: RDS+ on a seeded sample of the pool, a logistic regression on hashed n-grams learns it and scores the whole pool (needs target.path)"
     needs_target = True

@@ -115,6 +115,7 @@ def _torch_device(device: str) -> str:
 
 
 class ClusterMethod(Declared):
+    """`method.name: cluster`: k-means quotas with a pick inside each cluster, optionally after semantic dedup."""
     name = "cluster"
     description = "cluster-diverse: spherical k-means on pooled embeddings, per-cluster quotas, a pick inside each (random, nearest, score), optional SemDeDup"
     always_dedup = False  # semdedup: SemDeDup at method.semdedup.eps whatever method.cluster.dedup_eps says
@@ -252,6 +253,7 @@ class ClusterMethod(Declared):
 
 
 class SemDedupMethod(ClusterMethod):
+    """`method.name: semdedup`: SemDeDup inside k-means clusters; every survivor, or a budget of them."""
     name = "semdedup"
     description = "SemDeDup: drop near-duplicates inside each k-means cluster of pooled embeddings; keep every survivor or a budget"
     saved_scorer = None

@@ -43,6 +43,7 @@ def _task_samples(samples: list[Any], task_field: str | None) -> dict[str, list[
 
 
 class ColorMethod(Declared):
+    """`method.name: color`: CoLoR-Filter, the loss drop from a prior causal LM to the one fine-tuned on the target."""
     name = "color"
     description = "CoLoR-Filter: rank by how much a small causal LM's loss drops once fine-tuned on the target (needs target.path)"
     needs_target = True

@@ -189,6 +189,7 @@ def random_baseline_kl(pool: ScoredSource, fitted: Fit, chosen: np.ndarray, elig
 
 
 class DSIRMethod(Declared):
+    """`method.name: dsir`: importance resampling towards the target's hashed n-gram distribution."""
     name = "dsir"
     description = "DSIR: importance-resample the pool towards a target's hashed n-gram distribution (needs target.path; no GPU needed)"
     needs_target = True

@@ -128,6 +128,7 @@ class TrainedRater:
 
 
 class QualityMethod(Declared):
+    """`method.name: quality`: a quality rater's scores (a model, or a head trained on embeddings or n-grams)."""
     name = "quality"
     description = ("Quality raters: a sequence-classification model's score (QuRating, FineWeb-Edu), or a linear head trained on "
                    "embeddings or hashed n-grams (DCLM); top-K, threshold or temperature sampling")

@@ -13,6 +13,7 @@ from dataselect.select.base import Declared, Selection, selected_rows, top_k
 
 
 class RandomMethod(Declared):
+    """`method.name: random`: a seeded uniform sample of the eligible pool, the baseline."""
     name = "random"
     description = "a seeded uniform sample of the unique pool samples (a baseline; needs no model or target)"
 

@@ -161,6 +161,7 @@ def round_robin(task_scores: np.ndarray, k: int, eligible: np.ndarray) -> tuple[
 
 
 class RDSMethod(Declared):
+    """`method.name: rds`: RDS+, pool samples ranked by cosine similarity of pooled embeddings to the target."""
     name = "rds"
     description = "RDS+: rank the pool by cosine similarity of pooled embeddings to a target set (needs target.path and an embedding model)"
     needs_target = True
