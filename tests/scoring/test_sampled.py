@@ -71,3 +71,22 @@ def test_the_stage_scores_only_the_kept_rows_and_keys_its_store_by_the_sample():
     assert stage.identity() != SampledStage(Echo(), 2, fraction_limit(0.5)).identity()
     assert stage.identity() != SampledStage(Echo(), 1, fraction_limit(0.4)).identity()
     assert sample_key(1, "a", salt="holdout") != sample_key(1, "a")
+
+
+def test_the_progress_bar_of_a_sampled_stage_says_how_many_it_scored_of_those_it_read(tmp_path, capsys):
+    from support import write_jsonl
+
+    from dataselect.config import build_config
+    from dataselect.executors.local import local_executor
+    from dataselect.io.render import TextRenderer
+    from dataselect.scoring.loop import run_stage
+    from dataselect.scoring.samples import SampleStage
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"s{i}", "text": f"text {i}"} for i in range(200)])
+    config = build_config({}, {"input.path": str(pool), "runtime.shard_size": 50})
+    stage = SampledStage(SampleStage(), seed=3, limit=fraction_limit(0.25))
+    scored = run_stage(config.input, "pool", TextRenderer(config.input), stage, config.runtime, tmp_path / "cache", local_executor(0, "cpu"))
+    kept = int(scored.store.rows().sum())
+    last = capsys.readouterr().err.replace("\n", "\r").split("\r")
+    bar = [part for part in last if "samples pool" in part][-1]
+    assert 0 < kept < 200 and "200/200" in bar and f"{kept} of 200 scored" in bar
