@@ -49,7 +49,8 @@ def _read(source: Any, renderer: Any, role: str, progress: bool) -> list[Any]:
 
 
 def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, progress: bool) -> Group:
-    """The pool read once, the base model (pre-trained proxy or causal LM), the eval target checked for overlap."""
+    """The eval target checked for overlap with each run's target (first: it is cheap), the pool read once, and the
+    base model (the pre-trained proxy, or a causal LM)."""
     from dataselect.io.render import TextRenderer
     from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
 
@@ -61,12 +62,6 @@ def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, pro
     else:
         path = resolve_model_path(config.model.name)
         tokenizer = load_tokenizer(path, config.model.trust_remote_code)
-    pool = _read(config.input, TextRenderer(config.input, tokenizer, causal_lm=True), "pool", progress)
-    if not pool:
-        raise InputError(f"input error: {runs[0].folder}: the run's pool has no usable sample")
-    if settings.model is None:
-        cache = config.runtime.resolved_cache_dir()
-        base = pretrained_proxy(pool, tokenizer, resolve_model_path(config.model.name), config.input, settings, cache, device, progress)
     source = eval_source(runs[0], eval_target)
     eval_samples = _read(source, TextRenderer(source, tokenizer, causal_lm=True), "eval target", progress)
     if not eval_samples:
@@ -85,6 +80,12 @@ def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, pro
         logger.info("overlap check: none of the %d eval target samples shares a text (by hash) with the %d samples of %s's target",
                     len(eval_samples), len(texts), run.folder)
         overlaps.append({"run": str(run.folder), "target": target.path, "shared": 0, "target_samples": len(texts)})
+    pool = _read(config.input, TextRenderer(config.input, tokenizer, causal_lm=True), "pool", progress)
+    if not pool:
+        raise InputError(f"input error: {runs[0].folder}: the run's pool has no usable sample")
+    if settings.model is None:
+        cache = config.runtime.resolved_cache_dir()
+        base = pretrained_proxy(pool, tokenizer, resolve_model_path(config.model.name), config.input, settings, cache, device, progress)
     measure = TargetLoss(base, eval_samples, source, settings.batch_tokens)
     from dataselect.scoring.proxy import sample_digest
 
