@@ -166,11 +166,14 @@ def intervals(names: Sequence[Any], means: Sequence[float], lows: Sequence[float
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str, logx: bool = False,
           dashed: Sequence[str] = ()) -> bytes:
-    """One line with markers per named (x, y) series; `dashed` names are drawn dashed without markers."""
+    """One line with markers per named (x, y) series; `dashed` names are drawn dashed without markers, the
+    k-th dashed one in the colour of the k-th solid one (a fit beside what it fits)."""
     figure, axes = _figure()
+    solid = [name for name in series if name not in dashed]
     for name, (xs, ys) in series.items():
+        order = list(dashed).index(name) if name in dashed else solid.index(name)
         style = {"linestyle": "--", "linewidth": 1.0} if name in dashed else {"marker": "o", "linewidth": 1.4}
-        axes.plot(xs, ys, label=label(name), **style)
+        axes.plot(xs, ys, label=label(name), color=f"C{order % 10}", **style)
     if logx:
         axes.set_xscale("log")
     return _labelled(figure, axes, title, xlabel, ylabel, legend=1 < len(series) <= 12)
