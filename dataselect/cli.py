@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--rs2", action="store_true", help="also train with RS2 (a fresh random subset every round) at equal steps")
     evaluate.add_argument("--model", help="a causal LM (name or folder) to fine-tune instead of the proxy pre-trained on the pool")
     evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train and measure (default auto)")
+    evaluate.add_argument("--cache-dir", help="where the pre-trained proxy is cached (default: the first run's runtime.cache_dir)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="any eval setting, e.g. --set proxy.steps=500 (docs/eval.md lists them)")
     evaluate.add_argument("--quiet", "-q", action="store_true", help="no table and no progress bars")
@@ -156,7 +157,7 @@ def _eval(args: argparse.Namespace) -> int:
             node = node.setdefault(part, {})
         node[leaf.strip()] = value
     flags = {"seeds": args.seeds, "seed": args.seed, "steps": _numbers(args.steps, int, "--steps"), "keep": _numbers(args.keep, float, "--keep"),
-             "lr": args.lr, "checkpoints": args.checkpoints, "model": args.model, "device": args.device}
+             "lr": args.lr, "checkpoints": args.checkpoints, "model": args.model, "device": args.device, "cache_dir": args.cache_dir}
     values.update({key: value for key, value in flags.items() if value is not None})
     values.update({key: True for key in ("pool_baseline", "rs2") if getattr(args, key)})
     settings = eval_config(values)

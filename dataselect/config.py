@@ -606,6 +606,8 @@ class EvalConfig(_Section):
     model: str | None = None  # a causal LM (name or folder) to fine-tune instead of the pre-trained proxy
     batch_tokens: int = Field(16384, gt=0)  # token budget of an evaluation batch
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: str | None = None  # where the pre-trained proxy is cached (default: the run's runtime.cache_dir)
+    threads: int | None = Field(None, gt=0)  # torch intra-op threads while training (default torch's; 1 suits a tiny proxy on a busy CPU)
     # the proxy pre-trained once on a seeded sample of the pool (cached); its batch_size and context serve the fine-tunes too
     proxy: ProxyConfig = ProxyConfig(steps=300, epochs=4.0, sample=5000, context=64, vocab=2048, hidden=128, lr=6e-3)
 

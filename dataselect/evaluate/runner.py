@@ -3,13 +3,14 @@ every (arm, seed) pair (each pair's result is filed in OUTPUT/pairs/ under its i
 resumes after the last finished pair), then summarise: eval.json, the printed table, report.html."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -84,7 +85,7 @@ def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, pro
     if not pool:
         raise InputError(f"input error: {runs[0].folder}: the run's pool has no usable sample")
     if settings.model is None:
-        cache = config.runtime.resolved_cache_dir()
+        cache = Path(settings.cache_dir).expanduser() if settings.cache_dir else config.runtime.resolved_cache_dir()
         base = pretrained_proxy(pool, tokenizer, resolve_model_path(config.model.name), config.input, settings, cache, device, progress)
     measure = TargetLoss(base, eval_samples, source, settings.batch_tokens)
     from dataselect.scoring.proxy import sample_digest
@@ -190,7 +191,25 @@ def keep_sweep(entries: list[dict[str, Any]], batch_size: int) -> list[dict[str,
 def evaluate(run_folders: Sequence[str | Path], eval_target: str, settings: EvalConfig, output: str | Path,
              progress: bool = True) -> dict[str, Any]:
     """The comparison end to end; writes eval.json and report.html in `output` and returns eval.json's content."""
-    output = Path(output).expanduser()
+    with torch_threads(settings.threads):
+        return _evaluate(run_folders, eval_target, settings, Path(output).expanduser(), progress)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set for the block (None: left as it is), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _evaluate(run_folders: Sequence[str | Path], eval_target: str, settings: EvalConfig, output: Path, progress: bool) -> dict[str, Any]:
     runs = [load_run(folder) for folder in run_folders]
     by_pool: dict[str, list[RunInfo]] = {}
     for run in runs:

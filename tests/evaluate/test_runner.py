@@ -22,17 +22,6 @@ TINY = {"steps": 20, "sample": 200, "batch_size": 8, "context": 32, "vocab": 128
 ARM_KEYS = {"name", "run", "size", "seeds", "bpb", "mean", "ci95", "gap_to_random", "gap_ci95", "snr"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """A tiny proxy's steps gain nothing from a second intra-op thread, which only spins on a busy machine (20x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _math_records(rng, prefix: str, n: int) -> list[dict]:
     return [{"id": f"{prefix}{i}", "prompt": topic_text(rng, "math", 6), "response": topic_text(rng, "math", 14)} for i in range(n)]
 
@@ -56,7 +45,8 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def _settings(**extra) -> EvalConfig:
-    return EvalConfig.model_validate({"seeds": 2, "steps": [10], "lr": 1e-2, "device": "cpu", "proxy": TINY, **extra})
+    # one torch thread: a tiny proxy's second intra-op thread only spins on a busy machine (20x slower)
+    return EvalConfig.model_validate({"seeds": 2, "steps": [10], "lr": 1e-2, "device": "cpu", "threads": 1, "proxy": TINY, **extra})
 
 
 def _evaluate(run_dir: Path, out: Path, **extra) -> dict:
@@ -115,7 +105,7 @@ def test_identical_selections_give_identical_figures(run_dir, two_seeds, tmp_pat
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     code = cli.main(["eval", str(copy), "--eval-target", str(run_dir.parent / "eval.jsonl"), "--output", str(tmp_path / "out"), "--seeds", "2",
-                     "--steps", "10", "--lr", "0.01", "--device", "cpu", "-q", *[f"--set=proxy.{k}={v}" for k, v in TINY.items()]])
+                     "--steps", "10", "--lr", "0.01", "--device", "cpu", "-q", "--set", "threads=1", *[f"--set=proxy.{k}={v}" for k, v in TINY.items()]])
     assert code == 0
     again = json.loads((tmp_path / "out" / "eval.json").read_text())
     for name in ("dsir", "random"):
