@@ -76,7 +76,12 @@ def test_train_one_draws_its_batches_from_a_sampler():
                 picked.append(index)
                 yield index
 
-    train_one(rows, 8, config, seed=0, progress=False, steps=3, sampler=Recording(6, round_size=2, rounds=3, seed=5))
-    assert picked == list(RS2Sampler(6, round_size=2, rounds=3, seed=5))
-    with pytest.raises(ValueError, match="ran out of rows"):
-        train_one(rows, 8, config, seed=0, progress=False, steps=4, sampler=RS2Sampler(6, round_size=2, rounds=3, seed=5))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a second intra-op thread only spins on a model this small
+    try:
+        train_one(rows, 8, config, seed=0, progress=False, steps=3, sampler=Recording(6, round_size=2, rounds=3, seed=5))
+        assert picked == list(RS2Sampler(6, round_size=2, rounds=3, seed=5))
+        with pytest.raises(ValueError, match="ran out of rows"):
+            train_one(rows, 8, config, seed=0, progress=False, steps=4, sampler=RS2Sampler(6, round_size=2, rounds=3, seed=5))
+    finally:
+        torch.set_num_threads(threads)

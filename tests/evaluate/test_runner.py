@@ -142,3 +142,10 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert cli.main(["eval", str(tmp_path), "--eval-target", str(tmp_path / "x.jsonl")]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
     assert cli.main(["eval", str(tmp_path), "--eval-target", "x", "--keep", "0,2"]) == 2
+
+
+def test_a_causal_lm_given_by_name_is_fine_tuned_instead_of_the_proxy(run_dir, tiny_causal_dir, tmp_path):
+    result = _evaluate(run_dir, tmp_path / "out", steps=[3], model=str(tiny_causal_dir))
+    assert result["base"][0]["model"] == str(tiny_causal_dir)
+    for arm in result["arms"]:
+        assert len(arm["bpb"]) == 2 and all(np.isfinite(arm["bpb"])) and arm["bpb"][0] > 0
