@@ -95,7 +95,12 @@ class Arm:
         if self.ids is None:
             return list(pool)
         wanted = set(self.ids)
-        return [s for s in pool if s.id in wanted]
+        found = [s for s in pool if s.id in wanted]
+        missing = len(wanted) - len({s.id for s in found})
+        if missing:
+            raise InputError(f"input error: {self.run}: {missing} of the {len(wanted)} ids of arm {self.name!r} are not in the run's pool "
+                             "(was the pool changed after the run?)")
+        return found
 
     def identity(self, seed: int) -> dict[str, Any]:
         """What decides this arm's training under `seed` (part of a result's identity; a random arm's subset is the seed's)."""

@@ -22,6 +22,7 @@ from dataselect.evaluate.statistics import mean_ci95, paired_gap, snr
 from dataselect.evaluate.trainer import BaseModel, TargetLoss, arm_rows, causal_lm_base, pretrained_proxy, train_and_measure
 from dataselect.evaluate.utility import fit_keep_sweep
 from dataselect.io.shards import atomic_write_text
+from dataselect.scoring.finetune import MASK_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Group:
     pool: list[Any]
     base: BaseModel
     measure: TargetLoss
-    eval_identity: dict[str, Any]
+    eval_identity: dict[str, Any]  # the eval target's and the pool's digests: with the base and the arm, what decides a result
     overlaps: list[dict[str, Any]]
 
 
@@ -90,7 +91,8 @@ def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, pro
     measure = TargetLoss(base, eval_samples, source, settings.batch_tokens)
     from dataselect.scoring.proxy import sample_digest
 
-    identity = {"samples": sample_digest(eval_samples), "bytes": measure.bytes, "fields": source.model_dump(exclude={"path"})}
+    identity = {"samples": sample_digest(eval_samples), "bytes": measure.bytes, "fields": source.model_dump(exclude={"path"}),
+                "pool": sample_digest(pool), "pool_fields": config.input.model_dump(include=set(MASK_FIELDS))}  # the pool decides random arms
     return Group(runs, pool, base, measure, identity, overlaps)
 
 

@@ -149,3 +149,15 @@ def test_a_causal_lm_given_by_name_is_fine_tuned_instead_of_the_proxy(run_dir, t
     assert result["base"][0]["model"] == str(tiny_causal_dir)
     for arm in result["arms"]:
         assert len(arm["bpb"]) == 2 and all(np.isfinite(arm["bpb"])) and arm["bpb"][0] > 0
+
+
+def test_a_selection_whose_ids_left_the_pool_is_one_line(run_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "changed"
+    shutil.copytree(run_dir, copy)
+    table = pq.read_table(copy / "selection.parquet")
+    pq.write_table(table.set_column(0, "id", pa.array(["gone"] + table.column("id").to_pylist()[1:])), copy / "selection.parquet")
+    with pytest.raises(InputError, match="1 of the 24 ids of arm 'dsir' are not in the run's pool"):
+        runner.evaluate([copy], str(run_dir.parent / "eval.jsonl"), _settings(), tmp_path / "out", progress=False)
