@@ -50,24 +50,10 @@ def _read(source: Any, renderer: Any, role: str, progress: bool) -> list[Any]:
     return list(tqdm(iter_samples(source, renderer, SourceStats(role)), desc=f"read {role}", unit=" samples", disable=not progress, leave=False))
 
 
-def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, progress: bool) -> Group:
-    """The eval target checked for overlap with each run's target (first: it is cheap), the pool read once, and the
-    base model (the pre-trained proxy, or a causal LM)."""
+def check_overlap(runs: list[RunInfo], eval_texts: list[str], tokenizer: Any, progress: bool) -> list[dict[str, Any]]:
+    """Each run's target against the eval target by text hash: one line stops the eval at the first shared text."""
     from dataselect.io.render import TextRenderer
-    from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
 
-    config = runs[0].config
-    device = resolve_device(settings.device)
-    if settings.model is not None:
-        base = causal_lm_base(settings.model, settings, device)
-        tokenizer = base.tokenizer
-    else:
-        path = resolve_model_path(config.model.name)
-        tokenizer = load_tokenizer(path, config.model.trust_remote_code)
-    source = eval_source(runs[0], eval_target)
-    eval_samples = _read(source, TextRenderer(source, tokenizer, causal_lm=True), "eval target", progress)
-    if not eval_samples:
-        raise InputError(f"input error: --eval-target: {eval_target}: no usable sample")
     overlaps = []
     for run in runs:
         target = run.config.target
@@ -75,22 +61,41 @@ def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, pro
             overlaps.append({"run": str(run.folder), "target": None, "shared": 0})
             continue
         texts = [s.text for s in _read(target, TextRenderer(target, tokenizer, causal_lm=True), "run target", progress)]
-        shared = overlap([s.text for s in eval_samples], texts)
+        shared = overlap(eval_texts, texts)
         if shared:
-            raise InputError(f"input error: --eval-target: {shared} of its {len(eval_samples)} samples share a text with the target "
+            raise InputError(f"input error: --eval-target: {shared} of its {len(eval_texts)} samples share a text with the target "
                              f"{run.folder} selected for; hold out an eval target that the selection never saw")
         logger.info("overlap check: none of the %d eval target samples shares a text (by hash) with the %d samples of %s's target",
-                    len(eval_samples), len(texts), run.folder)
+                    len(eval_texts), len(texts), run.folder)
         overlaps.append({"run": str(run.folder), "target": target.path, "shared": 0, "target_samples": len(texts)})
+    return overlaps
+
+
+def build_group(runs: list[RunInfo], eval_target: str, settings: EvalConfig, progress: bool) -> Group:
+    """The eval target checked for overlap with each run's target (first: it is cheap), the pool read once, and the
+    base model (the pre-trained proxy, or a causal LM)."""
+    from dataselect.io.render import TextRenderer
+    from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
+    from dataselect.scoring.proxy import sample_digest
+
+    config = runs[0].config
+    tokenizer_path = resolve_model_path(settings.model or config.model.name)
+    tokenizer = load_tokenizer(tokenizer_path, config.model.trust_remote_code and settings.model is None)
+    source = eval_source(runs[0], eval_target)
+    eval_samples = _read(source, TextRenderer(source, tokenizer, causal_lm=True), "eval target", progress)
+    if not eval_samples:
+        raise InputError(f"input error: --eval-target: {eval_target}: no usable sample")
+    overlaps = check_overlap(runs, [s.text for s in eval_samples], tokenizer, progress)
     pool = _read(config.input, TextRenderer(config.input, tokenizer, causal_lm=True), "pool", progress)
     if not pool:
         raise InputError(f"input error: {runs[0].folder}: the run's pool has no usable sample")
-    if settings.model is None:
+    device = resolve_device(settings.device)
+    if settings.model is not None:
+        base = causal_lm_base(settings.model, settings, device)
+    else:
         cache = Path(settings.cache_dir).expanduser() if settings.cache_dir else config.runtime.resolved_cache_dir()
-        base = pretrained_proxy(pool, tokenizer, resolve_model_path(config.model.name), config.input, settings, cache, device, progress)
+        base = pretrained_proxy(pool, tokenizer, tokenizer_path, config.input, settings, cache, device, progress)
     measure = TargetLoss(base, eval_samples, source, settings.batch_tokens)
-    from dataselect.scoring.proxy import sample_digest
-
     identity = {"samples": sample_digest(eval_samples), "bytes": measure.bytes, "fields": source.model_dump(exclude={"path"}),
                 "pool": sample_digest(pool), "pool_fields": config.input.model_dump(include=set(MASK_FIELDS))}  # the pool decides random arms
     return Group(runs, pool, base, measure, identity, overlaps)
