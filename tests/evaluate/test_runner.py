@@ -161,3 +161,18 @@ def test_a_selection_whose_ids_left_the_pool_is_one_line(run_dir, tmp_path):
     pq.write_table(table.set_column(0, "id", pa.array(["gone"] + table.column("id").to_pylist()[1:])), copy / "selection.parquet")
     with pytest.raises(InputError, match="1 of the 24 ids of arm 'dsir' are not in the run's pool"):
         runner.evaluate([copy], str(run_dir.parent / "eval.jsonl"), _settings(), tmp_path / "out", progress=False)
+
+
+def test_averaging_the_last_checkpoints_divides_the_noise_of_a_flat_series_by_their_root():
+    from dataselect.evaluate.arms import Arm
+    from dataselect.evaluate.trainer import checkpoint_steps
+
+    assert checkpoint_steps(200, 1) == [200] and checkpoint_steps(200, 4) == [170, 180, 190, 200] and checkpoint_steps(3, 5) == [1, 2, 3]
+    rng = np.random.default_rng(0)
+    arm = Arm("a", "selection", 10, 200)
+    seeds = list(range(4000))
+    spread = {}
+    for checkpoints in (1, 4):
+        pairs = [{"bpb_checkpoints": list(1.0 + 0.1 * rng.standard_normal(checkpoints)), "rows": 5} for _ in seeds]
+        spread[checkpoints] = runner._summary(arm, seeds, pairs, None)["std"]
+    assert spread[1] / spread[4] == pytest.approx(2.0, rel=0.05)
