@@ -1,5 +1,7 @@
-"""RS2Sampler (dataselect/reweight.py), against the known answers of METHODS.md 11.1."""
+"""RS2Sampler (dataselect/reweight.py), against the known answers of METHODS.md 11.1, and its example in docs/eval.md."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +87,15 @@ def test_train_one_draws_its_batches_from_a_sampler():
             train_one(rows, 8, config, seed=0, progress=False, steps=4, sampler=RS2Sampler(6, round_size=2, rounds=3, seed=5))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_rs2_example_in_the_docs_runs_as_written():
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "eval.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    namespace: dict = {}
+    exec(compile(block, "docs/eval.md", "exec"), namespace)
+    seen = namespace["seen"]
+    assert len(seen) == 2000 and np.bincount(seen.numpy(), minlength=1000).tolist() == [2] * 1000
+    assert len(namespace["first_round"]) == 100

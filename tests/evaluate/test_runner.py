@@ -176,3 +176,4 @@ def test_averaging_the_last_checkpoints_divides_the_noise_of_a_flat_series_by_th
         pairs = [{"bpb_checkpoints": list(1.0 + 0.1 * rng.standard_normal(checkpoints)), "rows": 5} for _ in seeds]
         spread[checkpoints] = runner._summary(arm, seeds, pairs, None)["std"]
     assert spread[1] / spread[4] == pytest.approx(2.0, rel=0.05)
+
