@@ -5,5 +5,6 @@ on a random subset of the same size, by more than the noise between seeds? (METH
     utility     the repetition-utility model of data filtering (compute-aware budgets) and its fit
     arms        what each arm trains on: a run's selection, random subsets, the pool, RS2, keep fractions
     trainer     the base model (a proxy pre-trained once on the pool, or a causal LM) fine-tuned per arm and seed
-    runner      the whole comparison: resume per (arm, seed), eval.json, the table, report.html's figures
+    runner      the whole comparison: resume per (arm, seed), eval.json, the printed table, report.html
+    figures     report.html's eval sections, declared as data (select/figures.py) and drawn by io/report.py
 """

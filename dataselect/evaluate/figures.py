@@ -28,8 +28,9 @@ def arm_figures(result: dict[str, Any]) -> list[Figure]:
     paired = [a for a in arms if "gap_to_random" in a and a["kind"] != "random"]
     if paired:
         figures.append(Intervals([a["name"] for a in paired], [a["gap_to_random"] for a in paired], [a["gap_ci95"][0] for a in paired],
-                                 [a["gap_ci95"][1] for a in paired], "gap to random, paired by seed (positive: better than random)",
-                                 "random's bits per byte minus the arm's", "An arm beats random only where its interval lies right of 0.",
+                                 [a["gap_ci95"][1] for a in paired], "gap to random, paired by seed",
+                                 "random's bits per byte minus the arm's (positive: better)",
+                                 "An arm beats random only where its interval lies right of 0.",
                                  reference=0.0))
     return figures
 
