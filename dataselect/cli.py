@@ -1,9 +1,11 @@
-"""The `dataselect` command: run, config, methods, bench.
+"""The `dataselect` command: run, config, apply, eval, methods, bench.
 
     dataselect run --config FILE [--set dotted.key=value ...] [--dry-run | --print-config] [-q]
     dataselect config [--config FILE] [--set ...]     the resolved config, every key, as YAML
     dataselect apply --scorer DIR --input PATH --output DIR (--keep F | --threshold X) [--format F] [--set ...]
                                                       a saved scorer over any input; the records that pass, in its format
+    dataselect eval RUN_DIR [RUN_DIR ...] --eval-target PATH [--output DIR] [--seeds N] [--steps S[,S2]] [--keep F,F2,...]
+                                                      train small LMs on each selection and on random subsets; bits per byte with 95% CIs
     dataselect methods                                the selection methods, one line each
     dataselect cache list|clean [--cache-dir DIR] [--older-than DAYS] [--partial] [--dry-run]
                                                       what runtime.cache_dir holds; remove old or unfinished entries
@@ -65,6 +67,25 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bars")
     apply.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="any other config key, e.g. --set runtime.num_workers=2 or --set input.text_field=content")
+    evaluate = commands.add_parser("eval", help="did the selection help? small LMs trained on each selection and on random subsets "
+                                   "of the same size, over seeds, measured in bits per byte on a held-out target (docs/eval.md)")
+    evaluate.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders (manifest.json, selection.parquet)")
+    evaluate.add_argument("--eval-target", required=True, help="held-out target (anything target.path takes); must not overlap the runs' targets")
+    evaluate.add_argument("--output", "-o", help="folder for eval.json, report.html and the finished pairs (default: RUN_DIR/eval of the first run)")
+    evaluate.add_argument("--seeds", type=int, help="training seeds per arm (default 3)")
+    evaluate.add_argument("--seed", type=int, help="the first seed (default 0)")
+    evaluate.add_argument("--steps", help="fine-tuning steps, S or S1,S2 (the arms train at the first; a keep sweep at each)")
+    evaluate.add_argument("--keep", help="keep sweep: top fractions of the run's pool scores, e.g. 0.01,0.03,0.1,0.3")
+    evaluate.add_argument("--lr", type=float, help="peak fine-tuning learning rate (default 1e-3)")
+    evaluate.add_argument("--checkpoints", type=int, help="bits per byte averaged over the last N checkpoints (default 1)")
+    evaluate.add_argument("--pool-baseline", action="store_true", help="also train on the whole pool at equal steps")
+    evaluate.add_argument("--rs2", action="store_true", help="also train with RS2 (a fresh random subset every round) at equal steps")
+    evaluate.add_argument("--model", help="a causal LM (name or folder) to fine-tune instead of the proxy pre-trained on the pool")
+    evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train and measure (default auto)")
+    evaluate.add_argument("--cache-dir", help="where the pre-trained proxy is cached (default: the first run's runtime.cache_dir)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="any eval setting, e.g. --set proxy.steps=500 (docs/eval.md lists them)")
+    evaluate.add_argument("--quiet", "-q", action="store_true", help="no table and no progress bars")
     commands.add_parser("methods", help="list the selection methods")
     cache = commands.add_parser("cache", help="list what runtime.cache_dir holds, or remove old or unfinished entries")
     cache.add_argument("action", choices=["list", "clean"], help="list: every entry with its size and age; clean: remove entries")
@@ -142,6 +163,45 @@ def _apply_overrides(args: argparse.Namespace) -> list[str]:
             f"output.dir={json.dumps(args.output)}", f"output.write={written}", cut]
 
 
+def _numbers(text: str | None, kind: type, flag: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise DataselectError(f"config error: {flag}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dataselect.config import eval_config
+    from dataselect.evaluate.runner import evaluate, table_text
+
+    values: dict = {}
+    for item in args.overrides:  # dotted keys into the settings tree (proxy.steps=500), values read as YAML
+        key, equals, raw = item.partition("=")
+        if not equals:
+            raise DataselectError(f"config error: --set {item!r} is not of the form key=value")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf.strip()] = value
+    flags = {"seeds": args.seeds, "seed": args.seed, "steps": _numbers(args.steps, int, "--steps"), "keep": _numbers(args.keep, float, "--keep"),
+             "lr": args.lr, "checkpoints": args.checkpoints, "model": args.model, "device": args.device, "cache_dir": args.cache_dir}
+    values.update({key: value for key, value in flags.items() if value is not None})
+    values.update({key: True for key in ("pool_baseline", "rs2") if getattr(args, key)})
+    settings = eval_config(values)
+    output = Path(args.output) if args.output else Path(args.runs[0]) / "eval"
+    result = evaluate(args.runs, args.eval_target, settings, output, progress=not args.quiet)
+    if not args.quiet:
+        print(table_text(result))
+        print(f"eval.json: {output / 'eval.json'}\nreport: {output / 'report.html'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `dataselect` command (argv without the program name; sys.argv's when None); returns the exit code (docs/exit-codes.md)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -168,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             return _methods()
         if args.command == "cache":
             return _cache(args)
+        if args.command == "eval":
+            return _eval(args)
         from dataselect.config import load_config
 
         overrides = list(args.overrides) + (_apply_overrides(args) if args.command == "apply" else [])

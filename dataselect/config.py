@@ -597,3 +597,50 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
             raise ConfigError(f"config error: cannot read {path}: {error.strerror}") from None
         tree = _read_yaml(text, str(path))
     return build_config(tree, overrides)
+
+
+class EvalConfig(_Section):
+    """`dataselect eval` (dataselect/evaluate; docs/eval.md): the same small causal LM fine-tuned on each arm
+    for the same steps over several seeds, measured in bits per byte on a held-out eval target."""
+
+    seeds: int = Field(3, ge=2)  # training seeds per arm (a confidence interval needs two)
+    seed: int = 0  # the first seed; the others follow it
+    steps: list[int] = [200]  # optimiser steps per training; the arms train at the first, a keep sweep at each
+    lr: float = Field(1e-3, gt=0)  # peak learning rate of each fine-tune (10% warm-up, cosine decay)
+    checkpoints: int = Field(1, ge=1)  # bits per byte averaged over this many of the last checkpoints
+    keep: list[float] = []  # keep sweep: top fractions of the run's pool scores, each in (0, 1]
+    pool_baseline: bool = False  # also train on the whole pool at equal steps
+    rs2: bool = False  # also train with RS2 (a fresh random subset of the selection's size every round) at equal steps
+    model: str | None = None  # a causal LM (name or folder) to fine-tune instead of the pre-trained proxy
+    batch_tokens: int = Field(16384, gt=0)  # token budget of an evaluation batch
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: str | None = None  # where the pre-trained proxy is cached (default: the run's runtime.cache_dir)
+    threads: int | None = Field(None, gt=0)  # torch intra-op threads while training (default torch's; 1 suits a tiny proxy on a busy CPU)
+    # the proxy pre-trained once on a seeded sample of the pool (cached); its batch_size and context serve the fine-tunes too
+    proxy: ProxyConfig = ProxyConfig(steps=300, epochs=4.0, sample=5000, context=64, vocab=2048, hidden=128, lr=6e-3)
+
+    @field_validator("steps")
+    @classmethod
+    def _positive_steps(cls, value: list[int]) -> list[int]:
+        if not value or any(step <= 0 for step in value):
+            raise ValueError("each step count must be > 0")
+        return value
+
+    @field_validator("keep")
+    @classmethod
+    def _keep_fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < keep <= 1 for keep in value):
+            raise ValueError("each keep fraction must be in (0, 1]")
+        return sorted(set(value))
+
+
+def eval_config(values: dict[str, Any]) -> EvalConfig:
+    """An EvalConfig from flag values, or a ConfigError naming the setting (the flag's name with _ for -)."""
+    try:
+        return EvalConfig.model_validate(values)
+    except ValidationError as error:
+        detail = error.errors()[0]
+        key = ".".join(str(part) for part in detail["loc"] if not isinstance(part, int))
+        if detail["type"] == "extra_forbidden":
+            raise ConfigError(f"config error: unknown eval setting '{key}' (docs/eval.md lists them)") from None
+        raise ConfigError(f"config error: eval setting {key}: {detail['msg'].removeprefix('Value error, ')} (got {detail.get('input')!r})") from None

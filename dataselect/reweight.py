@@ -1,4 +1,5 @@
-"""Online loss reweighting for a training loop (Sow et al., ICLR 2025; METHODS.md section 4).
+"""The training-side components a user's own training loop calls: online loss reweighting (Sow et al.,
+ICLR 2025) and RS2, repeated random sampling (Okanovic et al., ICLR 2024).
 
     reweighter = LossReweighter(strategy="linupper", r=0.4, burn_in_steps=1000)
     loss = reweighter(per_sample_losses, step)          # per_sample_losses: [B] mean token CE per sequence
@@ -10,9 +11,20 @@ when torch.distributed is initialised; every rank must pass the same batch size)
 flows through this rank's losses: W * sum_i w_i l_i (README variant), or with lengths trainer.py's
 W * B * sum_i w_i lambda_i l_i, lambda_i = n_i / sum_local n_j. Both reduce to the burn-in loss when the
 weights are uniform, and DDP's gradient averaging over W ranks then matches the single-process result.
+
+    sampler = RS2Sampler(len(dataset), fraction=0.1, rounds=20, seed=0)
+    loader = DataLoader(dataset, batch_size=32, sampler=sampler)   # 20 rounds of a fresh 10% each
+
+Without replacement (the default) a round takes the next round_size positions of a seeded permutation
+and, when it runs out, the leftovers plus the head of a fresh permutation (never an index twice in a
+round): every sample is seen once before any is seen again. With replacement each round is an
+independent uniform subset.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -20,7 +32,8 @@ from dataselect.kernels.reweight import canonical_strategy, reweight_weights
 
 
 class LossReweighter:
-    """Per-sample loss weights for a training loop (METHODS.md 4, docs/reweighting.md): after `burn_in_steps`, a batch's losses weighted by the strategy."""
+    """Per-sample loss weights for a training step (METHODS.md section 4): call it with the batch's losses."""
+
     def __init__(self, strategy: str = "linupper", r: float = 0.4, burn_in_steps: int = 1000, delta: float = 1.0):
         self.strategy = canonical_strategy(strategy)
         if not r > 0:  # r is a temperature: weights are softmax(f / r)
@@ -52,3 +65,53 @@ class LossReweighter:
         if lam is None:
             return world * (w * losses).sum()
         return world * losses.shape[0] * (w * lam * losses).sum()
+
+
+class RS2Sampler(torch.utils.data.Sampler[int]):
+    """RS2 (METHODS.md 11.1): `rounds` rounds of `round_size` indices of range(n) (or round(n * fraction)),
+    a fresh random subset each round; without replacement across rounds unless `replacement`. Iterating
+    yields every round's indices in turn; `rounds_iter()` yields them a round at a time. Deterministic
+    for a seed: the same seed gives the same sequence of rounds."""
+
+    def __init__(self, n: int, fraction: float | None = None, rounds: int = 1, seed: int = 0, round_size: int | None = None,
+                 replacement: bool = False) -> None:
+        if n <= 0:
+            raise ValueError(f"RS2Sampler: n must be > 0, got {n}")
+        if (fraction is None) == (round_size is None):
+            raise ValueError("RS2Sampler: give exactly one of fraction and round_size")
+        size = round(n * fraction) if fraction is not None else int(round_size)
+        if not 0 < size <= n:
+            raise ValueError(f"RS2Sampler: the round size must be in [1, n={n}], got {size}")
+        if rounds <= 0:
+            raise ValueError(f"RS2Sampler: rounds must be > 0, got {rounds}")
+        self.n, self.round_size, self.rounds, self.seed, self.replacement = n, size, rounds, seed, replacement
+
+    def __len__(self) -> int:
+        return self.rounds * self.round_size
+
+    def __iter__(self) -> Iterator[int]:
+        for chosen in self.rounds_iter():
+            yield from chosen.tolist()
+
+    def rounds_iter(self) -> Iterator[np.ndarray]:
+        """Each round's indices, [round_size] int64, `rounds` times."""
+        rng = np.random.default_rng(self.seed)
+        if self.replacement:  # independent rounds; no repeat inside one
+            for _ in range(self.rounds):
+                yield rng.choice(self.n, size=self.round_size, replace=False)
+            return
+        queue = rng.permutation(self.n)  # [n] the current permutation's unseen positions
+        for _ in range(self.rounds):
+            if len(queue) >= self.round_size:
+                chosen, queue = queue[: self.round_size], queue[self.round_size :]
+                yield chosen
+                continue
+            fresh = rng.permutation(self.n)  # [n]
+            # the head of the fresh permutation tops up the leftovers, skipping any index they already hold
+            usable = ~np.isin(fresh, queue)  # [n]
+            need = self.round_size - len(queue)
+            taken = np.flatnonzero(usable)[:need]  # positions in `fresh`
+            rest = np.ones(self.n, bool)
+            rest[taken] = False
+            chosen, queue = np.concatenate([queue, fresh[taken]]), fresh[rest]
+            yield chosen

@@ -40,3 +40,15 @@ def test_every_section_and_method_is_described():
     assert [s for s in sections if f"`{s}`" not in text] == []
     methods = list(METHODS)
     assert [m for m in methods if f"\n## `{m}`\n" not in text] == [], "a method without its score/columns section"
+
+
+def test_every_eval_setting_is_documented_with_its_default():
+    from dataselect.config import EvalConfig
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "eval.md").read_text(encoding="utf-8")
+    rows = dict(ROW.findall(doc))
+    defaults = EvalConfig().model_dump(mode="json")
+    proxy = defaults.pop("proxy")
+    assert rows == {key: _as_written(value) if not isinstance(value, list) else str(value) for key, value in defaults.items()}
+    proxy_row = re.search(r"^\| `proxy\.\*` \| `([^`]*)`", doc, re.MULTILINE)
+    assert proxy_row and all(f"{key}: {proxy[key]}" in proxy_row.group(1) for key in ("steps", "epochs", "sample", "context", "vocab", "hidden", "lr"))

@@ -136,9 +136,46 @@ def curves(series: dict[str, Sequence[float]], title: str, xlabel: str, ylabel: 
     figure, axes = _figure()
     for name, values in series.items():
         axes.plot(np.arange(1, len(values) + 1), values, linewidth=1.2, label=label(name))
+    return _labelled(figure, axes, title, xlabel, ylabel, legend=1 < len(series) <= 10)
+
+
+def _labelled(figure: Any, axes: Any, title: str, xlabel: str, ylabel: str, legend: bool) -> bytes:
+    """The axis labels, title and (when asked) legend of a line plot, then its PNG."""
     axes.set_xlabel(label(xlabel, 60))
     axes.set_ylabel(label(ylabel, 60))
     axes.set_title(label(title, 80))
-    if 1 < len(series) <= 10:
+    if legend:
         axes.legend(fontsize=8)
     return _png(figure)
+
+
+def intervals(names: Sequence[Any], means: Sequence[float], lows: Sequence[float], highs: Sequence[float], title: str, xlabel: str,
+              reference: float | None = None) -> bytes:
+    """Horizontal intervals, one per name (first on top): the mean as a dot, the interval as a bar."""
+    height = max(2.2, 0.36 * len(names) + 1.2)
+    figure, axes = _figure(7.0, height, left=2.6)
+    y = np.arange(len(names))
+    means, lows, highs = (np.asarray(v, np.float64) for v in (means, lows, highs))
+    axes.errorbar(means, y, xerr=[means - lows, highs - means], fmt="o", color=SELECTED_COLOUR, ecolor=POOL_COLOUR, elinewidth=3, capsize=3)
+    if reference is not None:
+        axes.axvline(reference, color="black", linestyle="--", linewidth=1.0)
+    axes.set_yticks(y, [label(n) for n in names], fontsize=8)
+    axes.set_ylim(len(names) - 0.5, -0.5)
+    axes.set_xlabel(label(xlabel, 60))
+    axes.set_title(label(title, 80))
+    return _png(figure)
+
+
+def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str, logx: bool = False,
+          dashed: Sequence[str] = ()) -> bytes:
+    """One line with markers per named (x, y) series; `dashed` names are drawn dashed without markers, the
+    k-th dashed one in the colour of the k-th solid one (a fit beside what it fits)."""
+    figure, axes = _figure()
+    solid = [name for name in series if name not in dashed]
+    for name, (xs, ys) in series.items():
+        order = list(dashed).index(name) if name in dashed else solid.index(name)
+        style = {"linestyle": "--", "linewidth": 1.0} if name in dashed else {"marker": "o", "linewidth": 1.4}
+        axes.plot(xs, ys, label=label(name), color=f"C{order % 10}", **style)
+    if logx:
+        axes.set_xscale("log")
+    return _labelled(figure, axes, title, xlabel, ylabel, legend=1 < len(series) <= 12)

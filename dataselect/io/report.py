@@ -1,11 +1,12 @@
 """report.html: a run's result at a glance, one self-contained file beside selection.parquet.
 
-Sections: the pool's score histogram with the selected range marked (one per task for per-task
+A run's sections: the pool's score histogram with the selected range marked (one per task for per-task
 scores, up to MAX_TASK_PLOTS, else the per-sample max); the selection's composition against the
 pool's by each categorical field the pool's store holds (io/categorical.py); the method's own
 figures, which each method declares as data (select/figures.py; its `figures`), and every scalar
 metric in a table; counts, bad inputs,
-timings and throughput. Plots are PNGs embedded as base64 (no network, no script); every text is
+timings and throughput. An eval's report (render_eval) holds `dataselect eval`'s comparison and keep
+sweeps, declared by dataselect/evaluate/figures.py. Plots are PNGs embedded as base64 (no network, no script); every text is
 HTML-escaped. It is written after selection.parquet and manifest.json, and a failure to write it
 is one log line, never a lost run.
 """
@@ -26,7 +27,7 @@ from dataselect.io.categorical import Composition, composition, store_fields
 from dataselect.io.shards import atomic_write_text
 from dataselect.methods import method_class
 from dataselect.select.base import RANKINGS, Selection
-from dataselect.select.figures import Bars, Curves, Figure, Note, PairedBars, SizedBars, Table
+from dataselect.select.figures import Bars, Curves, Figure, Intervals, Lines, Note, PairedBars, SizedBars, Table
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,10 @@ def draw(figure: Figure) -> str:
         png = plots.sized_bars(figure.sizes, figure.overlays, figure.title)
     elif isinstance(figure, Curves):
         png = plots.curves(figure.series, figure.title, figure.xlabel, figure.ylabel)
+    elif isinstance(figure, Intervals):
+        png = plots.intervals(figure.names, figure.means, figure.lows, figure.highs, figure.title, figure.xlabel, figure.reference)
+    elif isinstance(figure, Lines):
+        png = plots.lines(figure.series, figure.title, figure.xlabel, figure.ylabel, figure.logx, figure.dashed)
     else:
         raise TypeError(f"not a report figure: {type(figure).__name__}")
     return image(png, figure.title, figure.caption)
@@ -306,9 +311,25 @@ def render(selection: Selection, manifest: dict[str, Any], pool_store: Any | Non
     sections = [("Scores", scores_section(selection, method, manifest)), ("Composition", composition_section(selection, pool_store)),
                 (f"Method figures ({method})", method_section(selection, method)), ("Counts and bad inputs", counts_section(manifest)),
                 ("Timings", timings_section(manifest))]
-    body = head + "".join(f"<section><h2>{esc(title)}</h2>{content}</section>" for title, content in sections)
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>dataselect report: {esc(method)}</title>'
+    return page(f"dataselect report: {method}", head, sections)
+
+
+def page(title: str, head: str, sections: Sequence[tuple[str, str]]) -> str:
+    """A whole self-contained page: the head's HTML, then one <section> per (title, HTML)."""
+    body = head + "".join(f"<section><h2>{esc(name)}</h2>{content}</section>" for name, content in sections)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<link rel="icon" href="data:,"><style>{STYLE}</style></head><body>{body}</body></html>\n')
+
+
+def render_eval(result: dict[str, Any]) -> str:
+    """The report of a `dataselect eval` (its eval.json content): the comparison and each keep sweep."""
+    from dataselect.evaluate.figures import eval_sections
+
+    settings = result.get("settings") or {}
+    head = ("<h1>dataselect report: eval</h1>"
+            + table(["", ""], [["eval target", result["eval_target"]["path"]], ["seeds", settings.get("seeds")],
+                               ["steps", ", ".join(map(str, settings.get("steps") or []))], ["base model", settings.get("model") or "pre-trained proxy"]]))
+    return page("dataselect report: eval", head, [(title, "".join(draw(f) for f in figures)) for title, figures in eval_sections(result)])
 
 
 def write_report(output_dir: Path, selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> Path:
@@ -316,6 +337,17 @@ def write_report(output_dir: Path, selection: Selection, manifest: dict[str, Any
     path = Path(output_dir) / REPORT_NAME
     atomic_write_text(path, render(selection, manifest, pool_store))
     return path
+
+
+def write_eval_report_safely(output_dir: Path, result: dict[str, Any]) -> Path | None:
+    """An eval's report.html beside its eval.json, or one log line: eval.json stays valid either way."""
+    path = Path(output_dir) / REPORT_NAME
+    try:
+        atomic_write_text(path, render_eval(result))
+        return path
+    except Exception as error:  # noqa: BLE001 - a picture of the eval must never cost its numbers
+        logger.warning("report.html not written (%s: %s); eval.json is complete", type(error).__name__, error)
+        return None
 
 
 def write_report_safely(output_dir: Path, selection: Selection, manifest: dict[str, Any], pool_store: Any | None) -> Path | None:

@@ -103,14 +103,17 @@ class PreparedSample:
     labels: np.ndarray
     truncated: bool
     error: str | None = None  # bad input: why nothing of this sample can be scored
+    target_bytes: int = 0  # UTF-8 bytes of the text the counted tokens cover (SampleEncoder count_bytes only)
 
 
 class SampleEncoder:
     """Tokenises rendered samples with character offsets and builds their label masks. Picklable.
 
-    id_map [vocab] (optional) maps tokenizer ids to the model's ids (the proxy's reduced vocabulary)."""
+    id_map [vocab] (optional) maps tokenizer ids to the model's ids (the proxy's reduced vocabulary).
+    count_bytes: also count each sample's target bytes (the denominator of bits per byte)."""
 
-    def __init__(self, tokenizer: Any, source: SourceConfig, max_length: int, id_map: np.ndarray | None = None) -> None:
+    def __init__(self, tokenizer: Any, source: SourceConfig, max_length: int, id_map: np.ndarray | None = None,
+                 count_bytes: bool = False) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError("config error: model.name: loss scores need a fast tokenizer (character offsets for the label masks)")
         self.backend = copy.deepcopy(tokenizer._tokenizer)
@@ -120,6 +123,7 @@ class SampleEncoder:
         self.source = source
         self.max_length = max_length
         self.id_map = id_map
+        self.count_bytes = count_bytes
 
     def encode(self, texts: Sequence[str], records: Sequence[dict[str, Any]]) -> list[PreparedSample]:
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=True)
@@ -142,7 +146,18 @@ class SampleEncoder:
             reason = "no tokens to score" if spans is None else "no response tokens to score"
             where = f" within model.max_length={self.max_length} tokens" if truncated and counted.any() else ""
             return PreparedSample(empty, empty, truncated, reason + where)
-        return PreparedSample(window_ids, labels, truncated)
+        counted_bytes = target_bytes(text, np.asarray(offsets, np.int64)[start:end], labels != IGNORE) if self.count_bytes else 0
+        return PreparedSample(window_ids, labels, truncated, target_bytes=counted_bytes)
+
+
+def target_bytes(text: str, offsets: np.ndarray, predicts: np.ndarray) -> int:
+    """UTF-8 bytes of the text the predicted tokens cover: each target token owns the characters from the
+    end of the token before it to its own end (the space before a word goes with the word).
+    offsets [w, 2] character spans of the window's tokens; predicts [w] bool: position t predicts token t + 1."""
+    byte_end = np.concatenate([[0], np.cumsum([len(c.encode("utf-8", "surrogatepass")) for c in text])])  # [chars + 1]
+    ends = byte_end[np.maximum.accumulate(offsets[:, 1])]  # [w] byte end of each token (special tokens: no text)
+    owned = np.diff(ends)  # [w - 1] bytes token t + 1 adds after token t
+    return int(owned[predicts[:-1]].sum())
 
 
 # ----------------------------------------------------------------------------------------------

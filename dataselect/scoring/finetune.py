@@ -50,7 +50,7 @@ def finetune_identity(prior: dict[str, Any], samples: Sequence[Any], source: Sou
             "target": sample_digest(samples), "target_size": len(samples), "fields": {k: getattr(source, k) for k in MASK_FIELDS}}
 
 
-def _one_context_at_least(prepared: list[Any], context: int) -> list[Any]:
+def one_context_at_least(prepared: list[Any], context: int) -> list[Any]:
     """A target shorter than one packed row is repeated until it fills one (a tiny target still trains)."""
     total = sum(len(p.ids) for p in prepared)
     return prepared * max(1, -(-context // max(total, 1)))
@@ -67,7 +67,7 @@ def finetune_proxies(prior: TrainedProxies, samples: Sequence[Any], tokenizer: A
     saved = torch.load(prior.path, map_location="cpu", weights_only=True)
     id_map = saved["id_map"].numpy()
     vocab = int(id_map.max()) + 1
-    prepared = _one_context_at_least(encoded_samples(samples, tokenizer, source, config.context), config.context)
+    prepared = one_context_at_least(encoded_samples(samples, tokenizer, source, config.context), config.context)
     rows, targets = training_rows(prepared, id_map, config)
     started = time.perf_counter()
     states, curves = [], []
@@ -100,7 +100,7 @@ def finetune_causal_lm(model: ModelConfig, device: str, samples: Sequence[Any], 
         return str(folder), json.loads(record.read_text())["losses"]
     loaded = load_causal_lm(model, device)
     context = min(config.context, loaded.max_length)
-    prepared = _one_context_at_least(encoded_samples(samples, loaded.tokenizer, source, context), context)
+    prepared = one_context_at_least(encoded_samples(samples, loaded.tokenizer, source, context), context)
     rows, targets = training_rows(prepared, None, config.model_copy(update={"context": context}))
     lm, losses = train_one(rows, 0, config, seed, progress, label=f"conditional {label}", targets=targets, model=loaded.model, steps=steps, lr=lr)
     logger.info("conditional %s: fine-tuning loss %.3f -> %.3f over %d steps", label, losses[0], losses[-1], len(losses))

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,16 +37,17 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when training changes what the same config learns
 
 
-def training_sample(samples: Iterable[Any], size: int | float, seed: int) -> list[Any]:
+def training_sample(samples: Iterable[Any], size: int | float, seed: int, salt: str = "") -> list[Any]:
     """A uniform random part of the pool, in stream order, that does not depend on how the pool is
     read or sharded: by a seeded hash of each sample's id, the `size` smallest hashes (a count; memory:
-    `size` samples), or every sample whose hash falls under the fraction `size` (a float)."""
+    `size` samples), or every sample whose hash falls under the fraction `size` (a float). `salt` draws
+    a part independent of the unsalted one of the same seed."""
     if isinstance(size, float):
         limit = fraction_limit(size)
-        return [sample for sample in samples if sample_key(seed, sample.id) < limit]
+        return [sample for sample in samples if sample_key(seed, sample.id, salt) < limit]
     heap: list[tuple[int, int, Any]] = []  # the `size` smallest keys, as a max-heap (negated keys)
     for order, sample in enumerate(samples):
-        key = sample_key(seed, sample.id)
+        key = sample_key(seed, sample.id, salt)
         if len(heap) < size:
             heapq.heappush(heap, (-key, order, sample))
         elif -heap[0][0] > key:
@@ -109,13 +111,22 @@ def _learning_rate(step: int, steps: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def reshuffled(n: int, seed: int) -> Iterator[int]:
+    """Row indices without end: one seeded permutation of range(n) after another (the epochs)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield from rng.permutation(n).tolist()
+
+
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
               label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
               callback: Callable[[int, torch.nn.Module], None] | None = None,
               targets: np.ndarray | None = None, model: torch.nn.Module | None = None,
-              steps: int | None = None, lr: float | None = None) -> tuple[torch.nn.Module, list[float]]:
+              steps: int | None = None, lr: float | None = None,
+              sampler: Iterable[int] | None = None) -> tuple[torch.nn.Module, list[float]]:
     """Trains one proxy on packed rows [R, context] for training_steps(config, R) steps of
-    config.batch_size rows (epochs reshuffled with the seed). Returns the model (eval mode) and the training loss per step.
+    config.batch_size rows (epochs reshuffled with the seed, or the row indices `sampler` yields, e.g. an
+    RS2Sampler's rounds). Returns the model (eval mode) and the training loss per step.
 
     objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
     bench); None is the plain mean token loss. callback(step, model) runs after each step. targets
@@ -129,15 +140,14 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
     model.train()
     peak = config.lr if lr is None else lr
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.01)
-    rng = np.random.default_rng(seed)
-    order = np.zeros(0, np.int64)
+    order = iter(reshuffled(len(rows), seed) if sampler is None else sampler)
     losses: list[float] = []
     steps = training_steps(config, len(rows)) if steps is None else steps
     bar = tqdm(range(steps), desc=f"train {label} (seed {seed})", unit="step", disable=not progress, leave=False)
     for step in bar:
-        if len(order) < config.batch_size:
-            order = np.concatenate([order, rng.permutation(len(rows))])
-        batch, order = order[: config.batch_size], order[config.batch_size :]
+        batch = np.fromiter(itertools.islice(order, config.batch_size), np.int64)  # [b] row indices
+        if len(batch) == 0:
+            raise ValueError(f"the sampler ran out of rows at step {step} of {steps}")
         device = next(model.parameters()).device  # a fine-tuned causal LM may live on a GPU
         x = torch.from_numpy(rows[batch]).to(device)  # [b, T]
         y = x if targets is None else torch.from_numpy(targets[batch]).to(device)  # [b, T] HF shifts them by one

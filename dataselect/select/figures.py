@@ -59,11 +59,38 @@ class Curves:
 
 
 @dataclass
+class Intervals:
+    """A point with its interval per name (a mean and its 95% confidence interval), with an optional reference line."""
+
+    names: Sequence[Any]
+    means: Sequence[float]
+    lows: Sequence[float]
+    highs: Sequence[float]
+    title: str
+    xlabel: str
+    caption: str = ""
+    reference: float | None = None  # drawn as a dashed line (0 for a gap)
+
+
+@dataclass
+class Lines:
+    """Series of (x, y) points by name, optionally with a log x axis; `dashed` series are drawn dashed (a fit)."""
+
+    series: dict[str, tuple[Sequence[float], Sequence[float]]]
+    title: str
+    xlabel: str
+    ylabel: str
+    caption: str = ""
+    logx: bool = False
+    dashed: Sequence[str] = ()
+
+
+@dataclass
 class Note:
     text: str
 
 
-Figure = Union[Table, Bars, PairedBars, SizedBars, Curves, Note]
+Figure = Union[Table, Bars, PairedBars, SizedBars, Curves, Intervals, Lines, Note]
 
 
 def seed_curves(curves: list[list[float]], name: str) -> dict[str, list[float]]:

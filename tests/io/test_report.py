@@ -199,12 +199,12 @@ def _chromium() -> tuple[str, str] | str:
     return browser, driver
 
 
-@pytest.mark.parametrize("run", ["rds_run", "semdedup_run"])
-def test_the_report_loads_in_headless_chromium_and_every_image_decodes(run, request):
+def _in_chromium(page: Path) -> tuple[str, list, list, str]:
+    """(title, severe console errors, [width, height] of every decoded image, the text a reader sees) of a page
+    loaded in headless Chromium."""
     found = _chromium()
     if isinstance(found, str):
         pytest.skip(found)
-    result = request.getfixturevalue(run)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -219,7 +219,7 @@ def test_the_report_loads_in_headless_chromium_and_every_image_decodes(run, requ
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        driver.get((result.output_dir / "report.html").resolve().as_uri())
+        driver.get(page.resolve().as_uri())
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(
             "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
         sizes = driver.execute_script(
@@ -230,12 +230,53 @@ def test_the_report_loads_in_headless_chromium_and_every_image_decodes(run, requ
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+    return title, errors, sizes, text
+
+
+@pytest.mark.parametrize("run", ["rds_run", "semdedup_run"])
+def test_the_report_loads_in_headless_chromium_and_every_image_decodes(run, request):
+    result = request.getfixturevalue(run)
+    title, errors, sizes, text = _in_chromium(result.output_dir / "report.html")
     method = result.manifest["config"]["method"]["name"]
     assert title == f"dataselect report: {method}"
     assert errors == []
     assert len(sizes) >= 3 and all(width > 0 and height > 0 for width, height in sizes)
     if method == "semdedup":  # what the reader sees: the removed twins, and no random keys passed off as scores
         assert "kept twin" in text and "-again: " in text and "seeded random pick" in text and "selection threshold" not in text
+
+
+def _eval_result() -> dict:
+    """An eval.json as `dataselect eval` writes it: two arms and a fitted keep sweep at two step counts."""
+    def arm(name, kind, bpb, gap=None):
+        entry = {"name": name, "run": "runs/x", "kind": kind, "size": 2000, "steps": 200, "seeds": [0, 1, 2], "bpb": bpb,
+                 "mean": float(np.mean(bpb)), "std": float(np.std(bpb, ddof=1)), "ci95": [min(bpb) - 0.01, max(bpb) + 0.01]}
+        if gap is not None:
+            entry.update({"gap_to_random": gap, "gap_ci95": [gap - 0.02, gap + 0.02], "snr": 3.5, "better_than_random": gap > 0.02})
+        return entry
+
+    points = [{"keep": keep, "steps": steps, "size": int(keep * 1e4), "rows": int(keep * 3e4), "bpb": [b, b], "mean": b, "ci95": [b, b]}
+              for keep, steps, b in [(0.01, 100, 1.30), (0.1, 100, 1.20), (0.3, 100, 1.25), (0.01, 400, 1.35), (0.1, 400, 1.10), (0.3, 400, 1.05)]]
+    fit = {"a": 1.0, "c": 2.0, "d": 0.5, "b": {"0.01": -0.2, "0.1": -0.1, "0.3": -0.05}, "sse": 0.001,
+           "best_keep": [{"steps": 100, "keep": 0.1}, {"steps": 400, "keep": 0.3}]}
+    return {"format": 1, "arms": [arm("<b>rds</b>", "selection", [1.10, 1.12, 1.11], 0.1), arm("random", "random", [1.21, 1.20, 1.22], 0.0)],
+            "keep_sweep": [{"run": "runs/x", "points": points, "best": [{"steps": 100, "keep": 0.1, "mean": 1.2}, {"steps": 400, "keep": 0.3, "mean": 1.05}],
+                            "fit": fit}],
+            "eval_target": {"path": "half_b.jsonl", "samples": 660, "bytes": 123456, "overlap": [{"run": "runs/x", "shared": 0}]},
+            "settings": {"seeds": 3, "steps": [100, 400], "model": None, "proxy": {"batch_size": 32}}}
+
+
+def test_the_eval_report_shows_the_arms_their_intervals_and_the_keep_sweep(tmp_path):
+    path = report.write_eval_report_safely(tmp_path, _eval_result())
+    page = path.read_text(encoding="utf-8")
+    comparison = _section(page, "Eval: did the selection help?")
+    assert len(_images(comparison)) == 2  # the arms' intervals, the gap to random
+    assert "&lt;b&gt;rds&lt;/b&gt;" in comparison and "<b>rds</b>" not in comparison
+    assert "<td>better</td>" in comparison and "123,456 scored bytes" in comparison
+    sweep = _section(page, "Compute-aware budgets: runs/x")
+    assert len(_images(sweep)) == 1 and "100 steps: keep 0.1" in sweep and "predicted best keep at 400 steps" in sweep
+    title, errors, sizes, _ = _in_chromium(path)
+    assert title == "dataselect report: eval" and errors == []
+    assert len(sizes) == 3 and all(width > 0 and height > 0 for width, height in sizes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,3 +83,13 @@ def test_a_prompt_longer_than_max_length_is_cut_from_the_left(tiny_causal_dir, t
     [p] = SampleEncoder(loaded.tokenizer, source, 16).encode([samples[0].text], [samples[0].record])
     assert p.error is None and p.truncated and len(p.ids) == 16
     assert loaded.tokenizer.decode(p.labels[p.labels != IGNORE]) == "the answer is here"
+
+
+def test_target_bytes_count_the_text_each_predicted_token_covers_with_the_space_before_it():
+    from dataselect.scoring.causal import target_bytes
+
+    text = "ab é cd"  # é is two bytes in UTF-8
+    offsets = np.array([[0, 0], [0, 2], [3, 4], [5, 7], [0, 0]])  # [CLS] ab é cd [SEP]
+    assert target_bytes(text, offsets, np.array([False, True, True, False, False])) == len(" é cd".encode())  # é and cd predicted
+    assert target_bytes(text, offsets, np.array([True, False, False, False, False])) == 2  # ab
+    assert target_bytes(text, offsets, np.array([False, False, False, True, False])) == 0  # [SEP] covers no text
