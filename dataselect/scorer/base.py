@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from dataselect.errors import ScorerError
-from dataselect.scorer.folder import read_folder, write_folder
+from dataselect.scorer.folder import read_folder, scorer_folder, write_folder
 
 Records = Any  # a list of dicts (or strings), a pyarrow Table, a pandas DataFrame, or a `datasets` batch (a dict of lists)
 
@@ -43,6 +43,7 @@ class Scorer:
                            NaN for a record the run would have skipped as bad input
     threshold(keep)     -> the score a fraction `keep` of the fitting run's selectable pool reached (per task)
     keep(records, ...)  -> [n] bool: reaches the threshold (of at least one task)
+    passes(scores, ...) -> [n] bool: the same for scores already computed
     describe()          -> what it is, as one dict
 
     A method's subclass sets `renderer` (the run's) and implements `score_texts(texts) -> [n, T]`."""
@@ -83,10 +84,15 @@ class Scorer:
 
     def keep(self, records: Records, keep: float | None = None, threshold: float | Iterable[float] | None = None) -> np.ndarray:
         """[n] bool: the records whose score reaches the threshold (given, or `threshold(keep)`) for at least one task."""
+        return self.passes(self._score(as_records(records)), keep=keep, threshold=threshold)
+
+    def passes(self, scores: np.ndarray, keep: float | None = None, threshold: float | Iterable[float] | None = None) -> np.ndarray:
+        """[n] bool: which of `scores` (what `score` returned, [n] or [n, T]) reach the threshold (given, or
+        `threshold(keep)`) for at least one task; a pipeline that keeps the scores filters without scoring twice."""
         if (keep is None) == (threshold is None):
             raise ValueError("give exactly one of keep (a fraction) or threshold (a score)")
         limit = np.atleast_1d(self.threshold(keep) if keep is not None else np.asarray(threshold, np.float64))  # [T] or [1]
-        scores = self._score(as_records(records))  # [n, T]
+        scores = np.asarray(scores, np.float64).reshape(len(scores), -1)  # [n, T]
         with np.errstate(invalid="ignore"):
             return (scores >= limit).any(axis=1)  # NaN (bad input) never passes
 
@@ -188,9 +194,7 @@ def load_scorer(path: str | Path, **options: Any) -> Scorer:
     scorer (e.g. device="cpu", batch_tokens=8192)."""
     from dataselect.methods import method_class
 
-    folder = Path(path).expanduser()
-    if not (folder / "scorer.json").exists() and (folder / "scorer" / "scorer.json").exists():
-        folder = folder / "scorer"
+    folder = scorer_folder(path)
     if not (folder / "scorer.json").exists() and (folder / "manifest.json").exists():
         refusal = _no_scorer(folder)
         if refusal:

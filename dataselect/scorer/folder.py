@@ -23,6 +23,12 @@ FORMAT = 1  # bump when a folder written now would be read wrongly by an older r
 DESCRIPTION = "scorer.json"
 
 
+def scorer_folder(path: str | Path) -> Path:
+    """The scorer folder `path` names: the folder itself, or a run folder's `scorer/`."""
+    folder = Path(path).expanduser()
+    return folder / "scorer" if not (folder / DESCRIPTION).exists() and (folder / "scorer" / DESCRIPTION).exists() else folder
+
+
 def _digest(path: Path) -> str:
     hasher = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as handle:
