@@ -55,3 +55,13 @@ def demo_files(tmp_path) -> tuple[Path, Path]:
     target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears does she have?", "response": "9"},
               {"id": "t1", "prompt": "Tom has 10 coins and finds 3 more. How many coins now?", "response": "13"}]
     return write_jsonl(tmp_path / "pool.jsonl", pool), write_jsonl(tmp_path / "target.jsonl", target)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local Ray instance for the module (ray.init costs seconds); a short temp path (Ray's socket paths cap it)."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir="/tmp/ray-ds-tests")
+    yield
+    ray.shutdown()
