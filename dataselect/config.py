@@ -381,6 +381,8 @@ class RuntimeConfig(_Section):
     # a cached store's files against the sizes and checksums its shards recorded: auto = checksums for stores
     # up to io/shards.py's VERIFY_FULL_BYTES (1 GiB), sizes above; full = always checksums; sizes = sizes only
     verify_cache: Literal["auto", "full", "sizes"] = "auto"
+    # fsspec options for object-storage URLs (s3://, gs://, ...): credentials, endpoint_url; unset: the store's environment variables
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     progress: bool = True
 
     def resolved_cache_dir(self) -> Path:

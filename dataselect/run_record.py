@@ -77,6 +77,8 @@ def active_config(config: Config) -> dict[str, Any]:
     """The resolved config with only the running method's own section under `method` (rds, dsir, ...)."""
     dumped = config.model_dump(mode="json")
     dumped["method"] = {key: value for key, value in dumped["method"].items() if key not in METHODS or key == config.method.name}
+    # credentials never reach manifest.json: the options' names stay, their values do not
+    dumped["runtime"]["storage_options"] = {key: "<redacted>" for key in dumped["runtime"]["storage_options"]}
     return dumped
 
 

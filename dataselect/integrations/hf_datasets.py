@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from dataselect.integrations.base import LazyScorer, as_float
-from dataselect.scorer.folder import DESCRIPTION, scorer_folder
+from dataselect.scorer.base import local_scorer_folder
+from dataselect.scorer.folder import DESCRIPTION
 
 
 class ScoreColumns:
@@ -38,7 +39,8 @@ class ScoreColumns:
 def fingerprint(dataset: Any, scorer: LazyScorer, column: str) -> str:
     """A name for the scored dataset in the `datasets` cache: the input's own fingerprint, the scorer's
     description (which names every array's digest) and the cut, so a change to any of them is a new result."""
-    description = (scorer_folder(scorer.path) / DESCRIPTION).read_bytes()
+    folder = local_scorer_folder(scorer.path, scorer.options.get("storage_options"), scorer.options.get("cache_dir"))  # object storage: its local copy
+    description = (folder / DESCRIPTION).read_bytes()
     parts = [getattr(dataset, "_fingerprint", ""), description.hex(), repr((scorer.keep, scorer.threshold, column))]
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from dataselect.errors import ConfigError
 from dataselect.methods import method_class
-from dataselect.scorer.base import scorer_renderer, threshold_of
-from dataselect.scorer.folder import DESCRIPTION, read_folder, scorer_folder
+from dataselect.scorer.base import local_scorer_folder, scorer_renderer, threshold_of
+from dataselect.scorer.folder import DESCRIPTION, read_folder
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.stage import Resources, ShardOutput
 from dataselect.select.base import Declared, Excluded, Selection, selected_rows, task_scores, top_k
@@ -68,7 +68,7 @@ class ApplyMethod(Declared):
         config, options = context.config, context.config.method.apply
         if options.scorer is None:
             raise ConfigError("config error: method.apply.scorer: name a saved scorer's folder (a run's output/scorer)")
-        folder = scorer_folder(options.scorer)
+        folder = local_scorer_folder(options.scorer, config.runtime.storage_options, config.runtime.cache_dir)  # object storage: a local copy
         self.description, arrays = read_folder(folder)  # a damaged folder stops here, before any shard
         self.fitted = arrays["fitted_scores"]
         self.tasks = [str(t) for t in self.description["tasks"]]
