@@ -22,6 +22,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def local_only(value: Any) -> Any:
+    """`value` (a path or a list of them) unchanged; an object-storage URL (s3://, gs:// ...) is refused by
+    name rather than taken as a local folder called `s3:`: only saved scorers are read from a store yet."""
+    from dataselect.io.remote import is_url
+
+    for path in value if isinstance(value, list) else [value]:
+        if is_url(path):
+            raise ValueError(f"{path}: object storage is read only for saved scorers yet (load_scorer, dataselect apply --scorer, "
+                             "the pipeline integrations); copy the data to a local path (docs/object_storage.md)")
+    return value
+
+
 class SourceConfig(_Section):
     """Where samples come from and how a sample becomes one text."""
 
@@ -39,6 +51,11 @@ class SourceConfig(_Section):
     limit: int | None = Field(None, gt=0)  # read at most this many records (for quick looks)
     # the files a run resolved this source to (io/locate.py pins them at the run's start; travels to workers)
     _located: Any = PrivateAttr(default=None)
+
+    @field_validator("path")
+    @classmethod
+    def _local_path(cls, value: Any) -> Any:
+        return local_only(value)
 
 
 class InputConfig(SourceConfig):
@@ -362,7 +379,7 @@ class OutputConfig(_Section):
     @classmethod
     def _expand_and_check_dir(cls, value: str) -> str:
         # `~` as in input.path and runtime.cache_dir; a file here would only fail after the scoring
-        expanded = os.path.expanduser(value)
+        expanded = os.path.expanduser(local_only(value))
         if Path(expanded).is_file():
             raise ValueError(f"{expanded} is an existing file, not a folder")
         return expanded
@@ -384,6 +401,11 @@ class RuntimeConfig(_Section):
     # fsspec options for object-storage URLs (s3://, gs://, ...): credentials, endpoint_url; unset: the store's environment variables
     storage_options: dict[str, Any] = Field(default_factory=dict)
     progress: bool = True
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _local_cache(cls, value: str | None) -> str | None:
+        return local_only(value)
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir:

@@ -162,3 +162,10 @@ def test_a_dash_is_standard_input_not_a_yaml_list(tmp_path):
     config_file = tmp_path / "stdin.yaml"
     config_file.write_text('input:\n  path: "-"\n')
     assert load_config(config_file).input.path == "-"
+
+
+@pytest.mark.parametrize("key", ["input.path", "target.path", "output.dir", "runtime.cache_dir"])
+def test_an_object_storage_url_where_only_local_paths_work_is_one_line_naming_the_key(key):
+    with pytest.raises(ConfigError, match=rf"^config error: {key}: s3://bucket/x: object storage is read only for saved scorers yet[^\n]*$"):
+        load_config(None, {key: "s3://bucket/x"})
+    assert load_config(None, {"input.path": ["pool.jsonl", "hf:gsm8k"], "runtime.storage_options": {"anon": True}}).runtime.storage_options == {"anon": True}
