@@ -24,13 +24,13 @@ class _Section(BaseModel):
 
 def local_only(value: Any) -> Any:
     """`value` (a path or a list of them) unchanged; an object-storage URL (s3://, gs:// ...) is refused by
-    name rather than taken as a local folder called `s3:`: only saved scorers are read from a store yet."""
+    name rather than taken as a local folder called `s3:`: the engine reads stores but does not write them yet."""
     from dataselect.io.remote import is_url
 
     for path in value if isinstance(value, list) else [value]:
         if is_url(path):
-            raise ValueError(f"{path}: object storage is read only for saved scorers yet (load_scorer, dataselect apply --scorer, "
-                             "the pipeline integrations); copy the data to a local path (docs/object_storage.md)")
+            raise ValueError(f"{path}: object storage is read here, not written yet (input.path, target.path and saved scorers take "
+                             "URLs); use a local folder (docs/object_storage.md)")
     return value
 
 
@@ -51,11 +51,6 @@ class SourceConfig(_Section):
     limit: int | None = Field(None, gt=0)  # read at most this many records (for quick looks)
     # the files a run resolved this source to (io/locate.py pins them at the run's start; travels to workers)
     _located: Any = PrivateAttr(default=None)
-
-    @field_validator("path")
-    @classmethod
-    def _local_path(cls, value: Any) -> Any:
-        return local_only(value)
 
 
 class InputConfig(SourceConfig):

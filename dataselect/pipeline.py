@@ -32,6 +32,7 @@ from dataselect.io.outputs import (
     write_selected_rows,
     write_selection,
 )
+from dataselect.io.remote import use_storage_options
 from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
 from dataselect.io.streams import spool_stdin
@@ -108,6 +109,7 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     `runtime.executor` / `runtime.num_workers` would choose (it is closed at the end)."""
     preflight.stop_a_spawned_rerun()
     method = get_method(config.method.name)
+    use_storage_options(config.runtime.storage_options)  # inputs at object-storage URLs are listed and planned with them
     skipped = preflight.check_sources(config)  # before any folder is created
     output_dir = _writable_dir(Path(config.output.dir).expanduser(), "output.dir")
     cache_root = _cache_root(config)

@@ -15,6 +15,7 @@ from dataselect.config import METHODS, Config, SourceConfig
 from dataselect.hardware import run_mfu
 from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.outputs import package_versions
+from dataselect.io.remote import is_url
 from dataselect.select.base import Selection, score_throughput
 from dataselect.stats import MAX_REPORTED_BAD, SourceStats
 
@@ -87,7 +88,9 @@ def _locations(source: SourceConfig) -> list[dict[str, str]]:
     out = []
     for kind, location in resolve_locations(source):
         path = str(location)
-        if kind in ("jsonl", "json", "parquet") or (kind == "hf" and Path(path.partition(":")[0]).expanduser().is_dir()):
+        if is_url(path):
+            pass  # an object-storage URL names itself
+        elif kind in ("jsonl", "json", "parquet") or (kind == "hf" and Path(path.partition(":")[0]).expanduser().is_dir()):
             name, colon, split = path.partition(":") if kind == "hf" else (path, "", "")
             path = str(Path(name).expanduser().resolve()) + colon + split
         out.append({"kind": kind, "path": path})
