@@ -1,5 +1,6 @@
 """A saved scorer in object storage (a moto S3 server): loaded by URL with the same scores as the local
-folder, copied once into the cache and checked there, and usable from `dataselect apply` and every host's step."""
+folder, copied once into the cache and checked there, and usable from `dataselect apply` (its input in S3
+too: the same kept ids as locally) and from a host's step."""
 from __future__ import annotations
 
 import numpy as np
@@ -47,10 +48,13 @@ def test_a_changed_remote_array_is_refused_naming_the_file(tmp_path, s3, saved_s
         dataselect.load_scorer("s3://bucket/runs/absent", cache_dir=str(tmp_path / "cache"))
 
 
-def test_apply_and_a_hosts_step_read_the_scorer_from_s3(tmp_path, s3, case):
+def test_apply_from_s3_and_a_hosts_step_read_the_scorer_from_s3(tmp_path, s3, case):
+    import fsspec
+
     upload(case, "s3://bucket/runs/fit")
+    fsspec.filesystem("s3").put(str(case.pool), "bucket/new/pool.jsonl")
     out = tmp_path / "applied"
-    assert main(["apply", "--scorer", "s3://bucket/runs/fit/scorer", "--input", str(case.pool), "--output", str(out), "--keep", str(KEEP),
+    assert main(["apply", "--scorer", "s3://bucket/runs/fit/scorer", "--input", "s3://bucket/new/pool.jsonl", "--output", str(out), "--keep", str(KEEP),
                  "--quiet", "--set", f"runtime.cache_dir={tmp_path / 'cache'}"]) == 0
     import pyarrow.parquet as pq
 
