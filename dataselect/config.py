@@ -24,13 +24,13 @@ class _Section(BaseModel):
 
 def local_only(value: Any) -> Any:
     """`value` (a path or a list of them) unchanged; an object-storage URL (s3://, gs:// ...) is refused by
-    name rather than taken as a local folder called `s3:`: the engine reads stores but does not write them yet."""
+    name rather than taken as a local folder called `s3:` (the cache's stores and locks are local files)."""
     from dataselect.io.remote import is_url
 
     for path in value if isinstance(value, list) else [value]:
         if is_url(path):
-            raise ValueError(f"{path}: object storage is read here, not written yet (input.path, target.path and saved scorers take "
-                             "URLs); use a local folder (docs/object_storage.md)")
+            raise ValueError(f"{path}: the cache is a local folder (object storage serves input.path, target.path, output.dir and "
+                             "saved scorers; docs/object_storage.md)")
     return value
 
 
@@ -373,8 +373,12 @@ class OutputConfig(_Section):
     @field_validator("dir")
     @classmethod
     def _expand_and_check_dir(cls, value: str) -> str:
+        from dataselect.io.remote import is_url
+
+        if is_url(value):
+            return value  # object storage: the run writes a local copy in the cache, then uploads it (manifest.json last)
         # `~` as in input.path and runtime.cache_dir; a file here would only fail after the scoring
-        expanded = os.path.expanduser(local_only(value))
+        expanded = os.path.expanduser(value)
         if Path(expanded).is_file():
             raise ValueError(f"{expanded} is an existing file, not a folder")
         return expanded

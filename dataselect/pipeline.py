@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -20,19 +21,20 @@ from dataselect.config import Config
 from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
-from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, resolve_locations
+from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, ENGINE_OUTPUTS, resolve_locations
 from dataselect.io.locks import output_lock
 from dataselect.io.outputs import (
     pool_scores_table,
     publish,
     selection_table,
     staged_outputs,
+    upload_outputs,
     write_manifest,
     write_pool_scores,
     write_selected_rows,
     write_selection,
 )
-from dataselect.io.remote import use_storage_options
+from dataselect.io.remote import is_url, use_storage_options
 from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
 from dataselect.io.streams import spool_stdin
@@ -111,8 +113,9 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
     method = get_method(config.method.name)
     use_storage_options(config.runtime.storage_options)  # inputs at object-storage URLs are listed and planned with them
     skipped = preflight.check_sources(config)  # before any folder is created
-    output_dir = _writable_dir(Path(config.output.dir).expanduser(), "output.dir")
     cache_root = _cache_root(config)
+    remote_output = config.output.dir if is_url(config.output.dir) else None  # written here first, then uploaded
+    output_dir = _writable_dir(_local_output_dir(config.output.dir, cache_root), "output.dir")
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
     with output_lock(output_dir, cache_root), spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), \
@@ -148,6 +151,8 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
                 stale = _earlier_rows(output_dir, config) + ([] if drawn else [output_dir / "report.html"])
                 stale += [] if (staging / SCORER_FOLDER).exists() else [output_dir / SCORER_FOLDER]
                 publish(staging, output_dir, stale)
+            if remote_output is not None:
+                upload_outputs(output_dir, remote_output, (*ENGINE_OUTPUTS, SCORER_FOLDER))
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
                 shutil.rmtree(store, ignore_errors=True)
@@ -155,6 +160,13 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
         run_record.print_summary(manifest, selection, config.output.show_top)
         print(f"report: {output_dir / 'report.html'}" if drawn else "report: not written (see the log line above)")
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
+
+
+def _local_output_dir(output: str, cache_root: Path) -> Path:
+    """output.dir, or for an object-storage URL the local folder in the cache that mirrors it (one per URL)."""
+    if not is_url(output):
+        return Path(output).expanduser()
+    return cache_root / "outputs" / hashlib.blake2b(output.encode(), digest_size=16).hexdigest()
 
 
 def _cache_root(config: Config) -> Path:

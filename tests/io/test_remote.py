@@ -1,6 +1,7 @@
-"""Inputs in object storage (a moto S3 server): `dataselect run` with its pool (a prefix holding a plain
-and a gzipped JSON Lines file, or a parquet file) and target at s3:// URLs selects byte for byte what it
-selects from the same files on disk, and a rerun is a cache hit."""
+"""Object storage (a moto S3 server): `dataselect run` with its pool (a prefix holding a plain and a gzipped
+JSON Lines file, or a parquet file), target and output folder at s3:// URLs selects byte for byte what it
+selects from the same files on disk, a rerun is a cache hit, and the output folder is complete only once
+its manifest.json is there."""
 from __future__ import annotations
 
 import gzip
@@ -35,8 +36,8 @@ def layouts(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
     return {"folder": (folder, tmp_path / "data" / "target.jsonl"), "parquet": (parquet, tmp_path / "data" / "target.jsonl")}
 
 
-def run(tmp_path: Path, name: str, pool: str, target: str, model: Path, extra: dict):
-    overrides = {"input.path": pool, "target.path": target, "model.name": str(model), "method.budget": 10, "output.dir": str(tmp_path / name / "out"),
+def run(tmp_path: Path, name: str, pool: str, target: str, model: Path, extra: dict, output: str | None = None):
+    overrides = {"input.path": pool, "target.path": target, "model.name": str(model), "method.budget": 10, "output.dir": output or str(tmp_path / name / "out"),
                  "runtime.cache_dir": str(tmp_path / name / "cache"), "runtime.shard_size": 7, "runtime.progress": False, "output.show_top": 0,
                  "runtime.num_workers": 0, **extra}
     return dataselect.run(dataselect.load_config(None, overrides))
@@ -70,3 +71,24 @@ def test_an_overwritten_object_is_scored_again_and_a_missing_one_is_one_line(tmp
     assert second.manifest["cache"] == {"pool": first.manifest["cache"]["pool"], "target": "hit"} != first.manifest["cache"]  # the pool anew
     with pytest.raises(dataselect.DataselectError, match=r"no input files found at 's3://bucket/nothing/'"):
         run(tmp_path, "none", "s3://bucket/nothing/", "s3://bucket/data/target.jsonl", tiny_bert_dir, METHODS["dsir"])
+
+
+def test_an_output_folder_in_s3_holds_the_local_runs_files(tmp_path, s3, tiny_bert_dir):
+    import fsspec
+
+    pool, target = layouts(tmp_path)["folder"]
+    fs = fsspec.filesystem("s3")
+    fs.put(str(tmp_path / "data"), "bucket/data", recursive=True)
+    extra = {**METHODS["rds"], "output.write": "jsonl"}
+    local = run(tmp_path, "local", str(pool), str(target), tiny_bert_dir, extra)
+    fs.pipe_file("bucket/runs/rds/selected.parquet", b"an earlier run's rows")  # an engine output this run does not write: goes
+    fs.pipe_file("bucket/runs/rds/notes.txt", b"the user's own file")  # not the engine's: stays
+    run(tmp_path, "s3", "s3://bucket/data/pool/", "s3://bucket/data/target.jsonl", tiny_bert_dir, extra, output="s3://bucket/runs/rds")
+    for name in ("selection.parquet", "selected.jsonl", "scorer/fitted_scores.npy", "scorer/target_embeddings.npy"):
+        assert fs.cat_file(f"bucket/runs/rds/{name}") == (local.output_dir / name).read_bytes()
+    assert json.loads(fs.cat_file("bucket/runs/rds/manifest.json"))["config"]["output"]["dir"] == "s3://bucket/runs/rds"
+    assert not fs.exists("bucket/runs/rds/selected.parquet") and fs.exists("bucket/runs/rds/notes.txt")
+    uploaded = sorted(p.rsplit("/", 1)[-1] for p in fs.find("bucket/runs/rds"))
+    assert "report.html" in uploaded and "scores.parquet" in uploaded
+    with dataselect.load_scorer("s3://bucket/runs/rds", cache_dir=str(tmp_path / "fetch")) as scorer:  # the uploaded run folder serves its scorer
+        assert scorer.tasks == ["target"]
