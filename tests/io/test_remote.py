@@ -92,3 +92,53 @@ def test_an_output_folder_in_s3_holds_the_local_runs_files(tmp_path, s3, tiny_be
     assert "report.html" in uploaded and "scores.parquet" in uploaded
     with dataselect.load_scorer("s3://bucket/runs/rds", cache_dir=str(tmp_path / "fetch")) as scorer:  # the uploaded run folder serves its scorer
         assert scorer.tasks == ["target"]
+
+
+def test_ray_workers_read_s3_inputs_with_the_runs_storage_options(tmp_path, ray_instance, s3, tiny_bert_dir, monkeypatch):
+    """The Ray workers never saw the driver's environment: the run's runtime.storage_options must reach them."""
+    import fsspec
+
+    from dataselect.executors.ray import RayExecutor
+
+    pool, target = layouts(tmp_path)["folder"]
+    fsspec.filesystem("s3").put(str(tmp_path / "data"), "bucket/data", recursive=True)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there: a read without the options fails at once
+    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3, "region_name": "us-east-1"}}
+    local = run(tmp_path, "local", str(pool), str(target), tiny_bert_dir, METHODS["rds"])
+    overrides = {"input.path": "s3://bucket/data/pool/", "target.path": "s3://bucket/data/target.jsonl", "model.name": str(tiny_bert_dir),
+                 "method.budget": 10, "output.dir": str(tmp_path / "ray" / "out"), "runtime.cache_dir": str(tmp_path / "ray" / "cache"),
+                 "runtime.shard_size": 7, "runtime.progress": False, "runtime.storage_options": options}
+    on_ray = dataselect.pipeline.run(dataselect.load_config(None, overrides), quiet=True, executor=RayExecutor())
+    assert (on_ray.output_dir / "selection.parquet").read_bytes() == (local.output_dir / "selection.parquet").read_bytes()
+    assert on_ray.manifest["config"]["runtime"]["storage_options"] == {"key": "<redacted>", "secret": "<redacted>", "client_kwargs": "<redacted>"}
+
+
+def test_a_run_on_s3_inputs_killed_mid_score_resumes_its_finished_shards(tmp_path, s3, tiny_bert_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import fsspec
+
+    pool, target = executor_pool(tmp_path / "src", copies=20)  # 52 shards of 7
+    fsspec.filesystem("s3").put(str(pool), "bucket/big/pool.jsonl")
+    fsspec.filesystem("s3").put(str(target), "bucket/big/target.jsonl")
+    reference = run(tmp_path, "local", str(pool), str(target), tiny_bert_dir, METHODS["rds"])
+    args = ["--set", "input.path=s3://bucket/big/pool.jsonl", "--set", "target.path=s3://bucket/big/target.jsonl", "--set", f"model.name={tiny_bert_dir}",
+            "--set", "method.budget=10", "--set", f"output.dir={tmp_path / 's3' / 'out'}", "--set", f"runtime.cache_dir={tmp_path / 's3' / 'cache'}",
+            "--set", "runtime.shard_size=7", "--set", "runtime.num_workers=0", "-q"]
+    process = subprocess.Popen([sys.executable, "-m", "dataselect.cli", "run", *args], start_new_session=True, env=dict(os.environ))
+    cache = tmp_path / "s3" / "cache"
+    deadline = time.monotonic() + 180
+    while len(list(cache.glob("embeddings/*/shard-*.done.json"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(cache.glob("embeddings/*/shard-*.done.json")))
+    assert 3 <= finished < 52, f"the kill came at {finished} finished shards"
+    resumed = run(tmp_path, "s3", "s3://bucket/big/pool.jsonl", "s3://bucket/big/target.jsonl", tiny_bert_dir, METHODS["rds"])
+    assert resumed.manifest["stages"]["pool"]["resumed_shards"] >= finished
+    assert resumed.manifest["stages"]["pool"]["docs"] == 360 - 7 * resumed.manifest["stages"]["pool"]["resumed_shards"]
+    assert (resumed.output_dir / "selection.parquet").read_bytes() == (reference.output_dir / "selection.parquet").read_bytes()
