@@ -1,6 +1,6 @@
 """A saved scorer in object storage (a moto S3 server): loaded by URL with the same scores as the local
-folder, copied once into the cache and checked there, and usable from `dataselect apply` (its input in S3
-too: the same kept ids as locally) and from a host's step."""
+folder, copied once into the cache and checked there, and usable from `dataselect apply` (its input and
+output in S3 too: the same kept ids as locally) and from a host's step."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,12 +53,14 @@ def test_apply_from_s3_and_a_hosts_step_read_the_scorer_from_s3(tmp_path, s3, ca
 
     upload(case, "s3://bucket/runs/fit")
     fsspec.filesystem("s3").put(str(case.pool), "bucket/new/pool.jsonl")
-    out = tmp_path / "applied"
-    assert main(["apply", "--scorer", "s3://bucket/runs/fit/scorer", "--input", "s3://bucket/new/pool.jsonl", "--output", str(out), "--keep", str(KEEP),
-                 "--quiet", "--set", f"runtime.cache_dir={tmp_path / 'cache'}"]) == 0
+    assert main(["apply", "--scorer", "s3://bucket/runs/fit/scorer", "--input", "s3://bucket/new/pool.jsonl", "--output", "s3://bucket/applied",
+                 "--keep", str(KEEP), "--quiet", "--set", f"runtime.cache_dir={tmp_path / 'cache'}"]) == 0
+    import io
+
     import pyarrow.parquet as pq
 
-    assert sorted(pq.read_table(out / "selection.parquet").column("id").to_pylist()) == sorted(case.kept)
+    selection = pq.read_table(io.BytesIO(fsspec.filesystem("s3").cat_file("bucket/applied/selection.parquet")))
+    assert sorted(selection.column("id").to_pylist()) == sorted(case.kept)
     # a worker elsewhere names the store by storage_options rather than by its environment
     options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3}}
     step = ScoreBatches("s3://bucket/runs/fit/scorer", keep=KEEP, storage_options=options, cache_dir=str(tmp_path / "worker-cache"))
