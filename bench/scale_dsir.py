@@ -62,6 +62,15 @@ def ensure_pool(work: Path, docs: int) -> Path:
     return pool
 
 
+def prepared(work: Path | None, docs: int, prefix: str) -> tuple[Path, Path, Path]:
+    """(work folder: `work`, or a new temporary one; its pool of `docs` documents; its 500-document target)."""
+    work = work or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    pool, target = ensure_pool(work, docs), work / "target.jsonl"
+    generate(target, 500, seed=1)
+    return work, pool, target
+
+
 def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, float, int]:
     """Median seconds to open and read the first and the last planned shard, and the shard count."""
     from dataselect.config import SourceConfig
@@ -97,11 +106,8 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="also run the last worker count on a local Ray instance")
     args = parser.parse_args()
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="dataselect-scale-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work, pool, target = prepared(args.work, args.docs, "dataselect-scale-")
     try:
-        pool, target = ensure_pool(work, args.docs), work / "target.jsonl"
-        generate(target, 500, seed=1)
         first, last, shards = open_times(pool, args.shard_size)
         print(f"open+read a shard: first {first * 1e3:.1f} ms, last {last * 1e3:.1f} ms (ratio {last / first:.2f}), {shards} shards")
         results = {}

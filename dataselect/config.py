@@ -22,6 +22,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def local_only(value: Any) -> Any:
+    """`value` (a path or a list of them) unchanged; an object-storage URL (s3://, gs:// ...) is refused by
+    name rather than taken as a local folder called `s3:` (the cache's stores and locks are local files)."""
+    from dataselect.io.remote import is_url
+
+    for path in value if isinstance(value, list) else [value]:
+        if is_url(path):
+            raise ValueError(f"{path}: the cache is a local folder (object storage serves input.path, target.path, output.dir and "
+                             "saved scorers; docs/object_storage.md)")
+    return value
+
+
 class SourceConfig(_Section):
     """Where samples come from and how a sample becomes one text."""
 
@@ -367,6 +379,10 @@ class OutputConfig(_Section):
     @field_validator("dir")
     @classmethod
     def _expand_and_check_dir(cls, value: str) -> str:
+        from dataselect.io.remote import is_url
+
+        if is_url(value):
+            return value  # object storage: the run writes a local copy in the cache, then uploads it (manifest.json last)
         # `~` as in input.path and runtime.cache_dir; a file here would only fail after the scoring
         expanded = os.path.expanduser(value)
         if Path(expanded).is_file():
@@ -388,7 +404,14 @@ class RuntimeConfig(_Section):
     # a cached store's files against the sizes and checksums its shards recorded: auto = checksums for stores
     # up to io/shards.py's VERIFY_FULL_BYTES (1 GiB), sizes above; full = always checksums; sizes = sizes only
     verify_cache: Literal["auto", "full", "sizes"] = "auto"
+    # fsspec options for object-storage URLs (s3://, gs://, ...): credentials, endpoint_url; unset: the store's environment variables
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     progress: bool = True
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _local_cache(cls, value: str | None) -> str | None:
+        return local_only(value)
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir:

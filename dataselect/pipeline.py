@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -21,18 +22,20 @@ from dataselect.config import Config
 from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
-from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, resolve_locations
+from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, ENGINE_OUTPUTS, resolve_locations
 from dataselect.io.locks import output_lock
 from dataselect.io.outputs import (
     pool_scores_table,
     publish,
     selection_table,
     staged_outputs,
+    upload_outputs,
     write_manifest,
     write_pool_scores,
     write_selected_rows,
     write_selection,
 )
+from dataselect.io.remote import is_url, use_storage_options
 from dataselect.io.report import write_report_safely
 from dataselect.io.shards import atomic_write_text
 from dataselect.io.streams import spool_stdin
@@ -112,21 +115,23 @@ def run(config: Config, quiet: bool = False, executor: Executor | None = None) -
         config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"progress": False})})
     preflight.stop_a_spawned_rerun()
     method = get_method(config.method.name)
-    output_dir = Path(config.output.dir).expanduser()
+    use_storage_options(config.runtime.storage_options)  # inputs at object-storage URLs are listed and planned with them
     with run_record.captured_log() as log_lines:
         skipped = preflight.check_sources(config)  # before any folder is created
+        cache_root = _cache_root(config)
+        output_dir = _local_output_dir(config.output.dir, cache_root)
         with _removed_if_left_empty(output_dir):
             _writable_dir(output_dir, "output.dir")
-            manifest, selection, summary = _run_in(config, method, output_dir, skipped, executor, log_lines)
+            manifest, selection, summary = _run_in(config, method, output_dir, cache_root, skipped, executor, log_lines)
     if not quiet:
         sys.stdout.write(summary)
     return RunResult(selection=selection, output_dir=output_dir, manifest=manifest)
 
 
-def _run_in(config: Config, method: Any, output_dir: Path, skipped: dict, executor: Executor | None,
+def _run_in(config: Config, method: Any, output_dir: Path, cache_root: Path, skipped: dict, executor: Executor | None,
             log_lines: list[str]) -> tuple[dict[str, Any], Selection, str]:
     """The run once its output folder exists: (manifest, selection, the summary it printed into run.log)."""
-    cache_root = _cache_root(config)
+    remote_output = config.output.dir if is_url(config.output.dir) else None  # written here first, then uploaded
     started = time.perf_counter()
     reads_stdin = any(kind == "stdin" for source in preflight.sources_read(config).values() for kind, _ in resolve_locations(source))
     with output_lock(output_dir, cache_root), spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), \
@@ -165,6 +170,8 @@ def _run_in(config: Config, method: Any, output_dir: Path, skipped: dict, execut
                 summary += f"report: {output_dir / 'report.html'}\n" if drawn else "report: not written (see the log line above)\n"
                 atomic_write_text(staging / run_record.RUN_LOG, run_record.run_log(manifest, log_lines, summary))
                 publish(staging, output_dir, stale)
+            if remote_output is not None:
+                upload_outputs(output_dir, remote_output, (*ENGINE_OUTPUTS, SCORER_FOLDER))
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
                 shutil.rmtree(store, ignore_errors=True)
@@ -185,6 +192,13 @@ def _removed_if_left_empty(folder: Path) -> Iterator[None]:
             except OSError:
                 break
         raise
+
+
+def _local_output_dir(output: str, cache_root: Path) -> Path:
+    """output.dir, or for an object-storage URL the local folder in the cache that mirrors it (one per URL)."""
+    if not is_url(output):
+        return Path(output).expanduser()
+    return cache_root / "outputs" / hashlib.blake2b(output.encode(), digest_size=16).hexdigest()
 
 
 def _cache_root(config: Config) -> Path:

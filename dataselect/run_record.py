@@ -17,6 +17,7 @@ from dataselect.config import METHODS, Config, SourceConfig
 from dataselect.hardware import run_mfu
 from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.outputs import package_versions
+from dataselect.io.remote import is_url
 from dataselect.select.base import RANKINGS, Selection, score_throughput
 from dataselect.stats import MAX_REPORTED_BAD, SourceStats
 
@@ -86,6 +87,8 @@ def active_config(config: Config) -> dict[str, Any]:
     """The resolved config with only the running method's own section under `method` (rds, dsir, ...)."""
     dumped = config.model_dump(mode="json")
     dumped["method"] = {key: value for key, value in dumped["method"].items() if key not in METHODS or key == config.method.name}
+    # credentials never reach manifest.json: the options' names stay, their values do not
+    dumped["runtime"]["storage_options"] = {key: "<redacted>" for key in dumped["runtime"]["storage_options"]}
     return dumped
 
 
@@ -94,7 +97,9 @@ def _locations(source: SourceConfig) -> list[dict[str, str]]:
     out = []
     for kind, location in resolve_locations(source):
         path = str(location)
-        if kind in ("jsonl", "json", "parquet") or (kind == "hf" and Path(path.partition(":")[0]).expanduser().is_dir()):
+        if is_url(path):
+            pass  # an object-storage URL names itself
+        elif kind in ("jsonl", "json", "parquet") or (kind == "hf" and Path(path.partition(":")[0]).expanduser().is_dir()):
             name, colon, split = path.partition(":") if kind == "hf" else (path, "", "")
             path = str(Path(name).expanduser().resolve()) + colon + split
         out.append({"kind": kind, "path": path})

@@ -55,3 +55,38 @@ def demo_files(tmp_path) -> tuple[Path, Path]:
     target = [{"id": "t0", "prompt": "Lea has 4 pears and buys 5 more. How many pears does she have?", "response": "9"},
               {"id": "t1", "prompt": "Tom has 10 coins and finds 3 more. How many coins now?", "response": "13"}]
     return write_jsonl(tmp_path / "pool.jsonl", pool), write_jsonl(tmp_path / "target.jsonl", target)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local Ray instance for the module (ray.init costs seconds); a short temp path (Ray's socket paths cap it)."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir="/tmp/ray-ds-tests")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A real S3 API on 127.0.0.1 (moto's server, stopped after), the standard AWS environment variables
+    pointing at it, and an empty bucket `bucket`: yields the endpoint URL. Nothing reaches the network."""
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    import boto3
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # an instance cached by an earlier test would talk to its stopped server
+    import requests
+
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()  # moto keeps its buckets per process, not per server
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bucket")
+    yield endpoint
+    s3fs.S3FileSystem.clear_instance_cache()
+    server.stop()

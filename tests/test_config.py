@@ -162,3 +162,11 @@ def test_a_dash_is_standard_input_not_a_yaml_list(tmp_path):
     config_file = tmp_path / "stdin.yaml"
     config_file.write_text('input:\n  path: "-"\n')
     assert load_config(config_file).input.path == "-"
+
+
+def test_an_object_storage_cache_is_one_line_naming_the_key():
+    with pytest.raises(ConfigError, match=r"^config error: runtime.cache_dir: s3://bucket/x: the cache is a local folder[^\n]*$"):
+        load_config(None, {"runtime.cache_dir": "s3://bucket/x"})
+    assert load_config(None, {"output.dir": "s3://bucket/out"}).output.dir == "s3://bucket/out"
+    config = load_config(None, {"input.path": ["s3://bucket/pool/", "hf:gsm8k"], "runtime.storage_options": {"anon": True}})
+    assert config.input.path == ["s3://bucket/pool/", "hf:gsm8k"] and config.runtime.storage_options == {"anon": True}

@@ -18,6 +18,7 @@ from typing import Any
 
 from dataselect.config import SourceConfig
 from dataselect.errors import ConfigError, InputError
+from dataselect.io.remote import identity, is_url, listing
 from dataselect.io.streams import open_binary, stdin_spool
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
@@ -97,9 +98,9 @@ def _engine_output(path: Path) -> bool:
         return False
 
 
-def _file_kind(path: Path, fmt: str) -> str | None:
-    """jsonl, json (an array), parquet, or None for a name of no known data kind."""
-    name = path.name
+def _file_kind(path: Path | str, fmt: str) -> str | None:
+    """jsonl, json (an array), parquet, or None for a name of no known data kind (a local path or a URL)."""
+    name = str(path).rsplit("/", 1)[-1] if is_url(path) else Path(path).name
     if fmt == "parquet" or (fmt == "auto" and name.endswith(PARQUET_SUFFIXES)):
         return "parquet"
     if fmt == "jsonl" or name.endswith(JSONL_SUFFIXES):
@@ -107,7 +108,7 @@ def _file_kind(path: Path, fmt: str) -> str | None:
     return None
 
 
-def _starts_a_json_array(path: Path) -> bool:
+def _starts_a_json_array(path: Path | str) -> bool:
     """The first byte that is not whitespace (or a byte-order mark) is `[`: an Alpaca-style JSON array."""
     try:
         with open_binary(path) as handle:
@@ -183,6 +184,26 @@ def _glob(pattern: str, fmt: str) -> tuple[list[tuple[Path, str, Path | str]], l
     return found, skipped
 
 
+def _remote(url: str, fmt: str) -> tuple[list[tuple[str, str, str]], list[SkippedFile]]:
+    """An object-storage URL's data: one object, or those under a prefix or matching a pattern, each
+    classified by name as a directory's files are (saved datasets and the engine's outputs are local only)."""
+    shape, urls = listing(url)
+    if shape == "file":
+        kind = _file_kind(url, fmt)
+        if kind is None:
+            raise ConfigError(f"config error: input.format: cannot tell the kind of {url} from its name; set input.format: jsonl or parquet")
+        return [(url, kind, url)], []
+    found: list[tuple[str, str, str]] = []
+    skipped: list[SkippedFile] = []
+    for each in urls:
+        kind = _file_kind(each, fmt)
+        if kind is None:
+            skipped.append(SkippedFile(each, NOT_DATA))
+        else:
+            found.append((each, kind, each))
+    return found, skipped
+
+
 def _role(config: SourceConfig) -> str:
     return "target" if type(config).__name__ == "TargetConfig" else "input"
 
@@ -193,6 +214,12 @@ def _expand(path: str, fmt: str, role: str = "input") -> tuple[list[tuple[str, P
         return [("stdin", STDIN)], []
     if path.startswith("hf:") or fmt == "hf":
         return [("hf", path.removeprefix("hf:"))], []
+    if is_url(path):
+        found, skipped = _remote(path, fmt)
+        if not found:
+            detail = f" (skipped {len(skipped)}; the first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
+            raise InputError(f"input error: no input files found at {path!r}{detail}")
+        return [(kind, loc) for _, kind, loc in found], skipped
     candidate = Path(path).expanduser()
     if _is_saved_dataset(candidate):
         return [("hf", str(candidate))], []
@@ -266,15 +293,25 @@ def skipped_files(config: SourceConfig) -> list[SkippedFile]:
 
 def file_labels(locations: list[tuple[str, Path | str]]) -> list[str]:
     """Short, stable file labels for ids: the path relative to the files' common folder."""
-    files = [Path(loc).resolve() for kind, loc in locations if kind in FILE_KINDS]
-    root = Path(os.path.commonpath([str(f.parent) for f in files])) if files else None
+    files = [_absolute(loc) for kind, loc in locations if kind in FILE_KINDS]
+    common: list[str] = []  # the files' common folder, by components (a URL's scheme:// survives, as os.path would not keep it)
+    for column in zip(*(f.rsplit("/", 1)[0].split("/") for f in files)):
+        if len(set(column)) > 1:
+            break
+        common.append(column[0])
+    root = "/".join(common)
     labels = []
     for kind, loc in locations:
-        label = "stdin" if kind == "stdin" else str(Path(loc).resolve().relative_to(root)) if kind in FILE_KINDS else str(loc)
+        label = "stdin" if kind == "stdin" else _absolute(loc)[len(root) + 1 :] if kind in FILE_KINDS else str(loc)
         # a file name that is not UTF-8 (Python holds its bytes as lone surrogates) is shown as \xNN: the
         # label goes into ids, which Arrow and every later tool need as valid UTF-8
         labels.append(os.fsencode(label).decode("utf-8", "backslashreplace"))
     return labels
+
+
+def _absolute(location: Path | str) -> str:
+    """A file's absolute path, or its URL as it is (with `/` separators either way)."""
+    return str(location) if is_url(location) else Path(location).resolve().as_posix()
 
 
 def fingerprint(config: SourceConfig) -> list[Any]:
@@ -293,6 +330,8 @@ def fingerprint(config: SourceConfig) -> list[Any]:
                 out.append(["hf-disk", str(folder.resolve()), split, [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]])
             else:
                 out.append(["hf", loc])
+        elif is_url(loc):
+            out.append([kind, str(loc), *identity(str(loc))])
         else:
             stat = Path(loc).stat()
             # inode and change time too: restoring a file's modification time after editing it cannot restore

@@ -124,6 +124,31 @@ def publish(staging: Path, out_dir: Path, stale: list[Path]) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def upload_outputs(folder: Path, url: str, engine_names: tuple[str, ...]) -> None:
+    """Mirror a published output folder to object storage, which has no rename: every file but
+    manifest.json first, then an earlier run's outputs this run did not write (`engine_names`, and files of
+    a folder among them) removed, then manifest.json last, the marker that the folder is complete."""
+    from dataselect.io.remote import filesystem
+
+    fs, root = filesystem(url)  # with the run's runtime.storage_options
+    root = root.rstrip("/")
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and not p.relative_to(folder).as_posix().startswith(".")),
+                   key=lambda p: p.name == "manifest.json")
+    ours = {p.relative_to(folder).as_posix() for p in files}
+    try:
+        if fs.exists(f"{root}/manifest.json"):
+            fs.rm_file(f"{root}/manifest.json")  # the folder is incomplete from here on
+        for path in files[:-1] if files and files[-1].name == "manifest.json" else files:
+            fs.put_file(str(path), f"{root}/{path.relative_to(folder).as_posix()}")
+        earlier = [p for p in fs.find(root) if p[len(root) + 1 :].split("/")[0] in engine_names and p[len(root) + 1 :] not in ours]
+        if earlier:
+            fs.rm(earlier)
+        if files and files[-1].name == "manifest.json":
+            fs.put_file(str(files[-1]), f"{root}/manifest.json")
+    except OSError as error:
+        raise OutputError(f"output error: cannot write {url}: {error}") from None
+
+
 def _remove(path: Path, staging: Path) -> None:
     """Remove an earlier run's file or folder; a folder is first renamed into the staging folder (one
     rename, so it is never seen half-deleted) and goes when the staging folder does."""

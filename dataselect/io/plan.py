@@ -22,7 +22,8 @@ import numpy as np
 from dataselect.config import SourceConfig
 from dataselect.io import locate, readers
 from dataselect.io.locate import COMPRESSED_SUFFIXES, hf_disk_path, resolve_locations
-from dataselect.io.readers import read_spec
+from dataselect.io.readers import local_or_url, read_spec
+from dataselect.io.remote import open_raw, size_of
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import RawRecord, Sample, to_sample
 from dataselect.io.streams import OverLong, disk_offset, read_line
@@ -72,7 +73,7 @@ def source_bytes(config: SourceConfig) -> int | None:
     locations = resolve_locations(config)
     if any(kind not in ("jsonl", "json", "parquet") for kind, _ in locations):
         return None
-    return sum(Path(location).stat().st_size for _, location in locations)
+    return sum(size_of(local_or_url(location)) for _, location in locations)
 
 
 def is_sequential(kind: str, location: str) -> bool:
@@ -83,14 +84,14 @@ def is_sequential(kind: str, location: str) -> bool:
     return (kind == "jsonl" and str(location).endswith(COMPRESSED_SUFFIXES)) or (kind == "hf" and hf_disk_path(location) is None)
 
 
-def jsonl_record_lines(path: Path, start_line: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def jsonl_record_lines(path: Path | str, start_line: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(byte offset, 1-based line number) of every line that holds a record (not blank), in blocks.
     Vectorised: about one numpy pass over the bytes, so planning a file costs little next to parsing it.
     Memory is bounded by the block, whatever a line's length: a line that spans blocks is carried as its
     start and whether it has content so far, never as bytes."""
     offset, line = 0, start_line
     open_start, open_content = 0, False  # the line not yet ended: where it starts, and whether it holds a non-space byte
-    with open(path, "rb") as handle:
+    with open_raw(path) as handle:
         while True:
             block = handle.read(SCAN_BYTES)
             if not block:
@@ -118,9 +119,9 @@ def jsonl_record_lines(path: Path, start_line: int = 1) -> Iterator[tuple[np.nda
             offset += len(block)
 
 
-def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first_position: int, limit: int | None,
+def _plan_jsonl(path: Path | str, label: str, shard_size: int, first_index: int, first_position: int, limit: int | None,
                 line_limit: int, meter: ReadMeter) -> Iterator[ShardSpec]:
-    size = path.stat().st_size
+    size = size_of(path)
     pending_offsets: list[np.ndarray] = []
     pending_lines: list[np.ndarray] = []
     index, position = first_index, first_position
@@ -155,8 +156,8 @@ def _plan_jsonl(path: Path, label: str, shard_size: int, first_index: int, first
         yield emit(offsets, lines, stop)
 
 
-def _line_end(path: Path, offset: int) -> int:
-    with open(path, "rb") as handle:
+def _line_end(path: Path | str, offset: int) -> int:
+    with open_raw(path) as handle:
         handle.seek(offset)
         line = read_line(handle, 0)  # skipped in chunks: the line may be longer than memory allows
         return offset + (line.size if isinstance(line, OverLong) else len(line))
@@ -196,14 +197,14 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
     for (kind, location), label in zip(locations, labels):
         if config.limit is not None and position >= config.limit:
             return
-        size = Path(location).stat().st_size if kind in ("jsonl", "json", "parquet") else 0
+        size = size_of(local_or_url(location)) if kind in ("jsonl", "json", "parquet") else 0
         if is_sequential(kind, str(location)):
             raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit, meter=meter)
             specs = _plan_sequential(raw, shard_size, index, position, config.limit, meter)
         elif kind == "jsonl":
-            specs = _plan_jsonl(Path(location), label, shard_size, index, position, config.limit, line_limit, meter)
+            specs = _plan_jsonl(local_or_url(location), label, shard_size, index, position, config.limit, line_limit, meter)
         elif kind == "parquet":
-            specs = _plan_rows("parquet", str(location), label, readers.parquet_rows(Path(location)), shard_size, index, position,
+            specs = _plan_rows("parquet", str(location), label, readers.parquet_rows(local_or_url(location)), shard_size, index, position,
                                config.limit, meter, size)
         else:
             rows = len(readers.load_disk_dataset(str(location)))

@@ -18,6 +18,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.locate import COMPRESSED_SUFFIXES
+from dataselect.io.remote import is_url, open_raw
 from dataselect.io.samples import RawRecord
 from dataselect.io.streams import Damaged, OverLong, decompression_errors, open_binary, read_line, stdin_spool, stream_lines
 
@@ -87,8 +88,8 @@ def _jsonl_records(lines: Iterator[bytes | OverLong], label: str, first_line: in
         position += 1
 
 
-def _byte_range_lines(path: Path, start: int, stop: int, limit: int | None) -> Iterator[bytes | OverLong]:
-    with open(path, "rb") as handle:
+def _byte_range_lines(path: Path | str, start: int, stop: int, limit: int | None) -> Iterator[bytes | OverLong]:
+    with open_raw(path) as handle:
         handle.seek(start)
         offset = start
         while offset < stop:
@@ -179,7 +180,7 @@ def _stdin_records(first_position: int, limit: int | None) -> Iterator[RawRecord
         yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True)
 
 
-def _file_records(kind: str, path: Path, label: str, first_position: int, limit: int | None, meter: Any = None) -> Iterator[RawRecord]:
+def _file_records(kind: str, path: Path | str, label: str, first_position: int, limit: int | None, meter: Any = None) -> Iterator[RawRecord]:
     """Every record of a file read in one pass: compressed JSON Lines, or a JSON array. `meter` (plan.ReadMeter)
     is given the open handle, to tell how far into the file the planner is."""
     with open_binary(path) as handle:
@@ -193,28 +194,28 @@ def _file_records(kind: str, path: Path, label: str, first_position: int, limit:
                 return
             yield from _json_array_records(data, label, first_position)
         else:
-            yield from _stream_records(handle, label, first_position, compressed=path.name.endswith(COMPRESSED_SUFFIXES), limit=limit)
+            yield from _stream_records(handle, label, first_position, compressed=str(path).endswith(COMPRESSED_SUFFIXES), limit=limit)
 
 
-def parquet_rows(path: Path) -> int:
+def parquet_rows(path: Path | str) -> int:
     """A parquet file's row count from its metadata, or an input error naming the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return pq.ParquetFile(open_raw(path) if is_url(path) else path).metadata.num_rows
     except pa.ArrowException as error:  # not parquet, or damaged: the file, not one record, is bad
         raise InputError(f"input error: cannot read {path} as parquet: {str(error).splitlines()[0]}") from None
 
 
-def _parquet_records(path: Path, label: str, start: int, stop: int, first_position: int) -> Iterator[RawRecord]:
+def _parquet_records(path: Path | str, label: str, start: int, stop: int, first_position: int) -> Iterator[RawRecord]:
     """Rows [start, stop) of a parquet file, reading only the row groups that hold them."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     row = start
     try:
-        handle = pq.ParquetFile(path)
+        handle = pq.ParquetFile(open_raw(path) if is_url(path) else path)  # a local file by name: pyarrow memory-maps it
         group_starts = np.cumsum([0] + [handle.metadata.row_group(g).num_rows for g in range(handle.num_row_groups)])
         groups = [g for g in range(handle.num_row_groups) if group_starts[g] < stop and group_starts[g + 1] > start]
         if not groups:
@@ -271,6 +272,11 @@ def _stream_hf(spec: str) -> Iterator[Any]:
     return iter(datasets.load_dataset(name, config_name, split=split, streaming=True))
 
 
+def local_or_url(location: Path | str) -> Path | str:
+    """A location as the readers take it: a local Path, or an object-storage URL as it is (a Path would fold its //)."""
+    return str(location) if is_url(location) else Path(location)
+
+
 def read_location(kind: str, location: Path | str, label: str, first_position: int = 0, line_limit: int | None = None,
                   meter: Any = None) -> Iterator[RawRecord]:
     """Every record of one location, in order (what the planner reads for a sequential location)."""
@@ -278,7 +284,7 @@ def read_location(kind: str, location: Path | str, label: str, first_position: i
         return _dataset_records(_stream_hf(str(location)), f"hf:{location}", 1, first_position)
     if kind == "stdin":
         return _stdin_records(first_position, line_limit)
-    return _file_records(kind, Path(location), label, first_position, line_limit, meter)
+    return _file_records(kind, local_or_url(location), label, first_position, line_limit, meter)
 
 
 def read_spec(spec: Any) -> Iterator[RawRecord]:
@@ -286,10 +292,10 @@ def read_spec(spec: Any) -> Iterator[RawRecord]:
     if spec.kind == "records":
         return iter(spec.records)
     if spec.kind == "jsonl":
-        records = _jsonl_records(_byte_range_lines(Path(spec.location), spec.start, spec.stop, spec.line_limit), spec.label, spec.first_line,
+        records = _jsonl_records(_byte_range_lines(local_or_url(spec.location), spec.start, spec.stop, spec.line_limit), spec.label, spec.first_line,
                                  spec.first_position)
     elif spec.kind == "parquet":
-        records = _parquet_records(Path(spec.location), spec.label, spec.start, spec.stop, spec.first_position)
+        records = _parquet_records(local_or_url(spec.location), spec.label, spec.start, spec.stop, spec.first_position)
     else:
         dataset = load_disk_dataset(spec.location)
         records = _dataset_records(iter(dataset.select(range(spec.start, spec.stop))), spec.label, spec.start + 1, spec.first_position)

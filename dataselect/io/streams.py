@@ -13,28 +13,47 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def open_binary(path: Path) -> Any:
-    """A file's bytes, decompressed by its suffix (.gz, .bz2, .xz, .zst) or as they are."""
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.name.endswith(".bz2"):
+def open_binary(path: Path | str) -> Any:
+    """The decompressed bytes of a file (by its suffix), local or at an object-storage URL."""
+    from dataselect.io.remote import open_raw
+
+    name = str(path)
+    raw = open_raw(path)
+    if name.endswith(".gz"):
+        return _Owning(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+    if name.endswith(".bz2"):
         import bz2
 
-        return bz2.open(path, "rb")
-    if path.name.endswith(".xz"):
+        return _Owning(bz2.BZ2File(raw, "rb"), raw)
+    if name.endswith(".xz"):
         import lzma
 
-        return lzma.open(path, "rb")
-    if path.name.endswith(".zst"):
-        return io.BufferedReader(_ZstdReader(path), 1 << 20)
-    return open(path, "rb")
+        return _Owning(lzma.LZMAFile(raw, "rb"), raw)
+    if name.endswith(".zst"):
+        return io.BufferedReader(_ZstdReader(raw), 1 << 20)
+    return raw
+
+
+class _Owning(io.BufferedReader):
+    """A decompressing reader that closes the raw file under it too (GzipFile and its kin leave a passed
+    file object open)."""
+
+    def __init__(self, reader: Any, raw: Any) -> None:
+        super().__init__(reader, 1 << 16)
+        self._raw_file = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw_file.close()
 
 
 def disk_offset(handle: Any) -> int | None:
     """Bytes of the file on disk read so far under `handle` (open_binary's; decompressing or not), for a
     progress estimate; None when the handle does not tell."""
     inner = getattr(handle, "raw", handle)  # zstd: the buffered reader over _ZstdReader
-    raw = getattr(inner, "fileobj", None) or getattr(inner, "_fp", None) or getattr(inner, "_file", None) or handle
+    raw = getattr(handle, "_raw_file", None) or getattr(inner, "_file", None) or handle  # _Owning, _ZstdReader, a plain file
     try:
         return int(raw.tell())
     except (AttributeError, OSError, ValueError):
@@ -47,11 +66,11 @@ class _ZstdReader(io.RawIOBase):
 
     CHUNK = 1 << 20
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, raw: Any) -> None:
         import zstandard
 
         self._zstd = zstandard
-        self._file = open(path, "rb")
+        self._file = raw
         self._decoder = zstandard.ZstdDecompressor().decompressobj()
         self._pending = b""
         self._in_frame = False

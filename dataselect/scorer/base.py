@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from dataselect.errors import ScorerError
-from dataselect.scorer.folder import read_folder, write_folder
+from dataselect.scorer.folder import fetch_folder, read_folder, scorer_folder, write_folder
 
 Records = Any  # a list of dicts (or strings), a pyarrow Table, a pandas DataFrame, or a `datasets` batch (a dict of lists)
 
@@ -43,6 +43,7 @@ class Scorer:
                            NaN for a record the run would have skipped as bad input
     threshold(keep)     -> the score a fraction `keep` of the fitting run's selectable pool reached (per task)
     keep(records, ...)  -> [n] bool: reaches the threshold (of at least one task)
+    passes(scores, ...) -> [n] bool: the same for scores already computed
     describe()          -> what it is, as one dict
 
     A method's subclass sets `renderer` (the run's) and implements `score_texts(texts) -> [n, T]`."""
@@ -83,10 +84,15 @@ class Scorer:
 
     def keep(self, records: Records, keep: float | None = None, threshold: float | Iterable[float] | None = None) -> np.ndarray:
         """[n] bool: the records whose score reaches the threshold (given, or `threshold(keep)`) for at least one task."""
+        return self.passes(self._score(as_records(records)), keep=keep, threshold=threshold)
+
+    def passes(self, scores: np.ndarray, keep: float | None = None, threshold: float | Iterable[float] | None = None) -> np.ndarray:
+        """[n] bool: which of `scores` (what `score` returned, [n] or [n, T]) reach the threshold (given, or
+        `threshold(keep)`) for at least one task; a pipeline that keeps the scores filters without scoring twice."""
         if (keep is None) == (threshold is None):
             raise ValueError("give exactly one of keep (a fraction) or threshold (a score)")
         limit = np.atleast_1d(self.threshold(keep) if keep is not None else np.asarray(threshold, np.float64))  # [T] or [1]
-        scores = self._score(as_records(records))  # [n, T]
+        scores = np.asarray(scores, np.float64).reshape(len(scores), -1)  # [n, T]
         with np.errstate(invalid="ignore"):
             return (scores >= limit).any(axis=1)  # NaN (bad input) never passes
 
@@ -183,14 +189,24 @@ def _no_scorer(folder: Path) -> str | None:
     return f"scorer error: {folder}: method {name} writes no scorer: {reason}" if reason else None
 
 
-def load_scorer(path: str | Path, **options: Any) -> Scorer:
-    """The scorer in a run's `scorer/` folder (or the run folder itself); `options` go to the method's
-    scorer (e.g. device="cpu", batch_tokens=8192)."""
+def local_scorer_folder(path: str | Path, storage_options: dict[str, Any] | None = None, cache_dir: str | None = None) -> Path:
+    """The local scorer folder `path` names: a folder here (or a run folder's `scorer/`), or a copy of one in
+    object storage (`s3://...`, with `storage_options`) kept under the cache (`cache_dir`, else runtime.cache_dir's default)."""
+    from dataselect.config import RuntimeConfig
+    from dataselect.io.remote import is_url
+
+    if not is_url(str(path)):
+        return scorer_folder(path)
+    return fetch_folder(str(path), RuntimeConfig(cache_dir=cache_dir).resolved_cache_dir(), storage_options)
+
+
+def load_scorer(path: str | Path, storage_options: dict[str, Any] | None = None, cache_dir: str | None = None, **options: Any) -> Scorer:
+    """The scorer in a run's `scorer/` folder (or the run folder itself), here or in object storage
+    (`s3://bucket/runs/rds/scorer`: copied under `cache_dir` once, with `storage_options` for the store);
+    `options` go to the method's scorer (e.g. device="cpu", batch_tokens=8192)."""
     from dataselect.methods import method_class
 
-    folder = Path(path).expanduser()
-    if not (folder / "scorer.json").exists() and (folder / "scorer" / "scorer.json").exists():
-        folder = folder / "scorer"
+    folder = local_scorer_folder(path, storage_options, cache_dir)
     if not (folder / "scorer.json").exists() and (folder / "manifest.json").exists():
         refusal = _no_scorer(folder)
         if refusal:

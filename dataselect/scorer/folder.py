@@ -23,6 +23,44 @@ FORMAT = 1  # bump when a folder written now would be read wrongly by an older r
 DESCRIPTION = "scorer.json"
 
 
+def scorer_folder(path: str | Path) -> Path:
+    """The scorer folder `path` names: the folder itself, or a run folder's `scorer/`."""
+    folder = Path(path).expanduser()
+    return folder / "scorer" if not (folder / DESCRIPTION).exists() and (folder / "scorer" / DESCRIPTION).exists() else folder
+
+
+def fetch_folder(url: str, cache_root: Path, storage_options: dict[str, Any] | None = None) -> Path:
+    """A scorer folder in object storage (`s3://...`, or a run folder holding `scorer/`) copied into
+    `cache_root/scorers/<digest of its scorer.json>` (scorer.json names every file's digest, so one copy
+    serves every later load); scorer.json is written last, so a copy cut short is fetched again."""
+    from dataselect.io.remote import filesystem
+
+    fs, root = filesystem(url, storage_options)
+    root = root.rstrip("/")
+    if not fs.exists(f"{root}/{DESCRIPTION}") and fs.exists(f"{root}/scorer/{DESCRIPTION}"):
+        root = f"{root}/scorer"
+    try:
+        raw = fs.cat_file(f"{root}/{DESCRIPTION}")
+        files = json.loads(raw).get("files", {})
+    except FileNotFoundError:
+        raise ScorerError(f"scorer error: {url}: no {DESCRIPTION} there (is it a scorer folder, a run's output/scorer?)") from None
+    except (ValueError, AttributeError) as error:
+        raise ScorerError(f"scorer error: {url}/{DESCRIPTION}: unreadable ({error})") from None
+    local = cache_root / "scorers" / hashlib.blake2b(raw, digest_size=16).hexdigest()
+    if (local / DESCRIPTION).exists():
+        return local
+    local.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        if "/" in name or name.startswith("."):
+            raise ScorerError(f"scorer error: {url}/{DESCRIPTION}: names a file outside its folder: {name!r}")
+        try:
+            atomic_write(local / name, lambda temp, n=name: fs.get_file(f"{root}/{n}", str(temp)))
+        except FileNotFoundError:
+            raise ScorerError(f"scorer error: {url}/{name}: missing") from None
+    atomic_write(local / DESCRIPTION, lambda temp: temp.write_bytes(raw))
+    return local
+
+
 def _digest(path: Path) -> str:
     hasher = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as handle:

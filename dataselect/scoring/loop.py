@@ -27,6 +27,7 @@ from dataselect.errors import ConfigError, InputError
 from dataselect.io.locks import store_lock
 from dataselect.io.plan import ShardSpec, plan_shards, source_bytes, source_is_sequential
 from dataselect.io.readers import read_spec
+from dataselect.io.remote import use_storage_options
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import Sample, to_sample
 from dataselect.io.shards import VERIFY_FULL_BYTES, ShardStore, keyed_store, sample_columns, source_key
@@ -109,11 +110,13 @@ class ShardTask:
     stage: ScoreStage
     fields: dict[str, str]
     store_root: str
+    storage_options: dict[str, Any] = field(default_factory=dict)  # runtime.storage_options: a worker reads URLs with them
 
     def load(self, spec: ShardSpec) -> tuple[list[Sample], SourceStats, Any]:
         """Read and render one shard: its usable samples, its input counts and bad records, and what the
         stage's optional `prepare` makes of the samples (tokens), so that this work runs wherever the
         shard is read (the in-process executor's reader thread, while the previous shard is scored)."""
+        use_storage_options(self.storage_options)  # this process may be a worker that never saw the run's config
         stats = SourceStats(self.role)  # the driver prints bad inputs (BadInputPrinter), grouped for the whole run
         samples = [s for s in (to_sample(r, self.source, self.renderer, stats) for r in read_spec(spec)) if s is not None]
         stage = _READY.get(stage_token(self.stage), self.stage)  # the set-up copy once there is one (its tokenizer is made)
@@ -265,7 +268,7 @@ def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRend
         pending = list(pending)  # a random-access plan is cheap to hold, and gives the bar its total
         bar.total = sum(s.count for s in pending)
     start = time.perf_counter()
-    task = ShardTask(source, role, renderer, stage, fields, str(store.root))
+    task = ShardTask(source, role, renderer, stage, fields, str(store.root), runtime.storage_options)
     printer = BadInputPrinter(role)
     try:
         with _log_above(bar):

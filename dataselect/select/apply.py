@@ -16,7 +16,7 @@ import numpy as np
 
 from dataselect.errors import ConfigError
 from dataselect.methods import method_class
-from dataselect.scorer.base import scorer_renderer, threshold_of
+from dataselect.scorer.base import local_scorer_folder, scorer_renderer, threshold_of
 from dataselect.scorer.folder import DESCRIPTION, read_folder
 from dataselect.scoring.loop import ScoredSource
 from dataselect.scoring.stage import Resources, ShardOutput
@@ -69,8 +69,7 @@ class ApplyMethod(Declared):
         config, options = context.config, context.config.method.apply
         if options.scorer is None:
             raise ConfigError("config error: method.apply.scorer: name a saved scorer's folder (a run's output/scorer)")
-        folder = Path(options.scorer).expanduser()
-        folder = folder / "scorer" if not (folder / DESCRIPTION).exists() and (folder / "scorer" / DESCRIPTION).exists() else folder
+        folder = local_scorer_folder(options.scorer, config.runtime.storage_options, config.runtime.cache_dir)  # object storage: a local copy
         self.description, arrays = read_folder(folder)  # a damaged folder stops here, before any shard
         self.fitted = arrays["fitted_scores"]
         self.tasks = [str(t) for t in self.description["tasks"]]

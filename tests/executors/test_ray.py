@@ -23,15 +23,6 @@ from dataselect.executors.local import InProcessExecutor
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    """One local instance for the module (ray.init costs seconds); a short temp path (Ray's socket paths cap it)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir="/tmp/ray-ds-tests")
-    yield
-    ray.shutdown()
-
-
 def _ray_executor():
     from dataselect.executors.ray import RayExecutor
 
