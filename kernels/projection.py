@@ -2,15 +2,22 @@
 
     out[b, j] = sum_p g[b, p] * s(p, j),   s(p, j) = +1 or -1
 
-The signs are never stored: each is a hash of (seed, p, j), recomputed wherever it is needed, so a
-[B, P] block projects to [B, dim] without a [P, dim] matrix (P is millions of parameters, dim
+The signs are never stored: each is a function of (seed, p, j), recomputed wherever it is needed, so
+a [B, P] block projects to [B, dim] without a [P, dim] matrix (P is millions of parameters, dim
 thousands). The entries are not scaled by 1/sqrt(dim) (TRAK's convention); E[<Pu, Pv>] = dim <u, v>.
+
+A sign is the product of two hashed signs, s(p, j) = r(p, j // LO) * q(p, j % LO) with LO = 128
+columns: for a fixed p the columns stay pairwise uncorrelated, and with every (p, j) mixed through
+different words, the projected inner products have the variance of an i.i.d. Rademacher matrix (the
+JL test checks it). It makes a block of c rows cost c * (dim / LO + LO) hashes instead of c * dim, so
+the CPU reference is bound by its GEMM, not by hashing: [B, c] x r -> [B * dim / LO, c] @ q [c, LO].
 
 The hash is 32-bit integer arithmetic that the Triton kernel (uint32, wrapping) and the torch
 reference (int64, masked to 32 bits; every product stays below 2^63) compute bit for bit alike:
 
-    row(p)  = mix(p ^ mix(seed))              one value per parameter index
-    s(p, j) = 1 - 2 * (mix(row(p) + j * GOLDEN mod 2^32) >> 31)
+    row(p)     = mix(p ^ mix(seed))                        one word per parameter index
+    r(p, a)    = sign of mix(row(p) + a * GOLDEN)          sign: 1 - 2 * (top bit)
+    q(p, c)    = sign of mix((row(p) ^ SALT) + c * GOLDEN)
 
 where mix is a two-round multiply-xorshift finaliser. Indices p must be below 2^32.
 """
@@ -24,7 +31,10 @@ MASK32 = 0xFFFFFFFF
 MUL_A = 0x7FEB352D  # odd multipliers below 2^31: an int64 product with a 32-bit value cannot overflow
 MUL_B = 0x5BD1E995
 GOLDEN = 0x61C88647  # 2^32 / phi mod 2^32 (odd, below 2^31): spreads the column index over the word
-DEFAULT_CHUNK_ELEMS = 1 << 21  # reference: sign entries generated at a time (16 MiB of int64 temporaries)
+SALT = 0x2545F491  # separates q's words from r's
+LO = 128  # columns per q block: s(p, j) = r(p, j // LO) * q(p, j % LO)
+DEFAULT_CHUNK_ELEMS = 1 << 22  # reference: g * r products formed at a time ([B * dim / LO, c] float32: 16 MiB)
+MAX_CHUNK_ROWS = 256  # ... and at most this many parameters: the hash temporaries ([c, LO] int64) stay in cache, below torch's parallel grain
 
 
 # ----------------------------------------------------------------------------------------------
@@ -33,39 +43,55 @@ DEFAULT_CHUNK_ELEMS = 1 << 21  # reference: sign entries generated at a time (16
 
 
 def _mix_torch(x: torch.Tensor) -> torch.Tensor:
-    """The 32-bit finaliser on int64 tensors holding values in [0, 2^32)."""
-    x = x ^ (x >> 16)
-    x = (x * MUL_A) & MASK32
-    x = x ^ (x >> 15)
-    x = (x * MUL_B) & MASK32
-    return x ^ (x >> 16)
+    """The 32-bit finaliser, in place, on an int64 tensor holding values in [0, 2^32) (returned)."""
+    tmp = torch.empty_like(x)
+    x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp))
+    x.mul_(MUL_A).bitwise_and_(MASK32)
+    x.bitwise_xor_(torch.bitwise_right_shift(x, 15, out=tmp))
+    x.mul_(MUL_B).bitwise_and_(MASK32)
+    return x.bitwise_xor_(torch.bitwise_right_shift(x, 16, out=tmp))
 
 
 def seed_word(seed: int) -> int:
     """The seed as the 32-bit word every row hash starts from."""
-    x = torch.tensor([int(seed) & MASK32], dtype=torch.int64)
-    return int(_mix_torch(x).item())
+    return int(_mix_torch(torch.tensor([int(seed) & MASK32], dtype=torch.int64)).item())
+
+
+def _hashed_signs(words: torch.Tensor, columns: int) -> torch.Tensor:
+    """Signs of mix(word + a * GOLDEN) for a in 0..columns-1: words [c] int64 -> [c, columns] float32 of +-1."""
+    col = (torch.arange(columns, dtype=torch.int64, device=words.device) * GOLDEN) & MASK32  # [columns]
+    h = _mix_torch((words[:, None] + col[None, :]).bitwise_and_(MASK32))  # [c, columns]
+    return h.bitwise_right_shift_(31).to(torch.float32).mul_(-2.0).add_(1.0)
+
+
+def sign_factors(rows: torch.Tensor, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r [c, ceil(dim / LO)], q [c, LO]) of parameter indices `rows` ([c] int64, each < 2^32), float32 +-1."""
+    row = _mix_torch((rows.to(torch.int64) & MASK32) ^ seed_word(seed))  # [c] (a fresh tensor: mixed in place)
+    return _hashed_signs(row, -(-dim // LO)), _hashed_signs(row ^ SALT, LO)
 
 
 def signs_reference(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
-    """The sign block of parameter indices `rows` ([c] int64, each < 2^32) -> [c, dim] float32 of +-1."""
-    row = _mix_torch((rows.to(torch.int64) & MASK32) ^ seed_word(seed))  # [c]
-    col = (torch.arange(dim, dtype=torch.int64, device=rows.device) * GOLDEN) & MASK32  # [dim]
-    h = _mix_torch((row[:, None] + col[None, :]) & MASK32)  # [c, dim]
-    return (1 - 2 * (h >> 31)).to(torch.float32)
+    """The sign block of parameter indices `rows` ([c] int64) -> [c, dim] float32 of +-1 (tests only: it is the
+    [c, dim] matrix the projection never builds)."""
+    r, q = sign_factors(rows, dim, seed)  # [c, H], [c, LO]
+    return (r[:, :, None] * q[:, None, :]).reshape(len(rows), -1)[:, :dim]
 
 
 def project_reference(grads: torch.Tensor, dim: int, seed: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> torch.Tensor:
     """The projection streamed over parameter chunks: grads [B, P] (any float dtype) -> [B, dim] float32.
 
-    Peak extra memory is about chunk_elems sign entries (int64 while hashed), whatever P is."""
+    Per chunk of c parameters: (g * r) [B * H, c] @ q [c, LO] with H = ceil(dim / LO); peak extra memory is
+    about chunk_elems floats, whatever P is."""
     B, P = grads.shape
-    out = torch.zeros((B, dim), dtype=torch.float32, device=grads.device)  # [B, dim]
-    step = max(1, chunk_elems // max(dim, 1))
+    H = -(-dim // LO)
+    out = torch.zeros((B * H, LO), dtype=torch.float32, device=grads.device)  # [B * H, LO]
+    step = max(1, min(MAX_CHUNK_ROWS, chunk_elems // max(B * H, 1)))
     for p0 in range(0, P, step):
         rows = torch.arange(p0, min(P, p0 + step), dtype=torch.int64, device=grads.device)  # [c]
-        out.addmm_(grads[:, p0 : p0 + step].to(torch.float32), signs_reference(rows, dim, seed))  # [B, c] @ [c, dim]
-    return out
+        r, q = sign_factors(rows, dim, seed)  # [c, H], [c, LO]
+        scaled = grads[:, p0 : p0 + step].to(torch.float32)[:, None, :] * r.T[None, :, :]  # [B, H, c]
+        out.addmm_(scaled.reshape(B * H, -1), q)  # [B * H, c] @ [c, LO]
+    return out.view(B, H * LO)[:, :dim]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,9 +110,14 @@ if triton is not None:
         return x ^ (x >> 16)
 
     @triton.jit
+    def _sign(words):
+        # +-1.0 from the top bit of mixed uint32 words
+        return 1.0 - 2.0 * (_mix(words) >> 31).to(tl.float32)
+
+    @triton.jit
     def _project_kernel(
         g_ptr, out_ptr, B, P, DIM, s_gb, s_gp, seed_word, p_per_split,
-        BLOCK_B: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+        BLOCK_B: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr, LO: tl.constexpr,
     ):
         # grid (dim tiles, batch tiles, P splits): each program sums its P range into a partial [BLOCK_B, BLOCK_K]
         pid_k = tl.program_id(0)
@@ -94,7 +125,8 @@ if triton is not None:
         split = tl.program_id(2)
         offs_b = pid_b * BLOCK_B + tl.arange(0, BLOCK_B)
         offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
-        col = offs_k.to(tl.uint32) * 0x61C88647  # [BLOCK_K]
+        col_hi = (offs_k // LO).to(tl.uint32) * 0x61C88647  # [BLOCK_K] r's column word
+        col_lo = (offs_k % LO).to(tl.uint32) * 0x61C88647  # [BLOCK_K] q's column word
         p_start = split * p_per_split
         p_end = tl.minimum(p_start + p_per_split, P)
         acc = tl.zeros((BLOCK_B, BLOCK_K), dtype=tl.float32)
@@ -105,8 +137,7 @@ if triton is not None:
                 mask=(offs_b[:, None] < B) & (offs_p[None, :] < p_end), other=0.0,
             ).to(tl.float32)  # [BLOCK_B, BLOCK_P]
             row = _mix(offs_p.to(tl.uint32) ^ seed_word.to(tl.uint32))  # [BLOCK_P]
-            h = _mix(row[:, None] + col[None, :])  # [BLOCK_P, BLOCK_K]
-            s = 1.0 - 2.0 * (h >> 31).to(tl.float32)  # [BLOCK_P, BLOCK_K] +-1
+            s = _sign(row[:, None] + col_hi[None, :]) * _sign((row ^ 0x2545F491)[:, None] + col_lo[None, :])  # [BLOCK_P, BLOCK_K] +-1
             acc += tl.dot(g, s, input_precision="ieee")
         out = out_ptr + split.to(tl.int64) * B * DIM + offs_b[:, None] * DIM + offs_k[None, :]
         tl.store(out, acc, mask=(offs_b[:, None] < B) & (offs_k[None, :] < DIM))
@@ -129,7 +160,7 @@ def project_triton(grads: torch.Tensor, dim: int, seed: int, splits: int | None 
     if B * dim > 0 and P > 0:
         grid = (triton.cdiv(dim, block_k), triton.cdiv(B, block_b), splits)
         _project_kernel[grid](grads, partial, B, P, dim, grads.stride(0), grads.stride(1), seed_word(seed), p_per_split,
-                              BLOCK_B=block_b, BLOCK_P=block_p, BLOCK_K=block_k)
+                              BLOCK_B=block_b, BLOCK_P=block_p, BLOCK_K=block_k, LO=LO)
     else:
         partial.zero_()
     return partial.sum(dim=0)  # [B, dim]

@@ -13,7 +13,7 @@ from kernel_checks import assert_written
 from dataselect.kernels import projection
 from dataselect.kernels.projection import project, project_reference, project_triton, signs_reference
 
-SHAPES = [(1, 1, 1), (3, 301, 70), (17, 130, 129), (33, 77, 16)]  # (B, P, dim): single elements, ragged tiles, > one batch tile
+SHAPES = [(1, 1, 1), (3, 301, 70), (17, 130, 300), (33, 77, 16)]  # (B, P, dim): single elements, ragged tiles and r columns, > one batch tile
 
 
 def block(B: int, P: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.Tensor:
@@ -120,8 +120,8 @@ def test_rejects_bad_shapes() -> None:
 
 def test_kernel_compiles_for_gpu(compile_for_gpu) -> None:
     sig = dict(g_ptr="*bf16", out_ptr="*fp32", B="i32", P="i32", DIM="i32", s_gb="i32", s_gp="i32", seed_word="i64",
-               p_per_split="i32", BLOCK_B="constexpr", BLOCK_P="constexpr", BLOCK_K="constexpr")
+               p_per_split="i32", BLOCK_B="constexpr", BLOCK_P="constexpr", BLOCK_K="constexpr", LO="constexpr")
     compile_for_gpu(projection.__file__, [
-        ("_project_kernel", sig, dict(BLOCK_B=16, BLOCK_P=64, BLOCK_K=64), dict(num_warps=4)),
-        ("_project_kernel", dict(sig, g_ptr="*fp32"), dict(BLOCK_B=32, BLOCK_P=64, BLOCK_K=64, s_gp=1), {}),
+        ("_project_kernel", sig, dict(BLOCK_B=16, BLOCK_P=64, BLOCK_K=64, LO=128), dict(num_warps=4)),
+        ("_project_kernel", dict(sig, g_ptr="*fp32"), dict(BLOCK_B=32, BLOCK_P=64, BLOCK_K=64, LO=128, s_gp=1), {}),
     ])
