@@ -50,7 +50,7 @@ class Checkpoint:
 def checkpoint_steps(steps: int, checkpoints: int) -> list[int]:
     """The 0-based steps after which a snapshot is taken: the ends of `checkpoints` equal segments
     (fewer when there are fewer steps than checkpoints)."""
-    return sorted({max(0, round(steps * (i + 1) / checkpoints) - 1) for i in range(checkpoints)})
+    return sorted({max(0, -(-steps * (i + 1) // checkpoints) - 1) for i in range(checkpoints)})
 
 
 def segment_weights(steps: int, ends: Sequence[int], peak: float) -> list[float]:
