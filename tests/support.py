@@ -85,6 +85,10 @@ EXECUTOR_METHODS = {
               "method.color.proxy.hidden": 16, "method.color.proxy.heads": 2, "method.color.proxy.layers": 1,
               "method.color.proxy.context": 16, "method.color.proxy.vocab": 64, "method.color.proxy.batch_size": 4,
               "method.color.finetune_steps": 3},
+    # the warm-up proxy (tiny) trained on the pool; per-sample gradients of pool and target, projected
+    "less": {"method.name": "less", "method.less.proxy.steps": 3, "method.less.proxy.sample": 1.0, "method.less.proxy.hidden": 16,
+             "method.less.proxy.heads": 2, "method.less.proxy.layers": 1, "method.less.proxy.context": 16, "method.less.proxy.vocab": 64,
+             "method.less.proxy.batch_size": 4, "method.less.dim": 128, "method.less.checkpoints": 2, "method.less.batch_samples": 3},
     "betr": {"method.name": "betr", "method.betr.sample": 0.6, "method.betr.positive_fraction": 0.25, "method.betr.num_buckets": 4096},
     "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
 }
