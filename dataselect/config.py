@@ -208,9 +208,10 @@ class QuadConfig(_Section):
     probes: int = Field(10, gt=0)  # samples drawn (seeded) from each picked cluster per round
     clusters_per_round: int = Field(50, gt=0)  # clusters picked per round (the top by UCB score)
     alpha: float = Field(1e-4, ge=0.0)  # UCB exploration weight
-    threshold: float = 0.0  # reward = mean influence of a cluster's probes - threshold
+    threshold: float | None = None  # reward = mean influence of a pull's probes - threshold (None: the mean influence of every row drawn so far)
     neighbour_radius: float = Field(0.2, ge=0.0)  # rewards propagate to clusters whose centroids lie within this cosine distance
     max_fraction: float = Field(0.3, gt=0.0, le=1.0)  # at most this share of the pool gets gradients
+    oversample: float = Field(3.0, ge=1.0)  # rounds stop once the rows of accepted pulls reach oversample x budget
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
 
 
@@ -327,6 +328,7 @@ METHODS = {
     "betr": "dataselect.select.betr:BETRMethod",
     "quality": "dataselect.select.quality:QualityMethod",
     "less": "dataselect.select.less:LessMethod",
+    "quad": "dataselect.select.quad:QuadMethod",
     "random": "dataselect.select.random:RandomMethod",
     "apply": "dataselect.select.apply:ApplyMethod",
 }

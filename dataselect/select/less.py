@@ -172,13 +172,13 @@ class LessMethod(Declared):
         pool = scored["pool"]
         scores, bad = self.pool_scores(pool)
         chosen, task, eligible = self.choose(context, pool, scores, bad)
-        return self.selection(pool, scores, chosen, task, eligible, self.metrics(scores, bad))
+        columns = {"n_tokens": pool.store.column("n_tokens").to_numpy()[chosen].astype(np.int64).tolist()}
+        return self.selection(pool, scores, chosen, task, eligible, self.metrics(scores, bad), columns)
 
     def selection(self, pool: ScoredSource, scores: np.ndarray, chosen: np.ndarray, task: np.ndarray, eligible: np.ndarray,
-                  metrics: dict[str, Any]) -> Selection:
-        """The Selection of `chosen` rows of the pool store."""
+                  metrics: dict[str, Any], columns: dict[str, list]) -> Selection:
+        """The Selection of `chosen` rows of the pool store, with the method's own selection.parquet `columns`."""
         store = pool.store
-        columns: dict[str, list] = {"n_tokens": store.column("n_tokens").to_numpy()[chosen].astype(np.int64).tolist()}
         if len(self.task_names) > 1:
             columns["task"] = [self.task_names[t] for t in task]
         return Selection(**selected_rows(store, chosen), scores=scores[chosen, task], columns=columns, metrics=metrics,

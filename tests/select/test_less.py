@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import MATH, MINILM, OTHER, write_jsonl
+from support import MATH, MINILM, OTHER, run_shipped_config, write_jsonl
 
 import dataselect
 import dataselect.pipeline
@@ -105,9 +105,5 @@ def test_less_needs_a_target(tmp_path):
 
 
 def test_configs_less_yaml_runs_on_the_demo_pool(tmp_path):
-    root = Path(__file__).resolve().parents[2]
-    overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
-                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False,
-                 "output.show_top": 0, "input.limit": 120, **TINY}
-    result = dataselect.pipeline.run(dataselect.load_config(root / "configs" / "less.yaml", overrides), quiet=True)
+    result = run_shipped_config(tmp_path, "less", {"input.limit": 120, **TINY})
     assert result.manifest["method"]["warmup"]["checkpoints"] == 2 and len(result.ids) > 0
