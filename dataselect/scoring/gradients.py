@@ -103,13 +103,18 @@ class GradientStage:
                 "device_type": resolve_device(self.device).type, "warmup": self.warmup.identity}
 
     def setup(self, device: str | None) -> None:
+        from dataselect.scoring.warmup import load_warmup
+
+        id_map, checkpoints, _ = load_warmup(self.warmup.path)
+        self.load(id_map, checkpoints, device or self.device)
+
+    def load(self, id_map: np.ndarray, checkpoints: list[Any], device: str) -> None:
+        """Set up from warm-up snapshots in memory (a saved scorer's): one model per checkpoint, Adam moments flattened."""
         from dataselect.scoring.causal import SampleEncoder
         from dataselect.scoring.models import load_tokenizer, resolve_device, resolve_model_path
         from dataselect.scoring.proxy import proxy_model
-        from dataselect.scoring.warmup import load_warmup
 
-        torch_device = resolve_device(device or self.device)
-        id_map, checkpoints, _ = load_warmup(self.warmup.path)
+        torch_device = resolve_device(device)
         self._models = []
         for point in checkpoints:
             model = proxy_model(self.proxy_config, int(id_map.max()) + 1)
@@ -144,11 +149,14 @@ class GradientStage:
         return torch.stack(out, dim=1)
 
     def score(self, samples: list["Sample"], prepared: Any = None) -> ShardOutput:
-        from dataselect.scoring.batching import token_budget_batches
-
         if self._models is None:
             raise RuntimeError("GradientStage.score before setup")
-        prepared = self.prepare(samples) if prepared is None else prepared
+        return self.score_prepared(self.prepare(samples) if prepared is None else prepared, len(samples))
+
+    def score_prepared(self, prepared: list[Any], docs: int | None = None) -> ShardOutput:
+        """score's work on encoded samples (SampleEncoder's PreparedSample list)."""
+        from dataselect.scoring.batching import token_budget_batches
+
         n = len(prepared)
         grads = np.zeros((n, len(self._models), self.dim), np.float16)  # [n, C, dim]
         n_tokens = np.zeros(n, np.int64)
@@ -169,7 +177,7 @@ class GradientStage:
         import pyarrow as pa
 
         columns = {"n_tokens": pa.array(n_tokens, pa.int64()), "error": pa.array([p.error for p in prepared], pa.string())}
-        counters = {"docs": len(samples), "tokens": int(sum(len(p.ids) for p in prepared)), "scored_tokens": int(n_tokens.sum()),
+        counters = {"docs": n if docs is None else docs, "tokens": int(sum(len(p.ids) for p in prepared)), "scored_tokens": int(n_tokens.sum()),
                     "padded_tokens": padded, "bad": int(sum(p.error is not None for p in prepared))}
         return ShardOutput(columns=columns, arrays={"grads": grads}, counters=counters)
 

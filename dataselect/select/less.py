@@ -10,13 +10,15 @@ select: S = sum_i eta_i X_i V_i^T (eta: the snapshots' mean learning rates, reno
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
+from dataselect.scorer.base import Scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Declared, Excluded, Selection, selected_rows, target_tasks, task_counts, task_scores, top_k
 from dataselect.select.figures import Bars, Curves, Figure, Table, seed_curves
@@ -74,6 +76,26 @@ def influence_histogram(scores: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[
     return {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}
 
 
+@dataclass
+class Matcher:
+    """The target side of the matching: features [M, C, d], each target's task and subtask, checkpoint weights eta [C]."""
+
+    features: torch.Tensor
+    task: np.ndarray
+    subtask: np.ndarray
+    eta: np.ndarray
+    num_tasks: int
+
+    def scores(self, blocks: Iterable[np.ndarray]) -> np.ndarray:
+        """Per-task influence of feature blocks ([n, C, d] each) -> [N, T] float64, in block order."""
+        parts = []
+        for block in blocks:
+            for start in range(0, len(block), POOL_TILE):
+                sims = influence(torch.from_numpy(np.asarray(block[start : start + POOL_TILE], np.float32)), self.features, self.eta)  # [t, M]
+                parts.append(task_influence(sims, self.task, self.subtask, self.num_tasks).double().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, self.num_tasks))
+
+
 class LessMethod(Declared):
     name = "less"
     description = "LESS: rank by cosine of Adam-preconditioned, projected per-sample gradients of a warm-up proxy LM to the target's (needs target.path)"
@@ -125,28 +147,19 @@ class LessMethod(Declared):
         keep = np.array([e is None for e in store.column("error").to_pylist()], bool) if len(task) else np.zeros(0, bool)
         if not keep.any():
             raise ConfigError("config error: target.path: no target sample has tokens to score")
-        self.target_features = torch.from_numpy(np.concatenate([np.asarray(f, np.float32) for f in store_features(store)])[keep])  # [M, C, d]
-        self.task_of_target, self.subtask_of_target = task[keep], subtask[keep]
+        features = torch.from_numpy(np.concatenate([np.asarray(f, np.float32) for f in store_features(store)])[keep])  # [M, C, d]
         self.task_names = [str(n) for n in names]
-        self.task_sizes = {name: int((self.task_of_target == t).sum()) for t, name in enumerate(self.task_names)}
+        self.matcher = Matcher(features, task[keep], subtask[keep], self.eta, len(self.task_names))
+        self.task_sizes = {name: int((self.matcher.task == t).sum()) for t, name in enumerate(self.task_names)}
         empty = [name for name, size in self.task_sizes.items() if size == 0]
         if empty:
             raise ConfigError(f"config error: target.path: task(s) {empty} have no target sample with tokens to score")
-
-    def features_scores(self, features: Iterator[np.ndarray]) -> np.ndarray:
-        """Per-task influence of feature blocks ([n, C, d] each) -> [N, T] float64, in block order."""
-        parts = []
-        for block in features:
-            for start in range(0, len(block), POOL_TILE):
-                sims = influence(torch.from_numpy(np.asarray(block[start : start + POOL_TILE], np.float32)), self.target_features, self.eta)
-                parts.append(task_influence(sims, self.task_of_target, self.subtask_of_target, len(self.task_names)).double().numpy())
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.task_names)))
 
     def pool_scores(self, pool: ScoredSource) -> tuple[np.ndarray, np.ndarray]:
         """(influence [N, T] float64, NaN for samples without a gradient; [N] bool: those samples)."""
         store = pool.store
         bad = np.array([e is not None for e in store.column("error").to_pylist()], bool)
-        scores = self.features_scores(store_features(store))
+        scores = self.matcher.scores(store_features(store))
         scores[bad] = np.nan
         return scores, bad
 
@@ -216,3 +229,60 @@ class LessMethod(Declared):
             out.append(Curves(curves, "warm-up run: training loss", "step", "loss", "The warm-up proxy's training loss per step; "
                               "the gradient features are taken at its checkpoints."))
         return out
+
+    def saved_scorer(self, context: Any, folder: Any, selection: Selection) -> None:
+        """The warm-up snapshots (weights and Adam moments, one safetensors file each), the reduced vocabulary, the
+        target's features with their tasks, and the settings the gradient stage ran with."""
+        from dataselect.scorer.base import portable_name, render_fields, save_scorer
+        from dataselect.scoring.warmup import load_warmup
+
+        config, options = context.config, context.config.method.less
+        id_map, checkpoints, _ = load_warmup(self.warmup.path)
+        weights = {}
+        for i, point in enumerate(checkpoints):
+            for part, tensors in (("state", point.state), ("exp_avg", point.exp_avg), ("exp_avg_sq", point.exp_avg_sq)):
+                weights[f"{part}-{i}"] = {key: value.numpy() for key, value in tensors.items()}
+        description = {"render": render_fields(config.input, self.renderer.conversation_style), "tokenizer": portable_name(config.model.name),
+                       "less": {"proxy": options.proxy.model_dump(mode="json"), "dim": options.dim, "projection_seed": options.projection_seed,
+                                "batch_tokens": options.batch_tokens, "batch_samples": options.batch_samples, "checkpoints": len(checkpoints)}}
+        arrays = {"id_map": id_map, "target_features": self.matcher.features.numpy(), "task_of_target": self.matcher.task.astype(np.int64),
+                  "subtask_of_target": self.matcher.subtask.astype(np.int64), "eta": self.eta}
+        save_scorer(folder, context, selection, self.task_names, description, arrays, weights)
+
+
+class LessScorer(Scorer):
+    """LESS reloaded: a record's Adam gradient features under the saved warm-up snapshots, matched to the saved
+    target features (the run's numbers: float16 features, the same projection)."""
+
+    method = "less"
+    gpu = True
+
+    def __init__(self, description: dict, arrays: dict[str, Any], folder: Any, device: str = "auto") -> None:
+        super().__init__(description, arrays, folder)
+        from dataselect.config import ProxyConfig, SourceConfig
+        from dataselect.scoring.gradients import GradientStage
+        from dataselect.scoring.warmup import Checkpoint
+
+        options = description["less"]
+        source = SourceConfig(**description["render"])
+        self.stage = GradientStage(None, ProxyConfig(**options["proxy"]), description["tokenizer"], source, "adam", int(options["dim"]),  # type: ignore[arg-type]
+                                   int(options["projection_seed"]), device, int(options["batch_tokens"]), int(options["batch_samples"]))
+        points = [Checkpoint(*({k: torch.from_numpy(np.array(v)) for k, v in arrays[f"{part}-{i}"].items()} for part in ("state", "exp_avg", "exp_avg_sq")),
+                             weight=0.0, step=i) for i in range(int(options["checkpoints"]))]
+        self.stage.load(np.asarray(arrays["id_map"], np.int64), points, device)
+        self.renderer = scorer_renderer(description, description["tokenizer"])
+        self.matcher = Matcher(torch.from_numpy(np.asarray(arrays["target_features"], np.float32)), np.asarray(arrays["task_of_target"], np.int64),
+                               np.asarray(arrays["subtask_of_target"], np.int64), np.asarray(arrays["eta"], np.float64), len(self.tasks))
+
+    def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
+        prepared = self.stage._encoder.encode(texts, records)
+        output = self.stage.score_prepared(prepared)
+        scores = self.matcher.scores([output.arrays["grads"]])  # [n, T]
+        scores[[p.error is not None for p in prepared]] = np.nan
+        return scores
+
+    def close(self) -> None:
+        self.stage.close()
+
+
+LessMethod.scorer_type = LessScorer

@@ -106,7 +106,7 @@ class QuadMethod(LessMethod):
         if not int(store.rows().sum()):
             return
         rows = np.array([row_of[int(p)] for p in store.column("position").to_numpy()], np.int64)
-        scores = self.features_scores(store_features(store))  # [n, T]
+        scores = self.matcher.scores(store_features(store))  # [n, T]
         scores[np.array([e is not None for e in store.column("error").to_pylist()], bool)] = np.nan
         self.influence[rows] = scores
 
