@@ -6,7 +6,7 @@ import numpy as np
 
 from dataselect.io.samples import Sample
 from dataselect.scoring.proxy import training_sample
-from dataselect.scoring.sampled import KEY_SPACE, SampledStage, count_limit, fraction_limit, sample_key, sample_keys
+from dataselect.scoring.sampled import KEY_SPACE, ChosenStage, SampledStage, count_limit, fraction_limit, sample_key, sample_keys
 from dataselect.scoring.stage import Resources, ShardOutput
 
 
@@ -71,3 +71,14 @@ def test_the_stage_scores_only_the_kept_rows_and_keys_its_store_by_the_sample():
     assert stage.identity() != SampledStage(Echo(), 2, fraction_limit(0.5)).identity()
     assert stage.identity() != SampledStage(Echo(), 1, fraction_limit(0.4)).identity()
     assert sample_key(1, "a", salt="holdout") != sample_key(1, "a")
+
+
+def test_a_chosen_stage_scores_exactly_the_chosen_positions_and_keys_its_store_by_them():
+    samples = _samples(30)
+    inner = Echo()
+    stage = ChosenStage(inner, [3, 17, 29, 99])  # 99 is not in this shard
+    output = stage.score(samples[:20])
+    assert [s.position for s in output.rows] == [3, 17] and inner.seen == ["s3", "s17"]
+    assert [s.position for s in stage.score(samples[20:]).rows] == [29]
+    assert stage.identity() == ChosenStage(Echo(), [99, 29, 17, 3]).identity()  # a set: the order it came in does not matter
+    assert stage.identity() != ChosenStage(Echo(), [3, 17, 29]).identity()
