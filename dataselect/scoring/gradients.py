@@ -183,3 +183,10 @@ class GradientStage:
 
     def close(self) -> None:
         self._models, self._encoder = None, None
+
+
+def gradient_stage(config: Any, warmup: "Warmup", mode: str, source: SourceConfig) -> "GradientStage":
+    """The gradient stage of `source` under a run's warm-up: Adam features ("adam", the pool) or plain gradients ("sgd", the target)."""
+    options = config.method.less
+    return GradientStage(warmup, options.proxy, config.model.name, source, mode, options.dim, options.projection_seed,  # type: ignore[arg-type]
+                         config.runtime.device, options.batch_tokens, options.batch_samples)

@@ -118,11 +118,3 @@ def warmup_for(config: Any, cache_root: Any, pool_samples: Any) -> Warmup:
     except ValueError as error:
         raise InputError(f"input error: input.path: cannot train the warm-up model: {error}") from None
 
-
-def gradient_stage(config: Any, warmup: Warmup, mode: str, source: SourceConfig) -> Any:
-    """The gradient stage of `source` under a run's warm-up: Adam features ("adam", the pool) or plain gradients ("sgd", the target)."""
-    from dataselect.scoring.gradients import GradientStage
-
-    options = config.method.less
-    return GradientStage(warmup, options.proxy, config.model.name, source, mode, options.dim, options.projection_seed,  # type: ignore[arg-type]
-                         config.runtime.device, options.batch_tokens, options.batch_samples)

@@ -106,8 +106,9 @@ class LessMethod(Declared):
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
         from dataselect.io.plan import iter_samples
+        from dataselect.scoring.gradients import gradient_stage
         from dataselect.scoring.models import load_tokenizer, resolve_model_path
-        from dataselect.scoring.warmup import gradient_stage, load_warmup, warmup_for
+        from dataselect.scoring.warmup import load_warmup, warmup_for
         from dataselect.stats import SourceStats
 
         config = context.config
@@ -130,7 +131,7 @@ class LessMethod(Declared):
 
     def score_pool(self, context: Any, renderer: TextRenderer) -> dict[str, ScoredSource]:
         """The pool's gradient features (Quad overrides this to compute them only for the rows it draws)."""
-        from dataselect.scoring.warmup import gradient_stage
+        from dataselect.scoring.gradients import gradient_stage
 
         config = context.config
         return {"pool": context.score_source("pool", config.input, gradient_stage(config, self.warmup, "adam", config.input), renderer)}

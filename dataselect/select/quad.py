@@ -40,8 +40,8 @@ class QuadMethod(LessMethod):
     def score_pool(self, context: Any, renderer: TextRenderer) -> dict[str, ScoredSource]:
         """The pool's embeddings and clusters, then the bandit's rounds of gradient features."""
         from dataselect.scoring.embed import EmbedStage
+        from dataselect.scoring.gradients import gradient_stage
         from dataselect.scoring.sampled import ChosenStage
-        from dataselect.scoring.warmup import gradient_stage
         from dataselect.select.bandit import ClusterBandit
         from dataselect.select.cluster import random_keys
         from dataselect.select.cluster_method import pool_clusters
