@@ -34,7 +34,9 @@ GOLDEN = 0x61C88647  # 2^32 / phi mod 2^32 (odd, below 2^31): spreads the column
 SALT = 0x2545F491  # separates q's words from r's
 LO = 128  # columns per q block: s(p, j) = r(p, j // LO) * q(p, j % LO)
 DEFAULT_CHUNK_ELEMS = 1 << 22  # reference: g * r products formed at a time ([B * dim / LO, c] float32: 16 MiB)
-MAX_CHUNK_ROWS = 256  # ... and at most this many parameters: the hash temporaries ([c, LO] int64) stay in cache, below torch's parallel grain
+MAX_CHUNK_ROWS = 4096  # ... and at most this many parameters per GEMM
+FACTOR_CACHE_ELEMS = 1 << 26  # reference: keep the last (P, dim, seed)'s sign factors when P * (dim / LO + LO) fits (256 MiB)
+_FACTORS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # the kept factors: r [P, H], q [P, LO], by (P, dim, seed, device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,18 +79,36 @@ def signs_reference(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
     return (r[:, :, None] * q[:, None, :]).reshape(len(rows), -1)[:, :dim]
 
 
+def _kept_factors(P: int, dim: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The sign factors of parameters 0..P-1, hashed once and kept for the next block of the same shape (the gradient
+    stage projects every batch with the same P, dim and seed); None when they would exceed FACTOR_CACHE_ELEMS."""
+    if P * (-(-dim // LO) + LO) > FACTOR_CACHE_ELEMS:
+        return None
+    key = (P, dim, seed, str(device))
+    if key not in _FACTORS:
+        _FACTORS.clear()  # one shape at a time: memory stays bounded
+        parts = [sign_factors(torch.arange(p0, min(P, p0 + MAX_CHUNK_ROWS), dtype=torch.int64, device=device), dim, seed)
+                 for p0 in range(0, P, MAX_CHUNK_ROWS)]
+        _FACTORS[key] = (torch.cat([r for r, _ in parts]), torch.cat([q for _, q in parts]))
+    return _FACTORS[key]
+
+
 def project_reference(grads: torch.Tensor, dim: int, seed: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> torch.Tensor:
     """The projection streamed over parameter chunks: grads [B, P] (any float dtype) -> [B, dim] float32.
 
     Per chunk of c parameters: (g * r) [B * H, c] @ q [c, LO] with H = ceil(dim / LO); peak extra memory is
-    about chunk_elems floats, whatever P is."""
+    about chunk_elems floats plus the kept sign factors (P * (H + LO) floats, only while within FACTOR_CACHE_ELEMS),
+    never P * dim."""
     B, P = grads.shape
     H = -(-dim // LO)
     out = torch.zeros((B * H, LO), dtype=torch.float32, device=grads.device)  # [B * H, LO]
     step = max(1, min(MAX_CHUNK_ROWS, chunk_elems // max(B * H, 1)))
+    factors = _kept_factors(P, dim, seed, grads.device)
     for p0 in range(0, P, step):
-        rows = torch.arange(p0, min(P, p0 + step), dtype=torch.int64, device=grads.device)  # [c]
-        r, q = sign_factors(rows, dim, seed)  # [c, H], [c, LO]
+        if factors is not None:
+            r, q = factors[0][p0 : p0 + step], factors[1][p0 : p0 + step]  # views of the kept factors
+        else:
+            r, q = sign_factors(torch.arange(p0, min(P, p0 + step), dtype=torch.int64, device=grads.device), dim, seed)  # [c, H], [c, LO]
         scaled = grads[:, p0 : p0 + step].to(torch.float32)[:, None, :] * r.T[None, :, :]  # [B, H, c]
         out.addmm_(scaled.reshape(B * H, -1), q)  # [B * H, c] @ [c, LO]
     return out.view(B, H * LO)[:, :dim]

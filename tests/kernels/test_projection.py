@@ -42,6 +42,13 @@ def test_kernel_splits_and_strides(kernel_device: torch.device, poisoned: None) 
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)
 
 
+def test_kept_sign_factors_give_what_hashing_each_chunk_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = block(3, 5000)
+    kept = project_reference(g, 300, seed=4, chunk_elems=3 * 3 * 700)  # the factors of P = 5000 are hashed once and kept
+    monkeypatch.setattr(projection, "FACTOR_CACHE_ELEMS", 0)  # too large to keep: hashed chunk by chunk
+    assert torch.equal(project_reference(g, 300, seed=4, chunk_elems=3 * 3 * 700), kept)
+
+
 def test_signs_are_seeded_balanced_and_not_materialised_by_chunking() -> None:
     rows = torch.arange(4096)
     a, b = signs_reference(rows, 64, seed=0), signs_reference(rows, 64, seed=1)
