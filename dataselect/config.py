@@ -21,6 +21,20 @@ from dataselect.errors import ConfigError
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_fill_their_own_defaults(cls, data: Any) -> Any:
+        """A mapping given for a sub-section whose default is its own instance (method.color.proxy, method.less.proxy)
+        fills the keys it leaves out from that instance, not from the sub-section class's generic defaults."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            value, default = merged.get(name), field.default
+            if isinstance(value, dict) and isinstance(default, BaseModel):
+                merged[name] = default.model_dump() | value
+        return merged
+
 
 class SourceConfig(_Section):
     """Where samples come from and how a sample becomes one text."""

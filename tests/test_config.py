@@ -162,3 +162,13 @@ def test_a_dash_is_standard_input_not_a_yaml_list(tmp_path):
     config_file = tmp_path / "stdin.yaml"
     config_file.write_text('input:\n  path: "-"\n')
     assert load_config(config_file).input.path == "-"
+
+
+def test_one_key_of_a_sub_section_keeps_its_sections_own_defaults():
+    """method.color.proxy and method.less.proxy default to their own ProxyConfig; overriding one key keeps the rest of it."""
+    from dataselect.config import ColorConfig, LessConfig, ProxyConfig
+
+    config = load_config(None, {"method.less.proxy.steps": 3, "method.color.proxy.hidden": 32})
+    assert config.method.less.proxy == LessConfig().proxy.model_copy(update={"steps": 3})
+    assert config.method.color.proxy == ColorConfig().proxy.model_copy(update={"hidden": 32})
+    assert config.method.el2n.proxy == ProxyConfig()
