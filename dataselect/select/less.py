@@ -120,6 +120,7 @@ class LessMethod(Declared):
             self.warmup = warmup_for(config, context.cache_root, lambda: iter_samples(config.input, renderer, SourceStats("pool")))
         _, checkpoints, self.warmup_losses = load_warmup(self.warmup.path)
         self.eta = checkpoint_weights([c.weight for c in checkpoints])
+        self.gradient_size = int(sum(v.numel() for v in checkpoints[0].exp_avg.values()))  # P: the proxy's parameters
         self.renderer = renderer
         fields = {name: field for name, field in (("task", config.target.task_field), ("subtask", config.method.less.subtask_field)) if field}
         target = context.score_source("target", config.target, gradient_stage(config, self.warmup, "sgd", config.target),
@@ -207,6 +208,8 @@ class LessMethod(Declared):
             "warmup": {**identity["proxy"], "seed": identity["seeds"][0], "sample_size": identity["sample_size"],
                        "checkpoints": identity["checkpoints"]},
             "checkpoint_weights": [round(float(e), 6) for e in self.eta],
+            "gradient_size": self.gradient_size,
+            "projection_dim": int(self.matcher.features.shape[2]),
             "warmup_training_loss": [[round(v, 5) for v in curve] for curve in self.warmup_losses],
             "unscored_bad": int(bad.sum()),
             "influence_histogram": {name: influence_histogram(scores[:, t]) for t, name in enumerate(self.task_names)},

@@ -83,6 +83,7 @@ def test_less_selects_with_a_manifest_and_report_figures(tmp_path):
     metrics = result.manifest["method"]
     assert metrics["checkpoint_weights"] == pytest.approx(checkpoint_weights(metrics["checkpoint_weights"]).tolist())
     assert len(metrics["checkpoint_weights"]) == 2 and sum(metrics["influence_histogram"]["target"]["counts"]) == n
+    assert metrics["projection_dim"] == 256 and metrics["gradient_size"] > 1000
     assert "influence on task target" in (result.output_dir / "report.html").read_text()
     again = _run(tmp_path, pool, target, name="again", method__exclude_target_copies=False)  # the same seed, from the cache
     assert again.ids == result.ids and np.array_equal(again.selection.scores, result.selection.scores)
