@@ -40,9 +40,10 @@ def common_overrides(pool: Path, target: Path, budget: int, extra: list[str]) ->
             f"method.budget={budget}", "runtime.progress=false", "output.show_top=0", *extra]
 
 
-def run_method(method: str, overrides: list[str], out: Path, source_of: dict[str, str]) -> dict:
-    """`dataselect run` for one method from an empty cache, measured as a process tree; prints and returns its figures."""
-    with work_folder(f"dataselect-bench-{method}-") as cache:  # an empty cache for each run
+def run_method(method: str, overrides: list[str], out: Path, source_of: dict[str, str], keep_cache: str | None = None) -> dict:
+    """`dataselect run` for one method from an empty cache, measured as a process tree; prints and returns its figures.
+    keep_cache: an empty folder to use as the cache and leave in place (for figures read from it afterwards)."""
+    with work_folder(f"dataselect-bench-{method}-", keep_cache) as cache:  # an empty cache for each run
         items = [f"method.name={method}", *overrides, f"output.dir={out}", f"runtime.cache_dir={cache}"]
         command = [sys.executable, "-m", "dataselect.cli", "run", "-q", *[arg for item in items for arg in ("--set", item)]]
         measured = run_measured(command)

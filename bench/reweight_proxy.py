@@ -96,7 +96,7 @@ def main() -> None:
             losses = per_row_loss(model, x)
             return losses.mean() if reweighter is None else reweighter(losses, step)
 
-        def evaluate(step, model, curve=curve):
+        def evaluate(step, model, optimizer, curve=curve):
             if (step + 1) % args.eval_every and step + 1 != args.steps:
                 return
             with torch.no_grad():

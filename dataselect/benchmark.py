@@ -3,7 +3,8 @@
     dataselect bench [--n N] [--pool PATH] [--model NAME] [--device auto|cpu|cuda] [--json FILE]
 
 Stages: read + render, tokenise, the model forward, pooling, EL2N (the LM-head kernel on random hidden
-states), DSIR's n-gram weights (the kernel on the pool's token ids), k-means (faiss, on random unit
+states), DSIR's n-gram weights (the kernel on the pool's token ids), LESS's random projection (random
+gradients) and gradient features (the default warm-up proxy on the pool's samples), k-means (faiss, on random unit
 vectors), top-K, and the whole RDS+ pipeline (a fresh cache, so it embeds). Per stage: docs/s and
 tokens/s; for the forward its model FLOP utilisation (dataselect.hardware: 2 x linear parameters x real
 tokens against the GPU's dense bf16 peak, or a measured matmul rate on the CPU); for the memory-bound
@@ -175,6 +176,52 @@ def el2n_row(hidden_size: int, vocab: int, dtype: Any, device: Any, peak: float)
     achieved = 2 * B * T * hidden_size * vocab / seconds
     return Row("EL2N (LM head)", B, B * T, seconds, f"random hidden [{B}, {T}, {hidden_size}], V={vocab:,}",
                tflops_per_s=achieved / 1e12, mfu=achieved / peak)
+
+
+def projection_row(device: Any, peak: float, copy_bw: float, quick: bool) -> Row:
+    """The seeded random projection (LESS's features) of a [16, P] gradient block to 8,192 dimensions (smaller on a CPU)."""
+    import torch
+
+    from dataselect.kernels.projection import project
+
+    cuda = torch.device(device).type == "cuda"
+    B, P, dim = 16, (1 << 22 if cuda else 1 << 16) >> (4 if quick else 0), 8192 if cuda and not quick else 1024
+    grads = torch.randn(B, P, generator=torch.Generator().manual_seed(0)).to(device)  # [B, P]
+    seconds = timed(lambda: project(grads, dim, 0), device)
+    achieved = 2 * B * P * dim / seconds
+    gbps = grads.numel() * grads.element_size() / seconds / 1e9
+    return Row("projection", B, 0, seconds, f"random gradients [{B}, {P:,}] -> {dim:,} dims (signs hashed on the fly)",
+               tflops_per_s=achieved / 1e12, mfu=achieved / peak, gb_per_s=gbps, pct_copy_bandwidth=100 * gbps * 1e9 / copy_bw)
+
+
+def gradient_row(samples: list[Any], device: Any, quick: bool) -> Row:
+    """LESS's gradient stage (per-sample gradients of the default warm-up proxy, Adam feature, projection) on the pool's
+    samples; GB/s counts the per-sample gradients it forms and projects."""
+    import torch
+
+    from dataselect.config import LessConfig, ModelConfig, SourceConfig
+    from dataselect.scoring.gradients import GradientStage
+    from dataselect.scoring.proxy import proxy_model
+    from dataselect.scoring.warmup import Checkpoint
+
+    options = LessConfig()
+    cuda = torch.device(device).type == "cuda"
+    count = min(len(samples), 16 if quick else 512 if cuda else 64)
+    torch.manual_seed(0)
+    model = proxy_model(options.proxy, options.proxy.vocab)  # a freshly initialised warm-up proxy: the cost does not depend on its weights
+    zeros = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    dim = 1024 if quick else options.dim
+    stage = GradientStage(None, options.proxy, ModelConfig().name, SourceConfig(), "adam", dim, 0, str(device),  # type: ignore[arg-type]
+                          options.batch_tokens, options.batch_samples)
+    id_map = np.arange(1 << 16) % options.proxy.vocab  # every tokenizer id onto the proxy's classes (a trained map keeps the frequent ones)
+    stage.load(id_map, [Checkpoint(model.state_dict(), zeros, zeros, 1.0, 0)], str(device))
+    prepared = stage._encoder.encode([s.text for s in samples[:count]], [s.record for s in samples[:count]])
+    seconds = timed(lambda: stage.score_prepared(prepared), device, min_runs=1)
+    params = sum(p.numel() for p in model.parameters())
+    gbps = count * params * 4 / seconds / 1e9
+    return Row("LESS gradients", count, int(sum(len(p.ids) for p in prepared)), seconds,
+               f"LESS proxy ({params / 1e6:.2f}M params) per-sample gradients, Adam feature, {dim:,}-dim projection, one checkpoint",
+               gb_per_s=gbps)
 
 
 def ngram_row(tokens: Any, device: Any, copy_bw: float, num_buckets: int = 10_000) -> Row:
@@ -356,6 +403,8 @@ def run_bench(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]
         rows.append(pooling_row(hidden_size, embedder.loaded.pooling, dtype, device, copy_bw))
         rows.append(el2n_row(hidden_size, len(spec.tokenizer), dtype, device, peak))
         rows.append(ngram_row(tokens, device, copy_bw))
+        rows.append(projection_row(device, peak, copy_bw, args.quick))
+        rows.append(gradient_row(samples, device, args.quick))
         rows.append(kmeans_row(hidden_size, 2_000 if args.quick else max(20_000, n)))
         rows.append(top_k_row(100_000 if args.quick else max(1_000_000, 10 * n), device))
         del embedder

@@ -21,6 +21,20 @@ from dataselect.errors import ConfigError
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_fill_their_own_defaults(cls, data: Any) -> Any:
+        """A mapping given for a sub-section whose default is its own instance (method.color.proxy, method.less.proxy)
+        fills the keys it leaves out from that instance, not from the sub-section class's generic defaults."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, field in cls.model_fields.items():
+            value, default = merged.get(name), field.default
+            if isinstance(value, dict) and isinstance(default, BaseModel):
+                merged[name] = default.model_dump() | value
+        return merged
+
 
 def local_only(value: Any) -> Any:
     """`value` (a path or a list of them) unchanged; an object-storage URL (s3://, gs:// ...) is refused by
@@ -202,6 +216,35 @@ class BETRConfig(_Section):
         return value
 
 
+class LessConfig(_Section):
+    """LESS (METHODS.md section 10): Adam-preconditioned per-sample gradients of a warm-up proxy LM, randomly
+    projected, matched by cosine to the target's plain gradients; averaged over the warm-up checkpoints."""
+
+    dim: int = Field(8192, gt=0)  # projected dimensions
+    checkpoints: int = Field(4, gt=0)  # warm-up snapshots (LESS: one per epoch), weighted by their mean learning rate
+    projection_seed: int = 0  # the random projection's seed (LESS: 0); one projection for pool and target
+    batch_tokens: int = Field(4096, gt=0)  # padded tokens per per-sample-gradient batch
+    batch_samples: int = Field(32, gt=0)  # ... and at most this many samples (a [samples, parameters] block per batch)
+    subtask_field: str | None = None  # a target field naming subtasks: a task's score is the max over its subtasks' means
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+    # the warm-up proxy, trained on a seeded 5% of the pool for 4 passes (LESS's warm-up), sized for a 2-core CPU
+    proxy: ProxyConfig = ProxyConfig(steps=400, epochs=4.0, sample=0.05, context=64, vocab=1024, hidden=64, heads=4, lr=6e-3)
+
+
+class QuadConfig(_Section):
+    """Quad (METHODS.md 5.2): a UCB bandit over method.cluster's k-means clusters of the pool embeddings draws
+    samples from the clusters it picks and computes LESS influence (method.less) only for the drawn rows."""
+
+    probes: int = Field(10, gt=0)  # samples drawn (seeded) from each picked cluster per round
+    clusters_per_round: int = Field(50, gt=0)  # clusters picked per round (the top by UCB score)
+    alpha: float = Field(1e-4, ge=0.0)  # UCB exploration weight
+    threshold: float | None = None  # reward = mean influence of a pull's probes - threshold (None: the mean influence of every row drawn so far)
+    neighbour_radius: float = Field(0.2, ge=0.0)  # rewards propagate to clusters whose centroids lie within this cosine distance
+    max_fraction: float = Field(0.3, gt=0.0, le=1.0)  # at most this share of the pool gets gradients
+    oversample: float = Field(3.0, ge=1.0)  # rounds stop once the rows of accepted pulls reach oversample x budget
+    dedup: bool = True  # collapse exact-duplicate pool texts before selecting
+
+
 class QualityConfig(_Section):
     """Quality raters (METHODS.md section 9): a Hugging Face sequence-classification model (rater: model), or a
     linear head the run trains (rater: trained) on pooled embeddings or hashed n-grams, from labels on the pool's
@@ -314,6 +357,8 @@ METHODS = {
     "color": "dataselect.select.color:ColorMethod",
     "betr": "dataselect.select.betr:BETRMethod",
     "quality": "dataselect.select.quality:QualityMethod",
+    "less": "dataselect.select.less:LessMethod",
+    "quad": "dataselect.select.quad:QuadMethod",
     "random": "dataselect.select.random:RandomMethod",
     "apply": "dataselect.select.apply:ApplyMethod",
 }
@@ -334,6 +379,8 @@ class MethodConfig(_Section):
     color: ColorConfig = ColorConfig()
     betr: BETRConfig = BETRConfig()
     quality: QualityConfig = QualityConfig()
+    less: LessConfig = LessConfig()
+    quad: QuadConfig = QuadConfig()
     apply: ApplyConfig = ApplyConfig()
 
     @field_validator("name")

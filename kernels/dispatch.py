@@ -1,5 +1,5 @@
 """The one place that decides, per call, whether a kernel family runs its Triton kernel or its torch
-reference; every family (pooling, el2n, ngram, reweight) asks `use_triton` and imports `triton` / `tl`
+reference; every family (pooling, el2n, ngram, reweight, projection) asks `use_triton` and imports `triton` / `tl`
 from here, so an install without Triton and the override below behave the same everywhere.
 
     DATASELECT_KERNELS=auto       (default) Triton for CUDA tensors when triton imports, the reference otherwise

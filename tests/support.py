@@ -47,11 +47,12 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def run_shipped_config(tmp_path: Path, name: str):
-    """configs/<name>.yaml on the demo pool and target, into tmp_path (no progress bars)."""
+def run_shipped_config(tmp_path: Path, name: str, extra: dict | None = None):
+    """configs/<name>.yaml on the demo pool and target, into tmp_path (no progress bars); `extra` overrides more keys."""
     root = Path(__file__).resolve().parents[1]
     overrides = {"input.path": str(root / "configs" / "demo" / "pool.jsonl"), "target.path": str(root / "configs" / "demo" / "target.jsonl"),
-                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0}
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.progress": False, "output.show_top": 0,
+                 **(extra or {})}
     return pipeline.run(dataselect.load_config(root / "configs" / f"{name}.yaml", overrides), quiet=True)
 
 
@@ -85,6 +86,15 @@ EXECUTOR_METHODS = {
               "method.color.proxy.hidden": 16, "method.color.proxy.heads": 2, "method.color.proxy.layers": 1,
               "method.color.proxy.context": 16, "method.color.proxy.vocab": 64, "method.color.proxy.batch_size": 4,
               "method.color.finetune_steps": 3},
+    # the warm-up proxy (tiny) trained on the pool; per-sample gradients of pool and target, projected
+    "less": {"method.name": "less", "method.less.proxy.steps": 3, "method.less.proxy.sample": 1.0, "method.less.proxy.hidden": 16,
+             "method.less.proxy.heads": 2, "method.less.proxy.layers": 1, "method.less.proxy.context": 16, "method.less.proxy.vocab": 64,
+             "method.less.proxy.batch_size": 4, "method.less.dim": 128, "method.less.checkpoints": 2, "method.less.batch_samples": 3},
+    # LESS's influence for the rows a UCB bandit over 4 k-means clusters draws
+    "quad": {"method.name": "quad", "method.cluster.num_clusters": 4, "method.quad.probes": 2, "method.quad.clusters_per_round": 2,
+             "method.quad.oversample": 1.0, "method.less.proxy.steps": 3, "method.less.proxy.sample": 1.0, "method.less.proxy.hidden": 16,
+             "method.less.proxy.heads": 2, "method.less.proxy.layers": 1, "method.less.proxy.context": 16, "method.less.proxy.vocab": 64,
+             "method.less.proxy.batch_size": 4, "method.less.dim": 128, "method.less.checkpoints": 2},
     "betr": {"method.name": "betr", "method.betr.sample": 0.6, "method.betr.positive_fraction": 0.25, "method.betr.num_buckets": 4096},
     "semdedup": {"method.name": "semdedup", "method.cluster.num_clusters": 4, "method.semdedup.eps": 0.2, "method.budget": 1.0},
 }

@@ -13,7 +13,8 @@ from support import MINILM, TOKENIZER_FILES
 from dataselect import benchmark
 from dataselect.hardware import linear_parameters
 
-STAGES = ["read + render", "tokenise", "forward", "pooling", "EL2N (LM head)", "n-gram weights", "k-means (faiss)", "top-K", "RDS+ pipeline"]
+STAGES = ["read + render", "tokenise", "forward", "pooling", "EL2N (LM head)", "n-gram weights", "projection", "LESS gradients", "k-means (faiss)", "top-K",
+          "RDS+ pipeline"]
 
 
 HIDDEN, LAYERS, INTERMEDIATE = 192, 3, 768
@@ -59,6 +60,7 @@ def test_every_stage_has_a_row_with_throughput(figures):
     assert rows["read + render"]["docs"] == rows["forward"]["docs"] == 120
     assert rows["RDS+ pipeline"]["docs"] == 120 + 100  # pool and the generated target, embedded
     assert 0 < rows["pooling"]["pct_copy_bandwidth"] and 0 < rows["n-gram weights"]["gb_per_s"]
+    assert 0 < rows["projection"]["gb_per_s"] and 0 < rows["projection"]["tflops_per_s"] and 0 < rows["LESS gradients"]["gb_per_s"]
     assert abs(sum(r["share"] for r in data["rows"][:-1]) - 1) < 1e-9
     assert data["peak_source"] == "measured float32 matmul (cpu)" and data["copy_bandwidth"] > 0
     assert "RDS+ pipeline wall time: forward" in printed and "forward check:" in printed

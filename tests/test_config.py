@@ -170,3 +170,13 @@ def test_an_object_storage_cache_is_one_line_naming_the_key():
     assert load_config(None, {"output.dir": "s3://bucket/out"}).output.dir == "s3://bucket/out"
     config = load_config(None, {"input.path": ["s3://bucket/pool/", "hf:gsm8k"], "runtime.storage_options": {"anon": True}})
     assert config.input.path == ["s3://bucket/pool/", "hf:gsm8k"] and config.runtime.storage_options == {"anon": True}
+
+
+def test_one_key_of_a_sub_section_keeps_its_sections_own_defaults():
+    """method.color.proxy and method.less.proxy default to their own ProxyConfig; overriding one key keeps the rest of it."""
+    from dataselect.config import ColorConfig, LessConfig, ProxyConfig
+
+    config = load_config(None, {"method.less.proxy.steps": 3, "method.color.proxy.hidden": 32})
+    assert config.method.less.proxy == LessConfig().proxy.model_copy(update={"steps": 3})
+    assert config.method.color.proxy == ColorConfig().proxy.model_copy(update={"hidden": 32})
+    assert config.method.el2n.proxy == ProxyConfig()

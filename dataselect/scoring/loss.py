@@ -210,20 +210,13 @@ def loss_stage_for(config: Any, cache_root: Any, pool_samples: Any, scorer: str 
     proxy default to method.el2n's (CoLoR-Filter's prior passes method.color's)."""
     from pathlib import Path
 
-    from dataselect.scoring.models import load_tokenizer, resolve_model_path
-    from dataselect.scoring.proxy import train_proxies, training_sample
+    from dataselect.scoring.proxy import train_proxies
 
     stage = LossStage(config.model, config.input, config.runtime.device, config.runtime.batch_tokens)
     if not uses_proxy(config, scorer):
         return stage
     proxy = config.method.el2n.proxy if proxy is None else proxy
-    path = resolve_model_path(config.model.name)
-    tokenizer = load_tokenizer(path, config.model.trust_remote_code)
-    samples = training_sample(pool_samples(), proxy.sample, config.method.seed)
-    if not samples:
-        from dataselect.errors import InputError
-
-        raise InputError("input error: input.path: no usable samples to train the proxy model on")
+    path, tokenizer, samples = proxy_sample(config, proxy, pool_samples)
     seeds = [config.method.seed + i for i in range(proxy.seeds)]
     try:
         trained = train_proxies(samples, tokenizer, path, config.input, proxy, seeds, Path(cache_root), config.runtime.progress)
@@ -233,3 +226,18 @@ def loss_stage_for(config: Any, cache_root: Any, pool_samples: Any, scorer: str 
         raise InputError(f"input error: input.path: cannot train the proxy model: {error}") from None
     return LossStage(config.model, config.input, config.runtime.device, config.runtime.batch_tokens,
                      proxies=trained, proxy_config=proxy, tokenizer_name=config.model.name)
+
+
+def proxy_sample(config: Any, proxy: ProxyConfig, pool_samples: Any) -> tuple[str, Any, list[Any]]:
+    """(tokenizer path, tokenizer, the proxy's training sample): the seeded `proxy.sample` of `pool_samples()`
+    a proxy (or LESS's warm-up run) trains on; an input error when the pool has no usable sample."""
+    from dataselect.errors import InputError
+    from dataselect.scoring.models import load_tokenizer, resolve_model_path
+    from dataselect.scoring.proxy import training_sample
+
+    path = resolve_model_path(config.model.name)
+    tokenizer = load_tokenizer(path, config.model.trust_remote_code)
+    samples = training_sample(pool_samples(), proxy.sample, config.method.seed)
+    if not samples:
+        raise InputError("input error: input.path: no usable samples to train the proxy model on")
+    return path, tokenizer, samples

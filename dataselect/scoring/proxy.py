@@ -102,7 +102,7 @@ def training_steps(config: ProxyConfig, rows: int) -> int:
     return max(1, min(config.steps, math.ceil(config.epochs * rows / config.batch_size)))
 
 
-def _learning_rate(step: int, steps: int, peak: float) -> float:
+def learning_rate(step: int, steps: int, peak: float) -> float:
     """Linear warm-up over the first 10% of steps, then cosine decay to a tenth of the peak."""
     warmup = max(1, steps // 10)
     if step < warmup:
@@ -120,7 +120,7 @@ def reshuffled(n: int, seed: int) -> Iterator[int]:
 
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
               label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
-              callback: Callable[[int, torch.nn.Module], None] | None = None,
+              callback: Callable[[int, torch.nn.Module, torch.optim.Optimizer], None] | None = None,
               targets: np.ndarray | None = None, model: torch.nn.Module | None = None,
               steps: int | None = None, lr: float | None = None,
               sampler: Iterable[int] | None = None) -> tuple[torch.nn.Module, list[float]]:
@@ -129,7 +129,7 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
     RS2Sampler's rounds). Returns the model (eval mode) and the training loss per step.
 
     objective(model, batch [b, T], step) -> scalar loss lets a caller change the loss (the reweighting
-    bench); None is the plain mean token loss. callback(step, model) runs after each step. targets
+    bench); None is the plain mean token loss. callback(step, model, optimizer) runs after each step (a warm-up run reads Adam's state there). targets
     [R, context] (token ids, -100 where a token is not a target) restricts the plain loss to them.
     `model` trains that model instead of a freshly initialised proxy (fine-tuning, with its own `steps`
     and peak `lr`)."""
@@ -154,7 +154,7 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
         if targets is not None and not bool((y != -100).any()):
             y = x  # a batch without any target token (rare): the plain loss rather than NaN
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, peak)
+            group["lr"] = learning_rate(step, steps, peak)
         loss = model(input_ids=x, labels=y).loss if objective is None else objective(model, x, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,7 +163,7 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if callback is not None:
-            callback(step, model)
+            callback(step, model, optimizer)
     bar.close()
     return model.eval(), losses
 
@@ -221,6 +221,17 @@ def training_rows(prepared: Sequence[Any], id_map: np.ndarray | None, config: Pr
     return rows, targets
 
 
+def proxy_training_rows(samples: Sequence[Any], tokenizer: Any, source: SourceConfig,
+                        config: ProxyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """What a proxy trains on: (id_map [vocab] of the samples' reduced vocabulary, packed rows [R, context],
+    their targets [R, context] or None; see training_rows)."""
+    prepared = encoded_samples(samples, tokenizer, source, config.context)
+    vocab_size = max(len(tokenizer), int(max(int(p.ids.max()) for p in prepared)) + 1)
+    id_map = reduced_vocabulary(np.concatenate([p.ids for p in prepared]), vocab_size, config.vocab)
+    rows, targets = training_rows(prepared, id_map, config)
+    return id_map, rows, targets
+
+
 @dataclass
 class TrainedProxies:
     """The trained proxies, as the loss stage loads them in each worker: a file and its identity."""
@@ -245,10 +256,7 @@ def train_proxies(
     if path.exists():
         logger.info("proxy models found in the cache: %s", path)
         return TrainedProxies(str(path), plan.identity())
-    prepared = encoded_samples(samples, tokenizer, source, config.context)
-    vocab_size = max(len(tokenizer), int(max(int(p.ids.max()) for p in prepared)) + 1)
-    id_map = reduced_vocabulary(np.concatenate([p.ids for p in prepared]), vocab_size, config.vocab)
-    rows, targets = training_rows(prepared, id_map, config)
+    id_map, rows, targets = proxy_training_rows(samples, tokenizer, source, config)
     states, curves = [], []
     started = time.perf_counter()
     for seed in seeds:

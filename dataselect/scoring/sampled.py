@@ -4,7 +4,8 @@ worker count or executor.
 
 `SampledStage` runs another stage on the sampled part of each shard only (BETR embeds a sample of the
 pool this way), through the one score-phase loop: its store holds just the sampled rows, in stream
-order, and is keyed by the inner stage's identity plus the sample's seed and limit.
+order, and is keyed by the inner stage's identity plus the sample's seed and limit. `ChosenStage` does
+the same for rows a method chose itself, by their positions in the source (Quad's bandit draws).
 """
 from __future__ import annotations
 
@@ -86,3 +87,18 @@ class SampledStage:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class ChosenStage(SampledStage):
+    """`inner` on the samples at the given stream `positions` only; keyed by the inner identity and a digest of the positions."""
+
+    def __init__(self, inner: Any, positions: Iterable[int]) -> None:
+        super().__init__(inner, 0, 0)
+        self.positions = frozenset(int(p) for p in positions)
+
+    def identity(self) -> dict[str, Any]:
+        digest = hashlib.sha256(np.array(sorted(self.positions), np.int64).tobytes()).hexdigest()[:24]
+        return {"inner": self.inner.identity(), "chosen": {"positions": digest, "count": len(self.positions)}}
+
+    def kept(self, samples: list["Sample"]) -> list["Sample"]:
+        return [s for s in samples if s.position in self.positions]

@@ -32,6 +32,10 @@ METHODS = {
                     "method.color.proxy.context": 16, "method.color.proxy.vocab": 64, "method.color.proxy.batch_size": 4, "method.color.finetune_steps": 3},
     "cluster": {"method.name": "cluster", "method.cluster.num_clusters": 3, "method.cluster.pick": "nearest"},
     "betr": {"method.name": "betr", "method.betr.sample": 0.6, "method.betr.positive_fraction": 0.25, "method.betr.num_buckets": 4096},
+    "less": {"method.name": "less", "model.name": "sentence-transformers/all-MiniLM-L6-v2", "method.less.proxy.steps": 3,
+             "method.less.proxy.sample": 1.0, "method.less.proxy.hidden": 16, "method.less.proxy.heads": 2, "method.less.proxy.layers": 1,
+             "method.less.proxy.context": 16, "method.less.proxy.vocab": 64, "method.less.proxy.batch_size": 4, "method.less.dim": 128,
+             "method.less.checkpoints": 2},
 }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from dataselect.io.samples import Sample
 from dataselect.scoring.proxy import training_sample
-from dataselect.scoring.sampled import KEY_SPACE, SampledStage, count_limit, fraction_limit, sample_key, sample_keys
+from dataselect.scoring.sampled import KEY_SPACE, ChosenStage, SampledStage, count_limit, fraction_limit, sample_key, sample_keys
 from dataselect.scoring.stage import Resources, ShardOutput
 
 
@@ -90,3 +90,14 @@ def test_the_progress_bar_of_a_sampled_stage_says_how_many_it_scored_of_those_it
     last = capsys.readouterr().err.replace("\n", "\r").split("\r")
     bar = [part for part in last if "samples pool" in part][-1]
     assert 0 < kept < 200 and "200/200" in bar and f"{kept} of 200 scored" in bar
+
+
+def test_a_chosen_stage_scores_exactly_the_chosen_positions_and_keys_its_store_by_them():
+    samples = _samples(30)
+    inner = Echo()
+    stage = ChosenStage(inner, [3, 17, 29, 99])  # 99 is not in this shard
+    output = stage.score(samples[:20])
+    assert [s.position for s in output.rows] == [3, 17] and inner.seen == ["s3", "s17"]
+    assert [s.position for s in stage.score(samples[20:]).rows] == [29]
+    assert stage.identity() == ChosenStage(Echo(), [99, 29, 17, 3]).identity()  # a set: the order it came in does not matter
+    assert stage.identity() != ChosenStage(Echo(), [3, 17, 29]).identity()
