@@ -236,7 +236,9 @@ def test_configs_quality_yaml_runs_on_the_demo_pool(tmp_path):
     result = run_shipped_config(tmp_path, "quality")
     rows = [json.loads(line) for line in (result.output_dir / "selected.jsonl").read_text().splitlines()]
     assert len(rows) == 100 and result.manifest["method"]["trained"]["heldout_auroc"] > 0.85
-    assert sum(row["source"] == "math" for row in rows) >= 75  # sampled at temperature 1 from a pool where one sample in eight is math
+    # sampled at temperature 1 from a pool where one sample in eight is math (12.5%): 65 of 100 on the demo pool of
+    # 1,200 distinct samples (75 was this bound's value on the earlier pool of 215 distinct texts, mostly repeats)
+    assert sum(row["source"] == "math" for row in rows) >= 55
 
 
 def test_labels_are_numbers_or_booleans_and_a_record_without_one_is_unlabelled():
