@@ -25,7 +25,7 @@ define venv_install
 endef
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
-	$(call venv_install,$(VENV),test$(COMMA)ray$(COMMA)datatrove$(COMMA)curator,$(PIP_INSTALL))
+	$(call venv_install,$(VENV),test$(COMMA)ray$(COMMA)datatrove$(COMMA)curator$(COMMA)s3,$(PIP_INSTALL))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -49,7 +49,7 @@ bench: $(STAMP)
 # together) in a new venv, run the whole suite there, and rewrite constraints.txt only if it passes.
 constraints:
 	rm -rf $(RESOLVE_VENV)
-	$(call venv_install,$(RESOLVE_VENV),test$(COMMA)ray$(COMMA)datatrove$(COMMA)curator$(COMMA)bench,python -m pip install --quiet)
+	$(call venv_install,$(RESOLVE_VENV),test$(COMMA)ray$(COMMA)datatrove$(COMMA)curator$(COMMA)s3$(COMMA)bench,python -m pip install --quiet)
 	$(RESOLVE_VENV)/bin/ruff check .
 	HF_HUB_OFFLINE=1 $(RESOLVE_VENV)/bin/python -m pytest -q
 	{ echo "# The exact versions the test suite passed with (make constraints wrote this; edit by rerunning it)."; \
