@@ -126,7 +126,7 @@ def train_and_measure(base: BaseModel, rows: np.ndarray, targets: np.ndarray | N
     at = set(checkpoint_steps(steps, checkpoints))
     measured: list[float] = []
 
-    def callback(step: int, model: torch.nn.Module) -> None:
+    def callback(step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Measures the model after the checkpoint steps (in eval mode, then back to training)."""
         if step + 1 in at:
             measured.append(measure(model.eval()))
