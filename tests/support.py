@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +18,37 @@ from dataselect.stats import SourceStats
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+# waits end on their event (a file written, a process gone) however loaded the machine is; only a hung run reaches this
+HANG_GUARD_S = 900
+
+
+def wait_for(condition: Callable[[], bool], process: Any = None) -> None:
+    """Wait until `condition()` holds (a file written, a count reached) or `process` (a Popen) has exited;
+    fails only when neither happens within HANG_GUARD_S, a hang rather than a slow machine."""
+    start = time.monotonic()
+    while not condition() and (process is None or process.poll() is None):
+        assert time.monotonic() - start < HANG_GUARD_S, "hung: the awaited event never came"
+        time.sleep(0.01)
+
+
+def wait_for_exit(pids: list[int]) -> None:
+    """Block until every process in `pids` (not necessarily children of this one) has exited, on their
+    pidfds (woken by the exit itself, no polling), or fail after HANG_GUARD_S."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue  # gone already
+    try:
+        pending = list(fds)
+        while pending:
+            ready, _, _ = select.select(pending, [], [], HANG_GUARD_S)
+            assert ready, f"processes {pids} still running after {HANG_GUARD_S} s"
+            pending = [fd for fd in pending if fd not in ready]
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 MATH = [f"Sam has {a} apples and buys {b} more. How many apples does Sam have?" for a, b in [(3, 4), (7, 2), (5, 9), (12, 6), (8, 8), (21, 3)]]
 OTHER = ["How do I bake bread at home?", "Write a poem about the sea.", "What is the capital of Peru?",
