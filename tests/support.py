@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +30,42 @@ def wait_for(condition: Callable[[], bool], process: Any = None) -> None:
     while not condition() and (process is None or process.poll() is None):
         assert time.monotonic() - start < HANG_GUARD_S, "hung: the awaited event never came"
         time.sleep(0.01)
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def done_shards(cache: Path, kind: str = "embeddings") -> int:
+    """Finished shards of every `kind` store under a cache folder."""
+    return len(list(Path(cache).glob(f"{kind}/*/shard-*.done.json")))
+
+
+class PausesAfter:
+    """A run's executor that stops taking results once `shards` shards are finished under `cache`, and then
+    writes `marker`: a test that waits for the marker kills the run mid-score however loaded the machine
+    is (the shards already in flight may still finish; no more are sent)."""
+
+    def __init__(self, executor: Any, cache: str, shards: int, marker: str) -> None:
+        self.executor, self.cache, self.shards, self.marker = executor, cache, shards, marker
+
+    def map(self, task: Any, specs: Any) -> Any:
+        for result in self.executor.map(task, specs):
+            yield result
+            if done_shards(Path(self.cache)) >= self.shards:
+                Path(self.marker).touch()
+                threading.Event().wait()  # until the test kills this process
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def describe(self) -> dict:
+        return self.executor.describe()
+
+
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's script: this one, with the tests folder importable (`from support import ...`)."""
+    path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def wait_for_exit(pids: list[int]) -> None:
