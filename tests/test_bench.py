@@ -95,3 +95,20 @@ def test_the_quality_bench_holds_out_targets_and_reuses_its_embeddings(tmp_path,
     assert again.count("cache {'pool': 'hit', 'target': 'hit'}") == 2  # every run of the second pass: no embedding
     assert "| engine plain, topk_mean:2 |" in again and "r_precision" in again
     assert len((tmp_path / "results" / "rds_quality.jsonl").read_text().splitlines()) == 2  # a row per run
+
+
+def test_results_md_has_a_section_per_bench_with_its_latest_command_and_rows(tmp_path):
+    import bench.common
+    from bench.results import render
+
+    for number in range(5):
+        bench.common.append_row("rds_gsm8k", {"share": 0.5 + number / 100}, command=["python", "-m", "bench.rds_gsm8k", f"--budget={number}"])
+    (tmp_path / "results" / "el2n_noise.jsonl").write_text(json.dumps(
+        {"bench": "el2n_noise", "date": None, "command": "old command", "figures": {}, "title": "Earlier", "recorded": "| auroc | 0.93 |\n",
+         "source": "converted from the hand-written RESULTS.md"}) + "\n")
+    text = render(tmp_path / "results", latest=3)
+    rds = text.split("## rds_gsm8k\n")[1].split("\n## ")[0]
+    assert "Command: `python -m bench.rds_gsm8k --budget=4`" in rds  # the latest run's command
+    assert [f"share {0.5 + n / 100:.4g} |" in rds for n in range(5)] == [False, False, True, True, True]  # its latest 3 rows
+    assert "| auroc | 0.93 |" in text.split("## el2n_noise\n")[1]  # the converted history, kept as it was
+    assert "## throughput\n\nCommand: `python -m bench.throughput`\n\nNo rows yet." in text  # every script has its section
