@@ -195,7 +195,8 @@ def run_method(method: str, overrides: list[str], out: Path, source_of: dict[str
     print(f"  other sources: {dict(picked.most_common(5))}")
     print(f"  timings: {manifest['timings_s']}")
     print(f"  stages (docs, seconds): {({name: (s['docs'], s['seconds']) for name, s in manifest['stages'].items()})}")
-    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "ids": ids, "share": picked["gsm8k"] / len(ids), "manifest": manifest}
+    return {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "peak_rss_gb": measured.peak_rss_gb, "load_before": measured.load_before,
+            "load_after": measured.load_after, "ids": ids, "share": picked["gsm8k"] / len(ids), "manifest": manifest}
 
 # ------------------------------------------------------------------------------------------------
 # generated pools (the scale benches)

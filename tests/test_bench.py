@@ -14,7 +14,8 @@ from dataselect import cli
 
 @pytest.mark.parametrize("name, flag", [("rds_gsm8k", "--pool"), ("embed_vs_st", "--pool"), ("dsir_vs_package", "--target"),
                                         ("token_memo", "--pool"), ("rds_quality", "--pool"), ("quality_dclm", "--pool"),
-                                        ("quality_fineweb_edu", "--pool"), ("quality_temperature", "--pool")])
+                                        ("quality_fineweb_edu", "--pool"), ("quality_temperature", "--pool"),
+                                        ("rds_cpu_dtype", "--pool")])
 def test_a_missing_data_file_is_one_line_naming_the_argument(tmp_path, name, flag):
     with pytest.raises(SystemExit) as stop:
         cli.main(["bench", name, flag, str(tmp_path / "missing.jsonl.gz")])
