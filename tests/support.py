@@ -68,6 +68,51 @@ def script_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
+class CountedPayload:
+    """A stage's large state that writes its process id into `log` each time it is unpickled."""
+
+    def __init__(self, log: str, size: int) -> None:
+        self.log, self.data = log, bytes(size)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+
+def unpickled_by(log: str) -> list[str]:
+    """The process ids that unpickled a CountedPayload logging to `log`, one per unpickle."""
+    return Path(log).read_text().split() if Path(log).exists() else []
+
+
+class HeavyStage:
+    """The census stage holding `size` bytes of state; its first shard in a worker waits (on the log file)
+    until `workers` processes have unpickled it, so that every worker takes shards."""
+
+    kind = "samples"
+    token_unit = "tokens"
+
+    def __init__(self, log: str, size: int, workers: int) -> None:
+        from dataselect.scoring.stage import Resources
+
+        self.payload, self.workers, self.resources = CountedPayload(log, size), workers, Resources()
+
+    def setup(self, device: str | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def identity(self) -> dict:
+        return {"heavy": self.payload.log}
+
+    def score(self, samples: list) -> Any:
+        from dataselect.scoring.stage import ShardOutput
+
+        wait_for(lambda: len(set(unpickled_by(self.payload.log))) >= self.workers)
+        return ShardOutput()
+
+
 def wait_for_exit(pids: list[int]) -> None:
     """Block until every process in `pids` (not necessarily children of this one) has exited, on their
     pidfds (woken by the exit itself, no polling), or fail after HANG_GUARD_S."""

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from support import EXECUTOR_METHODS as METHODS
+from support import HeavyStage, script_env, unpickled_by, wait_for, write_jsonl
 from support import executor_config as _config
 from support import executor_pool as _pool
-from support import script_env, wait_for, write_jsonl
 from support import selection_bytes as _selection_bytes
 
 import dataselect
@@ -24,8 +24,6 @@ from dataselect.errors import InputError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
 from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import run_stage
-from dataselect.scoring.samples import SampleStage
-from dataselect.scoring.stage import ShardOutput
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -94,37 +92,6 @@ def test_a_run_killed_at_three_moments_resumes_each_time_without_rescoring(tmp_p
     assert (Path(resumed.output_dir) / "selection.parquet").read_bytes() == (Path(reference.output_dir) / "selection.parquet").read_bytes()
 
 
-class CountedPayload:
-    """A stage's large state that writes its process id into `log` each time it is unpickled."""
-
-    def __init__(self, log: str, size: int) -> None:
-        self.log, self.data = log, bytes(size)
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        with open(self.log, "a") as handle:
-            handle.write(f"{os.getpid()}\n")
-
-
-def _unpickled_by(log: str) -> list[str]:
-    return Path(log).read_text().split() if Path(log).exists() else []
-
-
-class HeavyStage(SampleStage):
-    """The census stage holding `size` bytes of state; its first shard in a worker waits (on the log file)
-    until `workers` processes have unpickled it, so that every worker takes shards."""
-
-    def __init__(self, log: str, size: int, workers: int) -> None:
-        self.payload, self.workers = CountedPayload(log, size), workers
-
-    def identity(self) -> dict:
-        return {"heavy": self.payload.log}
-
-    def score(self, samples: list) -> ShardOutput:
-        wait_for(lambda: len(set(_unpickled_by(self.payload.log))) >= self.workers)
-        return super().score(samples)
-
-
 def test_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shard(tmp_path):
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"sample {i}"} for i in range(100)])
     log = str(tmp_path / "unpickled.log")
@@ -136,5 +103,5 @@ def test_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shar
     finally:
         executor.close()
     assert scored.store.num_shards == 100 and scored.counter("docs") == 100
-    unpickled = _unpickled_by(log)
+    unpickled = unpickled_by(log)
     assert len(unpickled) == len(set(unpickled)) == 2  # one unpickle in each of the 2 workers, for 100 shards

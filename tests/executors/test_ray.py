@@ -95,6 +95,26 @@ def test_a_ray_worker_that_dies_is_retried(tmp_path, tiny_bert_dir, ray_instance
     assert (tmp_path / "died").exists() and got == reference
 
 
+def test_on_ray_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shard(tmp_path, ray_instance):
+    import support
+
+    from dataselect.config import RuntimeConfig, SourceConfig
+    from dataselect.io.render import TextRenderer
+    from dataselect.scoring.loop import run_stage
+
+    ray.cloudpickle.register_pickle_by_value(support)  # the Ray workers cannot import the tests' support module
+    pool = support.write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"sample {i}"} for i in range(40)])
+    log = str(tmp_path / "unpickled.log")
+    source = SourceConfig(path=str(pool))
+    executor = _ray_executor()
+    scored = run_stage(source, "pool", TextRenderer(source), support.HeavyStage(log, 8 << 20, 2), RuntimeConfig(shard_size=1, progress=False),
+                       tmp_path / "cache", executor)
+    executor.close()
+    assert scored.store.num_shards == 40 and scored.counter("docs") == 40
+    unpickled = support.unpickled_by(log)
+    assert len(unpickled) == len(set(unpickled)) == 2  # one fetch in each of the instance's 2 workers, for 40 shards
+
+
 def test_an_unreachable_cluster_is_one_line(tmp_path, monkeypatch):
     from dataselect.errors import ConfigError
     from dataselect.executors.ray import RayExecutor
