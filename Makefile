@@ -43,7 +43,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/$(PIP_INSTALL) -e ".[bench]"
-	$(BIN)/python bench/embed_vs_st.py
+	$(BIN)/python -m bench.embed_vs_st
 
 # The deliberate upgrade: resolve the newest releases pyproject.toml allows (test, ray, host and bench extras
 # together) in a new venv, run the whole suite there, and rewrite constraints.txt only if it passes.

@@ -2,7 +2,7 @@
 shards the killed one finished, and its output holds every passing id exactly once, the same ids and
 scores as an apply that was never interrupted.
 
-    python bench/apply_sigkill.py [--pool ../shared/data/instruct_pool.jsonl.gz]
+    python -m bench.apply_sigkill [--pool ../shared/data/instruct_pool.jsonl.gz]
                                   [--target ../shared/data/targets/gsm8k_test.jsonl.gz] [--n 3000] [--shard-size 200]
 
 An RDS+ run on the first N pool samples writes the scorer; those samples, as plain JSON Lines, go through
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from bench_common import SHARED_DATA, data_file, work_folder
 
 import dataselect
+from bench.common import SHARED_DATA, data_file, record, work_folder
 from dataselect.config import SourceConfig
 from dataselect.io.plan import iter_raw_records
 
@@ -85,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("apply_sigkill", main))

@@ -1,7 +1,7 @@
 """BETR's classifier over a generated 2,000,000-document pool: docs/s of the classifier stage (features
 included) with local workers.
 
-    python bench/betr_scale.py [--docs 2000000] [--workers 2] [--sample 0.001] [--work DIR] [--keep]
+    python -m bench.betr_scale [--docs 2000000] [--workers 2] [--sample 0.001] [--work DIR] [--keep]
 
 Generates the pool of bench/scale_dsir.py (short documents of random words from a few topics; kept
 out of the repository: a temporary folder unless --work names one) and a target of math-topic
@@ -21,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proc_tree import run_measured  # noqa: E402
-from scale_dsir import COMMON, TOPICS, ensure_pool  # noqa: E402
+from bench.common import (
+    COMMON,
+    TOPICS,
+    ensure_pool,
+    record,
+    run_measured,
+)
 
 
 def math_target(path: Path, docs: int, seed: int = 1) -> None:
@@ -80,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("betr_scale", main))

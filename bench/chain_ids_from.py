@@ -2,7 +2,7 @@
 sample again (its pool store is SemDeDup's, a cache hit) and select what RDS+ selects from a file holding only the
 survivors.
 
-    python bench/chain_ids_from.py [--pool ../shared/data/instruct_pool.jsonl.gz]
+    python -m bench.chain_ids_from [--pool ../shared/data/instruct_pool.jsonl.gz]
                                    [--target ../shared/data/targets/gsm8k_test.jsonl.gz] [--n 3000]
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
-from bench_common import SHARED_DATA, data_file, work_folder
-
 import dataselect
+from bench.common import SHARED_DATA, data_file, record, work_folder
 from dataselect.config import SourceConfig
 from dataselect.io.plan import iter_raw_records
 
@@ -57,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("chain_ids_from", main))

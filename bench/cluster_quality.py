@@ -1,6 +1,6 @@
 """Cluster-diverse selection and semantic dedup on the real instruction pool (issue 11).
 
-    python bench/cluster_quality.py [--data ../shared/data/instruct_pool.jsonl.gz] [--cache .cache/bench_cluster]
+    python -m bench.cluster_quality [--data ../shared/data/instruct_pool.jsonl.gz] [--cache .cache/bench_cluster]
                                     [--budget 0.01] [--set method.cluster.num_clusters=500 ...]
 
 Embeds the pool with the engine (all-MiniLM-L6-v2, the store RDS+ uses; cached in --cache, so only the
@@ -24,16 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "instruct_pool.jsonl.gz"
+from bench.common import ROOT, SHARED_DATA, coverage, record
 
-
-def coverage(pool, selected: np.ndarray) -> float:
-    """Mean over pool vectors of 1 - cos(nearest selected vector); selected: [m, d] unit rows."""
-    from dataselect.index import ArrayVectors, PoolIndex
-
-    sims, _ = PoolIndex.build(ArrayVectors(selected), "flat", device="cpu").nearest(pool)
-    return float(np.mean(1.0 - np.minimum(sims.astype(np.float64), 1.0)))
+DATA = SHARED_DATA / "instruct_pool.jsonl.gz"
 
 
 def near_duplicate_pairs(selected: np.ndarray, threshold: float = 0.95) -> tuple[int, int]:
@@ -159,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("cluster_quality", main))

@@ -1,6 +1,6 @@
 """CoLoR-Filter on the real instruction pool with GSM8K test as the target.
 
-    python bench/color_gsm8k.py [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
+    python -m bench.color_gsm8k [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
                                 [--budget 2000] [--set key=value ...]
 
 Runs `dataselect run` with method.name: color (the default prior proxy, trained on the pool; the
@@ -13,9 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import data_file, pool_sources  # noqa: E402
-from betr_gsm8k import common_overrides, gsm8k_parser, run_method  # noqa: E402
+from bench.common import common_overrides, data_file, gsm8k_parser, pool_sources, record, run_method
 
 
 def main() -> None:
@@ -32,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("color_gsm8k", main))

@@ -15,7 +15,7 @@ on the same files (the texts the engine renders with `input.render: plain`, writ
 Then, on the instruction pool, the engine's top-K selection of --budget with GSM8K test as target:
 the share of source == "gsm8k" and the KL reduction (and the package's top-K share for comparison).
 
-    python bench/dsir_vs_package.py [--pool PATH] [--pile PATH] [--target PATH] [--workers 2]
+    python -m bench.dsir_vs_package [--pool PATH] [--pile PATH] [--target PATH] [--workers 2]
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from bench_common import SHARED_DATA, data_file, work_folder
+
+from bench.common import SHARED_DATA, data_file, record, work_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -246,4 +247,4 @@ def main() -> int:
     return 0
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(record("dsir_vs_package", main))

@@ -11,7 +11,7 @@ Only responses of at least --min-words words (after the T0 "<|endoftext|>" marke
 put back after the corruption) are corrupted: shuffling a one-word response changes nothing, and 39%
 of this pool's responses are a single word.
 
-    python bench/el2n_noise.py [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 10000]
+    python -m bench.el2n_noise [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 10000]
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_POOL = ROOT.parent / "shared" / "data" / "instruct_pool.jsonl.gz"
-MARKER = "<|endoftext|>"
+from bench.common import ROOT, SHARED_DATA, corrupt, record
+
+DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -40,27 +40,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def corrupt(rows: list[dict], fraction: float, min_words: int, rng: np.random.Generator) -> np.ndarray:
-    """Corrupts rows in place; returns [N] int8: 0 clean, 1 shuffled words, 2 random pool words."""
-    bodies = [r["response"].removesuffix(MARKER) for r in rows]
-    vocabulary = [w for b in bodies for w in b.split()]
-    eligible = np.flatnonzero([len(b.split()) >= min_words for b in bodies])
-    count = int(round(fraction * len(rows)))
-    if count > len(eligible):
-        sys.exit(f"only {len(eligible)} responses have >= {min_words} words; cannot corrupt {count}")
-    chosen = rng.permutation(rng.choice(eligible, size=count, replace=False))
-    kind = np.zeros(len(rows), np.int8)
-    for j, i in enumerate(chosen):
-        words = bodies[i].split()
-        if j % 2 == 0:
-            shuffled = list(words)
-            while shuffled == words:  # a permutation that changes the text
-                shuffled = [words[k] for k in rng.permutation(len(words))]
-            new, kind[i] = shuffled, 1
-        else:
-            new, kind[i] = [vocabulary[k] for k in rng.integers(0, len(vocabulary), len(words))], 2
-        rows[i]["response"] = " ".join(new) + (MARKER if rows[i]["response"].endswith(MARKER) else "")
-    return kind
+
 
 
 def main() -> None:
@@ -129,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("el2n_noise", main))

@@ -1,6 +1,6 @@
 """Embedding throughput and agreement: this engine vs sentence-transformers' `encode`, same model.
 
-    python bench/embed_vs_st.py [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 5000]
+    python -m bench.embed_vs_st [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 5000]
 
 Both embed the same N real samples (prompt + "\\n\\n" + response, the `plain` rendering) with
 all-MiniLM-L6-v2 under mean pooling, max length 256 (the model's sentence-transformers setting),
@@ -16,15 +16,17 @@ import itertools
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from bench_common import SHARED_DATA, data_file  # noqa: E402
+import numpy as np
+import torch
+
+from bench.common import SHARED_DATA, data_file, record
 
 DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 
@@ -85,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("embed_vs_st", main))

@@ -24,12 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import SHARED_DATA, data_file, pool_sources, write_unchanged  # noqa: E402
-from betr_gsm8k import common_overrides, run_method  # noqa: E402
-from proc_tree import run_measured  # noqa: E402
-
-from dataselect.scoring.sampled import KEY_SPACE, sample_key  # noqa: E402
+from bench.common import SHARED_DATA, common_overrides, data_file, pool_sources, record, run_measured, run_method, write_unchanged
+from dataselect.scoring.sampled import KEY_SPACE, sample_key
 
 SPLIT_SALT = "eval-halves"
 
@@ -100,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("eval_gsm8k", main))

@@ -1,7 +1,7 @@
 """Kernel benchmarks: time, bytes moved, achieved GB/s against the measured copy bandwidth, and peak memory
 of each kernel's dispatch path next to the family's torch reference from kernels/ (never a copy of it).
 
-    python bench/kernels_vs_torch.py [--device auto|cpu|cuda] [--kernels pooling,el2n,el2n-lmhead,ngram,reweight]
+    python -m bench.kernels_vs_torch [--device auto|cpu|cuda] [--kernels pooling,el2n,el2n-lmhead,ngram,reweight]
                             [--size name=value ...] [--quick] [--json PATH]
 
 Every run appends its rows (kernel, variant, shape, dtype, device name, ms, GB/s, peak memory, the
@@ -36,7 +36,7 @@ from typing import Callable
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import RESULTS_DIR, ROOT
 
 # name -> {param: (cpu default, cuda default)}
 SIZES: dict[str, dict[str, tuple]] = {
@@ -66,13 +66,11 @@ BASELINES = {
     "reweight": "reweight.reweight_weights_reference",
 }
 DTYPES = {"ngram": "int64", "reweight": "float32", "copy": "float32"}  # kernels whose sizes name no dtype
-RESULTS = ROOT / "bench" / "results" / "kernels.jsonl"
+RESULTS = RESULTS_DIR / "kernels.jsonl"
 
 
 def import_kernels() -> None:
-    """dataselect.kernels is kernels/ through the link dataselect/kernels; a source checkout needs only its root on the path."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    """dataselect.kernels is kernels/ through the link dataselect/kernels (run as `python -m bench.kernels_vs_torch` from the checkout)."""
     importlib.import_module("dataselect.kernels.dispatch")
 
 
@@ -294,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         old = params[kernel][name]
         params[kernel][name] = type(old)(value)
     env = environment(device)
-    command = shlex.join(["python", "bench/kernels_vs_torch.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "bench.kernels_vs_torch", *(sys.argv[1:] if argv is None else argv)])
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     print(f"device: {env['device']}; torch {env['torch']}; triton {env['triton']}; kernels backend {env['kernels_backend']}")
 

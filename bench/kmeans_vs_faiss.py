@@ -1,6 +1,6 @@
 """The engine's k-means against faiss.Kmeans on the same vectors (issue 11).
 
-    python bench/kmeans_vs_faiss.py [--n 100000] [--d 384] [--k 1000] [--niter 20] [--repeats 2]
+    python -m bench.kmeans_vs_faiss [--n 100000] [--d 384] [--k 1000] [--niter 20] [--repeats 2]
 
 Synthetic unit vectors (clustered, seeded) are written as float16 to a shard store in a temporary
 folder (removed at the end). Side by side, alternating, in one process:
@@ -18,11 +18,14 @@ iterations each ran; `--centres 0` (uniform vectors) makes both run all of them.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import record
 
 
 def synthetic(n: int, d: int, centres: int, seed: int) -> np.ndarray:
@@ -101,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("kmeans_vs_faiss", main))

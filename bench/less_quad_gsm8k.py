@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import data_file, pool_sources, work_folder  # noqa: E402
-from betr_gsm8k import common_overrides, gsm8k_parser, run_method  # noqa: E402
+from bench.common import common_overrides, data_file, gsm8k_parser, pool_sources, record, run_method, work_folder
 
 
 def cluster_of_ids(cache: Path) -> dict[str, int]:
@@ -70,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("less_quad_gsm8k", main))

@@ -1,7 +1,7 @@
 """Peak memory of a run whose input holds one enormous line, under `on_error: skip`: the line is one bad
 record, skipped unread, and the process stays far below the line's size.
 
-    python bench/long_line_memory.py [--sizes-mb 150,1024]
+    python -m bench.long_line_memory [--sizes-mb 150,1024]
 
 For each size: a JSON Lines file of 1,000 ordinary records with one record of that many megabytes in the
 middle (a single line), then `dataselect run` (method random, no model, so the figure is the input side's)
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import work_folder
+from bench.common import record, work_folder
 
 CHUNK = 1 << 20
 # a fresh parent per size, so that the peak it reports is that run's alone (RUSAGE_CHILDREN keeps a maximum)
@@ -63,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("long_line_memory", main))

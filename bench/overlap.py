@@ -1,6 +1,6 @@
 """Overlap check: the end-to-end docs/s of an RDS+ run against the model forward alone on the same batches.
 
-    python bench/overlap.py [--pool ../shared/data/instruct_pool.jsonl.gz] [--target ../shared/data/targets/gsm8k_test.jsonl.gz]
+    python -m bench.overlap [--pool ../shared/data/instruct_pool.jsonl.gz] [--target ../shared/data/targets/gsm8k_test.jsonl.gz]
                             [--n 2000] [--set model.dtype=bfloat16 ...]
 
 The run: `dataselect.run` with method rds on the first N pool records and the whole target, a fresh
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.common import record
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -127,4 +129,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(record("overlap", main))

@@ -2,7 +2,7 @@
 (positives), a seeded pool sample of as many as the negatives, a logistic regression on hashed n-grams
 (the tokenizer's unigrams and bigrams), every pool sample rated, the top 2,000 kept.
 
-    python bench/quality_dclm.py [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
+    python -m bench.quality_dclm [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
                                  [--budget 2000] [--workers 2] [--set key=value ...]
 
 Runs `dataselect run` as a subprocess from an empty cache (bench/betr_gsm8k.py's run_method), and prints
@@ -14,9 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import data_file, pool_sources  # noqa: E402
-from betr_gsm8k import common_overrides, gsm8k_parser, run_method  # noqa: E402
+from bench.common import common_overrides, data_file, gsm8k_parser, pool_sources, record, run_method
 
 
 def main() -> None:
@@ -37,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("quality_dclm", main))

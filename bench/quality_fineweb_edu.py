@@ -9,7 +9,7 @@ vectors, the store RDS+ uses) and `labels: field` in this process, so the pool's
 the script prints the AUROC of the rater's score for flagging the corrupted samples among the unlabelled
 ones (overall and per corruption), the run's held-out AUROC, and the wall time with the load average.
 
-    python bench/quality_fineweb_edu.py [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 10000] [--labelled 1000]
+    python -m bench.quality_fineweb_edu [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 10000] [--labelled 1000]
                                         [--set model.dtype=bfloat16 ...]
 """
 from __future__ import annotations
@@ -24,9 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import SHARED_DATA, data_file, pool_sample, write_unchanged  # noqa: E402
-from el2n_noise import corrupt  # noqa: E402
+from bench.common import (
+    SHARED_DATA,
+    corrupt,
+    data_file,
+    pool_sample,
+    record,
+    write_unchanged,
+)
 
 
 def main() -> None:
@@ -90,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("quality_fineweb_edu", main))

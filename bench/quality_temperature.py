@@ -10,7 +10,7 @@ the coverage measure of bench/cluster_quality.py (mean over the pool of 1 - cosi
 sample: lower covers the pool better) and the share from source "gsm8k", each the mean over the seeds
 with its range.
 
-    python bench/quality_temperature.py [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
+    python -m bench.quality_temperature [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
                                         [--n 10000] [--budget 1000] [--seeds 3] [--set model.dtype=bfloat16 ...]
 """
 from __future__ import annotations
@@ -25,9 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import SHARED_DATA, data_file, pool_sample, write_unchanged  # noqa: E402
-from cluster_quality import coverage  # noqa: E402
+from bench.common import (
+    SHARED_DATA,
+    coverage,
+    data_file,
+    pool_sample,
+    record,
+    write_unchanged,
+)
 
 TEMPERATURES = (0.5, 1.0, 2.0)
 
@@ -99,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("quality_temperature", main))

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proc_tree import run_measured  # noqa: E402
-from scale_dsir import prepared  # noqa: E402
+from bench.common import prepared, record, run_measured
 
 CHECKED = 1000  # at least this many documents' Ray scores are checked against the run's (whole batches)
 
@@ -111,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("ray_data_dsir", main))

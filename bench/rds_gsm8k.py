@@ -1,6 +1,6 @@
 """RDS+ quality and throughput on the real instruction pool with GSM8K test as the target.
 
-    python bench/rds_gsm8k.py [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
+    python -m bench.rds_gsm8k [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
                               [--budget 2000] [--set model.dtype=bfloat16 ...]
 
 Runs the engine end to end (the same pipeline as `dataselect run`) and prints the share of the
@@ -12,11 +12,12 @@ The cache is disabled by default (a fresh cache folder per run) so the figures i
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench_common import SHARED_DATA, data_file, pool_sources, work_folder
+from bench.common import SHARED_DATA, data_file, pool_sources, record, work_folder
 
 
 def main() -> None:
@@ -58,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("rds_gsm8k", main))

@@ -1,6 +1,6 @@
 """RDS+ selection quality on held-out targets: this engine vs a plain sentence-transformers pipeline.
 
-    python bench/rds_quality.py [--pool ../shared/data/instruct_pool.jsonl.gz] [--work runs/bench_rds_quality]
+    python -m bench.rds_quality [--pool ../shared/data/instruct_pool.jsonl.gz] [--work runs/bench_rds_quality]
                                 [--sources t0/ag_news,...,codealpaca,gsm8k] [--per-source 64] [--seed 0]
                                 [--pool-limit N] [--renders default,plain,tulu] [--aggregations max,mean,...]
                                 [--pipeline | --no-pipeline] [--set key=value ...]
@@ -40,8 +40,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-from bench_common import SHARED_DATA, data_file  # noqa: E402
+import numpy as np
+
+from bench.common import SHARED_DATA, data_file, record
 
 DEFAULT_SOURCES = ["t0/ag_news", "t0/common_gen", "t0/cosmos_qa", "t0/paws_labeled_final", "t0/quoref", "t0/wiki_bio",
                    "codealpaca", "gsm8k"]
@@ -65,8 +66,8 @@ def hold_out(records: list[dict], sources: list[str], per_source: int, seed: int
     `pool_limit`, a seeded `pool_limit` of the rest stay (in file order)."""
     rng = np.random.default_rng(seed)
     by_source: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        by_source.setdefault(record["source"], []).append(i)
+    for i, row in enumerate(records):
+        by_source.setdefault(row["source"], []).append(i)
     held: list[int] = []
     for source in sources:
         if source not in by_source:
@@ -299,4 +300,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("rds_quality", main))

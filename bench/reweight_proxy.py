@@ -8,7 +8,7 @@ Rows are packed windows of `context` tokens, as in pretraining (the setting of S
 sees. The held-out loss is the plain mean token loss for every run: what is compared is what each
 objective teaches, measured the same way.
 
-    python bench/reweight_proxy.py [--pool ../shared/data/instruct_pool.jsonl.gz] [--steps 150]
+    python -m bench.reweight_proxy [--pool ../shared/data/instruct_pool.jsonl.gz] [--steps 150]
 """
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_POOL = ROOT.parent / "shared" / "data" / "instruct_pool.jsonl.gz"
+from bench.common import ROOT, SHARED_DATA, record
+
+DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 STRATEGIES = ["plain", "linupper", "quadratic", "extremes"]
 
 
@@ -129,4 +130,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("reweight_proxy", main))

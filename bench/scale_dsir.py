@@ -1,6 +1,6 @@
 """Scaling of the score phase with local workers, and shard opening cost, on a generated 2,000,000-document pool.
 
-    python bench/scale_dsir.py [--docs 2000000] [--workers 1 2] [--ray] [--work DIR] [--keep]
+    python -m bench.scale_dsir [--docs 2000000] [--workers 1 2] [--ray] [--work DIR] [--keep]
 
 Generates a jsonl pool of short documents (random words from a fixed vocabulary, a few topics) and a
 target, then runs `dataselect run` with DSIR (`tokens` features) end to end with an empty cache for each
@@ -17,58 +17,10 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proc_tree import run_measured  # noqa: E402
-
-TOPICS = {
-    "math": "apples sum total number add equals minus divide times count pears coins how many more".split(),
-    "cooking": "bake bread oven flour salt minutes stir sauce boil pan heat dough recipe taste".split(),
-    "travel": "train city hotel ticket museum river walk map airport night street beach trip".split(),
-    "code": "function return value list loop python error class string index file print array".split(),
-}
-COMMON = "the a of and to in is it that for on with as was at by this be from or an are".split()
-
-
-def generate(path: Path, docs: int, seed: int = 0, batch: int = 100_000) -> None:
-    """`docs` jsonl records {"id", "text"} of 20-60 words: a topic's words mixed with common ones."""
-    rng = np.random.default_rng(seed)
-    names = list(TOPICS)
-    vocab = [np.array(TOPICS[name] + COMMON) for name in names]
-    with open(path, "w", encoding="utf-8") as handle:
-        for start in range(0, docs, batch):
-            n = min(batch, docs - start)
-            topics = rng.integers(len(names), size=n)
-            lengths = rng.integers(20, 61, size=n)
-            lines = []
-            for i in range(n):
-                words = vocab[topics[i]][rng.integers(len(vocab[topics[i]]), size=lengths[i])]
-                lines.append(json.dumps({"id": f"d{start + i}", "text": " ".join(words)}))
-            handle.write("\n".join(lines) + "\n")
-
-
-def ensure_pool(work: Path, docs: int) -> Path:
-    """work/pool.jsonl, generated (and timed) unless an earlier run with --work left it there."""
-    pool = work / "pool.jsonl"
-    if not pool.exists():
-        started = time.perf_counter()
-        generate(pool, docs)
-        print(f"generated {docs:,} docs ({pool.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - started:.1f}s")
-    return pool
-
-
-def prepared(work: Path | None, docs: int, prefix: str) -> tuple[Path, Path, Path]:
-    """(work folder: `work`, or a new temporary one; its pool of `docs` documents; its 500-document target)."""
-    work = work or Path(tempfile.mkdtemp(prefix=prefix))
-    work.mkdir(parents=True, exist_ok=True)
-    pool, target = ensure_pool(work, docs), work / "target.jsonl"
-    generate(target, 500, seed=1)
-    return work, pool, target
+from bench.common import prepared, record, run_measured
 
 
 def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, float, int]:
@@ -147,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("scale_dsir", main))

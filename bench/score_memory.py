@@ -1,6 +1,6 @@
 """Peak resident memory of the whole process tree while RDS+ scores the real instruction pool.
 
-    python bench/score_memory.py [--pool PATH] [--target PATH] [--workers 0] [--set key=value ...]
+    python -m bench.score_memory [--pool PATH] [--target PATH] [--workers 0] [--set key=value ...]
 
 Runs `dataselect run` (RDS+, the default model, an empty cache in a temporary folder that is removed
 afterwards) as a subprocess and samples the summed RSS of it and every worker process it starts.
@@ -17,9 +17,11 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import pool_sources  # noqa: E402
-from proc_tree import run_measured  # noqa: E402
+from bench.common import (
+    pool_sources,
+    record,
+    run_measured,
+)
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -66,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("score_memory", main))

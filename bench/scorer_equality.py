@@ -2,7 +2,7 @@
 of the instruction pool (GSM8K test as the target), its scorer is reloaded and scores the same records at
 two batch sizes, and `dataselect apply --keep 0.1` runs over the same pool.
 
-    python bench/scorer_equality.py [--pool ../shared/data/instruct_pool.jsonl.gz]
+    python -m bench.scorer_equality [--pool ../shared/data/instruct_pool.jsonl.gz]
                                     [--target ../shared/data/targets/gsm8k_test.jsonl.gz] [--n 3000]
 
 Per method and batch size (the run's own 16384 tokens, then 4096 and 65536 for the methods with a model
@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
 import pyarrow.parquet as pq
-from bench_common import SHARED_DATA, data_file, work_folder
 
 import dataselect
+from bench.common import SHARED_DATA, data_file, record, work_folder
 from dataselect.cli import main as cli
 from dataselect.config import SourceConfig
 from dataselect.io.plan import iter_raw_records
@@ -92,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("scorer_equality", main))

@@ -1,6 +1,6 @@
 """The RDS+ select phase over millions of stored embeddings, in bounded memory.
 
-    python bench/select_millions.py [--n 2000000] [--dim 384] [--shard-size 4096] [--targets 1319] [--work DIR]
+    python -m bench.select_millions [--n 2000000] [--dim 384] [--shard-size 4096] [--targets 1319] [--work DIR]
 
 Writes a pool store of N random unit vectors (float16, the embedding store's layout: N / shard-size
 shards plus the consolidated index) and a target store in a subprocess, then runs RDSMethod.select on
@@ -19,8 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proc_tree import run_measured  # noqa: E402
+from bench.common import record, run_measured
 
 
 def make_store(root: Path, n: int, dim: int, shard_size: int, seed: int) -> None:
@@ -108,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("select_millions", main))

@@ -9,8 +9,9 @@ and per-stage timings from the run's manifest.
 from __future__ import annotations
 
 import argparse
+import sys
 
-from bench_common import work_folder
+from bench.common import record, work_folder
 
 
 def main() -> None:
@@ -38,4 +39,4 @@ def main() -> None:
     print(f"stage timings (s): {result.manifest['timings_s']}")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(record("throughput", main))

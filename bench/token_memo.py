@@ -4,7 +4,7 @@ against the tokenizer's own `encode_batch` (Rust) on the same texts, side by sid
 It checks that both give the same ids, then times each over the whole pool in batches of
 CHUNK_TEXTS texts (what a featuriser worker gets), cold (a fresh memo, as a worker starts) and warm.
 
-    python bench/token_memo.py [--pool PATH] [--limit N] [--repeats 3]
+    python -m bench.token_memo [--pool PATH] [--limit N] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import sys
 import time
 
 import numpy as np
-from bench_common import SHARED_DATA, data_file
+
+from bench.common import SHARED_DATA, data_file, record
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one core, like one featuriser worker
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -77,4 +78,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(record("token_memo", main))

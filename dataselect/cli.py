@@ -102,13 +102,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _bench(name: str, args: list[str]) -> int:
-    script = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
-    if not script.exists():
+    """`python -m bench.NAME ARGS` from the source checkout, in this process."""
+    checkout = Path(__file__).resolve().parent.parent
+    script = checkout / "bench" / f"{name}.py"
+    if not script.exists() or name in ("common", "__init__"):
         print(f"error: no benchmark {name!r} (looked for {script}); bench/ ships with the source checkout", file=sys.stderr)
         return EXIT_ERROR
     sys.argv = [str(script), *args]
-    sys.path.insert(0, str(script.parent))  # as `python bench/NAME.py` would: the scripts share bench/bench_common.py
-    runpy.run_path(str(script), run_name="__main__")
+    if str(checkout) not in sys.path:  # as `python -m bench.NAME` run in the checkout has it: bench/ is a package there
+        sys.path.insert(0, str(checkout))
+    try:
+        runpy.run_module(f"bench.{name}", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:  # a script ends with sys.exit(its code): an error stops here, success returns
+        if stop.code not in (None, 0):
+            raise
     return EXIT_OK
 
 

@@ -89,7 +89,7 @@ class ModelConfig(_Section):
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
     pooling: Literal["auto", "mean", "weighted_mean", "last", "cls"] = "auto"
     max_length: int | None = Field(None, gt=1)  # None: the model's own (sentence-transformers config or 512)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on CUDA and on a CPU with native bf16, else fp32
     trust_remote_code: bool = False
 
     @field_validator("name")

@@ -37,6 +37,7 @@ class RunContext:
     stats: RunStats = field(default_factory=RunStats)
     scored: dict[str, ScoredSource] = field(default_factory=dict)
     stage_kinds: dict[str, str] = field(default_factory=dict)
+    stage_dtypes: dict[str, dict[str, str]] = field(default_factory=dict)  # a model stage's dtype and why (manifest)
     excluded_target_copies: int = 0
     skipped_files: dict[str, list[SkippedFile]] = field(default_factory=dict)  # by role: files a directory input did not read
     id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
@@ -58,6 +59,8 @@ class RunContext:
             require_usable_pool(result.stats)
         self.scored[name] = result
         self.stage_kinds[name] = stage.kind
+        if getattr(stage, "dtype_choice", None):
+            self.stage_dtypes[name] = stage.dtype_choice
         return result
 
     def eligible(self, source: ScoredSource, dedup: bool = True, **excluded: Excluded) -> np.ndarray:

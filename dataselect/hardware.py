@@ -43,6 +43,22 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+# /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX, Arm's BF16 extension
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+
+
+@functools.lru_cache(maxsize=4)
+def native_bf16_flag(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The CPU flag that says this CPU computes bf16 natively (avx512_bf16, amx_bf16, Arm's bf16), or None
+    (no such flag, or no `cpuinfo` file to read): where it is None, bf16 is emulated and slower than fp32."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith(("flags", "Features"))), set())
+    except OSError:
+        return None
+    return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
+
+
 def known_gpu_peak(name: str) -> float | None:
     """Dense bf16 FLOP/s of a GPU named `name`, or None when it is not in the table."""
     for key, tflops in GPU_BF16_PEAK_TFLOPS:

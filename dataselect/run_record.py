@@ -137,7 +137,7 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
             "docs": int(s.counter("docs")), "tokens": int(s.counter("tokens")), "seconds": round(s.seconds, 3),
             "shard_seconds": round(s.counter("seconds"), 3),
             "store": None if Path(s.store.root) in context.single_use_stores else str(Path(s.store.root).resolve()),
-        }
+        } | context.stage_dtypes.get(name, {})
         for name, s in scored.items()
     }
     out_dir = Path(context.output_dir).resolve()

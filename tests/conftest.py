@@ -7,6 +7,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -59,12 +60,15 @@ def demo_files(tmp_path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """One local Ray instance for the module (ray.init costs seconds); a short temp path (Ray's socket paths cap it)."""
+    """One local Ray instance for the module (ray.init costs seconds), in its own short temp folder (Ray's socket
+    paths cap its length; a fixed name would be shared with another test run's instance)."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir="/tmp/ray-ds-tests")
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=folder)
     yield
     ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

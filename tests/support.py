@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import threading
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +19,118 @@ from dataselect.stats import SourceStats
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+# waits end on their event (a file written, a process gone) however loaded the machine is; only a hung run reaches this
+HANG_GUARD_S = 900
+
+
+def wait_for(condition: Callable[[], bool], process: Any = None) -> None:
+    """Wait until `condition()` holds (a file written, a count reached) or `process` (a Popen) has exited;
+    fails only when neither happens within HANG_GUARD_S, a hang rather than a slow machine."""
+    start = time.monotonic()
+    while not condition() and (process is None or process.poll() is None):
+        assert time.monotonic() - start < HANG_GUARD_S, "hung: the awaited event never came"
+        time.sleep(0.01)
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def done_shards(cache: Path, kind: str = "embeddings") -> int:
+    """Finished shards of every `kind` store under a cache folder."""
+    return len(list(Path(cache).glob(f"{kind}/*/shard-*.done.json")))
+
+
+class PausesAfter:
+    """A run's executor that stops taking results once `shards` shards are finished under `cache`, and then
+    writes `marker`: a test that waits for the marker kills the run mid-score however loaded the machine
+    is (the shards already in flight may still finish; no more are sent)."""
+
+    def __init__(self, executor: Any, cache: str, shards: int, marker: str) -> None:
+        self.executor, self.cache, self.shards, self.marker = executor, cache, shards, marker
+
+    def map(self, task: Any, specs: Any) -> Any:
+        for result in self.executor.map(task, specs):
+            yield result
+            if done_shards(Path(self.cache)) >= self.shards:
+                Path(self.marker).touch()
+                threading.Event().wait()  # until the test kills this process
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def describe(self) -> dict:
+        return self.executor.describe()
+
+
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's script: this one, with the tests folder importable (`from support import ...`)."""
+    path = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+class CountedPayload:
+    """A stage's large state that writes its process id into `log` each time it is unpickled."""
+
+    def __init__(self, log: str, size: int) -> None:
+        self.log, self.data = log, bytes(size)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        with open(self.log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+
+def unpickled_by(log: str) -> list[str]:
+    """The process ids that unpickled a CountedPayload logging to `log`, one per unpickle."""
+    return Path(log).read_text().split() if Path(log).exists() else []
+
+
+class HeavyStage:
+    """The census stage holding `size` bytes of state; its first shard in a worker waits (on the log file)
+    until `workers` processes have unpickled it, so that every worker takes shards."""
+
+    kind = "samples"
+    token_unit = "tokens"
+
+    def __init__(self, log: str, size: int, workers: int) -> None:
+        from dataselect.scoring.stage import Resources
+
+        self.payload, self.workers, self.resources = CountedPayload(log, size), workers, Resources()
+
+    def setup(self, device: str | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def identity(self) -> dict:
+        return {"heavy": self.payload.log}
+
+    def score(self, samples: list) -> Any:
+        from dataselect.scoring.stage import ShardOutput
+
+        wait_for(lambda: len(set(unpickled_by(self.payload.log))) >= self.workers)
+        return ShardOutput()
+
+
+def wait_for_exit(pids: list[int]) -> None:
+    """Block until every process in `pids` (not necessarily children of this one) has exited, on their
+    pidfds (woken by the exit itself, no polling), or fail after HANG_GUARD_S."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue  # gone already
+    try:
+        pending = list(fds)
+        while pending:
+            ready, _, _ = select.select(pending, [], [], HANG_GUARD_S)
+            assert ready, f"processes {pids} still running after {HANG_GUARD_S} s"
+            pending = [fd for fd in pending if fd not in ready]
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 MATH = [f"Sam has {a} apples and buys {b} more. How many apples does Sam have?" for a, b in [(3, 4), (7, 2), (5, 9), (12, 6), (8, 8), (21, 3)]]
 OTHER = ["How do I bake bread at home?", "Write a poem about the sea.", "What is the capital of Peru?",

@@ -1,8 +1,11 @@
 """The benchmark scripts as a clone meets them: data paths are arguments, a missing default is one line,
-and no temporary folder outlives a run."""
+no temporary folder outlives a run, every run appends its row to bench/results, and every script uses
+bench/common.py alone (no sys.path edits, no script importing another)."""
+import ast
 import gzip
 import json
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +15,7 @@ from dataselect import cli
 @pytest.mark.parametrize("name, flag", [("rds_gsm8k", "--pool"), ("embed_vs_st", "--pool"), ("dsir_vs_package", "--target"),
                                         ("token_memo", "--pool"), ("rds_quality", "--pool"), ("quality_dclm", "--pool"),
                                         ("quality_fineweb_edu", "--pool"), ("quality_temperature", "--pool"),
-                                        ("eval_gsm8k", "--pool"), ("less_quad_gsm8k", "--pool")])
+                                        ("eval_gsm8k", "--pool"), ("less_quad_gsm8k", "--pool"), ("rds_cpu_dtype", "--pool")])
 def test_a_missing_data_file_is_one_line_naming_the_argument(tmp_path, name, flag):
     with pytest.raises(SystemExit) as stop:
         cli.main(["bench", name, flag, str(tmp_path / "missing.jsonl.gz")])
@@ -20,7 +23,15 @@ def test_a_missing_data_file_is_one_line_naming_the_argument(tmp_path, name, fla
     assert message.startswith(f"error: {tmp_path / 'missing.jsonl.gz'} not found; pass {flag} PATH") and "\n" not in message
 
 
-def test_benchmarks_leave_no_temporary_folders(tmp_path, monkeypatch, capsys):
+@pytest.fixture(autouse=True)
+def results_here(tmp_path, monkeypatch):
+    """The rows a bench run here appends go to tmp_path/results, never into the checkout's bench/results."""
+    import bench.common
+
+    monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path / "results")
+
+
+def test_benchmarks_leave_no_temporary_folders_and_append_their_rows(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     rows = [{"id": f"p{i}", "source": "gsm8k" if i % 2 else "other", "prompt": f"Sam has {i} apples.", "response": "ok"} for i in range(12)]
@@ -36,6 +47,31 @@ def test_benchmarks_leave_no_temporary_folders(tmp_path, monkeypatch, capsys):
     left = [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("torchinductor")]  # torch's own cache stays
     assert left == []  # the bench caches and work folders are gone
     assert (tmp_path / "out" / "selection.parquet").exists()  # the output asked for stays
+    for name in ("rds_gsm8k", "throughput"):  # each run appended one row of data
+        [row] = [json.loads(line) for line in (tmp_path / "results" / f"{name}.jsonl").read_text().splitlines()]
+        assert {"date", "commit", "machine", "load_average", "command", "figures", "output"} <= row.keys()
+        assert row["command"].startswith(f"python -m bench.{name} ") and row["machine"]["cores"] and len(row["load_average"]) == 3
+    rds_row = json.loads((tmp_path / "results" / "rds_gsm8k.jsonl").read_text())
+    assert any("share with source 'gsm8k'" in line for line in rds_row["output"])
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if p.stem not in ("__init__", "common", "results"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_every_bench_script_records_its_rows_and_imports_only_bench_common(script):
+    tree = ast.parse(script.read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.startswith("bench") and name != "bench.common"}  # no script imports another
+    assert not (imported & {p.stem for p in SCRIPTS})
+    assert "sys.path" not in script.read_text()
+    if script.stem == "kernels_vs_torch":  # one row per kernel and variant, its own format (tests/kernels/test_bench_kernels.py)
+        assert 'RESULTS_DIR / "kernels.jsonl"' in script.read_text()
+        return
+    main_block = next(node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test))
+    assert ast.unparse(main_block.body[0]) == f"sys.exit(record('{script.stem}', main))"
 
 
 def test_the_quality_bench_holds_out_targets_and_reuses_its_embeddings(tmp_path, capsys):
@@ -59,3 +95,21 @@ def test_the_quality_bench_holds_out_targets_and_reuses_its_embeddings(tmp_path,
     assert "engine plain, max: " in first and "cache {'pool': 'miss', 'target': 'miss'}" in first
     assert again.count("cache {'pool': 'hit', 'target': 'hit'}") == 2  # every run of the second pass: no embedding
     assert "| engine plain, topk_mean:2 |" in again and "r_precision" in again
+    assert len((tmp_path / "results" / "rds_quality.jsonl").read_text().splitlines()) == 2  # a row per run
+
+
+def test_results_md_has_a_section_per_bench_with_its_latest_command_and_rows(tmp_path):
+    import bench.common
+    from bench.results import render
+
+    for number in range(5):
+        bench.common.append_row("rds_gsm8k", {"share": 0.5 + number / 100}, command=["python", "-m", "bench.rds_gsm8k", f"--budget={number}"])
+    (tmp_path / "results" / "el2n_noise.jsonl").write_text(json.dumps(
+        {"bench": "el2n_noise", "date": None, "command": "old command", "figures": {}, "title": "Earlier", "recorded": "| auroc | 0.93 |\n",
+         "source": "converted from the hand-written RESULTS.md"}) + "\n")
+    text = render(tmp_path / "results", latest=3)
+    rds = text.split("## rds_gsm8k\n")[1].split("\n## ")[0]
+    assert "Command: `python -m bench.rds_gsm8k --budget=4`" in rds  # the latest run's command
+    assert [f"share {0.5 + n / 100:.4g} |" in rds for n in range(5)] == [False, False, True, True, True]  # its latest 3 rows
+    assert "| auroc | 0.93 |" in text.split("## el2n_noise\n")[1]  # the converted history, kept as it was
+    assert "## throughput\n\nCommand: `python -m bench.throughput`\n\nNo rows yet." in text  # every script has its section

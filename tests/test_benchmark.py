@@ -62,7 +62,7 @@ def test_every_stage_has_a_row_with_throughput(figures):
     assert 0 < rows["pooling"]["pct_copy_bandwidth"] and 0 < rows["n-gram weights"]["gb_per_s"]
     assert 0 < rows["projection"]["gb_per_s"] and 0 < rows["projection"]["tflops_per_s"] and 0 < rows["LESS gradients"]["gb_per_s"]
     assert abs(sum(r["share"] for r in data["rows"][:-1]) - 1) < 1e-9
-    assert data["peak_source"] == "measured float32 matmul (cpu)" and data["copy_bandwidth"] > 0
+    assert data["peak_source"] == f"measured {data['dtype']} matmul (cpu)" and data["copy_bandwidth"] > 0  # the dtype auto chose here
     assert "RDS+ pipeline wall time: forward" in printed and "forward check:" in printed
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from support import MATH, base_overrides, write_jsonl
 
 import dataselect
 from dataselect.cli import main as cli_main
+from dataselect.scoring.models import dtype_choice
 
 
 def _run(tmp_path, pool, target, **extra):
@@ -32,7 +34,9 @@ def test_rds_selects_the_math_samples_and_writes_the_contract(tmp_path, demo_fil
                                   "skipped_files": 0, "duplicate_ids": 0, "empty_ids": 0}
     assert manifest["config"]["method"]["budget"] == 4
     assert manifest["versions"]["torch"] and manifest["method"]["pooling"] == "mean"
-    assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == "float32"
+    auto_dtype, why = dtype_choice("auto", torch.device("cpu"))  # bf16 where this CPU has native bf16, else fp32
+    assert manifest["method"]["device"]["type"] == "cpu" and manifest["method"]["dtype"] == str(auto_dtype).removeprefix("torch.")
+    assert {key: manifest["stages"]["pool"][key] for key in ("dtype", "dtype_why")} == {"dtype": manifest["method"]["dtype"], "dtype_why": why}
     assert manifest["method"]["truncated"] == {"pool": 0, "target": 0}
     assert manifest["throughput"]["docs_per_s"] > 0 and manifest["throughput"]["tokens_per_s"] > 0
     assert {"load_model", "score_pool", "score_target", "select", "total"} <= set(manifest["timings_s"])

@@ -2,7 +2,9 @@
 
 `InProcessExecutor` reads and renders the next shard in a thread while the current one is scored.
 `ProcessExecutor` starts `num_workers` spawned processes, each of which sets a stage up once (the model
-loads once per worker) and then scores whole shards; on CUDA each worker owns one GPU. At most two
+loads once per worker) and then scores whole shards; the task (with its stage) is pickled once into a file
+that each worker reads on its first shard, so a stage's state crosses to a worker once, not with every
+shard. On CUDA each worker owns one GPU. At most two
 shards per worker are in flight, so a sequential source is never read far ahead of the workers.
 """
 from __future__ import annotations
@@ -11,6 +13,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
+import shutil
+import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -86,8 +91,29 @@ def _init_process(devices: Any, threads: int) -> None:
     set_worker_device(device)
 
 
-def _run_task(task: Any, spec: Any) -> Any:
-    return task(spec)
+class SharedTask:
+    """A task pickled once into a file that each worker process reads once: a stage holding large state
+    (a fitted model, a table) costs one unpickle per worker, not one per shard."""
+
+    def __init__(self, task: Any) -> None:
+        self._folder = tempfile.mkdtemp(prefix="dataselect-task-")
+        self.path = os.path.join(self._folder, "task.pickle")
+        with open(self.path, "wb") as handle:
+            pickle.dump(task, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def remove(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_WORKER_TASK: list[Any] = [None, None]  # (path, task): the task this worker process last read
+
+
+def _run_shared(path: str, spec: Any) -> Any:
+    """Run one shard of the task at `path`, read on this worker's first shard of it."""
+    if _WORKER_TASK[0] != path:
+        with open(path, "rb") as handle:
+            _WORKER_TASK[:] = [path, pickle.load(handle)]
+    return _WORKER_TASK[1](spec)
 
 
 class ProcessExecutor:
@@ -114,13 +140,15 @@ class ProcessExecutor:
     def map(self, task: Any, specs: Iterable[Any]) -> Iterator[Any]:
         in_flight: set[Future] = set()
         iterator = iter(_ordered(specs, self.order))
+        shared: SharedTask | None = None
         try:
             while True:
                 while len(in_flight) < 2 * self.num_workers:
                     spec = next(iterator, None)
                     if spec is None:
                         break
-                    in_flight.add(self._pool.submit(_run_task, task, spec))
+                    shared = shared or SharedTask(task)  # pickled once, when there is a shard to run
+                    in_flight.add(self._pool.submit(_run_shared, shared.path, spec))
                 if not in_flight:
                     return
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -135,6 +163,9 @@ class ProcessExecutor:
         finally:
             for future in in_flight:
                 future.cancel()
+            if shared is not None:
+                wait(in_flight)  # no running shard still needs the file (a cancelled one never reads it)
+                shared.remove()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -3,8 +3,9 @@
 One task per shard (as datatrove's Ray executor does): each writes its shard atomically into the same
 store, so the store folder must be on a file system every node sees. Ray reuses worker processes, and
 the stage cache of `scoring.loop.ready` lives in the process, so a model loads once per Ray worker, not
-once per shard. A task whose worker dies is retried by Ray (`max_retries`); the driver keeps at most two
-shards per worker in flight, skips finished shards (the loop does) and then runs the select phase.
+once per shard; the task itself is put in the object store once and unpickled once per worker. A task
+whose worker dies is retried by Ray (`max_retries`); the driver keeps at most two shards per worker in
+flight, skips finished shards (the loop does) and then runs the select phase.
 """
 from __future__ import annotations
 
@@ -30,9 +31,19 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_shard(task: Any, spec: Any) -> Any:
+_WORKER_TASK: list[Any] = [None, None]  # (object id, task): the task this Ray worker last fetched
+
+
+def _run_shard(task_refs: list[Any], spec: Any) -> Any:
+    """One shard of the task in the object store; `task_refs` holds its reference in a list, so that Ray
+    hands it over unresolved and the task is fetched and unpickled once per worker process, not per shard."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # Ray's processes are the parallelism
-    return task(spec)
+    ref = task_refs[0]
+    if _WORKER_TASK[0] != ref.hex():
+        import ray
+
+        _WORKER_TASK[:] = [ref.hex(), ray.get(ref)]
+    return _WORKER_TASK[1](spec)
 
 
 def _store_visible(path: str) -> bool:
@@ -103,7 +114,7 @@ class RayExecutor:
                     spec = next(iterator, None)
                     if spec is None:
                         break
-                    in_flight.append(remote.remote(task_ref, spec))
+                    in_flight.append(remote.remote([task_ref], spec))
                 if not in_flight:
                     return
                 done, in_flight = ray.wait(in_flight, num_returns=1)

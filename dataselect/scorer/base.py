@@ -111,8 +111,10 @@ class Scorer:
 
 def portable_model(model: Any, spec: Any) -> dict[str, Any]:
     """The model as a scorer folder names it: a Hub (or bundled) name as given, a local folder by its absolute
-    path; pooling and max length as the run resolved them, so another version's defaults cannot move them."""
-    return {"name": portable_name(model.name), "pooling": spec.pooling, "max_length": spec.max_length, "dtype": model.dtype,
+    path; pooling, max length and dtype as the run resolved them, so another version's defaults or another
+    machine's `auto` (bf16 where the CPU has it) cannot move them."""
+    return {"name": portable_name(model.name), "pooling": spec.pooling, "max_length": spec.max_length,
+            "dtype": str(spec.dtype).removeprefix("torch."),
             "trust_remote_code": model.trust_remote_code}
 
 

@@ -24,7 +24,10 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int
     Width: the batch's longest row; with `width_step`, each row's own length rounded up to a multiple of
     it, and a batch holds rows of one width only. Then a row's padding, and so (on CPU) its output bit for
     bit, depends on the row alone, not on the batch size or its batch-mates: a saved scorer that embeds
-    one record gets what the run stored for it."""
+    one record gets what the run stored for it. A width's rows that do not fill a batch go in batches of
+    power-of-two row counts (13 rows: 8, 4, 1), so a pool meets a bounded set of batch shapes: on the CPU
+    oneDNN compiles and caches kernels per shape (up to 1024 of them), and a new row count per shard per
+    width made its cache, and the process's memory, grow with the pool (bf16 most: 4.9 GB against 2.9)."""
     order = np.lexsort((np.arange(len(lengths)), -np.asarray(lengths)))  # [n]
     widths = np.asarray(lengths, np.int64)  # [n]
     if width_step:
@@ -37,6 +40,8 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int
         chunk = order[start : start + rows]
         if width_step:
             chunk = chunk[widths[chunk] == width]  # sorted longest first: the rows of this width come first
+            if len(chunk) < rows:  # a width's last batch: a power-of-two row count (the rest follow, halving)
+                chunk = chunk[: 1 << (len(chunk).bit_length() - 1)]
         batches.append(TokenBatch(indices=chunk, padded_length=width))
         start += len(chunk)
     return batches

@@ -77,7 +77,7 @@ def load_causal_lm(model: ModelConfig, device: str = "auto") -> LoadedCausalLM:
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(model.dtype, torch_device)
+    torch_dtype = resolve_dtype(model.dtype, torch_device, cpu_bf16=False)  # a causal LM may be fine-tuned: fp32 on every CPU
     tokenizer = load_tokenizer(path, model.trust_remote_code)
     try:
         lm = AutoModelForCausalLM.from_pretrained(

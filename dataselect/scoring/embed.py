@@ -20,7 +20,7 @@ from dataselect.io.render import BadRecord, TextRenderer
 from dataselect.kernels.pooling import pool
 from dataselect.scoring.backoff import OOMBackoff
 from dataselect.scoring.batching import padding_waste, token_budget_batches
-from dataselect.scoring.models import LoadedModel, ModelSpec, is_causal_lm, load_weights, resolve_model
+from dataselect.scoring.models import LoadedModel, ModelSpec, dtype_choice, is_causal_lm, load_weights, resolve_model
 from dataselect.scoring.stage import Resources, ShardOutput
 from dataselect.scoring.tokenize import TokenizedTexts, TokenizerPool, encoder_for
 
@@ -131,6 +131,8 @@ class EmbedStage:
 
     def __init__(self, model: ModelConfig, device: str, batch_tokens: int) -> None:
         self.spec: ModelSpec = resolve_model(model.name, model.pooling, model.max_length, model.dtype, device, model.trust_remote_code)
+        # what the manifest records of the dtype: the one the model runs in, and why (auto's choice on this machine)
+        self.dtype_choice = {"dtype": str(self.spec.dtype).removeprefix("torch."), "dtype_why": dtype_choice(model.dtype, self.spec.device)[1]}
         self.batch_tokens = batch_tokens
         self.embedder: Embedder | None = None
         self.encoder: Any = None

@@ -149,11 +149,25 @@ def describe_device(device: torch.device | str) -> dict[str, Any]:
     return {"type": device.type, "threads": torch.get_num_threads()}
 
 
-def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """model.dtype as a torch dtype (auto: bf16 on CUDA, fp32 on the CPU)."""
-    if requested == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, requested)
+def resolve_dtype(requested: str, device: torch.device, cpu_bf16: bool = True) -> torch.dtype:
+    """The dtype a model runs in: `auto` is bf16 on CUDA and on a CPU with native bf16 arithmetic, fp32
+    elsewhere (emulated bf16 is slower than fp32); `cpu_bf16` False keeps fp32 on every CPU (a model that
+    trains). Any other value is the user's, as asked."""
+    return dtype_choice(requested, device, cpu_bf16)[0]
+
+
+def dtype_choice(requested: str, device: torch.device, cpu_bf16: bool = True) -> tuple[torch.dtype, str]:
+    """(dtype, why) of `resolve_dtype`: why is what the manifest records beside the dtype."""
+    from dataselect.hardware import native_bf16_flag
+
+    if requested != "auto":
+        return getattr(torch, requested), "model.dtype as configured"
+    if device.type == "cuda":
+        return torch.bfloat16, "auto: bf16 on CUDA"
+    flag = native_bf16_flag() if cpu_bf16 else None
+    if flag:
+        return torch.bfloat16, f"auto: the CPU has native bf16 ({flag})"
+    return torch.float32, "auto: fp32 on a CPU without native bf16" if cpu_bf16 else "auto: fp32 for a model trained on the CPU"
 
 
 @dataclass

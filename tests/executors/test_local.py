@@ -9,19 +9,21 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from support import EXECUTOR_METHODS as METHODS
+from support import HeavyStage, script_env, unpickled_by, wait_for, write_jsonl
 from support import executor_config as _config
 from support import executor_pool as _pool
 from support import selection_bytes as _selection_bytes
-from support import write_jsonl
 
 import dataselect
+from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.errors import InputError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
+from dataselect.io.render import TextRenderer
+from dataselect.scoring.loop import run_stage
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -45,10 +47,6 @@ def test_a_cached_store_that_skipped_bad_records_stops_a_fail_run(tmp_path, tiny
         dataselect.run(fail)
 
 
-def _done_shards(cache: Path) -> int:
-    return len(list(cache.glob("embeddings/*/shard-*.done.json")))
-
-
 def _done_records(cache: Path) -> dict[str, int]:
     """Every finished shard's done record and when it was written (a rescored shard would be rewritten)."""
     return {str(p): p.stat().st_mtime_ns for p in cache.glob("embeddings/*/shard-*.done.json")}
@@ -61,19 +59,24 @@ def test_a_run_killed_at_three_moments_resumes_each_time_without_rescoring(tmp_p
     config = _config(tmp_path, "killed", tiny_bert_dir, pool, target, extra)
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.model_dump(mode="json")))
+    cache = tmp_path / "killed" / "cache"
+    marker = tmp_path / "paused"
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f'''
-        import json, dataselect
+        import json, sys
+        import dataselect, dataselect.pipeline
+        from dataselect.executors.local import ProcessExecutor
+        from support import PausesAfter
         if __name__ == "__main__":
-            dataselect.run(dataselect.Config.model_validate(json.load(open({str(config_file)!r}))))
+            config = dataselect.Config.model_validate(json.load(open({str(config_file)!r})))
+            dataselect.pipeline.run(config, executor=PausesAfter(ProcessExecutor(2), {str(cache)!r}, int(sys.argv[1]), {str(marker)!r}))
     '''))
-    cache = tmp_path / "killed" / "cache"
     kept: dict[str, int] = {}
     for moment in (1, 20, 45):  # early, middle and late in the pool's 52 shards
-        process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while _done_shards(cache) < moment and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+        marker.unlink(missing_ok=True)
+        process = subprocess.Popen([sys.executable, str(script), str(moment)], cwd=tmp_path, start_new_session=True, env=script_env())
+        wait_for(marker.exists, process)  # the run has stopped taking shards after `moment` finished ones
+        assert marker.exists(), f"the run ended (code {process.poll()}) before pausing at {moment} shards"
         os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers, mid-score
         process.wait()
         done = _done_records(cache)
@@ -87,3 +90,18 @@ def test_a_run_killed_at_three_moments_resumes_each_time_without_rescoring(tmp_p
     assert all(_done_records(cache)[path] == written for path, written in kept.items())
     assert resumed.ids == reference.ids
     assert (Path(resumed.output_dir) / "selection.parquet").read_bytes() == (Path(reference.output_dir) / "selection.parquet").read_bytes()
+
+
+def test_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shard(tmp_path):
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"sample {i}"} for i in range(100)])
+    log = str(tmp_path / "unpickled.log")
+    source = SourceConfig(path=str(pool))
+    executor = ProcessExecutor(2)
+    try:
+        scored = run_stage(source, "pool", TextRenderer(source), HeavyStage(log, 8 << 20, 2), RuntimeConfig(shard_size=1, progress=False),
+                           tmp_path / "cache", executor)
+    finally:
+        executor.close()
+    assert scored.store.num_shards == 100 and scored.counter("docs") == 100
+    unpickled = unpickled_by(log)
+    assert len(unpickled) == len(set(unpickled)) == 2  # one unpickle in each of the 2 workers, for 100 shards

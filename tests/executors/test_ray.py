@@ -3,17 +3,19 @@ after SIGKILL, a worker that dies is retried, and clear errors."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 from support import EXECUTOR_METHODS as METHODS
 from support import executor_config as _config
 from support import executor_pool as _pool
+from support import script_env, wait_for, wait_for_exit
 from support import selection_bytes as _selection_bytes
 
 import dataselect
@@ -81,6 +83,26 @@ def test_a_ray_worker_that_dies_is_retried(tmp_path, tiny_bert_dir, ray_instance
     assert (tmp_path / "died").exists() and got == reference
 
 
+def test_on_ray_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shard(tmp_path, ray_instance):
+    import support
+
+    from dataselect.config import RuntimeConfig, SourceConfig
+    from dataselect.io.render import TextRenderer
+    from dataselect.scoring.loop import run_stage
+
+    ray.cloudpickle.register_pickle_by_value(support)  # the Ray workers cannot import the tests' support module
+    pool = support.write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"sample {i}"} for i in range(40)])
+    log = str(tmp_path / "unpickled.log")
+    source = SourceConfig(path=str(pool))
+    executor = _ray_executor()
+    scored = run_stage(source, "pool", TextRenderer(source), support.HeavyStage(log, 8 << 20, 2), RuntimeConfig(shard_size=1, progress=False),
+                       tmp_path / "cache", executor)
+    executor.close()
+    assert scored.store.num_shards == 40 and scored.counter("docs") == 40
+    unpickled = support.unpickled_by(log)
+    assert len(unpickled) == len(set(unpickled)) == 2  # one fetch in each of the instance's 2 workers, for 40 shards
+
+
 def test_an_unreachable_cluster_is_one_line(tmp_path, monkeypatch):
     from dataselect.errors import ConfigError
     from dataselect.executors.ray import RayExecutor
@@ -90,13 +112,25 @@ def test_an_unreachable_cluster_is_one_line(tmp_path, monkeypatch):
         RayExecutor(address="127.0.0.1:1")
 
 
-def _kill_processes_mentioning(text: str) -> None:
-    for proc in Path("/proc").glob("[0-9]*"):
+def _kill_recorded(pids_file: Path) -> None:
+    """SIGKILL the processes whose ids the run recorded in `pids_file` (its Ray instance: GCS, raylet, ...)
+    and their descendants, found from those ids alone; nothing else on the machine (another run's Ray) is touched."""
+    pids = [int(p) for p in pids_file.read_text().split()]
+    tree, stack = [], list(pids)
+    while stack:
+        pid = stack.pop()
+        tree.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                stack += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    for pid in tree:
         try:
-            if text.encode() in (proc / "cmdline").read_bytes() or text.encode() in (proc / "environ").read_bytes():
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+    wait_for_exit(tree)
 
 
 def test_a_run_on_ray_killed_mid_score_resumes(tmp_path, tiny_bert_dir):
@@ -104,22 +138,31 @@ def test_a_run_on_ray_killed_mid_score_resumes(tmp_path, tiny_bert_dir):
     extra = {"runtime.executor": "ray", "runtime.num_workers": 2}
     config = _config(tmp_path, "killed", tiny_bert_dir, pool, target, extra)
     reference = dataselect.pipeline.run(_config(tmp_path, "ref", tiny_bert_dir, pool, target, {}), quiet=True, executor=InProcessExecutor())
+    cache, marker, pids_file = tmp_path / "killed" / "cache", tmp_path / "paused", tmp_path / "ray.pids"
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f'''
-        import json, os, dataselect
+        import os
         os.environ["RAY_AUTH_MODE"] = "disabled"
+        import ray, dataselect, dataselect.pipeline
+        from dataselect.executors.ray import RayExecutor
+        from support import PausesAfter
         if __name__ == "__main__":
-            dataselect.run(dataselect.Config.model_validate_json({config.model_dump_json()!r}))
+            executor = RayExecutor()  # starts this run's own local instance
+            with open({str(pids_file)!r}, "w") as handle:  # its processes, for the test to kill by id
+                handle.write(" ".join(str(process.pid) for _, process in ray._private.worker._global_node.live_processes()))
+            config = dataselect.Config.model_validate_json({config.model_dump_json()!r})
+            dataselect.pipeline.run(config, quiet=True, executor=PausesAfter(executor, {str(cache)!r}, 3, {str(marker)!r}))
     '''))
-    cache = tmp_path / "killed" / "cache"
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True,
-                               env={**os.environ, "RAY_TMPDIR": "/tmp/ray-ds-kill"})
-    deadline = time.monotonic() + 180
-    while len(list(cache.glob("embeddings/*/shard-*.done.json"))) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    _kill_processes_mentioning("/tmp/ray-ds-kill")  # the killed driver's Ray instance (raylet, GCS) outlives it
+    ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # this test's own instance folder (short: Ray's socket paths cap it)
+    try:
+        process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, start_new_session=True, env=script_env(RAY_TMPDIR=ray_dir))
+        wait_for(marker.exists, process)  # 3 shards finished and the run takes no more
+        assert marker.exists(), f"the run ended (code {process.poll()}) before pausing at 3 shards"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        _kill_recorded(pids_file)  # the killed driver's Ray instance (raylet, GCS) outlives it
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
     finished = len(list(cache.glob("embeddings/*/shard-*.done.json")))
     assert 3 <= finished < 52, f"the kill came at {finished} finished shards"
     resumed = dataselect.pipeline.run(config.model_copy(update={"runtime": config.runtime.model_copy(update={"executor": "local"})}), quiet=True)

@@ -56,7 +56,7 @@ def test_runs_append_machine_readable_rows(bench, tmp_path: Path) -> None:
     for row in rows:
         assert ROW_KEYS <= row.keys(), ROW_KEYS - row.keys()
         assert row["device"].startswith("CPU") and row["ms"] > 0 and row["peak_mib"] >= 0
-        assert row["command"] == "python bench/kernels_vs_torch.py " + " ".join(argv)
+        assert row["command"] == "python -m bench.kernels_vs_torch " + " ".join(argv)
     pool_rows = [r for r in rows if r["kernel"] == "pooling"]
     assert {r["variant"] for r in pool_rows} == {"dispatch", "reference"}
     assert all(r["dtype"] == "bfloat16" and r["shape"] == {"B": 3, "T": 37, "H": 100} for r in pool_rows)

@@ -205,3 +205,12 @@ def test_a_scorer_folder_inside_a_directory_input_is_not_read_back(tmp_path: Pat
     reads = [fitted_run(tmp_path, tiny_bert_dir, {**METHODS["dsir-reference"], **overrides})[0].manifest["counts"]["read"] for _ in range(2)]
     assert (data / "out" / "scorer" / DESCRIPTION).exists()
     assert reads[0] == reads[1] == len(pool_records(pool)) + 1  # the pool and the one-record target beside it; never the scorer's files
+
+
+def test_a_saved_scorer_names_the_dtype_the_run_resolved_not_auto(tiny_bert_dir):
+    from dataselect.config import ModelConfig
+    from dataselect.scorer.base import portable_model
+    from dataselect.scoring.models import resolve_model
+
+    spec = resolve_model(str(tiny_bert_dir), "auto", None, "auto", "cpu")
+    assert portable_model(ModelConfig(name=str(tiny_bert_dir)), spec)["dtype"] == str(spec.dtype).removeprefix("torch.") != "auto"

@@ -43,6 +43,30 @@ def test_with_a_width_step_each_batch_holds_one_width_its_rows_own():
         assert batch.padded_tokens <= 1000 or len(batch.indices) == 1
 
 
+def test_with_a_width_step_the_batch_shapes_are_bounded_whatever_the_pool():
+    """A width's rows that do not fill a batch go in power-of-two row counts (13 rows: 8, 4, 1), so that
+    many shards of a pool meet few distinct [rows, width] shapes (the CPU's kernel cache holds one per shape)."""
+    rng = np.random.default_rng(2)
+    shapes = set()
+    for _ in range(40):  # 40 shards of a pool
+        lengths = rng.integers(1, 256, size=300)
+        batches = token_budget_batches(lengths, batch_tokens=2048, width_step=8)
+        assert sorted(np.concatenate([b.indices for b in batches])) == list(range(300))
+        for batch in batches:
+            full = 2048 // batch.padded_length
+            rows = len(batch.indices)
+            assert rows == full or rows & (rows - 1) == 0, (rows, full)  # a full batch or a power of two
+        by_width = {}
+        for batch in batches:
+            by_width.setdefault(batch.padded_length, []).append(len(batch.indices))
+        for width, counts in by_width.items():  # each width's tail halves: no two batches of one tail size
+            tail = [c for c in counts if c != 2048 // width]
+            assert len(tail) == len(set(tail)) and tail == sorted(tail, reverse=True)
+        shapes |= {(len(b.indices), b.padded_length) for b in batches}
+    widths = {w for _, w in shapes}
+    assert len(shapes) <= sum(1 + (2048 // w).bit_length() for w in widths)  # not one new shape per shard and width
+
+
 def test_an_embedding_is_the_same_bit_for_bit_whatever_its_batch(tiny_bert_dir):
     """Rows padded to their own width: the batch size and the batch-mates change no bit of a row (CPU)."""
     from dataselect.scoring.embed import Embedder

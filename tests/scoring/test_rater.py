@@ -53,7 +53,7 @@ def reference_logits(folder: Path, texts: list[str]) -> np.ndarray:
 
 
 def stage_logits(folder: Path, texts: list[str], batch_tokens: int) -> np.ndarray:
-    stage = RaterStage(ModelConfig(name=str(folder)), "cpu", batch_tokens)
+    stage = RaterStage(ModelConfig(name=str(folder), dtype="float32"), "cpu", batch_tokens)  # the fp32 reference's dtype
     stage.setup("cpu")
     tokens = stage.encoder(texts)
     assert len(set(tokens.lengths.tolist())) > 3  # mixed lengths: padding inside every batch of several rows
@@ -72,7 +72,7 @@ def test_the_stage_equals_transformers_own_forward_for_any_token_budget(tmp_path
 
 def test_a_decoder_rater_is_padding_invariant_left_or_right(tmp_path):
     folder = save_classifier(tmp_path / "llama", "llama", 2)
-    stage = RaterStage(ModelConfig(name=str(folder)), "cpu", 10_000)
+    stage = RaterStage(ModelConfig(name=str(folder), dtype="float32"), "cpu", 10_000)  # 1e-5 is an fp32 budget
     stage.setup("cpu")
     rater = stage.embedder
     tokens = stage.encoder(TEXTS)

@@ -6,7 +6,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+
+from support import wait_for_exit
 
 from dataselect.scoring.workers import ChunkedWorkerPool
 
@@ -54,7 +55,5 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     assert workers and all(_alive(p) for p in workers)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 20
-    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_exit(workers)  # woken by their exit: no deadline that a loaded machine could miss
     assert not any(_alive(p) for p in workers)

@@ -126,7 +126,8 @@ def test_a_rater_models_pool_scores_are_transformers_own_and_its_scorer_gives_th
     folder = save_classifier(tmp_path / "rater", "bert", 1)
     rows = [{"id": r["id"], "text": r["prompt"] + " " + r["response"] * (i % 3)} for i, r in enumerate(_rows()[:40])]  # mixed lengths
     pool = write_jsonl(tmp_path / "pool.jsonl", rows)
-    result = _run(tmp_path, pool, model__name=str(folder), method__quality__rater="model", runtime__batch_tokens=256)
+    result = _run(tmp_path, pool, model__name=str(folder), model__dtype="float32", method__quality__rater="model",  # the fp32 reference's dtype
+                  runtime__batch_tokens=256)
     assert result.manifest["method"]["readout"] == "value"
     expected = reference_logits(folder, [r["text"] for r in rows])[:, 0]
     scores = dict(zip(_store_ids(result), result.selection.pool_scores))
