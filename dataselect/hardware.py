@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:  # torch loads only when a figure is measured: the manifest of a DSIR run never needs it
     import torch
@@ -172,19 +172,18 @@ def mfu_figures(model_flops: float, forward_seconds: float, device: str | torch.
     }
 
 
-def run_mfu(scored: Iterable[Any], runtime_device: str, model_dtype: str, executor: dict[str, Any]) -> dict[str, Any]:
+def run_mfu(scored: Iterable[Any], resolved: Callable[[], tuple[Any, Any]], executor: dict[str, Any]) -> dict[str, Any]:
     """MFU of a run's forward passes from its scored sources' counters (`model_flops`, `forward_seconds`,
-    summed over shards and sources); {} when no stage ran a model forward this run (a cache hit, DSIR, random)."""
+    summed over shards and sources); {} when no stage ran a model forward this run (a cache hit, DSIR, random).
+    `resolved` gives the run's (torch device, dtype), asked only when there is a figure to compute."""
     counters = {name: sum(s.counter(name) for s in scored) for name in ("model_flops", "forward_seconds")}
     if not counters["model_flops"]:
         return {}
-    from dataselect.scoring.models import resolve_device, resolve_dtype
-
-    device = resolve_device(runtime_device)
+    device, dtype = resolved()
     workers = int(executor.get("workers") or 0)
     sharing = workers if device.type == "cpu" and workers > 1 else 1
     try:
-        return mfu_figures(counters["model_flops"], counters.get("forward_seconds", 0.0), device, resolve_dtype(model_dtype, device), sharing)
+        return mfu_figures(counters["model_flops"], counters.get("forward_seconds", 0.0), device, dtype, sharing)
     except Exception as error:  # noqa: BLE001 - a figure for the manifest; the run's result never depends on it
         logger.warning("MFU not measured: %s", error)
         return {}

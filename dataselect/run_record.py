@@ -116,6 +116,14 @@ def _source_report(stats: SourceStats, source: SourceConfig, skipped: list[Skipp
     return report
 
 
+def _device_and_dtype(config: Config) -> tuple[Any, Any]:
+    """The run's torch device and the dtype model.dtype resolves to there (the MFU's peak is that dtype's)."""
+    from dataselect.scoring.models import resolve_device, resolve_dtype
+
+    device = resolve_device(config.runtime.device)
+    return device, resolve_dtype(config.model.dtype, device)
+
+
 def build_manifest(config: Config, selection: Selection, context: RunContext, total_seconds: float) -> dict[str, Any]:
     """manifest.json's content: the config, counts, budget, sources, stages, timings, throughput and the method's metrics."""
     scored = context.scored
@@ -160,7 +168,7 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
         "stages": stages,
         "executor": context.executor.describe(),
         "timings_s": {name: round(seconds, 3) for name, seconds in context.stats.timings.items()} | {"total": round(total_seconds, 3)},
-        "throughput": _throughput(scored) | run_mfu(scored.values(), config.runtime.device, config.model.dtype, context.executor.describe()),
+        "throughput": _throughput(scored) | run_mfu(scored.values(), lambda: _device_and_dtype(config), context.executor.describe()),
         "method": selection.metrics,
     }
 

@@ -16,7 +16,7 @@ class TokenBatch:
         return len(self.indices) * self.padded_length
 
 
-def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int | None = None) -> list[TokenBatch]:
+def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int | None = None, bounded_shapes: bool = True) -> list[TokenBatch]:
     """Sort by length (longest first, ties by position, so the result is deterministic) and cut
     greedily so that each batch's padded size, rows x width, stays within `batch_tokens`. A sample
     longer than the budget gets a batch of its own.
@@ -27,7 +27,9 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int
     one record gets what the run stored for it. A width's rows that do not fill a batch go in batches of
     power-of-two row counts (13 rows: 8, 4, 1), so a pool meets a bounded set of batch shapes: on the CPU
     oneDNN compiles and caches kernels per shape (up to 1024 of them), and a new row count per shard per
-    width made its cache, and the process's memory, grow with the pool (bf16 most: 4.9 GB against 2.9)."""
+    width made its cache, and the process's memory, grow with the pool (bf16 most: 4.9 GB against 2.9).
+    `bounded_shapes` False keeps a width's last rows in one batch (LESS's per-sample gradients: a row's result
+    there depends on the batch's row count, so copies that share a batch stay bit for bit equal)."""
     order = np.lexsort((np.arange(len(lengths)), -np.asarray(lengths)))  # [n]
     widths = np.asarray(lengths, np.int64)  # [n]
     if width_step:
@@ -40,7 +42,7 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int, width_step: int
         chunk = order[start : start + rows]
         if width_step:
             chunk = chunk[widths[chunk] == width]  # sorted longest first: the rows of this width come first
-            if len(chunk) < rows:  # a width's last batch: a power-of-two row count (the rest follow, halving)
+            if len(chunk) < rows and bounded_shapes:  # a width's last batch: a power-of-two row count (the rest follow, halving)
                 chunk = chunk[: 1 << (len(chunk).bit_length() - 1)]
         batches.append(TokenBatch(indices=chunk, padded_length=width))
         start += len(chunk)

@@ -13,8 +13,9 @@ float16 (zeros for a sample that cannot be scored) and the columns n_tokens and 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 import torch
@@ -163,7 +164,7 @@ class GradientStage:
         good_rows = np.flatnonzero([p.error is None for p in prepared])
         lengths = np.array([len(prepared[i].ids) for i in good_rows], np.int64)
         padded = 0
-        for batch in token_budget_batches(lengths, self.batch_tokens, width_step=WIDTH_STEP):
+        for batch in token_budget_batches(lengths, self.batch_tokens, width_step=WIDTH_STEP, bounded_shapes=False):
             for start in range(0, len(batch.indices), self.batch_samples):
                 rows = good_rows[batch.indices[start : start + self.batch_samples]]
                 width = batch.padded_length
@@ -171,7 +172,8 @@ class GradientStage:
                 labels = np.full((len(rows), width), IGNORE, np.int64)  # [b, T]
                 for r, i in enumerate(rows):
                     ids[r, : len(prepared[i].ids)], labels[r, : len(prepared[i].ids)] = prepared[i].ids, prepared[i].labels
-                grads[rows] = self.features(torch.from_numpy(ids).to(self._device), torch.from_numpy(labels).to(self._device)).cpu().numpy()
+                with one_thread_on_cpu(self._device):
+                    grads[rows] = self.features(torch.from_numpy(ids).to(self._device), torch.from_numpy(labels).to(self._device)).cpu().numpy()
                 n_tokens[rows] = (labels != IGNORE).sum(axis=1)
                 padded += ids.size
         import pyarrow as pa
@@ -183,6 +185,22 @@ class GradientStage:
 
     def close(self) -> None:
         self._models, self._encoder = None, None
+
+
+@contextlib.contextmanager
+def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """On the CPU, per-sample gradients on one thread: with more, the matmul libraries split a batch's reductions
+    by its row count, so a sample's features would change in the last bits with its batch-mates (a saved
+    scorer then disagrees with its run, and copies of a sample with each other)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def gradient_stage(config: Any, warmup: "Warmup", mode: str, source: SourceConfig) -> "GradientStage":

@@ -25,7 +25,7 @@ def test_the_in_process_executor_tokenises_in_its_reader_thread(tmp_path, tiny_b
     config = dataselect.load_config(None, {
         "input.path": str(pool), "target.path": str(target), "model.name": str(tiny_bert_dir), "method.budget": 5,
         "output.dir": str(tmp_path / "out"), "runtime.cache_dir": str(tmp_path / "cache"), "runtime.shard_size": 10,
-        "runtime.num_workers": 0, "runtime.progress": False,
+        "runtime.num_workers": 0, "runtime.progress": False, "model.dtype": "float32",  # the peak below is fp32's
     })
     result = dataselect.run(config)
     assert len(threads) == 6 + 1  # 54 pool samples in shards of 10, and the target's one shard
