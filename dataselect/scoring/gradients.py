@@ -13,14 +13,14 @@ float16 (zeros for a sample that cannot be scored) and the columns n_tokens and 
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from dataselect.config import ProxyConfig, SourceConfig
+from dataselect.hardware import one_cpu_thread
 from dataselect.kernels.projection import project
 from dataselect.scoring.stage import Resources, ShardOutput
 
@@ -172,7 +172,7 @@ class GradientStage:
                 labels = np.full((len(rows), width), IGNORE, np.int64)  # [b, T]
                 for r, i in enumerate(rows):
                     ids[r, : len(prepared[i].ids)], labels[r, : len(prepared[i].ids)] = prepared[i].ids, prepared[i].labels
-                with one_thread_on_cpu(self._device):
+                with one_cpu_thread(self._device):  # more threads split the reductions by the batch's row count
                     grads[rows] = self.features(torch.from_numpy(ids).to(self._device), torch.from_numpy(labels).to(self._device)).cpu().numpy()
                 n_tokens[rows] = (labels != IGNORE).sum(axis=1)
                 padded += ids.size
@@ -185,22 +185,6 @@ class GradientStage:
 
     def close(self) -> None:
         self._models, self._encoder = None, None
-
-
-@contextlib.contextmanager
-def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """On the CPU, per-sample gradients on one thread: with more, the matmul libraries split a batch's reductions
-    by its row count, so a sample's features would change in the last bits with its batch-mates (a saved
-    scorer then disagrees with its run, and copies of a sample with each other)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def gradient_stage(config: Any, warmup: "Warmup", mode: str, source: SourceConfig) -> "GradientStage":

@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from dataselect.scoring.ngram import NgramFeatures, _one_cpu_thread, segment_sums
+from dataselect.hardware import one_cpu_thread
+from dataselect.scoring.ngram import NgramFeatures, segment_sums
 
 
 @dataclass
@@ -114,7 +115,7 @@ def fit_ridge(x: np.ndarray, targets: np.ndarray, l2: float) -> LinearModel:
 def _fit_tasks(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, dim: int,
                l2: float, max_iter: int) -> LinearModel:
     """One regression per column of labels [n, T], given X w (forward) and X^T r (backward)."""
-    with _one_cpu_thread("cpu"):  # L-BFGS's vector ops are tiny: a second torch thread only spins (seconds on a busy machine)
+    with one_cpu_thread("cpu"):  # L-BFGS's vector ops are tiny: a second torch thread only spins (seconds on a busy machine)
         fits = [_fit_one(forward, backward, labels[:, t], dim, l2, max_iter) for t in range(labels.shape[1])]
     return LinearModel(np.stack([f[0] for f in fits]), np.array([f[1] for f in fits], np.float64), [f[2] for f in fits], [f[3] for f in fits])
 

@@ -15,18 +15,18 @@ importance weights are `importance`.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import regex
 
+from dataselect.hardware import one_cpu_thread
 from dataselect.scoring.token_memo import ChunkMemo
 
 # The featuriser worker processes import this module: it imports none of the store, source and
@@ -390,28 +390,11 @@ class TokenFeaturizer:
         W = len(flat)
         if W == 0:
             return NgramFeatures.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), lengths, self.dtype)
-        with _one_cpu_thread(self.device):
+        with one_cpu_thread(self.device):  # elementwise int64 ops on one row: a second thread only spins (20x slower measured)
             ids = torch.from_numpy(np.asarray(flat, np.int64)).to(self.device)[None, :]  # [1, W]
             buckets, _ = ngram_bucket_ids(ids, torch.tensor([W], device=self.device), self.num_buckets)  # [1, 2W-1]
             buckets = buckets[0].to(torch.int32).cpu().numpy()  # [2W-1]: W unigrams, then W-1 pairs (w, w+1)
         return NgramFeatures.from_pairs(buckets[:W], buckets[W:] if self.ngrams >= 2 else None, lengths, self.dtype)
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device: str) -> Iterator[None]:
-    """Elementwise int64 ops on one row gain nothing from intra-op threads, and the featuriser
-    workers are busy on the other cores: a second torch thread only spins (measured 20x slower)."""
-    import torch
-
-    if device != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def featurizer_settings(options: Any, model_name: str) -> dict[str, Any]:
