@@ -256,6 +256,20 @@ def prepared(work: Path | None, docs: int, prefix: str) -> tuple[Path, Path, Pat
     return work, pool, target
 
 
+def config_with_default_proxy(path: str | Path, overrides: list[str] | None = None) -> Any:
+    """A config file with its methods' `proxy` blocks left out: the shipped el2n.yaml and color.yaml size their
+    proxy for the 1,200-sample demo pool, and the benchmarks measure the default proxy (config.ProxyConfig)."""
+    import yaml
+
+    from dataselect.config import build_config
+
+    tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    for section in (tree.get("method") or {}).values():
+        if isinstance(section, dict):
+            section.pop("proxy", None)
+    return build_config(tree, overrides)
+
+
 def corrupt(rows: list[dict], fraction: float, min_words: int, rng: np.random.Generator) -> np.ndarray:
     """Corrupts rows in place; returns [N] int8: 0 clean, 1 shuffled words, 2 random pool words."""
     bodies = [r["response"].removesuffix(MARKER) for r in rows]

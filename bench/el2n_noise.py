@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, SHARED_DATA, corrupt, record
+from bench.common import ROOT, SHARED_DATA, config_with_default_proxy, corrupt, record
 
 DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 
@@ -60,7 +60,6 @@ def main() -> None:
         sys.exit(f"pool not found: {pool} (the instruction pool lives in ../shared/data beside the repository; pass --pool)")
 
     import dataselect.pipeline
-    from dataselect.config import load_config
     from dataselect.io.shards import ShardStore
 
     with gzip.open(pool, "rt", encoding="utf-8") as handle:
@@ -73,7 +72,7 @@ def main() -> None:
         data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         cache = args.cache_dir or str(Path(tmp) / "cache")
         overrides = [f"input.path={data}", f"runtime.cache_dir={cache}", f"output.dir={Path(tmp) / 'out'}", "output.show_top=0", *args.set]
-        config = load_config(args.config, overrides)
+        config = config_with_default_proxy(args.config, overrides)
         print(f"{len(rows)} samples, {int((kind == 1).sum())} shuffled + {int((kind == 2).sum())} random-word responses; "
               f"proxy {config.method.el2n.proxy.model_dump()}", flush=True)
         # `dataselect run --config configs/el2n.yaml --set ...`, in this process so that the pool's scores can be read

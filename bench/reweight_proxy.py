@@ -1,5 +1,5 @@
-"""Loss reweighting in practice: train the proxy model (scoring/proxy.py, the settings of
-configs/el2n.yaml unless overridden) on the real instruction pool with the plain mean loss and with
+"""Loss reweighting in practice: train the proxy model (scoring/proxy.py, the default proxy with
+configs/el2n.yaml's input settings unless overridden) on the real instruction pool with the plain mean loss and with
 each LossReweighter strategy (linupper, quadratic, extremes), the same steps, data order and seed, and
 compare held-out loss curves. Writes a PNG and prints a markdown table.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import ROOT, SHARED_DATA, record
+from bench.common import ROOT, SHARED_DATA, config_with_default_proxy, record
 
 DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 STRATEGIES = ["plain", "linupper", "quadratic", "extremes"]
@@ -52,14 +52,13 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dataselect.config import load_config
     from dataselect.io.render import TextRenderer
     from dataselect.reweight import LossReweighter
     from dataselect.scoring.causal import SampleEncoder
     from dataselect.scoring.models import load_tokenizer, resolve_model_path
     from dataselect.scoring.proxy import packed_rows, reduced_vocabulary, train_one
 
-    config = load_config(args.config)
+    config = config_with_default_proxy(args.config)
     proxy = config.method.el2n.proxy.model_copy(update={"steps": args.steps, "batch_size": args.batch_size, "epochs": 1000.0,
                                                         "context": args.context or config.method.el2n.proxy.context})
     with gzip.open(pool, "rt", encoding="utf-8") as handle:
