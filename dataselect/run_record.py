@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
 import pyarrow.compute as pc
 
 from dataselect.config import METHODS, Config, SourceConfig
@@ -64,7 +65,7 @@ def budget_report(config: Config, selection: Selection, context: RunContext) -> 
     elif isinstance(budget, float) and reasons:
         why = f"budget {budget} is a fraction of the eligible pool samples: {selection.scored:,} scored, of which {', '.join(reasons)}"
     elif reasons:
-        eligible = int(sum(reason is None for reason in context.exclusions)) if context.exclusions is not None else None
+        eligible = int(np.equal(context.exclusions, None).sum()) if context.exclusions is not None else None  # [N] object array
         why = (f"{eligible:,} of the {selection.scored:,} scored could be selected" if eligible is not None else f"{selection.scored:,} scored")
         why += f"; not eligible: {', '.join(reasons)}"
     return {"asked": budget, "selected": selected, "short_by": short_by, "scored": selection.scored, "not_eligible": not_eligible, "why": why,
