@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -46,6 +48,16 @@ def cpu_name() -> str:
 
 # /proc/cpuinfo flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX, Arm's BF16 extension
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+
+
+# device nodes an NVIDIA (CUDA) or AMD (ROCm) GPU driver creates; with none of them torch sees no GPU
+GPU_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")
+
+
+def no_gpu_without_torch(patterns: Iterable[str] = GPU_DEVICE_NODES) -> bool:
+    """True when this machine surely has no GPU torch could use, decided without importing torch (about
+    1.5 s): torch is not loaded yet and no GPU driver's device node exists. False means: ask torch."""
+    return "torch" not in sys.modules and not any(glob.glob(pattern) for pattern in patterns)
 
 
 @functools.lru_cache(maxsize=4)

@@ -15,6 +15,7 @@ import multiprocessing.connection
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -85,10 +86,16 @@ def _init_process(devices: Any, threads: int) -> None:
 
     device = devices.get() if devices is not None else None
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        limit_torch_threads(threads)
     set_worker_device(device)
+
+
+def limit_torch_threads(threads: int) -> None:
+    """torch on `threads` threads in this process. Without importing it (about 1.5 s per worker, which a
+    DSIR or n-gram worker never needs): torch takes its thread count from OMP_NUM_THREADS when it loads."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 class SharedTask:
@@ -194,6 +201,10 @@ def local_executor(num_workers: int | None, device: str, devices: Sequence[int] 
 
 
 def _cuda_count() -> int:
+    from dataselect.hardware import no_gpu_without_torch
+
+    if no_gpu_without_torch():  # a CPU-only run (DSIR, BETR's features) need not import torch at all
+        return 0
     try:
         import torch
     except ImportError:

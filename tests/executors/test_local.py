@@ -105,3 +105,42 @@ def test_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shar
     assert scored.store.num_shards == 100 and scored.counter("docs") == 100
     unpickled = unpickled_by(log)
     assert len(unpickled) == len(set(unpickled)) == 2  # one unpickle in each of the 2 workers, for 100 shards
+
+
+TORCH_IMPORT_LOG = """
+import os, sys
+
+class _Recorder:  # writes this process's id into the log when anything imports torch
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            with open(os.environ["TORCH_IMPORT_LOG"], "a") as handle:
+                handle.write(f"{os.getpid()}\\n")
+        return None
+
+sys.meta_path.insert(0, _Recorder())
+"""
+
+
+def test_a_dsir_run_with_2_workers_on_a_machine_without_gpus_never_imports_torch(tmp_path):
+    """torch costs about 1.5 s to import, in the driver and in each worker; a DSIR run needs none of it."""
+    from dataselect.hardware import no_gpu_without_torch
+
+    if not no_gpu_without_torch() and "torch" not in sys.modules:
+        pytest.skip("a GPU device node exists here: the executor asks torch how many GPUs it sees")
+    pool, target = _pool(tmp_path)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(TORCH_IMPORT_LOG)
+    log = tmp_path / "torch-imports.log"
+    script = textwrap.dedent(f"""
+        import dataselect
+        config = dataselect.load_config(None, {{"input.path": {str(pool)!r}, "target.path": {str(target)!r}, "method.name": "dsir",
+            "method.dsir.features": "reference", "method.dsir.min_words": 3, "method.budget": 5, "runtime.num_workers": 2,
+            "runtime.shard_size": 7, "runtime.cache_dir": {str(tmp_path / "cache")!r}, "output.dir": {str(tmp_path / "out")!r}}})
+        dataselect.run(config, quiet=True)
+    """)
+    env = script_env(TORCH_IMPORT_LOG=str(log))
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), env["PYTHONPATH"]])
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    assert (tmp_path / "out" / "report.html").exists()
+    assert not log.exists(), f"torch was imported by {log.read_text().split()} (driver and workers should not need it)"
