@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from dataselect.config import Config
 from dataselect.context import RunContext
 from dataselect.errors import ConfigError
 from dataselect.executors.base import Executor
+from dataselect.io import plots
 from dataselect.io.locate import CACHE_TAG, CACHE_TAG_TEXT, ENGINE_OUTPUTS, resolve_locations
 from dataselect.io.locks import output_lock
 from dataselect.io.outputs import (
@@ -137,6 +139,8 @@ def _run_in(config: Config, method: Any, output_dir: Path, cache_root: Path, ski
     with output_lock(output_dir, cache_root), spool_stdin(cache_root / "stdin") if reads_stdin else contextlib.nullcontext(), \
             preflight.spawn_marker() as marker:
         executor = executor if executor is not None else make_executor(config)
+        if executor.describe().get("workers"):  # this process mostly waits on its workers: the report's imports fit in
+            threading.Thread(target=plots.preload, name="dataselect-preload", daemon=True).start()
         context = RunContext(config=config, output_dir=output_dir, cache_root=cache_root, executor=executor, skipped_files=skipped, method=method)
         try:
             try:
