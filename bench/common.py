@@ -155,6 +155,23 @@ def run_measured(command: list[str], interval: float = 0.05, env: dict | None = 
     wall = time.perf_counter() - start
     return Measured(process.returncode, wall, peak[0], output, _children_cpu() - cpu_before, load_before, os.getloadavg()[0])
 
+def write_rendered(source: str | Path, out: Path, limit: int | None = None) -> list[str]:
+    """The records of `source` (at most `limit`) as the engine renders them with `input.render: plain`
+    (prompt + blank line + response; records it would skip left out), written as {id, text, source} JSON
+    Lines: one input file for the engine and a peer to read alike. Returns the ids."""
+    from dataselect.config import SourceConfig
+    from dataselect.io.plan import iter_samples
+    from dataselect.io.render import TextRenderer
+    from dataselect.stats import SourceStats
+
+    config = SourceConfig(path=str(source), render="plain", on_error="skip", limit=limit)
+    ids = []
+    with open(out, "w", encoding="utf-8") as handle:
+        for sample in iter_samples(config, TextRenderer(config), SourceStats("bench")):
+            handle.write(json.dumps({"id": sample.id, "text": sample.text, "source": sample.record.get("source")}) + "\n")
+            ids.append(sample.id)
+    return ids
+
 # ------------------------------------------------------------------------------------------------
 # running `dataselect run` and reading its manifest (the GSM8K-target benches)
 # ------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from bench.common import SHARED_DATA, data_file, record, work_folder
+from bench.common import SHARED_DATA, data_file, record, work_folder, write_rendered
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,23 +104,6 @@ def run_engine(config) -> tuple[dict[str, float], dict, float, float]:
     return weights, result.manifest, seconds, cpu
 
 
-def write_package_input(source: dict, path: Path) -> list[str]:
-    """The engine's rendered texts (same skips) as {'id', 'text', 'source'} jsonl, the input of both
-    sides of the comparison; returns the ids."""
-    from dataselect.config import SourceConfig
-    from dataselect.io.plan import iter_samples
-    from dataselect.io.render import TextRenderer
-    from dataselect.stats import SourceStats
-
-    config = SourceConfig(**source)
-    ids = []
-    with open(path, "w", encoding="utf-8") as handle:
-        for sample in iter_samples(config, TextRenderer(config), SourceStats("bench")):
-            handle.write(json.dumps({"id": sample.id, "text": sample.text, "source": sample.record.get("source")}) + "\n")
-            ids.append(sample.id)
-    return ids
-
-
 def run_package(raw: Path, target: Path, work: Path, args, min_length: int):
     from data_selection import HashedNgramDSIR
     from joblib.externals.loky import get_reusable_executor
@@ -154,8 +137,8 @@ def compare(name: str, pool: dict, target: dict, work: Path, args, min_words: in
     row: dict = {"pool": name}
     # both read the same files: the texts the engine renders from the source (the same records skipped)
     raw_file, target_file = work / f"{name}.raw.jsonl", work / f"{name}.target.jsonl"
-    ids = write_package_input(pool, raw_file)
-    write_package_input(target, target_file)
+    ids = write_rendered(pool["path"], raw_file, pool.get("limit"))
+    write_rendered(target["path"], target_file)
     same_pool, same_target = source_tree(str(raw_file)), source_tree(str(target_file))
     engine_runs: dict[str, list] = {"reference": [], "tokens": []}
     package_runs = []
