@@ -1,6 +1,6 @@
 """`dataselect eval` on the real pool: RDS+, DSIR and BETR selections against random, and a keep sweep.
 
-    python bench/eval_gsm8k.py [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz] [--budget 2000]
+    python -m bench.eval_gsm8k [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz] [--budget 2000]
                                [--methods rds dsir betr] [--seeds 3] [--steps 200] [--keep 0.01,0.03,0.1,0.3]
                                [--keep-steps 200,800] [--out runs/bench_eval_gsm8k] [--set key=value ...] [--eval-set key=value ...]
 

@@ -1,6 +1,6 @@
 """LESS and Quad side by side on the real instruction pool with GSM8K test as the target.
 
-    python bench/less_quad_gsm8k.py [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
+    python -m bench.less_quad_gsm8k [--pool ...instruct_pool.jsonl.gz] [--target ...gsm8k_test.jsonl.gz]
                                     [--budget 2000] [--clusters 256] [--limit N] [--set key=value ...]
 
 Runs `dataselect run` with method.name: less, then method.name: quad (k-means with --clusters clusters),

@@ -1,7 +1,7 @@
 """DSIR through Ray Data `map_batches` (2 actors) beside the engine's own 2-worker score phase, on the
 generated pool of bench/scale_dsir.py.
 
-    python bench/ray_data_dsir.py [--docs 2000000] [--workers 2] [--work DIR] [--keep]
+    python -m bench.ray_data_dsir [--docs 2000000] [--workers 2] [--work DIR] [--keep]
 
 1. `dataselect run` with DSIR (`tokens` features) and `runtime.num_workers=WORKERS`, empty cache, as a
    measured subprocess: its pool score phase (manifest.json) in docs/s. The run saves its scorer.
