@@ -257,6 +257,7 @@ class QualityConfig(_Section):
     label: str | None = None  # readout: probability: this label's (a name of the model's id2label, or its index); default the last
     label_values: list[float] | None = None  # readout: expected: each label's value (default 0, 1, ..., L-1)
     weights: dict[str, float] | None = None  # several heads (readout: value): the score is the sum of weight x head, by head name
+    chunk_tokens: int | None = Field(None, gt=0)  # None: score a document's first model.max_length tokens; N: chunks of N, token-weighted mean (QuRating: 512)
     # rater: trained
     features: Literal["ngrams", "embeddings"] = "ngrams"  # ngrams: DCLM's recipe; embeddings: FineWeb-Edu's (model.name's pooled vectors)
     labels: Literal["reference", "field"] = "reference"  # reference: target.path vs a seeded pool sample; field: label_field on pool records
@@ -287,6 +288,8 @@ class QualityConfig(_Section):
     def _field_labels_name_their_field(self) -> "QualityConfig":
         if self.rater == "trained" and self.labels == "field" and not self.label_field:
             raise ValueError("labels: field needs method.quality.label_field (the record field holding each label)")
+        if self.chunk_tokens is not None and self.rater != "model":
+            raise ValueError("chunk_tokens: only a rater model's forward is chunked (rater: model)")
         return self
 
 

@@ -171,7 +171,7 @@ class QualityMethod(Declared):
         if options.rater == "model":
             from dataselect.scoring.rater import RaterStage
 
-            stage = RaterStage(config.model, runtime.device, runtime.batch_tokens)
+            stage = RaterStage(config.model, runtime.device, runtime.batch_tokens, options.chunk_tokens)
         else:
             from dataselect.scoring.embed import EmbedStage
 
@@ -271,11 +271,10 @@ class QualityMethod(Declared):
         """Every pool row's rater score, in store order. -> [N] float64"""
         options = context.config.method.quality
         if options.rater == "model":
-            from dataselect.scoring.rater import combine, readout_columns
+            from dataselect.scoring.rater import rater_scores
 
-            logits = np.concatenate([np.asarray(store.read_array(i, "logits"), np.float32) for i in range(store.num_shards)])  # [N, L]
-            columns, names = readout_columns(logits, self.readout(), self.head_names(), options.label, options.label_values)
-            return combine(columns, names, options.weights)
+            logits = np.concatenate([np.asarray(store.read_array(i, "logits"), np.float32) for i in range(store.num_shards)])  # [N, L] or [N, 2L]
+            return rater_scores(logits, self.readout(), self.head_names(), options.label, options.label_values, options.weights)
         model = self.trained.model
         if options.features == "ngrams":
             from dataselect.scoring.ngram_store import read_features
@@ -351,7 +350,7 @@ class QualityMethod(Declared):
         if options.rater == "model":
             described["model"] = portable_model(config.model, self.spec)
             rater |= {"readout": self.readout(), "heads": self.head_names(), "label": options.label, "label_values": options.label_values,
-                      "weights": options.weights}
+                      "weights": options.weights, "chunk_tokens": options.chunk_tokens}
         else:
             arrays = {"weights": self.trained.model.weights, "bias": self.trained.model.bias}
             if options.features == "ngrams":
@@ -387,14 +386,18 @@ class QualityScorer(EmbeddingScorerBase):
 
             self.forward_type = Rater
         super().__init__(description, arrays, folder, device, batch_tokens)
+        if rater.get("chunk_tokens"):  # the run's chunks (a scorer saved before chunking has none)
+            from dataselect.scoring.rater import ChunkEncoder
+
+            self.encoder = ChunkEncoder(self.embedder.loaded.tokenizer, int(rater["chunk_tokens"]))
 
     def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
         rater = self.rater
         if rater["rater"] == "model":
-            from dataselect.scoring.rater import combine, readout_columns
+            from dataselect.scoring.rater import rater_scores
 
-            columns, names = readout_columns(self.forward_rows(texts), rater["readout"], rater["heads"], rater["label"], rater["label_values"])
-            return combine(columns, names, rater["weights"])[:, None]  # [n, 1]
+            return rater_scores(self.forward_rows(texts), rater["readout"], rater["heads"], rater["label"], rater["label_values"],
+                                rater["weights"])[:, None]  # [n, 1]
         if rater["features"] == "ngrams":
             return self.head.decision(self.featurizer.featurize(texts))  # [n, 1]
         return self.head.project(self.vectors(texts).astype(np.float32))  # [n, 1], from float16 vectors as the run's store

@@ -123,7 +123,14 @@ def test_field_labels_train_a_head_on_embeddings_and_unlabelled_records_are_scor
 
 
 def test_a_rater_models_pool_scores_are_transformers_own_and_its_scorer_gives_them_again(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     folder = save_classifier(tmp_path / "rater", "bert", 1)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100.0)  # a random tiny model's scores differ by ~1e-4: spread them so that chunking shows
+    model.save_pretrained(folder)
     rows = [{"id": r["id"], "text": r["prompt"] + " " + r["response"] * (i % 3)} for i, r in enumerate(_rows()[:40])]  # mixed lengths
     pool = write_jsonl(tmp_path / "pool.jsonl", rows)
     result = _run(tmp_path, pool, model__name=str(folder), model__dtype="float32", method__quality__rater="model",  # the fp32 reference's dtype
@@ -133,6 +140,14 @@ def test_a_rater_models_pool_scores_are_transformers_own_and_its_scorer_gives_th
     scores = dict(zip(_store_ids(result), result.selection.pool_scores))
     np.testing.assert_allclose([scores[r["id"]] for r in rows], expected, atol=1e-4, rtol=0)
     _scorer_equals_the_run(result, rows, atol=1e-5)
+    chunked = _run(tmp_path, pool, name="chunked", model__name=str(folder), model__dtype="float32", method__quality__rater="model",
+                   method__quality__chunk_tokens=16, runtime__batch_tokens=256)  # QuRating's chunks (9.4.4), small enough to cut these texts
+    chunk_scores = dict(zip(_store_ids(chunked), chunked.selection.pool_scores))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    long = [len(tokenizer(r["text"], add_special_tokens=False)["input_ids"]) > 16 for r in rows]
+    changed = [abs(chunk_scores[r["id"]] - scores[r["id"]]) > 1e-6 for r in rows]  # a chunk's score moves a long text's by 1e-5 or more
+    assert changed == long and any(long) and not all(long)  # texts over 16 tokens are averaged over their chunks, the others are one
+    _scorer_equals_the_run(chunked, rows, atol=1e-5)  # the saved scorer cuts the same chunks
 
 
 # ---- selection ----
