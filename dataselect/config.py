@@ -260,8 +260,11 @@ class QualityConfig(_Section):
     chunk_tokens: int | None = Field(None, gt=0)  # None: score a document's first model.max_length tokens; N: chunks of N, token-weighted mean (QuRating: 512)
     # rater: trained
     features: Literal["ngrams", "embeddings"] = "ngrams"  # ngrams: DCLM's recipe; embeddings: FineWeb-Edu's (model.name's pooled vectors)
-    labels: Literal["reference", "field"] = "reference"  # reference: target.path vs a seeded pool sample; field: label_field on pool records
+    # reference: target.path vs a seeded pool sample; field: label_field on pool records; pairs: pairwise judgements (QuRating)
+    labels: Literal["reference", "field", "pairs"] = "reference"
     label_field: str | None = None  # labels: field: a numeric or boolean record field; records without it are scored, not trained on
+    pairs_path: str | None = None  # labels: pairs: a JSON-lines file of judged pairs of pool records (by id) and the judge's votes
+    confidence: float = Field(0.5, ge=0.0, le=1.0)  # labels: pairs: a pair trains only if |y - 0.5| >= confidence / 2 (QuRating: 0.5)
     negatives: float = Field(1.0, gt=0)  # labels: reference: pool samples drawn (seeded) as negatives, per reference sample
     head: Literal["auto", "logistic", "ridge"] = "auto"  # auto: logistic for two-valued labels, ridge regression for numeric ones
     holdout: float = 0.2  # share of the labelled rows held out (seeded) for the manifest's AUROC / Spearman
@@ -288,6 +291,8 @@ class QualityConfig(_Section):
     def _field_labels_name_their_field(self) -> "QualityConfig":
         if self.rater == "trained" and self.labels == "field" and not self.label_field:
             raise ValueError("labels: field needs method.quality.label_field (the record field holding each label)")
+        if self.rater == "trained" and self.labels == "pairs" and not self.pairs_path:
+            raise ValueError("labels: pairs needs method.quality.pairs_path (the judged pairs)")
         if self.chunk_tokens is not None and self.rater != "model":
             raise ValueError("chunk_tokens: only a rater model's forward is chunked (rater: model)")
         return self

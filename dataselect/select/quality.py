@@ -6,7 +6,8 @@ score:  rater: model    the pool through a Hugging Face sequence-classification 
                         scoring/ngram_store.py), and for labels: reference the target's too; a linear
                         head fit on the labelled rows (scoring/logistic.py): a logistic regression for
                         two-valued labels, ridge regression for numeric ones; a seeded part of the
-                        labelled rows held out for the manifest's AUROC and Spearman
+                        labelled rows held out for the manifest's AUROC and Spearman; for labels:
+                        pairs, a Bradley-Terry head fit to judged pairs of pool records (scoring/pairs.py)
 select: a score per pool sample (the read-out, or the head's logit / value); samples below
         `threshold` kept out; then top-K (temperature 0) or Gumbel top-K on score / temperature (sampling
         without replacement, P proportional to exp(score / temperature), QuRating's); with `balance_by`
@@ -208,6 +209,8 @@ class QualityMethod(Declared):
         options, seed = config.method.quality, config.method.seed
         pool = scored["pool"].store
         pool_ids = pool.column("id").to_pylist()
+        if options.labels == "pairs":
+            return self.train_pairs(pool, pool_ids, options, seed)
         if options.labels == "field":
             labelled, values = parse_labels(pool.column(LABEL).to_pylist())
             if not labelled.any():
@@ -256,6 +259,50 @@ class QualityMethod(Declared):
                    "heldout_auroc": auroc(held_scores, y[held] == y.max()) if binary else None,
                    "heldout_spearman": spearman(held_scores, y[held]), "digest": model.digest()}
         return TrainedRater(model, kind, metrics)
+
+    def train_pairs(self, pool: Any, pool_ids: list[str], options: Any, seed: int) -> TrainedRater:
+        """QuRating's rater: a linear scorer whose score differences fit the judged pairs' calibrated labels
+        (Bradley-Terry), the confident pairs only; a seeded part of them held out for the pairwise accuracy."""
+        from dataselect.scoring.logistic import auroc, fit_pairs, fit_pairs_dense
+        from dataselect.scoring.pairs import confident, read_judgements
+        from dataselect.scoring.sampled import fraction_limit, sample_keys
+
+        judged = read_judgements(options.pairs_path)
+        row_of: dict[str, int] = {}
+        for row, sample_id in enumerate(pool_ids):
+            row_of.setdefault(sample_id, row)  # an id's first record
+        missing = sorted({i for i in judged.first + judged.second if i not in row_of})
+        if missing:
+            raise ConfigError(f"config error: method.quality.pairs_path: {len(missing)} judged ids are not pool records' ids (the first: "
+                              f"{missing[0]!r}); the judged texts must be pool records")
+        kept = confident(judged.labels, options.confidence)  # [p]
+        if not kept.any():
+            raise ConfigError(f"config error: method.quality.confidence: none of the {len(judged.labels)} judged pairs is confident enough "
+                              f"(|y - 0.5| >= {options.confidence / 2:g}); lower it")
+        pair_rows = np.array([[row_of[a], row_of[b]] for a, b in zip(judged.first, judged.second)], np.int64).reshape(-1, 2)[kept]  # [p, 2]
+        y = judged.labels[kept]
+        docs = np.unique(pair_rows)  # the judged rows, ascending
+        first, second = np.searchsorted(docs, pair_rows[:, 0]), np.searchsorted(docs, pair_rows[:, 1])  # [p] into docs
+        names = [f"{pool_ids[a]}\t{pool_ids[b]}" for a, b in pair_rows]
+        held = sample_keys(seed, names, salt="holdout") < np.uint64(fraction_limit(options.holdout))  # [p]
+        if held.all():
+            raise ConfigError(f"config error: method.quality.holdout: all {len(y)} confident pairs were held out; judge more pairs")
+        x = self._features(pool, docs)
+        train = ~held
+        if options.features == "ngrams":
+            model = fit_pairs(x, options.num_buckets, first[train], second[train], y[train], options.l2, options.max_iter)
+            doc_scores = model.decision(x)[:, 0]
+        else:
+            model = fit_pairs_dense(x, first[train], second[train], y[train], options.l2, options.max_iter)
+            doc_scores = model.project(x)[:, 0]
+        delta = doc_scores[second[held]] - doc_scores[first[held]]  # [held] s_b - s_a
+        better = y[held] > 0.5
+        metrics = {"head": "bradley-terry", "features": options.features, "labels": "pairs", "pairs": len(judged.labels) + judged.too_few_votes,
+                   "too_few_votes": judged.too_few_votes, "unconfident": int((~kept).sum()), "judged_records": int(len(docs)),
+                   "train": int(train.sum()), "heldout": int(held.sum()),
+                   "heldout_accuracy": float(np.mean((delta > 0) == better)) if held.any() else None,
+                   "heldout_auroc": auroc(delta, better), "heldout_spearman": None, "digest": model.digest()}
+        return TrainedRater(model, "bradley-terry", metrics)
 
     @staticmethod
     def _join(first: Any, second: Any) -> Any:
@@ -332,6 +379,7 @@ class QualityMethod(Declared):
         trained = metrics.get("trained") or {}
         if trained:
             keys = ["head", "features", "labels", "train", "heldout", "heldout_auroc", "heldout_spearman"]
+            keys += ["heldout_accuracy"] if "heldout_accuracy" in trained else []  # pairs: the held-out pairs ordered as judged
             out.append(Table(keys, [[trained.get(k) for k in keys]]))
         balance = metrics.get("balance") or {}
         if balance:

@@ -119,6 +119,38 @@ def test_field_labels_train_a_head_on_embeddings_and_unlabelled_records_are_scor
         _run(tmp_path, pool, name="none", method__quality__labels="field", method__quality__label_field="grade")
 
 
+def _judgements(tmp_path: Path, rows: list[dict]) -> Path:
+    """Judged pairs of pool records: a consistent judge that prefers math, and pairs where a judge only ever picks the second text."""
+    rng = np.random.default_rng(3)
+    lines = []
+    for _ in range(160):
+        a, b = rng.choice(len(rows), 2, replace=False)
+        math_a, math_b = rows[a]["source"] == "math", rows[b]["source"] == "math"
+        ids = {"a": rows[a]["id"], "b": rows[b]["id"]}
+        if math_a == math_b:
+            lines.append(ids | {"ab": [0, 20], "ba": [0, 20]})  # no preference: the second shown wins, y = 0.5, filtered out
+        else:
+            lines.append(ids | ({"ab": [0, 20], "ba": [20, 0]} if math_b else {"ab": [20, 0], "ba": [0, 20]}))  # y = 1 or 0
+    return write_jsonl(tmp_path / "pairs.jsonl", lines)
+
+
+@pytest.mark.parametrize("features", ["embeddings", "ngrams"])
+def test_pairwise_judgements_train_a_bradley_terry_rater_that_ranks_the_preferred_source_first_qurating(tmp_path, features):
+    rows = _rows()
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    result = _run(tmp_path, pool, method__quality__labels="pairs", method__quality__pairs_path=str(_judgements(tmp_path, rows)),
+                  method__quality__features=features)
+    trained = result.manifest["method"]["trained"]
+    assert trained["head"] == "bradley-terry" and trained["pairs"] == 160 and trained["too_few_votes"] == 0
+    assert trained["unconfident"] > 0 and trained["train"] + trained["heldout"] + trained["unconfident"] == 160
+    assert trained["heldout_accuracy"] >= 0.9
+    assert [i.split("-")[0] for i in result.selection.ids] == ["math"] * 20
+    _scorer_equals_the_run(result, rows, atol=1e-9)
+    with pytest.raises(ConfigError, match="pairs_path: 1 judged ids are not pool records"):
+        bad = write_jsonl(tmp_path / "bad.jsonl", [{"a": rows[0]["id"], "b": "nobody", "label": 1.0}])
+        _run(tmp_path, pool, name="bad", method__quality__labels="pairs", method__quality__pairs_path=str(bad), method__quality__features=features)
+
+
 # ---- rater: model ----
 
 
