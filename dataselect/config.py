@@ -278,6 +278,8 @@ class QualityConfig(_Section):
     temperature: float = Field(0.0, ge=0.0)  # 0: top-K; > 0: sample without replacement, P proportional to exp(score / temperature)
     normalize: bool = True  # temperature in pool standard deviations: scores z-scored over the selectable pool before dividing
     balance_by: str | None = None  # a categorical record field: each value gets the budget in proportion to its share of the pool
+    token_budget: int | None = Field(None, gt=0)  # select by tokens instead of method.budget: the shortest best-first prefix holding >= this many
+    token_field: str | None = None  # token_budget's counts: a numeric record field (QuRating's token-count column); None: whitespace words
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
 
     @field_validator("holdout")

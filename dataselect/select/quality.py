@@ -26,12 +26,13 @@ from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.scorer.base import Scorer, portable_model, portable_name, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
+from dataselect.scoring.samples import WordCountStage
 from dataselect.select.base import Declared, Excluded, Selection, selected_rows, top_k
 from dataselect.select.dsir import gumbel_keys
 from dataselect.select.figures import Bars, Figure, Table
 from dataselect.select.rds import EmbeddingScorerBase
 
-LABEL, GROUP = "quality_label", "quality_group"  # the pool store's copies of label_field and balance_by
+LABEL, GROUP, TOKENS = "quality_label", "quality_group", "quality_tokens"  # the pool store's copies of label_field, balance_by, token_field
 MIN_PER_CLASS = 2  # training rows each class needs
 
 # ------------------------------------------------------------------------------------------------
@@ -44,8 +45,9 @@ def int_score(score: np.ndarray | float) -> np.ndarray:
     return np.round(np.clip(np.asarray(score, np.float64), 0.0, 5.0)).astype(np.int64)
 
 
-def parse_labels(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """(labelled [n] bool, value [n] float64) from the store's copies of a label field (text: "True", "0.5", ...)."""
+def parse_labels(values: list[str | None], key: str = "label_field") -> tuple[np.ndarray, np.ndarray]:
+    """(labelled [n] bool, value [n] float64) from the store's copies of a label field (text: "True", "0.5", ...);
+    `key` names the config key in an error."""
     labelled = np.array([v is not None and v != "" for v in values], bool)
     numbers = np.full(len(values), np.nan)
     booleans = {"true": 1.0, "false": 0.0}  # a JSON boolean is copied into the store as "True" / "False"
@@ -54,7 +56,7 @@ def parse_labels(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         try:
             numbers[row] = booleans[text.lower()] if text.lower() in booleans else float(text)
         except ValueError:
-            raise ConfigError(f"config error: method.quality.label_field: the value {text!r} is neither a number nor true/false") from None
+            raise ConfigError(f"config error: method.quality.{key}: the value {text!r} is neither a number nor true/false") from None
     return labelled, numbers
 
 
@@ -105,7 +107,31 @@ def choose(keys: np.ndarray, k: int, eligible: np.ndarray, groups: np.ndarray | 
         return top_k(keys, k, eligible)
     names = np.unique(groups[eligible])
     quotas = group_quotas(np.array([int((eligible & (groups == g)).sum()) for g in names]), k)
-    picked = np.concatenate([top_k(keys, int(q), eligible & (groups == g)) for g, q in zip(names, quotas)] or [np.zeros(0, np.int64)])
+    return in_key_order(keys, [top_k(keys, int(q), eligible & (groups == g)) for g, q in zip(names, quotas)])
+
+
+def take_tokens(keys: np.ndarray, tokens: np.ndarray, budget: float, eligible: np.ndarray) -> np.ndarray:
+    """QuRating's token budget: the eligible rows in key order, best first, up to and including the one that
+    brings their tokens to `budget` or more (all of them when they hold fewer). -> [m] int64"""
+    order = top_k(keys, int(np.count_nonzero(eligible)), eligible)
+    reached = int(np.searchsorted(np.cumsum(tokens[order]), budget))  # the first prefix whose total is >= budget
+    return order[: reached + 1]
+
+
+def choose_tokens(keys: np.ndarray, tokens: np.ndarray, budget: int, eligible: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """take_tokens over the eligible rows; with groups, inside each group for its quota floor(T_d / T * budget)
+    of tokens (T_d: its eligible tokens), then all of them in key order. -> [m] int64"""
+    if groups is None:
+        return take_tokens(keys, tokens, budget, eligible)
+    names = np.unique(groups[eligible])
+    held = np.array([float(tokens[eligible & (groups == g)].sum()) for g in names])  # [G] T_d
+    quotas = np.floor(held / max(held.sum(), 1.0) * budget)  # [G] 9.4.14's per-domain quota
+    return in_key_order(keys, [take_tokens(keys, tokens, q, eligible & (groups == g)) for g, q in zip(names, quotas) if q > 0])
+
+
+def in_key_order(keys: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """The rows of every part, merged by key, best first. -> [m] int64"""
+    picked = np.concatenate(parts or [np.zeros(0, np.int64)])
     return top_k(keys, len(picked), np.isin(np.arange(len(keys)), picked))
 
 
@@ -144,14 +170,16 @@ class QualityMethod(Declared):
         config = context.config
         options = self.options = config.method.quality
         fields = ({LABEL: options.label_field} if options.rater == "trained" and options.labels == "field" else {}) | (
-            {GROUP: options.balance_by} if options.balance_by else {})
+            {GROUP: options.balance_by} if options.balance_by else {}) | ({TOKENS: options.token_field} if options.token_field else {})
         reference = options.rater == "trained" and options.labels == "reference"
         if reference and config.target.path is None:
             raise ConfigError("config error: target.path is required for method.quality.labels: reference (the positives)")
         with context.stats.stage("load_model"):
             stage, renderers = self._stage(config)
         self.render_style = renderers["input"].conversation_style
-        scored = {"pool": context.score_source("pool", config.input, stage, renderers["input"], fields=fields or None)}
+        counted = options.token_budget is not None and options.token_field is None  # a token budget in whitespace words
+        pool_stage = WordCountStage(stage) if counted else stage
+        scored = {"pool": context.score_source("pool", config.input, pool_stage, renderers["input"], fields=fields or None)}
         if reference:
             scored["target"] = context.score_source("target", config.target, stage, renderers["target"])
         if options.rater == "trained":
@@ -330,6 +358,17 @@ class QualityMethod(Declared):
             return np.concatenate(parts) if parts else np.zeros(0)
         return model.project(self._vectors(store))[:, 0]
 
+    def token_counts(self, store: Any) -> np.ndarray:
+        """Each pool row's tokens for method.quality.token_budget: token_field's numbers (NaN where a record has
+        none), else the rendered text's whitespace words. -> [N] float64"""
+        options = self.options
+        if options.token_field is None:
+            return store.column("words").to_numpy().astype(np.float64)
+        labelled, values = parse_labels(store.column(TOKENS).to_pylist(), "token_field")
+        if (values[labelled] < 0).any():
+            raise ConfigError(f"config error: method.quality.token_field: {options.token_field!r} holds a negative token count")
+        return np.where(labelled, values, np.nan)
+
     def readout(self) -> str:
         from dataselect.scoring.rater import resolve_readout
 
@@ -349,14 +388,19 @@ class QualityMethod(Declared):
         excluded = {}
         if options.threshold is not None:
             excluded["below_threshold"] = Excluded(~(scores >= options.threshold), f"scoring below method.quality.threshold ({options.threshold})")
+        tokens = self.token_counts(store) if options.token_budget is not None else None  # [N] float64, NaN: no count
+        if tokens is not None and options.token_field:
+            excluded["no_token_count"] = Excluded(np.isnan(tokens), f"without a token count in method.quality.token_field ({options.token_field!r})")
         eligible = context.eligible(pool, dedup=options.dedup, **excluded)
-        k = context.budget(eligible)
         keys = selection_keys(scores, eligible, options.temperature, options.normalize, config.method.seed)  # [N]
         groups, names = None, None
         if options.balance_by:
             values = store.column(GROUP).to_numpy(zero_copy_only=False)
             names, groups = np.unique(np.where(values == None, "", values).astype(str), return_inverse=True)  # noqa: E711
-        chosen = choose(keys, k, eligible, groups)
+        if tokens is None:
+            chosen = choose(keys, context.budget(eligible), eligible, groups)
+        else:
+            chosen = choose_tokens(keys, tokens, options.token_budget, eligible, groups)
         columns: dict[str, list] = {}
         if groups is not None:
             columns[options.balance_by] = [str(names[g]) for g in groups[chosen]]
@@ -367,6 +411,8 @@ class QualityMethod(Declared):
             metrics |= {"readout": self.readout(), "heads": self.head_names(), "weights": options.weights}
         else:
             metrics |= {"trained": self.trained.metrics}
+        if tokens is not None:
+            metrics |= {"token_budget": options.token_budget, "token_unit": options.token_field or "words", "selected_tokens": float(tokens[chosen].sum())}
         if groups is not None:
             metrics["balance"] = {str(n): int((groups[chosen] == g).sum()) for g, n in enumerate(names)}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,

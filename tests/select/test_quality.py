@@ -18,7 +18,7 @@ import dataselect.pipeline
 from dataselect.errors import ConfigError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
 from dataselect.select.base import top_k
-from dataselect.select.quality import choose, group_quotas, parse_labels, selection_keys
+from dataselect.select.quality import choose, choose_tokens, group_quotas, parse_labels, selection_keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scoring"))
 from test_rater import reference_logits, save_classifier  # noqa: E402
@@ -262,6 +262,47 @@ def test_group_quotas_are_the_floor_of_each_share_and_the_remainder_goes_to_the_
     keys = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
     groups = np.array([0, 0, 0, 1, 1, 1])
     assert choose(keys, 2, np.ones(6, bool), groups).tolist() == [0, 3]  # one each, then in key order
+
+
+def _reaches_just(tokens: np.ndarray, budget: float) -> bool:
+    """9.4.13: the taken documents' tokens reach the budget, and dropping the last-taken one falls below it."""
+    return tokens.sum() >= budget and tokens.sum() - tokens[-1] < budget
+
+
+def test_a_token_budget_takes_the_shortest_best_first_prefix_that_reaches_it_for_top_k_sampling_and_quotas():
+    rng = np.random.default_rng(1)
+    tokens, scores = rng.integers(1, 50, 200).astype(np.float64), rng.standard_normal(200)
+    eligible, groups = rng.random(200) > 0.1, rng.integers(0, 3, 200)
+    for temperature, seed in ((0.0, 0), (1.0, 0), (1.0, 1), (2.0, 5)):
+        keys = selection_keys(scores, eligible, temperature, True, seed)
+        for budget in (1, 37, 500, 3000):
+            chosen = choose_tokens(keys, tokens, budget, eligible)
+            assert chosen.tolist() == top_k(keys, len(chosen), eligible).tolist()  # the best keys, in key order
+            assert _reaches_just(tokens[chosen], budget)  # 9.4.13
+        assert len(choose_tokens(keys, tokens, 10**9, eligible)) == eligible.sum()  # a pool holding fewer: all of it
+        chosen = choose_tokens(keys, tokens, 2000, eligible, groups)
+        total = tokens[eligible].sum()
+        for g in range(3):
+            inside = chosen[groups[chosen] == g]  # in key order
+            assert _reaches_just(tokens[inside], np.floor(tokens[eligible & (groups == g)].sum() / total * 2000))  # 9.4.14, in tokens
+
+
+def test_a_token_budget_counts_whitespace_words_or_a_token_field_end_to_end(tmp_path):
+    rows = [{"id": r["id"], "text": r["prompt"] + " " + r["response"] * (i % 3), "source": r["source"]} for i, r in enumerate(_rows())]
+    for row in rows:
+        row["n_tokens"] = 2 * len(row["text"].split()) if row["source"] != "code" else None  # code has no count: never selected
+    words = {r["id"]: len(r["text"].split()) for r in rows}
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    target = str(_target(tmp_path))
+    for temperature in (0.0, 1.0):
+        result = _run(tmp_path, pool, name=f"t{temperature}", target__path=target, method__quality__token_budget=400,
+                      method__quality__temperature=temperature)
+        assert _reaches_just(np.array([words[i] for i in result.selection.ids]), 400)
+        assert result.manifest["method"]["token_unit"] == "words" and result.manifest["method"]["selected_tokens"] >= 400
+    counted = _run(tmp_path, pool, name="field", target__path=target, method__quality__token_budget=400, method__quality__token_field="n_tokens",
+                   method__quality__temperature=1.0)
+    assert _reaches_just(np.array([2 * words[i] for i in counted.selection.ids]), 400)
+    assert not any(i.startswith("code") for i in counted.selection.ids)
 
 
 def test_a_percentile_threshold_keeps_the_top_fraction_of_the_fitting_pool(tmp_path):
