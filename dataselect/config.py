@@ -277,7 +277,10 @@ class QualityConfig(_Section):
     threshold: float | None = None  # keep only samples scoring at least this (still at most method.budget, best first)
     temperature: float = Field(0.0, ge=0.0)  # 0: top-K; > 0: sample without replacement, P proportional to exp(score / temperature)
     normalize: bool = True  # temperature in pool standard deviations: scores z-scored over the selectable pool before dividing
-    balance_by: str | None = None  # a categorical record field: each value gets the budget in proportion to its share of the pool
+    # a categorical record field: each value gets the budget in proportion to its share of the pool; `clusters`: k-means
+    # clusters of model.name's pooled embeddings (method.cluster's k-means) instead
+    balance_by: str | None = None
+    clusters: int | None = Field(None, gt=0)  # balance_by: clusters: how many (None: round(sqrt(selectable pool samples)))
     token_budget: int | None = Field(None, gt=0)  # select by tokens instead of method.budget: the shortest best-first prefix holding >= this many
     token_field: str | None = None  # token_budget's counts: a numeric record field (QuRating's token-count column); None: whitespace words
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
@@ -295,6 +298,8 @@ class QualityConfig(_Section):
             raise ValueError("labels: field needs method.quality.label_field (the record field holding each label)")
         if self.rater == "trained" and self.labels == "pairs" and not self.pairs_path:
             raise ValueError("labels: pairs needs method.quality.pairs_path (the judged pairs)")
+        if self.clusters is not None and self.balance_by != "clusters":
+            raise ValueError("clusters: only read with balance_by: clusters")
         if self.chunk_tokens is not None and self.rater != "model":
             raise ValueError("chunk_tokens: only a rater model's forward is chunked (rater: model)")
         return self

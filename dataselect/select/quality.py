@@ -11,7 +11,9 @@ score:  rater: model    the pool through a Hugging Face sequence-classification 
 select: a score per pool sample (the read-out, or the head's logit / value); samples below
         `threshold` kept out; then top-K (temperature 0) or Gumbel top-K on score / temperature (sampling
         without replacement, P proportional to exp(score / temperature), QuRating's); with `balance_by`
-        each value of a field takes a quota of the budget in proportion to its share of the selectable pool.
+        each value of a field (or each k-means cluster of the pool's embeddings: `balance_by: clusters`,
+        the cluster method's k-means) takes a quota of the budget in proportion to its share of the
+        selectable pool; with `token_budget` the budget is in tokens (QuRating's prefix rule).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from dataselect.select.figures import Bars, Figure, Table
 from dataselect.select.rds import EmbeddingScorerBase
 
 LABEL, GROUP, TOKENS = "quality_label", "quality_group", "quality_tokens"  # the pool store's copies of label_field, balance_by, token_field
+CLUSTERS = "clusters"  # balance_by's value for k-means clusters of the pool's embeddings (not a record field)
 MIN_PER_CLASS = 2  # training rows each class needs
 
 # ------------------------------------------------------------------------------------------------
@@ -170,7 +173,8 @@ class QualityMethod(Declared):
         config = context.config
         options = self.options = config.method.quality
         fields = ({LABEL: options.label_field} if options.rater == "trained" and options.labels == "field" else {}) | (
-            {GROUP: options.balance_by} if options.balance_by else {}) | ({TOKENS: options.token_field} if options.token_field else {})
+            {GROUP: options.balance_by} if options.balance_by not in (None, CLUSTERS) else {}) | (
+            {TOKENS: options.token_field} if options.token_field else {})
         reference = options.rater == "trained" and options.labels == "reference"
         if reference and config.target.path is None:
             raise ConfigError("config error: target.path is required for method.quality.labels: reference (the positives)")
@@ -182,6 +186,12 @@ class QualityMethod(Declared):
         scored = {"pool": context.score_source("pool", config.input, pool_stage, renderers["input"], fields=fields or None)}
         if reference:
             scored["target"] = context.score_source("target", config.target, stage, renderers["target"])
+        if options.balance_by == CLUSTERS and not (options.rater == "trained" and options.features == "embeddings"):
+            from dataselect.scoring.embed import EmbedStage  # the clusters' vectors: model.name's pooled embeddings, cached as RDS+'s
+
+            with context.stats.stage("load_model"):
+                embed = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
+            scored["embeddings"] = context.score_source("embeddings", config.input, embed, TextRenderer(config.input, embed.tokenizer, embed.spec.causal_lm))
         if options.rater == "trained":
             with context.stats.stage("train_rater"):
                 self.trained = self.train(context, scored)
@@ -358,6 +368,25 @@ class QualityMethod(Declared):
             return np.concatenate(parts) if parts else np.zeros(0)
         return model.project(self._vectors(store))[:, 0]
 
+    def cluster_groups(self, context: Any, scored: dict[str, ScoredSource], eligible: np.ndarray) -> np.ndarray:
+        """Each pool row's k-means cluster over the embedding store (method.cluster's k-means, trained on the
+        eligible rows' vectors); -1 for a row with no vector, which is then kept out. -> [N] int64"""
+        from dataselect.select.cluster_method import pool_clusters
+
+        config = context.config
+        pool = scored["pool"].store
+        vectors = scored.get("embeddings", scored["pool"]).store  # the pool's own store when the rater reads embeddings
+        positions = vectors.column("position").to_numpy().astype(np.int64)  # [M] each vector's stream position
+        row_of = {int(p): r for r, p in enumerate(positions)}
+        rows = np.array([row_of.get(int(p), -1) for p in pool.column("position").to_numpy()], np.int64)  # [N] vector row, -1: none
+        usable = eligible & (rows >= 0)
+        k = self.options.clusters or max(1, round(math.sqrt(int(usable.sum()))))
+        if k > int(usable.sum()):
+            raise ConfigError(f"config error: method.quality.clusters: {k:,} clusters for {int(usable.sum()):,} selectable samples; use at most that many")
+        self.clusters, self.cluster_cache = pool_clusters(vectors, config, context.cache_root, k, np.unique(rows[usable]))
+        context.exclude("no_embedding", Excluded(eligible & (rows < 0), "without a pooled embedding to cluster (balance_by: clusters)"))
+        return np.where(rows >= 0, self.clusters.labels[np.maximum(rows, 0)], -1).astype(np.int64)
+
     def token_counts(self, store: Any) -> np.ndarray:
         """Each pool row's tokens for method.quality.token_budget: token_field's numbers (NaN where a record has
         none), else the rendered text's whitespace words. -> [N] float64"""
@@ -394,7 +423,12 @@ class QualityMethod(Declared):
         eligible = context.eligible(pool, dedup=options.dedup, **excluded)
         keys = selection_keys(scores, eligible, options.temperature, options.normalize, config.method.seed)  # [N]
         groups, names = None, None
-        if options.balance_by:
+        if options.balance_by == CLUSTERS:
+            with context.stats.stage("cluster"):
+                groups = self.cluster_groups(context, scored, eligible)
+            eligible &= groups >= 0
+            names = np.arange(self.clusters.k)
+        elif options.balance_by:
             values = store.column(GROUP).to_numpy(zero_copy_only=False)
             names, groups = np.unique(np.where(values == None, "", values).astype(str), return_inverse=True)  # noqa: E711
         if tokens is None:
@@ -402,7 +436,9 @@ class QualityMethod(Declared):
         else:
             chosen = choose_tokens(keys, tokens, options.token_budget, eligible, groups)
         columns: dict[str, list] = {}
-        if groups is not None:
+        if options.balance_by == CLUSTERS:
+            columns["cluster"] = groups[chosen].tolist()
+        elif groups is not None:
             columns[options.balance_by] = [str(names[g]) for g in groups[chosen]]
         metrics = {"rater": options.rater, "temperature": options.temperature, "normalize": options.normalize, "threshold": options.threshold,
                    "selectable": int(eligible.sum()), "mean_score_selected": float(scores[chosen].mean()) if len(chosen) else None,
@@ -415,6 +451,9 @@ class QualityMethod(Declared):
             metrics |= {"token_budget": options.token_budget, "token_unit": options.token_field or "words", "selected_tokens": float(tokens[chosen].sum())}
         if groups is not None:
             metrics["balance"] = {str(n): int((groups[chosen] == g).sum()) for g, n in enumerate(names)}
+        if options.balance_by == CLUSTERS:
+            metrics |= {"num_clusters": self.clusters.k, "cluster_sizes": np.bincount(groups[eligible], minlength=self.clusters.k).tolist(),
+                        "kmeans": self.clusters.info, "cluster_cache": self.cluster_cache}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,
                          scored=len(scores), unique=int(eligible.sum()), pool_scores=scores,
                          ranking="sampled" if options.temperature > 0 else ("per-group" if groups is not None else "top"))

@@ -221,6 +221,33 @@ def test_balance_by_gives_each_value_its_share_of_the_budget(tmp_path):
     assert [i.split("-")[0] for i in table["id"]] == table["source"]
 
 
+@pytest.mark.parametrize("features", ["ngrams", "embeddings"])
+def test_balance_by_clusters_gives_each_planted_kmeans_cluster_its_share_of_the_budget(tmp_path, features):
+    rows = [r for r in _rows() if r["source"] != "code" or int(r["id"].split("-")[1]) < 10]  # planted: four topics of 30, 30, 30 and 10
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    result = _run(tmp_path, pool, target__path=str(_target(tmp_path)), method__quality__balance_by="clusters", method__quality__clusters=4,
+                  method__quality__features=features, method__quality__temperature=1.0, method__budget=20,
+                  method__cluster__init="kmeans++")  # method.cluster's k-means settings apply
+    method = result.manifest["method"]
+    sizes = np.array(method["cluster_sizes"])
+    assert sorted(sizes.tolist()) == [10, 30, 30, 30]  # k-means found the planted topics
+    assert list(method["balance"].values()) == group_quotas(sizes, 20).tolist()  # 9.4.14: floor(budget x share), here exact
+    table = pq.read_table(result.output_dir / "selection.parquet").to_pydict()
+    topic_of = {}
+    for sample_id, cluster in zip(table["id"], table["cluster"]):
+        assert topic_of.setdefault(cluster, sample_id.split("-")[0]) == sample_id.split("-")[0]  # one topic per cluster
+    assert ("embeddings" in result.manifest["stages"]) == (features == "ngrams")  # an embedding rater's own store serves the k-means
+    tokens = _run(tmp_path, pool, name="tokens", target__path=str(_target(tmp_path)), method__quality__balance_by="clusters",
+                  method__quality__clusters=4, method__quality__features=features, method__quality__token_budget=300,
+                    method__cluster__init="kmeans++")
+    words = {r["id"]: len((r["prompt"] + " " + r["response"]).split()) for r in rows}
+    table = pq.read_table(tokens.output_dir / "selection.parquet").to_pydict()
+    share = {c: sum(words[r["id"]] for r in rows if topic_of.get(c) == r["source"]) for c in range(4)}  # each cluster's T_d
+    for cluster in range(4):  # 9.4.14 in tokens: each cluster's own prefix reaches floor(T_d / T x B)
+        taken = [words[i] for i, c in zip(table["id"], table["cluster"]) if c == cluster]
+        assert sum(taken) >= share[cluster] * 300 // sum(share.values()) > sum(taken) - taken[-1]
+
+
 # ---- METHODS.md 9.4: temperature sampling and quotas, as pure functions ----
 
 
