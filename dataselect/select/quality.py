@@ -172,6 +172,7 @@ class QualityMethod(Declared):
     def score(self, context: Any) -> dict[str, ScoredSource]:
         config = context.config
         options = self.options = config.method.quality
+        self.budgeted = options.token_budget is None  # a token budget, not method.budget, sizes the selection (the manifest's budget line)
         fields = ({LABEL: options.label_field} if options.rater == "trained" and options.labels == "field" else {}) | (
             {GROUP: options.balance_by} if options.balance_by not in (None, CLUSTERS) else {}) | (
             {TOKENS: options.token_field} if options.token_field else {})

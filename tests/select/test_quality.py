@@ -326,6 +326,7 @@ def test_a_token_budget_counts_whitespace_words_or_a_token_field_end_to_end(tmp_
                       method__quality__temperature=temperature)
         assert _reaches_just(np.array([words[i] for i in result.selection.ids]), 400)
         assert result.manifest["method"]["token_unit"] == "words" and result.manifest["method"]["selected_tokens"] >= 400
+        assert result.manifest["budget"]["asked"] is None  # method.budget (20 here) is not what sized it
     counted = _run(tmp_path, pool, name="field", target__path=target, method__quality__token_budget=400, method__quality__token_field="n_tokens",
                    method__quality__temperature=1.0)
     assert _reaches_just(np.array([2 * words[i] for i in counted.selection.ids]), 400)
