@@ -165,7 +165,7 @@ class QualityMethod(Declared):
 
     def loads(self, config: Any) -> str | None:
         options = config.method.quality
-        if options.rater == "trained" and options.features == "ngrams":
+        if options.rater == "trained" and options.features == "ngrams" and options.balance_by != CLUSTERS:  # clusters embed the pool
             return "tokenizer" if options.ngram_features == "tokens" else None
         return "model"
 
