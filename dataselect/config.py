@@ -257,10 +257,14 @@ class QualityConfig(_Section):
     label: str | None = None  # readout: probability: this label's (a name of the model's id2label, or its index); default the last
     label_values: list[float] | None = None  # readout: expected: each label's value (default 0, 1, ..., L-1)
     weights: dict[str, float] | None = None  # several heads (readout: value): the score is the sum of weight x head, by head name
+    chunk_tokens: int | None = Field(None, gt=0)  # None: score a document's first model.max_length tokens; N: chunks of N, token-weighted mean (QuRating: 512)
     # rater: trained
     features: Literal["ngrams", "embeddings"] = "ngrams"  # ngrams: DCLM's recipe; embeddings: FineWeb-Edu's (model.name's pooled vectors)
-    labels: Literal["reference", "field"] = "reference"  # reference: target.path vs a seeded pool sample; field: label_field on pool records
+    # reference: target.path vs a seeded pool sample; field: label_field on pool records; pairs: pairwise judgements (QuRating)
+    labels: Literal["reference", "field", "pairs"] = "reference"
     label_field: str | None = None  # labels: field: a numeric or boolean record field; records without it are scored, not trained on
+    pairs_path: str | None = None  # labels: pairs: a JSON-lines file of judged pairs of pool records (by id) and the judge's votes
+    confidence: float = Field(0.5, ge=0.0, le=1.0)  # labels: pairs: a pair trains only if |y - 0.5| >= confidence / 2 (QuRating: 0.5)
     negatives: float = Field(1.0, gt=0)  # labels: reference: pool samples drawn (seeded) as negatives, per reference sample
     head: Literal["auto", "logistic", "ridge"] = "auto"  # auto: logistic for two-valued labels, ridge regression for numeric ones
     holdout: float = 0.2  # share of the labelled rows held out (seeded) for the manifest's AUROC / Spearman
@@ -273,7 +277,12 @@ class QualityConfig(_Section):
     threshold: float | None = None  # keep only samples scoring at least this (still at most method.budget, best first)
     temperature: float = Field(0.0, ge=0.0)  # 0: top-K; > 0: sample without replacement, P proportional to exp(score / temperature)
     normalize: bool = True  # temperature in pool standard deviations: scores z-scored over the selectable pool before dividing
-    balance_by: str | None = None  # a categorical record field: each value gets the budget in proportion to its share of the pool
+    # a categorical record field: each value gets the budget in proportion to its share of the pool; `clusters`: k-means
+    # clusters of model.name's pooled embeddings (method.cluster's k-means) instead
+    balance_by: str | None = None
+    clusters: int | None = Field(None, gt=0)  # balance_by: clusters: how many (None: round(sqrt(selectable pool samples)))
+    token_budget: int | None = Field(None, gt=0)  # select by tokens instead of method.budget: the shortest best-first prefix holding >= this many
+    token_field: str | None = None  # token_budget's counts: a numeric record field (QuRating's token-count column); None: whitespace words
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
 
     @field_validator("holdout")
@@ -287,6 +296,12 @@ class QualityConfig(_Section):
     def _field_labels_name_their_field(self) -> "QualityConfig":
         if self.rater == "trained" and self.labels == "field" and not self.label_field:
             raise ValueError("labels: field needs method.quality.label_field (the record field holding each label)")
+        if self.rater == "trained" and self.labels == "pairs" and not self.pairs_path:
+            raise ValueError("labels: pairs needs method.quality.pairs_path (the judged pairs)")
+        if self.clusters is not None and self.balance_by != "clusters":
+            raise ValueError("clusters: only read with balance_by: clusters")
+        if self.chunk_tokens is not None and self.rater != "model":
+            raise ValueError("chunk_tokens: only a rater model's forward is chunked (rater: model)")
         return self
 
 

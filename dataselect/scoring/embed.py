@@ -155,13 +155,17 @@ class EmbedStage:
 
     def setup(self, device: str | None) -> None:
         self.embedder = self.forward_type(load_weights(self.spec, device, self.forward_type.auto_class))
-        self.encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
+        self.encoder = self.make_encoder()
+
+    def make_encoder(self) -> Any:
+        """texts -> what the forward takes: TokenizedTexts cut at the model's max_length."""
+        return encoder_for(self.spec.tokenizer, self.spec.max_length)
 
     def prepare(self, samples: list[Sample]) -> tuple[TokenizedTexts, float]:
         """Tokenise a shard where it is read (the loop's reader thread): (tokens, seconds). Its own
         encoder, so that it never shares a tokenizer with `score` running in another thread."""
         if self._reader_encoder is None:
-            self._reader_encoder = encoder_for(self.spec.tokenizer, self.spec.max_length)
+            self._reader_encoder = self.make_encoder()
         start = time.perf_counter()
         tokens = self._reader_encoder([s.text for s in samples])
         return tokens, time.perf_counter() - start

@@ -11,6 +11,10 @@ L-BFGS with a strong-Wolfe line search in float64. The loss and gradient are com
 numpy with two sparse products (X w and X^T r), each row summed left to right in one C loop, so the
 same data gives the same weights bit for bit on any machine thread count. Also here: AUROC and Spearman's rank correlation (average
 ranks for ties), for the held-out agreement the manifest reports.
+
+Pairs (QuRating's Bradley-Terry rater, METHODS.md 9.1): the same linear scorer s(x) = w.x fit to pairwise
+judgements instead: mean BCE(sigmoid(s_b - s_a), y) + l2/2 * ||w||^2 with soft labels y, no bias (it
+cancels in s_b - s_a), through the same L-BFGS.
 """
 from __future__ import annotations
 
@@ -112,29 +116,61 @@ def fit_ridge(x: np.ndarray, targets: np.ndarray, l2: float) -> LinearModel:
     return LinearModel(w[None, :], np.array([mean_y - mean_x @ w]), [1], [objective])
 
 
+def fit_pairs(features: NgramFeatures, num_buckets: int, first: np.ndarray, second: np.ndarray, labels: np.ndarray, l2: float,
+              max_iter: int) -> LinearModel:
+    """A Bradley-Terry scorer on the mean bag of hashed n-grams of `features` (u documents) from judged pairs:
+    first, second [p] document indices, labels [p] P(second beats first) in [0, 1]."""
+    x = feature_matrix(features, num_buckets)  # [u, B] as CSR parts
+    xt = _transposed(*x, num_buckets)  # [B, u]
+    return _fit_pairs(lambda w: _matvec(*x, w), lambda r: _matvec(*xt, r), len(features), first, second, labels, num_buckets, l2, max_iter)
+
+
+def fit_pairs_dense(x: np.ndarray, first: np.ndarray, second: np.ndarray, labels: np.ndarray, l2: float, max_iter: int) -> LinearModel:
+    """The same Bradley-Terry scorer on dense features x [u, d] (pooled embeddings)."""
+    x = np.ascontiguousarray(x, np.float64)  # [u, d]
+    return _fit_pairs(lambda w: x @ w, lambda r: x.T @ r, len(x), first, second, labels, x.shape[1], l2, max_iter)
+
+
+def _fit_pairs(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], docs: int, first: np.ndarray,
+               second: np.ndarray, labels: np.ndarray, dim: int, l2: float, max_iter: int) -> LinearModel:
+    """Bradley-Terry over a document scorer X w: a pair's logit is s_second - s_first; each pair weighs 1/p."""
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    y = np.asarray(labels, np.float64)  # [p]
+    if not len(y):
+        raise ValueError("no judged pair to learn from")
+    pair_forward = lambda w: (lambda s: s[second] - s[first])(forward(w))  # noqa: E731  [p]
+    pair_backward = lambda r: backward(np.bincount(second, r, docs) - np.bincount(first, r, docs))  # noqa: E731  [dim]
+    with one_cpu_thread("cpu"):
+        w, _, calls, final = _fit_one(pair_forward, pair_backward, y, np.full(len(y), 1.0 / len(y)), dim, l2, max_iter, fit_bias=False)
+    return LinearModel(w[None, :], np.zeros(1), [calls], [final])
+
+
 def _fit_tasks(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, dim: int,
                l2: float, max_iter: int) -> LinearModel:
     """One regression per column of labels [n, T], given X w (forward) and X^T r (backward)."""
     with one_cpu_thread("cpu"):  # L-BFGS's vector ops are tiny: a second torch thread only spins (seconds on a busy machine)
-        fits = [_fit_one(forward, backward, labels[:, t], dim, l2, max_iter) for t in range(labels.shape[1])]
+        fits = [_fit_one(forward, backward, *_balanced(labels[:, t]), dim, l2, max_iter) for t in range(labels.shape[1])]
     return LinearModel(np.stack([f[0] for f in fits]), np.array([f[1] for f in fits], np.float64), [f[2] for f in fits], [f[3] for f in fits])
 
 
-def _fit_one(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, dim: int,
-             l2: float, max_iter: int) -> tuple[np.ndarray, float, int, float]:
-    """(weights [dim], bias, objective evaluations, final objective) of one task's regression."""
-    import torch
-
+def _balanced(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y [n] float64, class-balanced weights [n]: each class carries half the loss, whatever its size)."""
     y = labels.astype(np.float64)  # [n]
     n, positives = len(y), float(y.sum())
     if positives in (0.0, float(n)):
         raise ValueError("every sample has the same label: nothing to learn")
-    # class-balanced weights: each class carries half the loss, whatever its size
-    sample_weight = np.where(y > 0, 0.5 / positives, 0.5 / (n - positives))  # [n], sums to 1
-    sign = np.where(y > 0, -1.0, 1.0)  # [n]
+    return y, np.where(y > 0, 0.5 / positives, 0.5 / (n - positives))  # weights sum to 1
+
+
+def _fit_one(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np.ndarray], np.ndarray], y: np.ndarray,
+             sample_weight: np.ndarray, dim: int, l2: float, max_iter: int, fit_bias: bool = True) -> tuple[np.ndarray, float, int, float]:
+    """(weights [dim], bias, objective evaluations, final objective) of one weighted logistic regression on
+    labels y [n] in [0, 1] (soft labels allowed): sum weight x BCE(sigmoid(z), y) + l2/2 ||w||^2."""
+    import torch
+
     w = torch.zeros(dim, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+    optimizer = torch.optim.LBFGS([w, b] if fit_bias else [w], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-10, tolerance_change=1e-14)
     calls = [0]
 
@@ -142,10 +178,11 @@ def _fit_one(forward: Callable[[np.ndarray], np.ndarray], backward: Callable[[np
         calls[0] += 1
         wv, bv = w.detach().numpy(), float(b.detach()[0])
         z = forward(wv) + bv  # [n] logits
-        loss = float(sample_weight @ np.logaddexp(0.0, sign * z)) + 0.5 * l2 * float(wv @ wv)  # log(1 + exp(-+z)), stable
+        bce = y * np.logaddexp(0.0, -z) + (1.0 - y) * np.logaddexp(0.0, z)  # [n] -log sigmoid(+-z), stable
+        loss = float(sample_weight @ bce) + 0.5 * l2 * float(wv @ wv)
         residual = sample_weight * (0.5 * (1.0 + np.tanh(0.5 * z)) - y)  # [n] d loss / d z (sigmoid via tanh: no overflow)
         w.grad = torch.from_numpy(backward(residual) + l2 * wv)  # [dim]
-        b.grad = torch.tensor([residual.sum()], dtype=torch.float64)
+        b.grad = torch.tensor([residual.sum() if fit_bias else 0.0], dtype=torch.float64)
         return torch.tensor(loss, dtype=torch.float64)
 
     optimizer.step(closure)

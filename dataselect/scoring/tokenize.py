@@ -47,15 +47,20 @@ class TokenizedTexts:
 
 
 class BackendEncoder:
-    """Picklable: a fast tokenizer's Rust backend set to truncate at max_length, with special tokens."""
+    """Picklable: a fast tokenizer's Rust backend set to truncate at max_length (None: whole texts), with
+    special tokens (or, `special_tokens=False`, the bare content)."""
 
-    def __init__(self, backend: Any, max_length: int) -> None:
+    def __init__(self, backend: Any, max_length: int | None, special_tokens: bool = True) -> None:
         self.backend = copy.deepcopy(backend)
         self.backend.no_padding()
-        self.backend.enable_truncation(max_length)
+        if max_length is None:
+            self.backend.no_truncation()
+        else:
+            self.backend.enable_truncation(max_length)
+        self.special_tokens = special_tokens
 
     def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
-        encodings = self.backend.encode_batch(list(texts), add_special_tokens=True)
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=self.special_tokens)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))  # cut-off tokens
@@ -65,14 +70,16 @@ class BackendEncoder:
 class SlowTokenizerEncoder:
     """Python (slow) tokenizers have no Rust backend to ship to workers: they run in this process."""
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, tokenizer: Any, max_length: int | None, special_tokens: bool = True) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.special_tokens = special_tokens
 
     def __call__(self, texts: Sequence[str]) -> TokenizedTexts:
         if not texts:
             return TokenizedTexts(np.zeros(0, np.int32), np.zeros(0, np.int64))
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, return_overflowing_tokens=True)
+        encoded = self.tokenizer(list(texts), truncation=self.max_length is not None, max_length=self.max_length,
+                                 return_overflowing_tokens=self.max_length is not None, add_special_tokens=self.special_tokens)
         ids, truncated = encoded["input_ids"], np.zeros(len(texts), bool)
         if "overflow_to_sample_mapping" in encoded:  # a row per max_length piece: keep each text's first
             mapping = np.asarray(encoded["overflow_to_sample_mapping"])  # [rows] text of each row
@@ -85,11 +92,12 @@ class SlowTokenizerEncoder:
         return TokenizedTexts(flat, lengths, truncated)
 
 
-def encoder_for(tokenizer: Any, max_length: int) -> "BackendEncoder | SlowTokenizerEncoder":
-    """texts -> TokenizedTexts, truncated at max_length with special tokens; fast tokenizers' Rust backend."""
+def encoder_for(tokenizer: Any, max_length: int | None, special_tokens: bool = True) -> "BackendEncoder | SlowTokenizerEncoder":
+    """texts -> TokenizedTexts, truncated at max_length (None: whole) with special tokens (unless told not);
+    fast tokenizers' Rust backend."""
     if getattr(tokenizer, "is_fast", False):
-        return BackendEncoder(tokenizer._tokenizer, max_length)
-    return SlowTokenizerEncoder(tokenizer, max_length)
+        return BackendEncoder(tokenizer._tokenizer, max_length, special_tokens)
+    return SlowTokenizerEncoder(tokenizer, max_length, special_tokens)
 
 
 class TokenizerPool:

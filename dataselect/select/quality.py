@@ -6,11 +6,14 @@ score:  rater: model    the pool through a Hugging Face sequence-classification 
                         scoring/ngram_store.py), and for labels: reference the target's too; a linear
                         head fit on the labelled rows (scoring/logistic.py): a logistic regression for
                         two-valued labels, ridge regression for numeric ones; a seeded part of the
-                        labelled rows held out for the manifest's AUROC and Spearman
+                        labelled rows held out for the manifest's AUROC and Spearman; for labels:
+                        pairs, a Bradley-Terry head fit to judged pairs of pool records (scoring/pairs.py)
 select: a score per pool sample (the read-out, or the head's logit / value); samples below
         `threshold` kept out; then top-K (temperature 0) or Gumbel top-K on score / temperature (sampling
         without replacement, P proportional to exp(score / temperature), QuRating's); with `balance_by`
-        each value of a field takes a quota of the budget in proportion to its share of the selectable pool.
+        each value of a field (or each k-means cluster of the pool's embeddings: `balance_by: clusters`,
+        the cluster method's k-means) takes a quota of the budget in proportion to its share of the
+        selectable pool; with `token_budget` the budget is in tokens (QuRating's prefix rule).
 """
 from __future__ import annotations
 
@@ -25,12 +28,14 @@ from dataselect.errors import ConfigError
 from dataselect.io.render import TextRenderer
 from dataselect.scorer.base import Scorer, portable_model, portable_name, render_fields, save_scorer, scorer_renderer
 from dataselect.scoring.loop import ScoredSource
+from dataselect.scoring.samples import WordCountStage
 from dataselect.select.base import Declared, Excluded, Selection, selected_rows, top_k
 from dataselect.select.dsir import gumbel_keys
 from dataselect.select.figures import Bars, Figure, Table
 from dataselect.select.rds import EmbeddingScorerBase
 
-LABEL, GROUP = "quality_label", "quality_group"  # the pool store's copies of label_field and balance_by
+LABEL, GROUP, TOKENS = "quality_label", "quality_group", "quality_tokens"  # the pool store's copies of label_field, balance_by, token_field
+CLUSTERS = "clusters"  # balance_by's value for k-means clusters of the pool's embeddings (not a record field)
 MIN_PER_CLASS = 2  # training rows each class needs
 
 # ------------------------------------------------------------------------------------------------
@@ -43,8 +48,9 @@ def int_score(score: np.ndarray | float) -> np.ndarray:
     return np.round(np.clip(np.asarray(score, np.float64), 0.0, 5.0)).astype(np.int64)
 
 
-def parse_labels(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """(labelled [n] bool, value [n] float64) from the store's copies of a label field (text: "True", "0.5", ...)."""
+def parse_labels(values: list[str | None], key: str = "label_field") -> tuple[np.ndarray, np.ndarray]:
+    """(labelled [n] bool, value [n] float64) from the store's copies of a label field (text: "True", "0.5", ...);
+    `key` names the config key in an error."""
     labelled = np.array([v is not None and v != "" for v in values], bool)
     numbers = np.full(len(values), np.nan)
     booleans = {"true": 1.0, "false": 0.0}  # a JSON boolean is copied into the store as "True" / "False"
@@ -53,7 +59,7 @@ def parse_labels(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
         try:
             numbers[row] = booleans[text.lower()] if text.lower() in booleans else float(text)
         except ValueError:
-            raise ConfigError(f"config error: method.quality.label_field: the value {text!r} is neither a number nor true/false") from None
+            raise ConfigError(f"config error: method.quality.{key}: the value {text!r} is neither a number nor true/false") from None
     return labelled, numbers
 
 
@@ -104,7 +110,31 @@ def choose(keys: np.ndarray, k: int, eligible: np.ndarray, groups: np.ndarray | 
         return top_k(keys, k, eligible)
     names = np.unique(groups[eligible])
     quotas = group_quotas(np.array([int((eligible & (groups == g)).sum()) for g in names]), k)
-    picked = np.concatenate([top_k(keys, int(q), eligible & (groups == g)) for g, q in zip(names, quotas)] or [np.zeros(0, np.int64)])
+    return in_key_order(keys, [top_k(keys, int(q), eligible & (groups == g)) for g, q in zip(names, quotas)])
+
+
+def take_tokens(keys: np.ndarray, tokens: np.ndarray, budget: float, eligible: np.ndarray) -> np.ndarray:
+    """QuRating's token budget: the eligible rows in key order, best first, up to and including the one that
+    brings their tokens to `budget` or more (all of them when they hold fewer). -> [m] int64"""
+    order = top_k(keys, int(np.count_nonzero(eligible)), eligible)
+    reached = int(np.searchsorted(np.cumsum(tokens[order]), budget))  # the first prefix whose total is >= budget
+    return order[: reached + 1]
+
+
+def choose_tokens(keys: np.ndarray, tokens: np.ndarray, budget: int, eligible: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """take_tokens over the eligible rows; with groups, inside each group for its quota floor(T_d / T * budget)
+    of tokens (T_d: its eligible tokens), then all of them in key order. -> [m] int64"""
+    if groups is None:
+        return take_tokens(keys, tokens, budget, eligible)
+    names = np.unique(groups[eligible])
+    held = np.array([float(tokens[eligible & (groups == g)].sum()) for g in names])  # [G] T_d
+    quotas = np.floor(held / max(held.sum(), 1.0) * budget)  # [G] 9.4.14's per-domain quota
+    return in_key_order(keys, [take_tokens(keys, tokens, q, eligible & (groups == g)) for g, q in zip(names, quotas) if q > 0])
+
+
+def in_key_order(keys: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """The rows of every part, merged by key, best first. -> [m] int64"""
+    picked = np.concatenate(parts or [np.zeros(0, np.int64)])
     return top_k(keys, len(picked), np.isin(np.arange(len(keys)), picked))
 
 
@@ -135,24 +165,34 @@ class QualityMethod(Declared):
 
     def loads(self, config: Any) -> str | None:
         options = config.method.quality
-        if options.rater == "trained" and options.features == "ngrams":
+        if options.rater == "trained" and options.features == "ngrams" and options.balance_by != CLUSTERS:  # clusters embed the pool
             return "tokenizer" if options.ngram_features == "tokens" else None
         return "model"
 
     def score(self, context: Any) -> dict[str, ScoredSource]:
         config = context.config
         options = self.options = config.method.quality
+        self.budgeted = options.token_budget is None  # a token budget, not method.budget, sizes the selection (the manifest's budget line)
         fields = ({LABEL: options.label_field} if options.rater == "trained" and options.labels == "field" else {}) | (
-            {GROUP: options.balance_by} if options.balance_by else {})
+            {GROUP: options.balance_by} if options.balance_by not in (None, CLUSTERS) else {}) | (
+            {TOKENS: options.token_field} if options.token_field else {})
         reference = options.rater == "trained" and options.labels == "reference"
         if reference and config.target.path is None:
             raise ConfigError("config error: target.path is required for method.quality.labels: reference (the positives)")
         with context.stats.stage("load_model"):
             stage, renderers = self._stage(config)
         self.render_style = renderers["input"].conversation_style
-        scored = {"pool": context.score_source("pool", config.input, stage, renderers["input"], fields=fields or None)}
+        counted = options.token_budget is not None and options.token_field is None  # a token budget in whitespace words
+        pool_stage = WordCountStage(stage) if counted else stage
+        scored = {"pool": context.score_source("pool", config.input, pool_stage, renderers["input"], fields=fields or None)}
         if reference:
             scored["target"] = context.score_source("target", config.target, stage, renderers["target"])
+        if options.balance_by == CLUSTERS and not (options.rater == "trained" and options.features == "embeddings"):
+            from dataselect.scoring.embed import EmbedStage  # the clusters' vectors: model.name's pooled embeddings, cached as RDS+'s
+
+            with context.stats.stage("load_model"):
+                embed = EmbedStage(config.model, config.runtime.device, config.runtime.batch_tokens)
+            scored["embeddings"] = context.score_source("embeddings", config.input, embed, TextRenderer(config.input, embed.tokenizer, embed.spec.causal_lm))
         if options.rater == "trained":
             with context.stats.stage("train_rater"):
                 self.trained = self.train(context, scored)
@@ -171,7 +211,7 @@ class QualityMethod(Declared):
         if options.rater == "model":
             from dataselect.scoring.rater import RaterStage
 
-            stage = RaterStage(config.model, runtime.device, runtime.batch_tokens)
+            stage = RaterStage(config.model, runtime.device, runtime.batch_tokens, options.chunk_tokens)
         else:
             from dataselect.scoring.embed import EmbedStage
 
@@ -208,6 +248,8 @@ class QualityMethod(Declared):
         options, seed = config.method.quality, config.method.seed
         pool = scored["pool"].store
         pool_ids = pool.column("id").to_pylist()
+        if options.labels == "pairs":
+            return self.train_pairs(pool, pool_ids, options, seed)
         if options.labels == "field":
             labelled, values = parse_labels(pool.column(LABEL).to_pylist())
             if not labelled.any():
@@ -257,6 +299,50 @@ class QualityMethod(Declared):
                    "heldout_spearman": spearman(held_scores, y[held]), "digest": model.digest()}
         return TrainedRater(model, kind, metrics)
 
+    def train_pairs(self, pool: Any, pool_ids: list[str], options: Any, seed: int) -> TrainedRater:
+        """QuRating's rater: a linear scorer whose score differences fit the judged pairs' calibrated labels
+        (Bradley-Terry), the confident pairs only; a seeded part of them held out for the pairwise accuracy."""
+        from dataselect.scoring.logistic import auroc, fit_pairs, fit_pairs_dense
+        from dataselect.scoring.pairs import confident, read_judgements
+        from dataselect.scoring.sampled import fraction_limit, sample_keys
+
+        judged = read_judgements(options.pairs_path)
+        row_of: dict[str, int] = {}
+        for row, sample_id in enumerate(pool_ids):
+            row_of.setdefault(sample_id, row)  # an id's first record
+        missing = sorted({i for i in judged.first + judged.second if i not in row_of})
+        if missing:
+            raise ConfigError(f"config error: method.quality.pairs_path: {len(missing)} judged ids are not pool records' ids (the first: "
+                              f"{missing[0]!r}); the judged texts must be pool records")
+        kept = confident(judged.labels, options.confidence)  # [p]
+        if not kept.any():
+            raise ConfigError(f"config error: method.quality.confidence: none of the {len(judged.labels)} judged pairs is confident enough "
+                              f"(|y - 0.5| >= {options.confidence / 2:g}); lower it")
+        pair_rows = np.array([[row_of[a], row_of[b]] for a, b in zip(judged.first, judged.second)], np.int64).reshape(-1, 2)[kept]  # [p, 2]
+        y = judged.labels[kept]
+        docs = np.unique(pair_rows)  # the judged rows, ascending
+        first, second = np.searchsorted(docs, pair_rows[:, 0]), np.searchsorted(docs, pair_rows[:, 1])  # [p] into docs
+        names = [f"{pool_ids[a]}\t{pool_ids[b]}" for a, b in pair_rows]
+        held = sample_keys(seed, names, salt="holdout") < np.uint64(fraction_limit(options.holdout))  # [p]
+        if held.all():
+            raise ConfigError(f"config error: method.quality.holdout: all {len(y)} confident pairs were held out; judge more pairs")
+        x = self._features(pool, docs)
+        train = ~held
+        if options.features == "ngrams":
+            model = fit_pairs(x, options.num_buckets, first[train], second[train], y[train], options.l2, options.max_iter)
+            doc_scores = model.decision(x)[:, 0]
+        else:
+            model = fit_pairs_dense(x, first[train], second[train], y[train], options.l2, options.max_iter)
+            doc_scores = model.project(x)[:, 0]
+        delta = doc_scores[second[held]] - doc_scores[first[held]]  # [held] s_b - s_a
+        better = y[held] > 0.5
+        metrics = {"head": "bradley-terry", "features": options.features, "labels": "pairs", "pairs": len(judged.labels) + judged.too_few_votes,
+                   "too_few_votes": judged.too_few_votes, "unconfident": int((~kept).sum()), "judged_records": int(len(docs)),
+                   "train": int(train.sum()), "heldout": int(held.sum()),
+                   "heldout_accuracy": float(np.mean((delta > 0) == better)) if held.any() else None,
+                   "heldout_auroc": auroc(delta, better), "heldout_spearman": None, "digest": model.digest()}
+        return TrainedRater(model, "bradley-terry", metrics)
+
     @staticmethod
     def _join(first: Any, second: Any) -> Any:
         if isinstance(first, np.ndarray):
@@ -271,11 +357,10 @@ class QualityMethod(Declared):
         """Every pool row's rater score, in store order. -> [N] float64"""
         options = context.config.method.quality
         if options.rater == "model":
-            from dataselect.scoring.rater import combine, readout_columns
+            from dataselect.scoring.rater import rater_scores
 
-            logits = np.concatenate([np.asarray(store.read_array(i, "logits"), np.float32) for i in range(store.num_shards)])  # [N, L]
-            columns, names = readout_columns(logits, self.readout(), self.head_names(), options.label, options.label_values)
-            return combine(columns, names, options.weights)
+            logits = np.concatenate([np.asarray(store.read_array(i, "logits"), np.float32) for i in range(store.num_shards)])  # [N, L] or [N, 2L]
+            return rater_scores(logits, self.readout(), self.head_names(), options.label, options.label_values, options.weights)
         model = self.trained.model
         if options.features == "ngrams":
             from dataselect.scoring.ngram_store import read_features
@@ -283,6 +368,36 @@ class QualityMethod(Declared):
             parts = [model.decision(read_features(store, i))[:, 0] for i in range(store.num_shards)]
             return np.concatenate(parts) if parts else np.zeros(0)
         return model.project(self._vectors(store))[:, 0]
+
+    def cluster_groups(self, context: Any, scored: dict[str, ScoredSource], eligible: np.ndarray) -> np.ndarray:
+        """Each pool row's k-means cluster over the embedding store (method.cluster's k-means, trained on the
+        eligible rows' vectors); -1 for a row with no vector, which is then kept out. -> [N] int64"""
+        from dataselect.select.cluster_method import pool_clusters
+
+        config = context.config
+        pool = scored["pool"].store
+        vectors = scored.get("embeddings", scored["pool"]).store  # the pool's own store when the rater reads embeddings
+        positions = vectors.column("position").to_numpy().astype(np.int64)  # [M] each vector's stream position
+        row_of = {int(p): r for r, p in enumerate(positions)}
+        rows = np.array([row_of.get(int(p), -1) for p in pool.column("position").to_numpy()], np.int64)  # [N] vector row, -1: none
+        usable = eligible & (rows >= 0)
+        k = self.options.clusters or max(1, round(math.sqrt(int(usable.sum()))))
+        if k > int(usable.sum()):
+            raise ConfigError(f"config error: method.quality.clusters: {k:,} clusters for {int(usable.sum()):,} selectable samples; use at most that many")
+        self.clusters, self.cluster_cache = pool_clusters(vectors, config, context.cache_root, k, np.unique(rows[usable]))
+        context.exclude("no_embedding", Excluded(eligible & (rows < 0), "without a pooled embedding to cluster (balance_by: clusters)"))
+        return np.where(rows >= 0, self.clusters.labels[np.maximum(rows, 0)], -1).astype(np.int64)
+
+    def token_counts(self, store: Any) -> np.ndarray:
+        """Each pool row's tokens for method.quality.token_budget: token_field's numbers (NaN where a record has
+        none), else the rendered text's whitespace words. -> [N] float64"""
+        options = self.options
+        if options.token_field is None:
+            return store.column("words").to_numpy().astype(np.float64)
+        labelled, values = parse_labels(store.column(TOKENS).to_pylist(), "token_field")
+        if (values[labelled] < 0).any():
+            raise ConfigError(f"config error: method.quality.token_field: {options.token_field!r} holds a negative token count")
+        return np.where(labelled, values, np.nan)
 
     def readout(self) -> str:
         from dataselect.scoring.rater import resolve_readout
@@ -303,16 +418,28 @@ class QualityMethod(Declared):
         excluded = {}
         if options.threshold is not None:
             excluded["below_threshold"] = Excluded(~(scores >= options.threshold), f"scoring below method.quality.threshold ({options.threshold})")
+        tokens = self.token_counts(store) if options.token_budget is not None else None  # [N] float64, NaN: no count
+        if tokens is not None and options.token_field:
+            excluded["no_token_count"] = Excluded(np.isnan(tokens), f"without a token count in method.quality.token_field ({options.token_field!r})")
         eligible = context.eligible(pool, dedup=options.dedup, **excluded)
-        k = context.budget(eligible)
         keys = selection_keys(scores, eligible, options.temperature, options.normalize, config.method.seed)  # [N]
         groups, names = None, None
-        if options.balance_by:
+        if options.balance_by == CLUSTERS:
+            with context.stats.stage("cluster"):
+                groups = self.cluster_groups(context, scored, eligible)
+            eligible &= groups >= 0
+            names = np.arange(self.clusters.k)
+        elif options.balance_by:
             values = store.column(GROUP).to_numpy(zero_copy_only=False)
             names, groups = np.unique(np.where(values == None, "", values).astype(str), return_inverse=True)  # noqa: E711
-        chosen = choose(keys, k, eligible, groups)
+        if tokens is None:
+            chosen = choose(keys, context.budget(eligible), eligible, groups)
+        else:
+            chosen = choose_tokens(keys, tokens, options.token_budget, eligible, groups)
         columns: dict[str, list] = {}
-        if groups is not None:
+        if options.balance_by == CLUSTERS:
+            columns["cluster"] = groups[chosen].tolist()
+        elif groups is not None:
             columns[options.balance_by] = [str(names[g]) for g in groups[chosen]]
         metrics = {"rater": options.rater, "temperature": options.temperature, "normalize": options.normalize, "threshold": options.threshold,
                    "selectable": int(eligible.sum()), "mean_score_selected": float(scores[chosen].mean()) if len(chosen) else None,
@@ -321,8 +448,13 @@ class QualityMethod(Declared):
             metrics |= {"readout": self.readout(), "heads": self.head_names(), "weights": options.weights}
         else:
             metrics |= {"trained": self.trained.metrics}
+        if tokens is not None:
+            metrics |= {"token_budget": options.token_budget, "token_unit": options.token_field or "words", "selected_tokens": float(tokens[chosen].sum())}
         if groups is not None:
             metrics["balance"] = {str(n): int((groups[chosen] == g).sum()) for g, n in enumerate(names)}
+        if options.balance_by == CLUSTERS:
+            metrics |= {"num_clusters": self.clusters.k, "cluster_sizes": np.bincount(groups[eligible], minlength=self.clusters.k).tolist(),
+                        "kmeans": self.clusters.info, "cluster_cache": self.cluster_cache}
         return Selection(**selected_rows(store, chosen), scores=scores[chosen], columns=columns, metrics=metrics,
                          scored=len(scores), unique=int(eligible.sum()), pool_scores=scores,
                          ranking="sampled" if options.temperature > 0 else ("per-group" if groups is not None else "top"))
@@ -333,6 +465,7 @@ class QualityMethod(Declared):
         trained = metrics.get("trained") or {}
         if trained:
             keys = ["head", "features", "labels", "train", "heldout", "heldout_auroc", "heldout_spearman"]
+            keys += ["heldout_accuracy"] if "heldout_accuracy" in trained else []  # pairs: the held-out pairs ordered as judged
             out.append(Table(keys, [[trained.get(k) for k in keys]]))
         balance = metrics.get("balance") or {}
         if balance:
@@ -351,7 +484,7 @@ class QualityMethod(Declared):
         if options.rater == "model":
             described["model"] = portable_model(config.model, self.spec)
             rater |= {"readout": self.readout(), "heads": self.head_names(), "label": options.label, "label_values": options.label_values,
-                      "weights": options.weights}
+                      "weights": options.weights, "chunk_tokens": options.chunk_tokens}
         else:
             arrays = {"weights": self.trained.model.weights, "bias": self.trained.model.bias}
             if options.features == "ngrams":
@@ -387,14 +520,18 @@ class QualityScorer(EmbeddingScorerBase):
 
             self.forward_type = Rater
         super().__init__(description, arrays, folder, device, batch_tokens)
+        if rater.get("chunk_tokens"):  # the run's chunks (a scorer saved before chunking has none)
+            from dataselect.scoring.rater import ChunkEncoder
+
+            self.encoder = ChunkEncoder(self.embedder.loaded.tokenizer, int(rater["chunk_tokens"]))
 
     def score_texts(self, texts: list[str], records: list[dict]) -> np.ndarray:
         rater = self.rater
         if rater["rater"] == "model":
-            from dataselect.scoring.rater import combine, readout_columns
+            from dataselect.scoring.rater import rater_scores
 
-            columns, names = readout_columns(self.forward_rows(texts), rater["readout"], rater["heads"], rater["label"], rater["label_values"])
-            return combine(columns, names, rater["weights"])[:, None]  # [n, 1]
+            return rater_scores(self.forward_rows(texts), rater["readout"], rater["heads"], rater["label"], rater["label_values"],
+                                rater["weights"])[:, None]  # [n, 1]
         if rater["features"] == "ngrams":
             return self.head.decision(self.featurizer.featurize(texts))  # [n, 1]
         return self.head.project(self.vectors(texts).astype(np.float32))  # [n, 1], from float16 vectors as the run's store

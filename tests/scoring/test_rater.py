@@ -10,18 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support import MATH, MINILM, OTHER, TOKENIZER_FILES
+from support import COMMON, MATH, MINILM, OTHER, TOKENIZER_FILES
 
 from dataselect.config import ModelConfig
 from dataselect.errors import ConfigError
-from dataselect.scoring.rater import RaterStage, combine, readout_columns
+from dataselect.scoring.rater import RaterStage, combine, rater_scores, readout_columns
 from dataselect.scoring.tokenize import TokenizedTexts
 from dataselect.select.quality import int_score
 
 TEXTS = [MATH[0], "Hi.", OTHER[3] + " " + OTHER[4] + " " + MATH[2], OTHER[0], "Short one.", " ".join(MATH) + " " + " ".join(OTHER)]
 
 
-def save_classifier(out: Path, kind: str = "bert", num_labels: int = 1, labels: list[str] | None = None, seed: int = 0) -> Path:
+def save_classifier(out: Path, kind: str = "bert", num_labels: int = 1, labels: list[str] | None = None, seed: int = 0,
+                    positions: int = 512) -> Path:
     """A tiny randomly initialised sequence-classification model (seeded) with the bundled MiniLM tokenizer."""
     from transformers import AutoModelForSequenceClassification, BertConfig, LlamaConfig
 
@@ -30,10 +31,10 @@ def save_classifier(out: Path, kind: str = "bert", num_labels: int = 1, labels: 
     names = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}
     if kind == "bert":
         config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            max_position_embeddings=512, num_labels=num_labels, **names)
+                            max_position_embeddings=positions, num_labels=num_labels, **names)
     else:  # pad id 0 ([PAD] in the MiniLM vocabulary), as QuRater's Llama pads with id 0
         config = LlamaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                             intermediate_size=64, max_position_embeddings=512, num_labels=num_labels, pad_token_id=0,
+                             intermediate_size=64, max_position_embeddings=positions, num_labels=num_labels, pad_token_id=0,
                              architectures=["LlamaForSequenceClassification"], **names)
     torch.manual_seed(seed)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(out)
@@ -137,3 +138,41 @@ def test_fineweb_edu_int_score_rounds_half_to_even_so_keeping_three_means_above_
     assert int_score(np.array(scores, np.float32)).tolist() == [round(max(0.0, min(float(np.float32(s)), 5.0))) for s in scores]
     grid = np.linspace(-1, 6, 7001)
     assert np.array_equal(int_score(grid) >= 3, grid > 2.5)
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_a_long_document_is_rated_in_chunks_averaged_by_their_token_counts(tmp_path, kind):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = save_classifier(tmp_path / kind, kind, 3, positions=1024)
+    long = " ".join(np.random.default_rng(0).choice(COMMON, 1100))  # one token per word
+    texts = [long, MATH[0]]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    content = tokenizer(long, add_special_tokens=False)["input_ids"]
+    assert len(content) == 1100
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    chunks = [content[:512], content[512:1024], content[1024:]]  # 9.4.4: 512, 512 and 76 tokens
+    framed = [tokenizer(tokenizer.decode(c))["input_ids"] for c in chunks]  # each chunk as a lone text: the tokenizer's special tokens around it
+    assert [f[1:-1] for f in framed] == chunks  # ([CLS] ... [SEP]; the words round-trip)
+    with torch.no_grad():  # transformers' own forward of each chunk
+        logits = np.concatenate([model(input_ids=torch.tensor([f])).logits.numpy() for f in framed])
+    sizes = np.array([len(c) for c in chunks], np.float64)[:, None]
+    assert sizes[:, 0].tolist() == [512, 512, 76]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = np.concatenate([(sizes * logits).sum(0) / 1100, (sizes * probs).sum(0) / 1100])  # sum len_i s_i / 1100
+    short = reference_logits(folder, [MATH[0]])[0]  # one chunk: the plain forward
+    stage = RaterStage(ModelConfig(name=str(folder), dtype="float32", max_length=600), "cpu", 100_000, chunk_tokens=512)
+    stage.setup("cpu")
+    tokens = stage.encoder(texts)
+    assert tokens.chunks.lengths.tolist() == [514, 514, 78, len(tokenizer(MATH[0])["input_ids"])] and tokens.lengths[0] == 1100
+    for batch_tokens in (16, 600, 100_000):
+        rows = stage.embedder.embed_tokens(tokens, batch_tokens)  # [2, 6]
+        np.testing.assert_allclose(rows[0], expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(rows[1, :3], short, atol=1e-4, rtol=0)
+    names = ["a", "b", "c"]
+    value = rater_scores(rows, "value", names, None, None, {"b": 1.0})
+    assert value[0] == pytest.approx(float((sizes[:, 0] * logits[:, 1]).sum() / 1100), abs=1e-4)
+    chunk_expected = probs @ np.arange(3.0)  # each chunk's expected label value, then their token-weighted mean
+    assert rater_scores(rows, "expected", names, None, None, None)[0] == pytest.approx(float((sizes[:, 0] * chunk_expected).sum() / 1100), abs=1e-5)
+    with pytest.raises(ConfigError, match="chunk_tokens: 599 tokens .* use at most 598"):
+        RaterStage(ModelConfig(name=str(folder), max_length=600), "cpu", 1000, chunk_tokens=599)

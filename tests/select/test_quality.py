@@ -18,7 +18,7 @@ import dataselect.pipeline
 from dataselect.errors import ConfigError
 from dataselect.executors.local import InProcessExecutor, ProcessExecutor
 from dataselect.select.base import top_k
-from dataselect.select.quality import choose, group_quotas, parse_labels, selection_keys
+from dataselect.select.quality import choose, choose_tokens, group_quotas, parse_labels, selection_keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scoring"))
 from test_rater import reference_logits, save_classifier  # noqa: E402
@@ -119,11 +119,50 @@ def test_field_labels_train_a_head_on_embeddings_and_unlabelled_records_are_scor
         _run(tmp_path, pool, name="none", method__quality__labels="field", method__quality__label_field="grade")
 
 
+def _judgements(tmp_path: Path, rows: list[dict]) -> Path:
+    """Judged pairs of pool records: a consistent judge that prefers math, and pairs where a judge only ever picks the second text."""
+    rng = np.random.default_rng(3)
+    lines = []
+    for _ in range(160):
+        a, b = rng.choice(len(rows), 2, replace=False)
+        math_a, math_b = rows[a]["source"] == "math", rows[b]["source"] == "math"
+        ids = {"a": rows[a]["id"], "b": rows[b]["id"]}
+        if math_a == math_b:
+            lines.append(ids | {"ab": [0, 20], "ba": [0, 20]})  # no preference: the second shown wins, y = 0.5, filtered out
+        else:
+            lines.append(ids | ({"ab": [0, 20], "ba": [20, 0]} if math_b else {"ab": [20, 0], "ba": [0, 20]}))  # y = 1 or 0
+    return write_jsonl(tmp_path / "pairs.jsonl", lines)
+
+
+@pytest.mark.parametrize("features", ["embeddings", "ngrams"])
+def test_pairwise_judgements_train_a_bradley_terry_rater_that_ranks_the_preferred_source_first_qurating(tmp_path, features):
+    rows = _rows()
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    result = _run(tmp_path, pool, method__quality__labels="pairs", method__quality__pairs_path=str(_judgements(tmp_path, rows)),
+                  method__quality__features=features)
+    trained = result.manifest["method"]["trained"]
+    assert trained["head"] == "bradley-terry" and trained["pairs"] == 160 and trained["too_few_votes"] == 0
+    assert trained["unconfident"] > 0 and trained["train"] + trained["heldout"] + trained["unconfident"] == 160
+    assert trained["heldout_accuracy"] >= 0.9
+    assert [i.split("-")[0] for i in result.selection.ids] == ["math"] * 20
+    _scorer_equals_the_run(result, rows, atol=1e-9)
+    with pytest.raises(ConfigError, match="pairs_path: 1 judged ids are not pool records"):
+        bad = write_jsonl(tmp_path / "bad.jsonl", [{"a": rows[0]["id"], "b": "nobody", "label": 1.0}])
+        _run(tmp_path, pool, name="bad", method__quality__labels="pairs", method__quality__pairs_path=str(bad), method__quality__features=features)
+
+
 # ---- rater: model ----
 
 
 def test_a_rater_models_pool_scores_are_transformers_own_and_its_scorer_gives_them_again(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     folder = save_classifier(tmp_path / "rater", "bert", 1)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        model.classifier.weight.mul_(100.0)  # a random tiny model's scores differ by ~1e-4: spread them so that chunking shows
+    model.save_pretrained(folder)
     rows = [{"id": r["id"], "text": r["prompt"] + " " + r["response"] * (i % 3)} for i, r in enumerate(_rows()[:40])]  # mixed lengths
     pool = write_jsonl(tmp_path / "pool.jsonl", rows)
     result = _run(tmp_path, pool, model__name=str(folder), model__dtype="float32", method__quality__rater="model",  # the fp32 reference's dtype
@@ -133,6 +172,14 @@ def test_a_rater_models_pool_scores_are_transformers_own_and_its_scorer_gives_th
     scores = dict(zip(_store_ids(result), result.selection.pool_scores))
     np.testing.assert_allclose([scores[r["id"]] for r in rows], expected, atol=1e-4, rtol=0)
     _scorer_equals_the_run(result, rows, atol=1e-5)
+    chunked = _run(tmp_path, pool, name="chunked", model__name=str(folder), model__dtype="float32", method__quality__rater="model",
+                   method__quality__chunk_tokens=16, runtime__batch_tokens=256)  # QuRating's chunks (9.4.4), small enough to cut these texts
+    chunk_scores = dict(zip(_store_ids(chunked), chunked.selection.pool_scores))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    long = [len(tokenizer(r["text"], add_special_tokens=False)["input_ids"]) > 16 for r in rows]
+    changed = [abs(chunk_scores[r["id"]] - scores[r["id"]]) > 1e-6 for r in rows]  # a chunk's score moves a long text's by 1e-5 or more
+    assert changed == long and any(long) and not all(long)  # texts over 16 tokens are averaged over their chunks, the others are one
+    _scorer_equals_the_run(chunked, rows, atol=1e-5)  # the saved scorer cuts the same chunks
 
 
 # ---- selection ----
@@ -172,6 +219,35 @@ def test_balance_by_gives_each_value_its_share_of_the_budget(tmp_path):
     assert result.manifest["method"]["balance"] == {"code": 2, "cooking": 6, "math": 6, "travel": 6}
     table = pq.read_table(result.output_dir / "selection.parquet").to_pydict()
     assert [i.split("-")[0] for i in table["id"]] == table["source"]
+
+
+@pytest.mark.parametrize("features", ["ngrams", "embeddings"])
+def test_balance_by_clusters_gives_each_planted_kmeans_cluster_its_share_of_the_budget(tmp_path, features):
+    rows = [r for r in _rows() if r["source"] != "code" or int(r["id"].split("-")[1]) < 10]  # planted: four topics of 30, 30, 30 and 10
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    result = _run(tmp_path, pool, target__path=str(_target(tmp_path)), method__quality__balance_by="clusters", method__quality__clusters=4,
+                  method__quality__features=features, method__quality__temperature=1.0, method__budget=20,
+                  method__cluster__init="kmeans++")  # method.cluster's k-means settings apply
+    method = result.manifest["method"]
+    sizes = np.array(method["cluster_sizes"])
+    assert sorted(sizes.tolist()) == [10, 30, 30, 30]  # k-means found the planted topics
+    assert list(method["balance"].values()) == group_quotas(sizes, 20).tolist()  # 9.4.14: floor(budget x share), here exact
+    table = pq.read_table(result.output_dir / "selection.parquet").to_pydict()
+    topic_of = {}
+    for sample_id, cluster in zip(table["id"], table["cluster"]):
+        assert topic_of.setdefault(cluster, sample_id.split("-")[0]) == sample_id.split("-")[0]  # one topic per cluster
+    assert ("embeddings" in result.manifest["stages"]) == (features == "ngrams")  # an embedding rater's own store serves the k-means
+    if features == "embeddings":
+        return  # (the token budget's word counts would embed the pool again: the n-gram rater checks them)
+    tokens = _run(tmp_path, pool, name="tokens", target__path=str(_target(tmp_path)), method__quality__balance_by="clusters",
+                  method__quality__clusters=4, method__quality__features=features, method__quality__token_budget=300,
+                    method__cluster__init="kmeans++")
+    words = {r["id"]: len((r["prompt"] + " " + r["response"]).split()) for r in rows}
+    table = pq.read_table(tokens.output_dir / "selection.parquet").to_pydict()
+    share = {c: sum(words[r["id"]] for r in rows if topic_of.get(c) == r["source"]) for c in range(4)}  # each cluster's T_d
+    for cluster in range(4):  # 9.4.14 in tokens: each cluster's own prefix reaches floor(T_d / T x B)
+        taken = [words[i] for i, c in zip(table["id"], table["cluster"]) if c == cluster]
+        assert sum(taken) >= share[cluster] * 300 // sum(share.values()) > sum(taken) - taken[-1]
 
 
 # ---- METHODS.md 9.4: temperature sampling and quotas, as pure functions ----
@@ -215,6 +291,48 @@ def test_group_quotas_are_the_floor_of_each_share_and_the_remainder_goes_to_the_
     keys = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
     groups = np.array([0, 0, 0, 1, 1, 1])
     assert choose(keys, 2, np.ones(6, bool), groups).tolist() == [0, 3]  # one each, then in key order
+
+
+def _reaches_just(tokens: np.ndarray, budget: float) -> bool:
+    """9.4.13: the taken documents' tokens reach the budget, and dropping the last-taken one falls below it."""
+    return tokens.sum() >= budget and tokens.sum() - tokens[-1] < budget
+
+
+def test_a_token_budget_takes_the_shortest_best_first_prefix_that_reaches_it_for_top_k_sampling_and_quotas():
+    rng = np.random.default_rng(1)
+    tokens, scores = rng.integers(1, 50, 200).astype(np.float64), rng.standard_normal(200)
+    eligible, groups = rng.random(200) > 0.1, rng.integers(0, 3, 200)
+    for temperature, seed in ((0.0, 0), (1.0, 0), (1.0, 1), (2.0, 5)):
+        keys = selection_keys(scores, eligible, temperature, True, seed)
+        for budget in (1, 37, 500, 3000):
+            chosen = choose_tokens(keys, tokens, budget, eligible)
+            assert chosen.tolist() == top_k(keys, len(chosen), eligible).tolist()  # the best keys, in key order
+            assert _reaches_just(tokens[chosen], budget)  # 9.4.13
+        assert len(choose_tokens(keys, tokens, 10**9, eligible)) == eligible.sum()  # a pool holding fewer: all of it
+        chosen = choose_tokens(keys, tokens, 2000, eligible, groups)
+        total = tokens[eligible].sum()
+        for g in range(3):
+            inside = chosen[groups[chosen] == g]  # in key order
+            assert _reaches_just(tokens[inside], np.floor(tokens[eligible & (groups == g)].sum() / total * 2000))  # 9.4.14, in tokens
+
+
+def test_a_token_budget_counts_whitespace_words_or_a_token_field_end_to_end(tmp_path):
+    rows = [{"id": r["id"], "text": r["prompt"] + " " + r["response"] * (i % 3), "source": r["source"]} for i, r in enumerate(_rows())]
+    for row in rows:
+        row["n_tokens"] = 2 * len(row["text"].split()) if row["source"] != "code" else None  # code has no count: never selected
+    words = {r["id"]: len(r["text"].split()) for r in rows}
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    target = str(_target(tmp_path))
+    for temperature in (0.0, 1.0):
+        result = _run(tmp_path, pool, name=f"t{temperature}", target__path=target, method__quality__token_budget=400,
+                      method__quality__temperature=temperature)
+        assert _reaches_just(np.array([words[i] for i in result.selection.ids]), 400)
+        assert result.manifest["method"]["token_unit"] == "words" and result.manifest["method"]["selected_tokens"] >= 400
+        assert result.manifest["budget"]["asked"] is None  # method.budget (20 here) is not what sized it
+    counted = _run(tmp_path, pool, name="field", target__path=target, method__quality__token_budget=400, method__quality__token_field="n_tokens",
+                   method__quality__temperature=1.0)
+    assert _reaches_just(np.array([2 * words[i] for i in counted.selection.ids]), 400)
+    assert not any(i.startswith("code") for i in counted.selection.ids)
 
 
 def test_a_percentile_threshold_keeps_the_top_fraction_of_the_fitting_pool(tmp_path):
