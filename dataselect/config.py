@@ -36,16 +36,22 @@ class _Section(BaseModel):
         return merged
 
 
-def local_only(value: Any) -> Any:
-    """`value` (a path or a list of them) unchanged; an object-storage URL (s3://, gs:// ...) is refused by
-    name rather than taken as a local folder called `s3:` (the cache's stores and locks are local files)."""
-    from dataselect.io.remote import is_url
+MIRRORS = "remote"  # under the default local cache: one folder per cache URL
 
-    for path in value if isinstance(value, list) else [value]:
-        if is_url(path):
-            raise ValueError(f"{path}: the cache is a local folder (object storage serves input.path, target.path, output.dir and "
-                             "saved scorers; docs/object_storage.md)")
-    return value
+
+def default_cache_dir() -> Path:
+    """The local cache when runtime.cache_dir is unset: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dataselect"
+
+
+def cache_mirror(url: str) -> Path:
+    """This machine's local folder for a cache in object storage (runtime.cache_dir: s3://...): the default
+    local cache's remote/<digest of the URL>, where its stores are written before they are uploaded and read
+    after they are fetched, and where what stays local (locks, proxies, output mirrors) lives."""
+    import hashlib
+
+    return default_cache_dir() / MIRRORS / hashlib.blake2b(url.rstrip("/").encode(), digest_size=16).hexdigest()
 
 
 class SourceConfig(_Section):
@@ -462,7 +468,7 @@ class RuntimeConfig(_Section):
     num_workers: int | None = Field(None, ge=0)
     devices: list[int] | None = None  # CUDA devices to use (default: every visible one)
     ray_address: str | None = None  # runtime.executor: ray: a cluster address (default: a local instance)
-    cache_dir: str | None = None  # default: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect
+    cache_dir: str | None = None  # default: $XDG_CACHE_HOME/dataselect or ~/.cache/dataselect; a URL: stores in object storage
     # a cached store's files against the sizes and checksums its shards recorded: auto = checksums for stores
     # up to io/shards.py's VERIFY_FULL_BYTES (1 GiB), sizes above; full = always checksums; sizes = sizes only
     verify_cache: Literal["auto", "full", "sizes"] = "auto"
@@ -470,16 +476,19 @@ class RuntimeConfig(_Section):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     progress: bool = True
 
-    @field_validator("cache_dir")
-    @classmethod
-    def _local_cache(cls, value: str | None) -> str | None:
-        return local_only(value)
+    def cache_url(self) -> str | None:
+        """runtime.cache_dir when it is an object-storage URL (the score stores live there), else None."""
+        from dataselect.io.remote import is_url
+
+        return self.cache_dir.rstrip("/") if is_url(self.cache_dir) else None
 
     def resolved_cache_dir(self) -> Path:
+        """The local cache folder: runtime.cache_dir, its local mirror when it is a URL, or the default."""
+        if url := self.cache_url():
+            return cache_mirror(url)
         if self.cache_dir:
             return Path(self.cache_dir).expanduser()
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        return Path(base) / "dataselect"
+        return default_cache_dir()
 
 
 class Config(_Section):

@@ -164,7 +164,7 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
         "target": _source_report(scored["target"].stats, config.target, skipped.get("target", [])) if "target" in scored else None,
         "outputs": {"dir": str(out_dir), "selection": str(out_dir / "selection.parquet"), "manifest": str(out_dir / "manifest.json"),
                     "rows": str(rows) if rows else None},
-        "cache_dir": str(Path(context.cache_root).resolve()),
+        "cache_dir": config.runtime.cache_url() or str(Path(context.cache_root).resolve()),  # object storage: where its stores are
         "cache": {name: s.cached for name, s in scored.items()},
         "stages": stages,
         "executor": context.executor.describe(),

@@ -164,9 +164,14 @@ def test_a_dash_is_standard_input_not_a_yaml_list(tmp_path):
     assert load_config(config_file).input.path == "-"
 
 
-def test_an_object_storage_cache_is_one_line_naming_the_key():
-    with pytest.raises(ConfigError, match=r"^config error: runtime.cache_dir: s3://bucket/x: the cache is a local folder[^\n]*$"):
-        load_config(None, {"runtime.cache_dir": "s3://bucket/x"})
+def test_an_object_storage_cache_has_one_local_mirror_folder_per_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    runtime = load_config(None, {"runtime.cache_dir": "s3://bucket/x/"}).runtime
+    assert runtime.cache_url() == "s3://bucket/x" and load_config(None, {"runtime.cache_dir": "cache"}).runtime.cache_url() is None
+    mirror = runtime.resolved_cache_dir()
+    assert mirror.parent == tmp_path / "dataselect" / "remote"
+    assert load_config(None, {"runtime.cache_dir": "s3://bucket/x"}).runtime.resolved_cache_dir() == mirror
+    assert load_config(None, {"runtime.cache_dir": "s3://bucket/y"}).runtime.resolved_cache_dir() != mirror
     assert load_config(None, {"output.dir": "s3://bucket/out"}).output.dir == "s3://bucket/out"
     config = load_config(None, {"input.path": ["s3://bucket/pool/", "hf:gsm8k"], "runtime.storage_options": {"anon": True}})
     assert config.input.path == ["s3://bucket/pool/", "hf:gsm8k"] and config.runtime.storage_options == {"anon": True}

@@ -7,7 +7,8 @@ A store is one folder (under `runtime.cache_dir`, keyed by what determines its c
     meta.parquet              when the store is complete: every shard's metadata, a row group per shard
     complete.json             written last of all: shard count, rows per shard, the totals
 Each file is written to a temporary name and renamed, so a run killed at any point leaves either a
-finished shard or none, and a restart with the same config redoes only unfinished shards.
+finished shard or none, and a restart with the same config redoes only unfinished shards. A store in
+object storage (io/mirror.py) is this folder as a local mirror, each finished file uploaded after it.
 """
 from __future__ import annotations
 
@@ -130,6 +131,19 @@ class ShardStore:
         files[self._path(index, "meta.parquet").name] = file_record(self._path(index, "meta.parquet"))
         done = {"rows": meta.num_rows, "input": stats.to_dict(), "counters": counters or {}, "files": files}
         atomic_write_text(self._path(index, "done.json"), json.dumps(done))
+        self._publish([*files, self._path(index, "done.json").name])
+
+    def _publish(self, names: list[str]) -> None:
+        """Files just written, in order (a mirrored store uploads them; a local one is done)."""
+
+    def _file_intact(self, name: str, record: Any, checksums: bool) -> bool:
+        """The store's file `name` matches its record (a mirrored store fetches a missing or changed copy)."""
+        return _intact(self.root / name, record, checksums)
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, as a worker opens it (open_store) and messages name it."""
+        return str(self.root)
 
     def damaged(self, index: int, checksums: bool) -> str | None:
         """Why a finished shard cannot be trusted (its record unreadable, a file missing, resized or, with
@@ -141,7 +155,7 @@ class ShardStore:
         except (OSError, ValueError, KeyError, TypeError):
             return f"{self._path(index, 'done.json').name} is unreadable"
         for name, expected in files.items():
-            if not _intact(self.root / name, expected, checksums):
+            if not self._file_intact(name, expected, checksums):
                 return f"{name} is missing or changed"
         return None
 
@@ -178,7 +192,7 @@ class ShardStore:
         try:
             info = self.complete_info()
             count = int(info["num_shards"])
-            meta_ok = count == 0 or _intact(self.root / "meta.parquet", info["meta"], checksums)
+            meta_ok = count == 0 or self._file_intact("meta.parquet", info["meta"], checksums)
         except (OSError, ValueError, KeyError, TypeError):
             self._complete = None
             return {-1: "complete.json is unreadable"}
@@ -208,6 +222,7 @@ class ShardStore:
         complete = {"num_shards": num_shards, "rows": rows, "input": total.to_dict(), **info,
                     "meta": file_record(meta_path) if num_shards else None}
         atomic_write_text(self.root / "complete.json", json.dumps(complete))
+        self._publish((["meta.parquet"] if num_shards else []) + ["complete.json"])
         self._complete = complete
 
     def complete_info(self) -> dict[str, Any]:
@@ -218,8 +233,11 @@ class ShardStore:
     def write_key(self, key: dict[str, Any]) -> None:
         text = json.dumps(key, indent=1, default=str)
         path = self.root / "key.json"
-        if self.writable() and not (path.exists() and path.read_text(encoding="utf-8") == text):  # nothing written to a read-only cache
+        if not self.writable():
+            return  # nothing written to a read-only cache
+        if not (path.exists() and path.read_text(encoding="utf-8") == text):
             atomic_write_text(path, text)
+        self._publish(["key.json"])
 
     def writable(self) -> bool:
         """This run may write the store: its folder (or, before it exists, the nearest existing parent) is writable."""
@@ -309,14 +327,6 @@ def source_key(source: "SourceConfig", renderer: "TextRenderer", shard_size: int
         "render": renderer.describe(),
         "shard_size": shard_size,
     }
-
-
-def keyed_store(cache_root: Path, kind: str, key: dict[str, Any]) -> ShardStore:
-    """The store folder for everything that decides its content, under cache_root/kind/."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    store = ShardStore(Path(cache_root) / kind / digest)
-    store.write_key(key)
-    return store
 
 
 def sample_columns(samples: list["Sample"], fields: dict[str, str] | None = None) -> dict[str, pa.Array]:

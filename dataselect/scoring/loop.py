@@ -25,12 +25,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from dataselect.config import RuntimeConfig, SourceConfig
 from dataselect.errors import ConfigError, InputError
 from dataselect.io.locks import store_lock
+from dataselect.io.mirror import keyed_store, open_store
 from dataselect.io.plan import ShardSpec, plan_shards, source_bytes, source_is_sequential
 from dataselect.io.readers import read_spec
 from dataselect.io.remote import use_storage_options
 from dataselect.io.render import TextRenderer
 from dataselect.io.samples import Sample, to_sample
-from dataselect.io.shards import VERIFY_FULL_BYTES, ShardStore, keyed_store, sample_columns, source_key
+from dataselect.io.shards import VERIFY_FULL_BYTES, ShardStore, sample_columns, source_key
 from dataselect.scoring.stage import ScoreStage
 from dataselect.stats import BadInputPrinter, SourceStats
 
@@ -109,7 +110,7 @@ class ShardTask:
     renderer: TextRenderer
     stage: ScoreStage
     fields: dict[str, str]
-    store_root: str
+    store_root: str  # a local folder, or the store's URL in object storage (each worker writes its own mirror, then uploads)
     storage_options: dict[str, Any] = field(default_factory=dict)  # runtime.storage_options: a worker reads URLs with them
 
     def load(self, spec: ShardSpec) -> tuple[list[Sample], SourceStats, Any]:
@@ -131,7 +132,7 @@ class ShardTask:
         rows = output.rows if output.rows is not None else samples
         columns = {**sample_columns(rows, self.fields), **{k: _arrow(v) for k, v in output.columns.items()}}
         counters = {"docs": len(rows), **output.counters, "seconds": round(time.perf_counter() - start, 6)}
-        ShardStore(Path(self.store_root)).write_shard(spec.index, pa.table(columns), stats, output.arrays, counters)
+        open_store(self.store_root).write_shard(spec.index, pa.table(columns), stats, output.arrays, counters)
         return ShardResult(spec.index, len(rows), counters, stats)
 
     def __call__(self, spec: ShardSpec) -> ShardResult:
@@ -148,11 +149,12 @@ def _arrow(values: Any) -> pa.Array:
 
 
 def store_for(source: SourceConfig, renderer: TextRenderer, stage: ScoreStage, shard_size: int, cache_root: Path,
-              fields: dict[str, str]) -> ShardStore:
-    """The store folder for this source, rendering, stage and copied fields (the cache key)."""
+              fields: dict[str, str], cache_url: str | None = None) -> ShardStore:
+    """The store folder for this source, rendering, stage and copied fields (the cache key); with `cache_url`
+    (runtime.cache_dir in object storage), the store there, mirrored locally."""
     key = {"format": STORE_FORMAT, **source_key(source, renderer, shard_size), "stage": stage.kind,
            "identity": stage.identity(), "fields": fields}
-    return keyed_store(cache_root, stage.kind, key)
+    return keyed_store(cache_root, stage.kind, key, cache_url)
 
 
 def _check_contract(source: SourceConfig, stats: SourceStats) -> None:
@@ -165,10 +167,10 @@ def _check_contract(source: SourceConfig, stats: SourceStats) -> None:
 def _rescore(store: ShardStore, index: int, why: str) -> None:
     """A damaged part of a cached store: one warning naming it, and it is built again (never trusted)."""
     if index < 0:
-        logger.warning("cache: %s: %s; its index is rebuilt from the shards", store.root, why)
+        logger.warning("cache: %s: %s; its index is rebuilt from the shards", store.location, why)
         store.discard_index()
     else:
-        logger.warning("cache: %s: shard %d is damaged (%s); scoring it again", store.root, index, why)
+        logger.warning("cache: %s: shard %d is damaged (%s); scoring it again", store.location, index, why)
         store.discard(index)
 
 
@@ -185,8 +187,8 @@ def run_stage(
     """Score every planned shard of `source` with `stage` (resumable; a complete store is a cache hit).
     `fields` copies record fields into metadata columns ({column: field})."""
     fields = dict(fields or {})
-    store = store_for(source, renderer, stage, runtime.shard_size, cache_root, fields)
-    with store_lock(store.root):  # a second run of the same store waits here, then finds it complete
+    store = store_for(source, renderer, stage, runtime.shard_size, cache_root, fields, runtime.cache_url())
+    with store_lock(store.root):  # a second run of the same store waits here (on a mirror: on this machine), then finds it complete
         store.remove_leftovers()
         return _fill(store, source, role, renderer, stage, runtime, executor, fields)
 
@@ -268,7 +270,7 @@ def _fill(store: ShardStore, source: SourceConfig, role: str, renderer: TextRend
         pending = list(pending)  # a random-access plan is cheap to hold, and gives the bar its total
         bar.total = sum(s.count for s in pending)
     start = time.perf_counter()
-    task = ShardTask(source, role, renderer, stage, fields, str(store.root), runtime.storage_options)
+    task = ShardTask(source, role, renderer, stage, fields, store.location, runtime.storage_options)
     printer = BadInputPrinter(role)
     try:
         with _log_above(bar):
