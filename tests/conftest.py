@@ -61,12 +61,15 @@ def demo_files(tmp_path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def ray_instance():
     """One local Ray instance for the module (ray.init costs seconds), in its own short temp folder (Ray's socket
-    paths cap its length; a fixed name would be shared with another test run's instance)."""
+    paths cap its length; a fixed name would be shared with another test run's instance). Yields the workers'
+    default local cache (XDG_CACHE_HOME), inside that folder: a worker's own machine, never the home folder."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=folder)
-    yield
+    workers_cache = Path(folder) / "workers-cache"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=folder,
+             runtime_env={"env_vars": {"XDG_CACHE_HOME": str(workers_cache)}})
+    yield workers_cache
     ray.shutdown()
     shutil.rmtree(folder, ignore_errors=True)
 

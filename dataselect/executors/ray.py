@@ -1,7 +1,9 @@
 """`runtime.executor: ray`: the planned shards as Ray tasks, on a local instance or a cluster.
 
 One task per shard (as datatrove's Ray executor does): each writes its shard atomically into the same
-store, so the store folder must be on a file system every node sees. Ray reuses worker processes, and
+store, so a local store folder must be on a file system every node sees; a store in object storage
+(runtime.cache_dir: s3://...) needs no shared folder, as each worker writes its shard into its own
+machine's mirror and uploads it (io/mirror.py). Ray reuses worker processes, and
 the stage cache of `scoring.loop.ready` lives in the process, so a model loads once per Ray worker, not
 once per shard; the task itself is put in the object store once and unpickled once per worker. A task
 whose worker dies is retried by Ray (`max_retries`); the driver keeps at most two shards per worker in
@@ -17,6 +19,7 @@ from typing import Any, Iterable, Iterator
 
 from dataselect.errors import ConfigError, DataselectError
 from dataselect.executors.local import WorkerError
+from dataselect.io.remote import is_url
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class RayExecutor:
         ray = self.ray
         gpu = bool(task.stage.resources.gpu and self.gpus)
         probe = ray.remote(num_cpus=0)(_store_visible)
-        if not ray.get(probe.remote(task.store_root)):
+        if not is_url(task.store_root) and not ray.get(probe.remote(task.store_root)):  # a store in object storage serves every node
             raise ConfigError(f"config error: runtime.cache_dir: {task.store_root} is not visible to the Ray workers; "
                               "put runtime.cache_dir on a file system every node shares")
         remote = ray.remote(_run_shard).options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES, retry_exceptions=False)

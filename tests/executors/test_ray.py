@@ -40,6 +40,19 @@ def test_ray_gives_the_local_executors_selection(tmp_path, tiny_bert_dir, ray_in
     assert local == on_ray
 
 
+def test_ray_with_its_store_in_s3_needs_no_shared_folder(tmp_path, tiny_bert_dir, ray_instance, s3, monkeypatch):
+    pool, target = _pool(tmp_path)
+    local = _selection_bytes(tmp_path, "local", InProcessExecutor(), tiny_bert_dir, pool, target, {})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "driver"))  # the driver's mirror; the workers have their own (ray_instance)
+    # the workers never saw the test's environment: the run's storage options reach them
+    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3, "region_name": "us-east-1"}}
+    extra = {"runtime.cache_dir": "s3://bucket/cache", "runtime.storage_options": options}
+    assert _selection_bytes(tmp_path, "ray", _ray_executor(), tiny_bert_dir, pool, target, extra) == local
+    driver = sorted(p.name for p in (tmp_path / "driver").glob("dataselect/remote/*/embeddings/*/shard-*"))
+    workers = sorted(p.name for p in ray_instance.glob("dataselect/remote/*/embeddings/*/shard-*"))
+    assert workers and driver == workers  # each wrote or fetched every shard; the store in S3 was the only thing shared
+
+
 class DiesOnce:
     """A sample stage whose worker process dies (os._exit) on its first shard: Ray must retry the shard."""
 
