@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("methods", help="list the selection methods")
     cache = commands.add_parser("cache", help="list what runtime.cache_dir holds, or remove old or unfinished entries")
     cache.add_argument("action", choices=["list", "clean"], help="list: every entry with its size and age; clean: remove entries")
-    cache.add_argument("--cache-dir", help="the cache folder (default: runtime.cache_dir's default, or --config's)")
+    cache.add_argument("--cache-dir", help="the cache folder or object-storage URL (default: runtime.cache_dir's default, or --config's)")
     _add_config_arguments(cache)
     cache.add_argument("--older-than", type=float, metavar="DAYS", help="clean: only entries last used more than DAYS days ago")
     cache.add_argument("--partial", action="store_true", help="clean: only unfinished stores (an interrupted run's)")
@@ -137,14 +137,20 @@ def _methods() -> int:
 def _cache(args: argparse.Namespace) -> int:
     from dataselect.config import load_config
     from dataselect.io.cache import clean_cache, clean_summary, list_cache
+    from dataselect.io.remote import is_url, use_storage_options
 
-    root = Path(args.cache_dir).expanduser() if args.cache_dir else load_config(args.config, args.overrides).runtime.resolved_cache_dir()
+    runtime = load_config(args.config, args.overrides).runtime
+    use_storage_options(runtime.storage_options)  # a cache in object storage is listed with --config's runtime.storage_options
+    if args.cache_dir:
+        root: Path | str = args.cache_dir if is_url(args.cache_dir) else Path(args.cache_dir).expanduser()
+    else:
+        root = runtime.cache_url() or runtime.resolved_cache_dir()
     if args.action == "list":
         print(list_cache(root))
         return EXIT_OK
     removed, busy = clean_cache(root, args.older_than, args.partial, args.dry_run)
     for entry in removed:
-        print(f"{'would remove' if args.dry_run else 'removed'} {entry.kind}/{entry.path.name}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {entry.kind}/{entry.name}")
     print(clean_summary(removed, busy, args.dry_run))
     return EXIT_OK
 

@@ -55,3 +55,23 @@ def test_clean_removes_the_partial_then_the_old_and_never_one_in_use(tmp_path, c
     assert [e.path for e in removed] == [a.path] and [e.path for e in busy] == [b.path] and b.path.exists()
     clean_cache(cache)
     assert entries(cache) == [] and (cache / "CACHEDIR.TAG").exists()
+
+
+def test_a_cache_in_s3_lists_its_stores_and_cleans_the_unfinished_one_with_its_mirror(tmp_path, s3, monkeypatch, capsys):
+    import fsspec
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine"))  # the cache URL's local mirror
+    for name in ("a", "b"):
+        pool = write_jsonl(tmp_path / f"{name}.jsonl", [{"id": f"{name}{i}", "text": f"text {name} {i}"} for i in range(12)])
+        dataselect.run(dataselect.load_config(None, {"input.path": str(pool), "method.name": "random", "method.budget": 3, "runtime.progress": False,
+                                                     "output.dir": str(tmp_path / f"out-{name}"), "runtime.cache_dir": "s3://bucket/cache"}))
+    by_source = {e.source: e for e in entries("s3://bucket/cache")}
+    fsspec.filesystem("s3").rm_file(f"{by_source['b.jsonl'].path}/complete.json")  # as an interrupted run leaves it
+    assert by_source["b.jsonl"].local.is_dir()
+    assert main(["cache", "list", "--cache-dir", "s3://bucket/cache"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "s3://bucket/cache:" and out[-1].startswith("2 entries, ")
+    assert any("a.jsonl" in line and "complete" in line for line in out) and any("b.jsonl" in line and "partial" in line for line in out)
+    assert main(["cache", "clean", "--partial", "--cache-dir", "s3://bucket/cache"]) == 0
+    assert [e.source for e in entries("s3://bucket/cache")] == ["a.jsonl"] and not by_source["b.jsonl"].local.exists()
+    assert [e.state for e in entries(tmp_path / "machine" / "dataselect")] == ["mirror"]  # the local default cache: the URL's folder
