@@ -265,7 +265,7 @@ def top_k_row(n: int, device: Any) -> Row:
 def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int | None, work: Path) -> tuple[Row, dict[str, Any]]:
     """The whole RDS+ run (pool + target embedded, fresh cache) and where its wall time went."""
     import dataselect
-    from dataselect.io.shards import ShardStore
+    from dataselect.io.mirror import open_store
 
     overrides = {"input.path": str(pool), "target.path": str(target), "model.name": model, "method.name": "rds", "method.budget": 0.1,
                  "output.dir": str(work / "out"), "runtime.cache_dir": str(work / "cache"), "runtime.device": device,
@@ -275,7 +275,7 @@ def pipeline_row(pool: Path, target: Path, model: str, device: str, limit: int |
     throughput, timings = manifest["throughput"], manifest["timings_s"]
     counters: dict[str, float] = {}
     for stage in manifest["stages"].values():
-        store = ShardStore(Path(stage["store"]))
+        store = open_store(stage["store"])
         for index in range(store.num_shards):
             for name, value in store.shard_record(index)["counters"].items():
                 counters[name] = counters.get(name, 0) + value

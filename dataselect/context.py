@@ -18,6 +18,7 @@ from dataselect.io.categorical import report_fields
 from dataselect.io.ids import listed_ids
 from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.render import TextRenderer
+from dataselect.io.shards import ShardStore
 from dataselect.scoring.loop import ScoredSource, run_stage
 from dataselect.scoring.stage import ScoreStage
 from dataselect.select.base import GENERIC_EXCLUSIONS, Excluded, exclusion_reasons, first_occurrences, require_usable_pool
@@ -41,7 +42,7 @@ class RunContext:
     excluded_target_copies: int = 0
     skipped_files: dict[str, list[SkippedFile]] = field(default_factory=dict)  # by role: files a directory input did not read
     id_report: dict[str, Any] = field(default_factory=dict)  # duplicate and empty pool ids
-    single_use_stores: list[Path] = field(default_factory=list)  # removed after the run (standard input's)
+    single_use_stores: list[ShardStore] = field(default_factory=list)  # removed after the run (standard input's)
     exclusions: np.ndarray | None = None  # [N] object: why each pool row may not be selected (None: it may)
     not_eligible: dict[str, tuple[int, str]] = field(default_factory=dict)  # reason -> (pool rows it keeps out, how to say it)
 
@@ -54,7 +55,7 @@ class RunContext:
         with self.stats.stage(f"score_{name}"):
             result = run_stage(source, role, renderer, stage, self.config.runtime, self.cache_root, self.executor, fields)
         if any(kind == "stdin" for kind, _ in resolve_locations(source)):
-            self.single_use_stores.append(Path(result.store.root))
+            self.single_use_stores.append(result.store)
         if name == "pool":
             require_usable_pool(result.stats)
         self.scored[name] = result

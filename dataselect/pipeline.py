@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import threading
 import time
@@ -178,7 +177,7 @@ def _run_in(config: Config, method: Any, output_dir: Path, cache_root: Path, ski
                 upload_outputs(output_dir, remote_output, (*ENGINE_OUTPUTS, SCORER_FOLDER))
         finally:
             for store in context.single_use_stores:  # standard input's: its cache key is new every run, so no run reuses them
-                shutil.rmtree(store, ignore_errors=True)
+                store.remove()
     return manifest, selection, summary
 
 

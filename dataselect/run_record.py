@@ -24,6 +24,7 @@ from dataselect.stats import MAX_REPORTED_BAD, SourceStats
 
 if TYPE_CHECKING:
     from dataselect.context import RunContext
+    from dataselect.io.shards import ShardStore
     from dataselect.scoring.loop import ScoredSource
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,11 @@ def _source_report(stats: SourceStats, source: SourceConfig, skipped: list[Skipp
     return report
 
 
+def _where(store: ShardStore) -> str:
+    """Where a stage's store is: its folder, resolved, or its URL in object storage."""
+    return store.location if is_url(store.location) else str(Path(store.root).resolve())
+
+
 def _device_and_dtype(config: Config) -> tuple[Any, Any]:
     """The run's torch device and the dtype model.dtype resolves to there (the MFU's peak is that dtype's)."""
     from dataselect.scoring.models import resolve_device, resolve_dtype
@@ -145,7 +151,7 @@ def build_manifest(config: Config, selection: Selection, context: RunContext, to
             "stage": context.stage_kinds[name], "cache": s.cached, "shards": s.store.num_shards, "resumed_shards": s.resumed_shards,
             "docs": int(s.counter("docs")), "tokens": int(s.counter("tokens")), "seconds": round(s.seconds, 3),
             "shard_seconds": round(s.counter("seconds"), 3),
-            "store": None if Path(s.store.root) in context.single_use_stores else str(Path(s.store.root).resolve()),
+            "store": None if s.store in context.single_use_stores else _where(s.store),
         } | context.stage_dtypes.get(name, {})
         for name, s in scored.items()
     }

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from dataselect.config import MIRRORS
 from dataselect.io.locks import LOCKS, STORE_LOCK
-from dataselect.io.mirror import store_mirror
+from dataselect.io.mirror import open_store, store_mirror
 from dataselect.io.remote import filesystem, is_url
 
 DAY = 86400.0
@@ -171,9 +171,7 @@ def clean_cache(cache_root: Path | str, older_than_days: float | None = None, pa
 
 def _remove(entry: CacheEntry) -> None:
     if isinstance(entry.path, str):  # a store in object storage, then this machine's mirror of it
-        fs, path = filesystem(entry.path)
-        fs.rm(path, recursive=True)
-        shutil.rmtree(entry.local, ignore_errors=True)
+        open_store(entry.path).remove()
     elif entry.path.is_dir():
         shutil.rmtree(entry.path)
     else:

@@ -164,6 +164,15 @@ class MirroredStore(ShardStore):
                                   "run?); run again to score it again")
         super().complete(num_shards, info)
 
+    def remove(self) -> None:
+        """Remove the store's objects, then this machine's mirror of it."""
+        fs, root = filesystem(self.url)
+        try:
+            fs.rm(root, recursive=True)
+        except FileNotFoundError:
+            pass
+        super().remove()
+
     def size_bytes(self) -> int:
         """The bytes of the store's objects (0 before it has any)."""
         fs, root = filesystem(self.url)

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -169,6 +170,10 @@ class ShardStore:
         for path in [self.root / "complete.json", self.root / "meta.parquet"]:
             path.unlink(missing_ok=True)
         self._complete = None
+
+    def remove(self) -> None:
+        """Remove the whole store (a single-use store after its run, a cache entry cleaned)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def remove_leftovers(self) -> int:
         """Remove the temporary files a killed run left half-written (call with the store's lock held, so no

@@ -41,6 +41,7 @@ def test_a_run_with_pool_target_cache_and_output_in_s3_selects_what_it_selects_l
     expected = (local.output_dir / "selection.parquet").read_bytes()
     assert bucket().cat_file("bucket/runs/x/selection.parquet") == expected
     assert first.manifest["cache"] == {"pool": "miss", "target": "miss"} and first.manifest["cache_dir"] == "s3://bucket/cache"
+    assert first.manifest["stages"]["pool"]["store"].startswith("s3://bucket/cache/")
     assert len(bucket().glob("bucket/cache/*/*/complete.json")) == 2  # the pool's store and the target's, in the bucket
     on_machine(monkeypatch, tmp_path, "machine-b")  # nothing local: the stores in S3 alone serve the rerun
     again = run(tmp_path, "s3b", "s3://bucket/data/pool/", "s3://bucket/data/target.jsonl", tiny_bert_dir, METHODS[method] | CACHE)
