@@ -61,13 +61,16 @@ class MirroredStore(ShardStore):
     def location(self) -> str:
         return self.url
 
-    def _call(self, action: str, name: str, call: Callable[[Any, str], Any]) -> Any:
-        """call(fs, path of `name` in the store); a missing object is _Absent, any other failure one OutputError naming the object."""
+    def _call(self, action: str, name: str, call: Callable[[Any, str], Any], reading: bool = True) -> Any:
+        """call(fs, path of `name` in the store); reading, a missing object is _Absent; any other failure (a
+        missing bucket where writing) is one OutputError naming the object."""
         fs, root = filesystem(self.url)
         fs.invalidate_cache(f"{root}/{name}")  # a listing cached in this process may predate what another machine wrote since
         try:
             return call(fs, f"{root}/{name}")
-        except FileNotFoundError:
+        except FileNotFoundError as error:
+            if not reading:
+                raise OutputError(f"output error: cannot {action} {self.url}/{name}: {error} (does the bucket exist?)") from None
             raise _Absent(name) from None
         except OSError as error:
             why = error.strerror or str(error) or type(error).__name__
@@ -77,7 +80,7 @@ class MirroredStore(ShardStore):
     def _publish(self, names: list[str]) -> None:
         """Upload the files just written, in order: the last one named is the completion marker."""
         for name in names:
-            self._call("upload", name, lambda fs, path, name=name: fs.put_file(str(self.root / name), path))
+            self._call("upload", name, lambda fs, path, name=name: fs.put_file(str(self.root / name), path), reading=False)
 
     def _fetch_record(self, name: str) -> bool | None:
         """The store's small record `name` copied into the mirror: None when the store has none (the mirror's

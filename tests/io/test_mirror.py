@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from support import executor_pool, wait_for
+from support import executor_pool, wait_for, write_jsonl
 from test_remote import METHODS, layouts, run
 
 pytest.importorskip("s3fs")
@@ -91,3 +91,14 @@ def test_a_changed_object_in_the_store_is_scored_again(tmp_path, s3, tiny_bert_d
     assert again.manifest["stages"]["pool"]["resumed_shards"] == 7 and again.manifest["stages"]["pool"]["docs"] == 7
     assert (again.output_dir / "selection.parquet").read_bytes() == (first.output_dir / "selection.parquet").read_bytes()
     assert bucket().cat_file(shard) == whole  # the store holds the shard whole again
+
+
+def test_a_cache_in_a_missing_bucket_is_one_line_naming_the_object(tmp_path, s3, monkeypatch):
+    import dataselect
+
+    on_machine(monkeypatch, tmp_path, "machine")
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"id": f"r{i}", "text": f"text {i}"} for i in range(12)])
+    overrides = {"input.path": str(pool), "method.name": "random", "method.budget": 3, "runtime.progress": False,
+                 "output.dir": str(tmp_path / "out"), "runtime.cache_dir": "s3://no-such-bucket/cache"}
+    with pytest.raises(dataselect.DataselectError, match=r"^output error: cannot upload s3://no-such-bucket/cache/samples/\w+/key.json: .*bucket"):
+        dataselect.run(dataselect.load_config(None, overrides))
