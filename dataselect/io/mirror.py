@@ -121,9 +121,11 @@ class MirroredStore(ShardStore):
         return self._synced[index]
 
     def is_done(self, index: int) -> bool:
+        """The shard's done record is in the store (the mirror's alone does not count)."""
         return self._sync_record(index) is not None
 
     def shard_record(self, index: int) -> dict[str, Any]:
+        """The store's done record of the shard (read through the mirror)."""
         self._sync_record(index)
         return super().shard_record(index)
 
@@ -138,6 +140,7 @@ class MirroredStore(ShardStore):
         return super()._file_intact(name, record, checksums) or (self._pull(name) and super()._file_intact(name, record, True))
 
     def is_complete(self) -> bool:
+        """complete.json is in the store (fetched into the mirror, where complete_info reads it)."""
         if self._complete is not None:
             return True
         fresh = self._fetch_record("complete.json")
@@ -146,6 +149,7 @@ class MirroredStore(ShardStore):
         return fresh is not None
 
     def damaged_parts(self, checksums: bool) -> dict[int, str]:
+        """As a local store's; by checksum where the mirror held another complete.json than the store's."""
         return super().damaged_parts(checksums or not self._index_fresh)
 
     def discard(self, index: int) -> None:
@@ -155,6 +159,7 @@ class MirroredStore(ShardStore):
         super().discard(index)
 
     def discard_index(self) -> None:
+        """Forget the index in the store, then in the mirror."""
         for name in ("complete.json", "meta.parquet"):
             self._remove(name)
         super().discard_index()
