@@ -120,10 +120,12 @@ def _bench(name: str, args: list[str]) -> int:
 
 
 def config_yaml(config) -> str:
-    """The resolved config as YAML, every key in the order of the config's sections."""
+    """The resolved config as YAML, every key in the order of the config's sections (storage options' values redacted)."""
     import yaml
 
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    from dataselect.config import without_secrets
+
+    return yaml.safe_dump(without_secrets(config.model_dump(mode="json")), sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def _methods() -> int:

@@ -501,6 +501,14 @@ class Config(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
 
 
+def without_secrets(dumped: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config (model_dump) with runtime.storage_options' values replaced: credentials are never printed
+    or written into a manifest; the options' names stay."""
+    options = dumped.get("runtime", {}).get("storage_options") or {}
+    dumped["runtime"]["storage_options"] = {key: "<redacted>" for key in options}
+    return dumped
+
+
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
     """All dotted keys of the config, leaves and sections."""
     keys = []

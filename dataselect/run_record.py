@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import pyarrow.compute as pc
 
-from dataselect.config import METHODS, Config, SourceConfig
+from dataselect.config import METHODS, Config, SourceConfig, without_secrets
 from dataselect.hardware import run_mfu
 from dataselect.io.locate import SkippedFile, resolve_locations
 from dataselect.io.outputs import package_versions
@@ -89,9 +89,7 @@ def active_config(config: Config) -> dict[str, Any]:
     """The resolved config with only the running method's own section under `method` (rds, dsir, ...)."""
     dumped = config.model_dump(mode="json")
     dumped["method"] = {key: value for key, value in dumped["method"].items() if key not in METHODS or key == config.method.name}
-    # credentials never reach manifest.json: the options' names stay, their values do not
-    dumped["runtime"]["storage_options"] = {key: "<redacted>" for key in dumped["runtime"]["storage_options"]}
-    return dumped
+    return without_secrets(dumped)
 
 
 def _locations(source: SourceConfig) -> list[dict[str, str]]:

@@ -70,6 +70,15 @@ def test_config_prints_every_key_with_defaults_and_overrides(capsys, tmp_path):
     assert tree["output"]["dir"] == "2024-01-01" and tree["model"]["name"] == MINILM  # a default, still shown
 
 
+def test_config_and_print_config_never_print_storage_credentials(capsys):
+    secret = {"key": "AKIAEXAMPLE", "secret": "s3cr3t-value", "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}
+    for command in (["config"], ["run", "--set", "method.name=random", "--print-config"]):
+        assert main([*command, "--set", f"runtime.storage_options={json.dumps(secret)}"]) == 0
+        out = capsys.readouterr().out
+        assert "s3cr3t-value" not in out and "AKIAEXAMPLE" not in out
+        assert yaml.safe_load(out)["runtime"]["storage_options"] == {"key": "<redacted>", "secret": "<redacted>", "client_kwargs": "<redacted>"}
+
+
 def test_run_print_config_prints_and_runs_nothing(capsys, tmp_path):
     out_dir = tmp_path / "out"
     assert main(["run", "--set", f"output.dir={out_dir}", "--set", "method.name=random", "-q", "--print-config"]) == 0
