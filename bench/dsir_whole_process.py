@@ -20,6 +20,8 @@ from pathlib import Path
 
 from bench.common import SHARED_DATA, data_file, record, run_measured, work_folder, write_rendered
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 PACKAGE_SCRIPT = """
 import sys
 import numpy as np
@@ -85,5 +87,4 @@ def main() -> dict | int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.exit(record("dsir_whole_process", main))

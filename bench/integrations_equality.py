@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 
 from bench.common import SHARED_DATA, common_overrides, data_file, record, work_folder
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 FITS = {"rds": [], "dsir": ["method.name=dsir", "method.dsir.features=reference", "method.dsir.min_words=5"]}
 
 
@@ -195,5 +197,4 @@ def main() -> dict | int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.exit(record("integrations_equality", main))
