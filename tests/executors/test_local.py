@@ -26,13 +26,38 @@ from dataselect.io.render import TextRenderer
 from dataselect.scoring.loop import run_stage
 
 
+class KeptOpen:
+    """An executor that outlives the runs given it (a run closes its executor at the end)."""
+
+    def __init__(self, executor: ProcessExecutor) -> None:
+        self.executor = executor
+
+    def map(self, task, specs):
+        return self.executor.map(task, specs)
+
+    def describe(self) -> dict:
+        return self.executor.describe()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def reversed_workers():
+    """2 worker processes taking the shards in reverse order, started once for every method's run (spawning
+    them and loading torch in each costs several seconds a run; what a worker computes does not depend on it)."""
+    executor = ProcessExecutor(2, order=lambda specs: specs[::-1])
+    yield KeptOpen(executor)
+    executor.close()
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_the_selection_is_byte_identical_on_every_local_executor(tmp_path, tiny_bert_dir, method):
+def test_the_selection_is_byte_identical_on_every_local_executor(tmp_path, tiny_bert_dir, method, reversed_workers):
     pool, target = _pool(tmp_path)
     extra = METHODS[method]
     in_process = _selection_bytes(tmp_path, "inproc", InProcessExecutor(), tiny_bert_dir, pool, target, extra)
     # 2 workers taking the shards in reverse order: neither the worker a shard lands on nor the order counts
-    workers_reversed = _selection_bytes(tmp_path, "reversed", ProcessExecutor(2, order=lambda specs: specs[::-1]), tiny_bert_dir, pool, target, extra)
+    workers_reversed = _selection_bytes(tmp_path, "reversed", reversed_workers, tiny_bert_dir, pool, target, extra)
     assert in_process == workers_reversed
 
 
@@ -55,7 +80,7 @@ def _done_records(cache: Path) -> dict[str, int]:
 def test_a_run_killed_at_three_moments_resumes_each_time_without_rescoring(tmp_path, tiny_bert_dir):
     pool, target = _pool(tmp_path, copies=20)  # 360 samples: 52 shards of 7
     extra = {"runtime.num_workers": 2}
-    reference = dataselect.run(_config(tmp_path, "reference", tiny_bert_dir, pool, target, extra))
+    reference = dataselect.run(_config(tmp_path, "reference", tiny_bert_dir, pool, target, {"runtime.num_workers": 0}))  # workers give the same bytes
     config = _config(tmp_path, "killed", tiny_bert_dir, pool, target, extra)
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(config.model_dump(mode="json")))
