@@ -123,7 +123,7 @@ def test_a_stage_with_large_state_is_unpickled_once_per_worker_not_once_per_shar
     source = SourceConfig(path=str(pool))
     executor = ProcessExecutor(2)
     try:
-        scored = run_stage(source, "pool", TextRenderer(source), HeavyStage(log, 8 << 20, 2), RuntimeConfig(shard_size=1, progress=False),
+        scored = run_stage(source, "pool", TextRenderer(source), HeavyStage(log, 200 << 20, 2), RuntimeConfig(shard_size=1, progress=False),
                            tmp_path / "cache", executor)
     finally:
         executor.close()
