@@ -68,7 +68,8 @@ def ray_instance():
     folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     workers_cache = Path(folder) / "workers-cache"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=folder,
-             runtime_env={"env_vars": {"XDG_CACHE_HOME": str(workers_cache)}})
+             runtime_env={"env_vars": {"XDG_CACHE_HOME": str(workers_cache)}},
+             _system_config={"worker_niceness": 0})  # as the executor's own local instance: not starved on a busy machine
     yield workers_cache
     ray.shutdown()
     shutil.rmtree(folder, ignore_errors=True)

@@ -83,7 +83,10 @@ class RayExecutor:
             self._restore_environment()
         else:
             try:
-                self.ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                # a local instance's workers at the priority of this process, as the local executor's are (Ray's
+                # default niceness 15 starves them whenever anything else keeps the cores busy)
+                local = {} if address else {"_system_config": {"worker_niceness": 0}}
+                self.ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 self._restore_environment()
                 where = address or "a local instance"

@@ -1,5 +1,6 @@
-"""A Ray instance the engine starts authenticates every connection, and the process environment is as it
-was once the executor closes (issue 27). Run in a fresh interpreter: no other Ray instance in the way."""
+"""A Ray instance the engine starts authenticates every connection, runs its workers at the driver's priority
+(Ray's default niceness 15 starves them on a busy machine), and the process environment is as it was once the
+executor closes (issue 27). Run in a fresh interpreter: no other Ray instance in the way."""
 from __future__ import annotations
 
 import json
@@ -42,12 +43,13 @@ PROBE = textwrap.dedent("""
             continue
         if name in ("gcs_server", "raylet"):
             modes[name] = [environment.get("RAY_AUTH_MODE"), bool(environment.get("RAY_AUTH_TOKEN"))]
+    worker_niceness = executor.ray.get(executor.ray.remote(lambda: os.nice(0)).remote())
     executor.close()
     after = {name: os.environ.get(name) for name in AUTH_VARIABLES}
-    print(json.dumps({"before": before, "after": after, "modes": modes}))
+    print(json.dumps({"before": before, "after": after, "modes": modes, "niceness": [os.nice(0), worker_niceness]}))
 """)
 
-def test_a_local_instance_requires_a_token_and_the_environment_is_restored(tmp_path):
+def test_a_local_instance_requires_a_token_runs_its_workers_at_the_drivers_priority_and_restores_the_environment(tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     environment["HOME"] = str(tmp_path)  # a token written under the home folder would show here
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=environment, timeout=300)
@@ -56,3 +58,5 @@ def test_a_local_instance_requires_a_token_and_the_environment_is_restored(tmp_p
     assert found["modes"] and all(mode == ["token", True] for mode in found["modes"].values()), found
     assert found["before"] == found["after"] == {"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None, "RAY_AUTH_TOKEN_PATH": None}
     assert not (tmp_path / ".ray" / "auth_token").exists()
+    driver, worker = found["niceness"]
+    assert worker == driver, f"the instance's workers run at niceness {worker}, the driver at {driver}"
