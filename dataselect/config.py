@@ -165,6 +165,8 @@ class ProxyConfig(_Section):
     hidden: int = Field(192, gt=0)
     heads: int = Field(4, gt=0)
     lr: float = Field(5e-3, gt=0)
+    # the training step's autocast: auto is bf16 where the CPU has native bf16 (1.5x the steps/s, bench/proxy_dtype.py) and on CUDA
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
     @field_validator("sample")
     @classmethod

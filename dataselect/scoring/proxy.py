@@ -118,6 +118,14 @@ def reshuffled(n: int, seed: int) -> Iterator[int]:
         yield from rng.permutation(n).tolist()
 
 
+def training_dtype(config: ProxyConfig, device: torch.device) -> torch.dtype:
+    """The autocast dtype of a training step: config.dtype, `auto` resolved as model.dtype's (bf16 on CUDA
+    and on a CPU with native bf16, fp32 elsewhere). Weights and optimiser state stay fp32 either way."""
+    from dataselect.scoring.models import resolve_dtype
+
+    return resolve_dtype(config.dtype, device)
+
+
 def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, progress: bool = True,
               label: str = "proxy", objective: Callable[[torch.nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
               callback: Callable[[int, torch.nn.Module, torch.optim.Optimizer], None] | None = None,
@@ -143,19 +151,22 @@ def train_one(rows: np.ndarray, vocab: int, config: ProxyConfig, seed: int, prog
     order = iter(reshuffled(len(rows), seed) if sampler is None else sampler)
     losses: list[float] = []
     steps = training_steps(config, len(rows)) if steps is None else steps
+    device = next(model.parameters()).device  # a fine-tuned causal LM may live on a GPU
+    dtype = training_dtype(config, device)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     bar = tqdm(range(steps), desc=f"train {label} (seed {seed})", unit="step", disable=not progress, leave=False)
     for step in bar:
         batch = np.fromiter(itertools.islice(order, config.batch_size), np.int64)  # [b] row indices
         if len(batch) == 0:
             raise ValueError(f"the sampler ran out of rows at step {step} of {steps}")
-        device = next(model.parameters()).device  # a fine-tuned causal LM may live on a GPU
         x = torch.from_numpy(rows[batch]).to(device)  # [b, T]
         y = x if targets is None else torch.from_numpy(targets[batch]).to(device)  # [b, T] HF shifts them by one
         if targets is not None and not bool((y != -100).any()):
             y = x  # a batch without any target token (rare): the plain loss rather than NaN
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, peak)
-        loss = model(input_ids=x, labels=y).loss if objective is None else objective(model, x, step)
+        with autocast:
+            loss = model(input_ids=x, labels=y).loss if objective is None else objective(model, x, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -182,6 +193,7 @@ class ProxyPlan:
         return {
             "proxy_format": FORMAT_VERSION,
             "proxy": self.config.model_dump(mode="json"),
+            "train_dtype": str(training_dtype(self.config, torch.device("cpu"))),  # `auto` differs between CPUs; proxies train on the CPU
             "seeds": list(self.seeds),
             "tokenizer": self.tokenizer_path,
             "sample": self.sample_digest,

@@ -130,3 +130,22 @@ def test_a_proxy_trained_on_scored_tokens_only_differs_and_scores(pool, tmp_path
         stage.setup(None)
     a, b = plain.score(samples).columns["el2n"], scored.score(samples).columns["el2n"]
     assert np.isfinite(np.asarray(b)).all() and not np.allclose(a, b)
+
+
+def test_the_training_dtype_is_autocast_only_and_part_of_the_cache_identity(monkeypatch):
+    import torch
+
+    from dataselect.scoring import proxy
+
+    rows = np.random.default_rng(0).integers(0, 64, (12, 16))  # [R, context]
+    trained = {dtype: proxy.train_one(rows, 64, TINY.model_copy(update={"dtype": dtype}), seed=0, progress=False)
+               for dtype in ("float32", "bfloat16")}
+    assert trained["float32"][1] != trained["bfloat16"][1]  # the steps ran in bf16 ...
+    assert all(p.dtype == torch.float32 for p in trained["bfloat16"][0].parameters())  # ... on fp32 weights
+    assert proxy.train_one(rows, 64, TINY.model_copy(update={"dtype": "bfloat16"}), seed=0, progress=False)[1] == trained["bfloat16"][1]
+    plan = proxy.ProxyPlan(TINY, [0], "tok", "digest", 1)
+    monkeypatch.setattr("dataselect.hardware.native_bf16_flag", lambda: None)
+    assert proxy.training_dtype(TINY, torch.device("cpu")) == torch.float32 and plan.identity()["train_dtype"] == "torch.float32"
+    without = plan.key()
+    monkeypatch.setattr("dataselect.hardware.native_bf16_flag", lambda: "avx512_bf16")
+    assert proxy.training_dtype(TINY, torch.device("cpu")) == torch.bfloat16 and plan.key() != without  # a proxy trained otherwise is not reused
