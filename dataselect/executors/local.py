@@ -1,7 +1,7 @@
 """Local executors: shards in this process, or in worker processes that each take whole shards.
 
 `InProcessExecutor` reads and renders the next shard in a thread while the current one is scored.
-`ProcessExecutor` starts `num_workers` spawned processes, each of which sets a stage up once (the model
+`ProcessExecutor` starts `num_workers` spawned processes when it is made, each of which sets a stage up once (the model
 loads once per worker) and then scores whole shards; the task (with its stage) is pickled once into a file
 that each worker reads on its first shard, so a stage's state crosses to a worker once, not with every
 shard. On CUDA each worker owns one GPU. At most two
@@ -112,6 +112,11 @@ class SharedTask:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
+def _warm_up() -> None:
+    """A worker's start-up (its interpreter and the score loop's imports, about 0.4 s), done before its first shard arrives."""
+    import dataselect.scoring.loop  # noqa: F401
+
+
 _WORKER_TASK: list[Any] = [None, None]  # (path, task): the task this worker process last read
 
 
@@ -143,6 +148,8 @@ class ProcessExecutor:
                 queue.put(device)
         threads = 0 if self.devices else max(1, (os.cpu_count() or 1) // num_workers)
         self._pool = ProcessPoolExecutor(max_workers=num_workers, mp_context=context, initializer=_init_process, initargs=(queue, threads))
+        for _ in range(num_workers):  # the pool spawns a process per task while none is idle: all start now, while the driver plans and loads
+            self._pool.submit(_warm_up)
 
     def map(self, task: Any, specs: Iterable[Any]) -> Iterator[Any]:
         in_flight: set[Future] = set()

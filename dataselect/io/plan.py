@@ -6,6 +6,7 @@
   save_to_disk    index ranges of the memory-mapped dataset
   sequential      compressed jsonl, JSON arrays, standard input and remote `hf:` datasets cannot be opened
                   in the middle: the planner reads them once, in order, and each spec carries its records inline
+                  (a JSON line as its bytes: the worker that scores the shard parses it)
 
 A shard holds `shard_size` records of one file (the last one of a file may hold fewer); boundaries
 depend only on the files, the shard size and `input.limit`, never on batch size, workers or executor.
@@ -48,7 +49,7 @@ class ShardSpec:
     first_line: int  # 1-based line (jsonl) or row of the shard's first record
     first_position: int  # source-wide position of the shard's first record
     count: int  # records in the shard
-    records: tuple | None = None  # "records": the RawRecords, read by the planner
+    records: tuple | None = None  # "records": the RawRecords, read by the planner (JSON lines unparsed: read_spec parses them)
     line_limit: int | None = None  # jsonl: longer lines are one bad record each, never read into memory (readers.line_byte_limit)
     read_bytes: int | None = None  # bytes of the source's files on disk up to this shard's end (a progress bar's estimate)
 
@@ -199,7 +200,7 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
             return
         size = size_of(local_or_url(location)) if kind in ("jsonl", "json", "parquet") else 0
         if is_sequential(kind, str(location)):
-            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit, meter=meter)
+            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit, meter=meter, parse=False)
             specs = _plan_sequential(raw, shard_size, index, position, config.limit, meter)
         elif kind == "jsonl":
             specs = _plan_jsonl(local_or_url(location), label, shard_size, index, position, config.limit, line_limit, meter)

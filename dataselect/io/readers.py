@@ -70,8 +70,9 @@ def line_byte_limit(max_chars: int) -> int:
     return 16 * max_chars + (1 << 20)
 
 
-def _jsonl_records(lines: Iterator[bytes | OverLong], label: str, first_line: int, first_position: int) -> Iterator[RawRecord]:
-    """Records of consecutive lines starting at line `first_line`; blank lines hold no record."""
+def _jsonl_records(lines: Iterator[bytes | OverLong], label: str, first_line: int, first_position: int, parse: bool = True) -> Iterator[RawRecord]:
+    """Records of consecutive lines starting at line `first_line`; blank lines hold no record. Without
+    `parse`, each record keeps its line's bytes for `parsed` to read later (in the worker that scores it)."""
     position = first_position
     for line_number, raw in enumerate(lines, start=first_line):
         if isinstance(raw, OverLong):
@@ -83,9 +84,13 @@ def _jsonl_records(lines: Iterator[bytes | OverLong], label: str, first_line: in
             raw = raw.removeprefix(codecs.BOM_UTF8)  # written by some Windows tools; not part of the JSON
         if not raw.strip():
             continue
-        record, error = _parse_jsonl_line(raw)
-        yield RawRecord(position, label, line_number, record, error)
+        yield RawRecord(position, label, line_number, *_parse_jsonl_line(raw)) if parse else RawRecord(position, label, line_number, None, None, raw)
         position += 1
+
+
+def parsed(record: RawRecord) -> RawRecord:
+    """The record with its JSON line parsed (as it is when it was read parsed)."""
+    return RawRecord(record.position, record.file, record.line, *_parse_jsonl_line(record.raw)) if record.raw is not None else record
 
 
 def _byte_range_lines(path: Path | str, start: int, stop: int, limit: int | None) -> Iterator[bytes | OverLong]:
@@ -100,7 +105,8 @@ def _byte_range_lines(path: Path | str, start: int, stop: int, limit: int | None
             yield raw
 
 
-def _stream_records(handle: Any, label: str, first_position: int, compressed: bool, limit: int | None, sniff: bool = False) -> Iterator[RawRecord]:
+def _stream_records(handle: Any, label: str, first_position: int, compressed: bool, limit: int | None, sniff: bool = False,
+                    parse: bool = True) -> Iterator[RawRecord]:
     """JSON Lines of an open stream (a compressed file, standard input), or with `sniff` a JSON array when
     its first byte is `[`. A compressed stream that breaks is one bad input where it broke, and its end."""
     if sniff and handle.peek(4096).removeprefix(codecs.BOM_UTF8).lstrip()[:1] == b"[":
@@ -108,7 +114,7 @@ def _stream_records(handle: Any, label: str, first_position: int, compressed: bo
         return
     position = first_position
     try:
-        for record in _jsonl_records(stream_lines(handle, limit), label, 1, first_position):
+        for record in _jsonl_records(stream_lines(handle, limit), label, 1, first_position, parse):
             position = record.position + 1
             yield record
     except Damaged as damaged:
@@ -171,18 +177,20 @@ def _json_array_records(data: bytes, label: str, first_position: int) -> Iterato
         yield RawRecord(position, label, line_at(index + 1), None, "malformed JSON array (text after the closing ']')")
 
 
-def _stdin_records(first_position: int, limit: int | None) -> Iterator[RawRecord]:
+def _stdin_records(first_position: int, limit: int | None, parse: bool = True) -> Iterator[RawRecord]:
     spool = stdin_spool()
     if spool is None:  # not in a run (a dry run's first records): the stream itself
-        yield from _stream_records(sys.stdin.buffer, "stdin", first_position, compressed=False, limit=limit, sniff=True)
+        yield from _stream_records(sys.stdin.buffer, "stdin", first_position, compressed=False, limit=limit, sniff=True, parse=parse)
         return
     with open(spool[0], "rb") as handle:
-        yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True)
+        yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True, parse=parse)
 
 
-def _file_records(kind: str, path: Path | str, label: str, first_position: int, limit: int | None, meter: Any = None) -> Iterator[RawRecord]:
+def _file_records(kind: str, path: Path | str, label: str, first_position: int, limit: int | None, meter: Any = None,
+                  parse: bool = True) -> Iterator[RawRecord]:
     """Every record of a file read in one pass: compressed JSON Lines, or a JSON array. `meter` (plan.ReadMeter)
-    is given the open handle, to tell how far into the file the planner is."""
+    is given the open handle, to tell how far into the file the planner is; without `parse`, JSON lines are
+    left unparsed (a JSON array is parsed whole either way)."""
     with open_binary(path) as handle:
         if meter is not None:
             meter.handle = handle
@@ -194,7 +202,7 @@ def _file_records(kind: str, path: Path | str, label: str, first_position: int, 
                 return
             yield from _json_array_records(data, label, first_position)
         else:
-            yield from _stream_records(handle, label, first_position, compressed=str(path).endswith(COMPRESSED_SUFFIXES), limit=limit)
+            yield from _stream_records(handle, label, first_position, compressed=str(path).endswith(COMPRESSED_SUFFIXES), limit=limit, parse=parse)
 
 
 def parquet_rows(path: Path | str) -> int:
@@ -278,19 +286,21 @@ def local_or_url(location: Path | str) -> Path | str:
 
 
 def read_location(kind: str, location: Path | str, label: str, first_position: int = 0, line_limit: int | None = None,
-                  meter: Any = None) -> Iterator[RawRecord]:
-    """Every record of one location, in order (what the planner reads for a sequential location)."""
+                  meter: Any = None, parse: bool = True) -> Iterator[RawRecord]:
+    """Every record of one location, in order (what the planner reads for a sequential location). Without
+    `parse`, JSON lines keep their bytes unparsed: the planner ships them so, and read_spec parses them in
+    the worker (parsing and pickling dicts cost the one-pass reader twice what cutting lines does)."""
     if kind == "hf":
         return _dataset_records(_stream_hf(str(location)), f"hf:{location}", 1, first_position)
     if kind == "stdin":
-        return _stdin_records(first_position, line_limit)
-    return _file_records(kind, local_or_url(location), label, first_position, line_limit, meter)
+        return _stdin_records(first_position, line_limit, parse)
+    return _file_records(kind, local_or_url(location), label, first_position, line_limit, meter, parse)
 
 
 def read_spec(spec: Any) -> Iterator[RawRecord]:
     """The records of one planned shard (dataselect.io.plan.ShardSpec), with their positions and lines."""
     if spec.kind == "records":
-        return iter(spec.records)
+        return map(parsed, spec.records)
     if spec.kind == "jsonl":
         records = _jsonl_records(_byte_range_lines(local_or_url(spec.location), spec.start, spec.stop, spec.line_limit), spec.label, spec.first_line,
                                  spec.first_position)

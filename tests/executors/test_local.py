@@ -169,3 +169,20 @@ def test_a_dsir_run_with_2_workers_on_a_machine_without_gpus_never_imports_torch
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
     assert (tmp_path / "out" / "report.html").exists()
     assert not log.exists(), f"torch was imported by {log.read_text().split()} (driver and workers should not need it)"
+
+
+def test_process_workers_start_when_the_executor_is_made_not_at_its_first_shard():
+    import multiprocessing
+
+    from support import wait_for
+
+    executor = ProcessExecutor(2)
+    try:
+        wait_for(lambda: len(multiprocessing.active_children()) >= 2)  # no map yet: they start while the driver plans and loads
+        assert sorted(r for r in executor.map(_double, [1, 2, 3])) == [2, 4, 6]
+    finally:
+        executor.close()
+
+
+def _double(value: int) -> int:
+    return 2 * value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -87,8 +88,11 @@ def test_compressed_jsonl_is_planned_in_one_sequential_pass(tmp_path):
         handle.write(QUIRKY)
     _, plain = _read(SourceConfig(path=str(tmp_path / "a.jsonl")), 5)
     specs, zipped = _read(SourceConfig(path=str(tmp_path / "z.jsonl.gz")), 5)
-    assert all(s.kind == "records" for s in specs)  # the records travel with the spec
+    assert all(s.kind == "records" for s in specs)  # the records travel with the spec ...
+    assert all(r.record is None and r.raw is not None for s in specs for r in s.records)  # ... as their lines: the worker parses them
     assert [r[1:] for r in zipped] == [r[1:] for r in plain]
+    travelled = [pickle.loads(pickle.dumps(s)) for s in specs]  # what a worker process receives
+    assert [(r.file, r.line, r.record, None if r.error is None else "bad", r.position) for s in travelled for r in read_spec(s)] == zipped
 
 
 def test_parquet_row_ranges_read_only_their_rows(tmp_path):
