@@ -104,7 +104,13 @@ def st_missing(names: list[str], *modules: str) -> list[Variant] | None:
     """The variants `names`, skipped, where one of `modules` is not installed; None where all are."""
     import importlib.util
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except ModuleNotFoundError:  # its parent package is missing (optimum for optimum.onnxruntime)
+            return True
+
+    missing = [m for m in modules if absent(m)]
     return [Variant(n, skipped=f"package missing: {', '.join(missing)}") for n in names] if missing else None
 
 

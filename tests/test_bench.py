@@ -131,8 +131,8 @@ def test_embed_vs_st_reports_a_missing_backend_as_skipped_and_judges_peers_again
 
     from bench.embed_vs_st import Variant, st_missing, table
 
-    assert [(v.name, v.skipped) for v in st_missing(["st-onnx fp32"], "json", "no_such_backend_module")] == [
-        ("st-onnx fp32", "package missing: no_such_backend_module")]
+    assert [(v.name, v.skipped) for v in st_missing(["st-onnx fp32"], "json", "no_such_backend.onnxruntime")] == [
+        ("st-onnx fp32", "package missing: no_such_backend.onnxruntime")]
     assert st_missing(["st-torch fp32"], "json") is None
     reference = np.eye(4, 8, dtype=np.float32) + 0.1
     bent = reference.copy()
