@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 RESOLVE_VENV := build/resolve-venv
 COMMA := ,
 
-.PHONY: run test bench install constraints docs clean
+.PHONY: run test bench bench-backends install constraints docs clean
 
 # venv_install(VENV, EXTRAS, PIP): torch first and pinned (an unpinned torch would pull several GB of CUDA
 # packages; a torch the venv already has is kept), then the package with its extras
@@ -45,6 +45,13 @@ bench: $(STAMP)
 	$(BIN)/$(PIP_INSTALL) -e ".[bench]"
 	$(BIN)/python -m bench.embed_vs_st
 
+# bench/embed_vs_st.py with sentence-transformers' ONNX and OpenVINO backends, in a venv of its own: their optimum
+# packages cap transformers below the project venv's (bench/backends-constraints.txt pins that set)
+BACKENDS_VENV := .venv-bench-backends
+bench-backends:
+	$(call venv_install,$(BACKENDS_VENV),bench-backends,python -m pip install --quiet --constraint bench/backends-constraints.txt)
+	HF_HUB_OFFLINE=1 $(BACKENDS_VENV)/bin/python -m bench.embed_vs_st
+
 # The deliberate upgrade: resolve the newest releases pyproject.toml allows (test, ray, host and bench extras
 # together) in a new venv, run the whole suite there, and rewrite constraints.txt only if it passes.
 constraints:
@@ -59,4 +66,4 @@ constraints:
 	rm -rf $(RESOLVE_VENV)
 
 clean:
-	rm -rf $(VENV) runs .cache $(RESOLVE_VENV)
+	rm -rf $(VENV) runs .cache $(RESOLVE_VENV) $(BACKENDS_VENV)

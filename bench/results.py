@@ -68,6 +68,14 @@ def kernel_rows(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def figure_table(rows: list[dict[str, Any]]) -> list[str]:
+    """A row's `table` figure (a list of dicts, e.g. one per variant) as a markdown table, columns from its first entry."""
+    columns = list(rows[0])
+    cell = lambda value: "" if value is None else _number(value).replace("|", "\\|")
+    return (["The latest row's table:", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows])
+
+
 def section(name: str, rows: list[dict[str, Any]], latest: int) -> str:
     """One benchmark's section: its latest command and rows."""
     measured = [r for r in rows if "recorded" not in r]
@@ -82,6 +90,9 @@ def section(name: str, rows: list[dict[str, Any]], latest: int) -> str:
             load = " / ".join(_number(x) for x in r.get("load_average") or []) or "?"
             lines.append(f"| {r.get('date')} | {r.get('commit')} | {_machine(r)} | {load} | {_figures(r)} |")
         lines.append("")
+        table = (measured[-1].get("figures") or {}).get("table")
+        if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+            lines += figure_table(table) + [""]
     for r in recorded:  # the earlier hand-written text, as it was
         lines += [f"### {r['title']}", "", f"_{r['source']}._", "", r["recorded"].rstrip(), ""]
     return "\n".join(lines)

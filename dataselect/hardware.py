@@ -61,15 +61,19 @@ def no_gpu_without_torch(patterns: Iterable[str] = GPU_DEVICE_NODES) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features` in /proc/cpuinfo); empty where there is no such file."""
+    try:
+        with open(cpuinfo) as f:
+            return next((frozenset(line.split(":", 1)[1].split()) for line in f if line.startswith(("flags", "Features"))), frozenset())
+    except OSError:
+        return frozenset()
+
+
 def native_bf16_flag(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     """The CPU flag that says this CPU computes bf16 natively (avx512_bf16, amx_bf16, Arm's bf16), or None
     (no such flag, or no `cpuinfo` file to read): where it is None, bf16 is emulated and slower than fp32."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith(("flags", "Features"))), set())
-    except OSError:
-        return None
-    return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
+    return next((flag for flag in NATIVE_BF16_FLAGS if flag in cpu_flags(cpuinfo)), None)
 
 
 @contextlib.contextmanager

@@ -113,3 +113,36 @@ def test_results_md_has_a_section_per_bench_with_its_latest_command_and_rows(tmp
     assert [f"share {0.5 + n / 100:.4g} |" in rds for n in range(5)] == [False, False, True, True, True]  # its latest 3 rows
     assert "| auroc | 0.93 |" in text.split("## el2n_noise\n")[1]  # the converted history, kept as it was
     assert "## throughput\n\nCommand: `python -m bench.throughput`\n\nNo rows yet." in text  # every script has its section
+
+
+def test_results_md_shows_the_latest_rows_table_figure(tmp_path):
+    import bench.common
+    from bench.results import render
+
+    variants = [{"variant": "engine bf16", "docs_s": 2.0, "skipped": None},
+                {"variant": "st-onnx fp32", "docs_s": None, "skipped": "package missing: onnxruntime"}]
+    bench.common.append_row("embed_vs_st", {"best_peer": None, "table": variants})
+    section = render(tmp_path / "results").split("## embed_vs_st\n")[1].split("\n## ")[0]
+    assert "| variant | docs_s | skipped |\n|---|---|---|\n| engine bf16 | 2 |  |\n| st-onnx fp32 |  | package missing: onnxruntime |" in section
+
+
+def test_embed_vs_st_reports_a_missing_backend_as_skipped_and_judges_peers_against_the_engine_bf16():
+    import numpy as np
+
+    from bench.embed_vs_st import Variant, st_missing, table
+
+    assert [(v.name, v.skipped) for v in st_missing(["st-onnx fp32"], "json", "no_such_backend.onnxruntime")] == [
+        ("st-onnx fp32", "package missing: no_such_backend.onnxruntime")]
+    assert st_missing(["st-torch fp32"], "json") is None
+    reference = np.eye(4, 8, dtype=np.float32) + 0.1
+    bent = reference.copy()
+    bent[:, 7] += 0.5  # cosine about 0.92 to the reference: not the same quality
+    variants = [Variant("engine fp32", times=[4.0], vectors=reference), Variant("engine bf16", times=[2.0], vectors=reference),
+                Variant("fast peer", times=[1.0], vectors=reference), Variant("slow peer", times=[1.8], vectors=reference),
+                Variant("fast bent peer", times=[1.0], vectors=bent), Variant("gone", skipped="package missing: openvino")]
+    rows = {r["variant"]: r for r in table(variants, n=8)}
+    assert rows["engine bf16"]["docs_s"] == 4.0 and rows["engine fp32"]["vs_engine_bf16"] == 0.5 and rows["engine fp32"]["adopt"] is None
+    assert (rows["fast peer"]["vs_engine_bf16"], rows["fast peer"]["adopt"]) == (2.0, True)
+    assert (rows["slow peer"]["vs_engine_bf16"], rows["slow peer"]["adopt"]) == (1.111, False)  # under 1.3x
+    assert rows["fast bent peer"]["cosine_mean"] < 0.95 and rows["fast bent peer"]["adopt"] is False
+    assert rows["gone"]["docs_s"] is None and rows["gone"]["skipped"] == "package missing: openvino"
