@@ -71,7 +71,8 @@ def kernel_rows(rows: list[dict[str, Any]]) -> list[str]:
 def figure_table(rows: list[dict[str, Any]]) -> list[str]:
     """A row's `table` figure (a list of dicts, e.g. one per variant) as a markdown table, columns from its first entry."""
     columns = list(rows[0])
-    cell = lambda value: "" if value is None else _number(value).replace("|", "\\|")
+    # six significant digits: a table compares variants whose cosines differ in the fifth
+    cell = lambda value: "" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value)).replace("|", "\\|")
     return (["The latest row's table:", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
             + ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows])
 
