@@ -47,18 +47,50 @@ def split_halves(target: Path, folder: Path, seed: int) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def timed_eval(arguments: list[str], label: str) -> None:
-    """One `dataselect eval` as a measured process tree; prints its table and wall time."""
+def timed_eval(arguments: list[str], label: str) -> float:
+    """One `dataselect eval` as a measured process tree; prints its table and wall time, returns the wall seconds."""
     measured = run_measured([sys.executable, "-m", "dataselect.cli", "eval", *arguments])
-    shown = [line for line in measured.output.split("\n") if "\r" not in line and "\x1b" not in line]  # not the progress bars
+    shown = [line for line in measured.output.split("\n") if line.strip() and "\r" not in line and "\x1b" not in line]  # not the progress bars
     print(measured.output if measured.returncode else "\n".join(shown))
     if measured.returncode:
         raise SystemExit(f"{label} failed")
     print(f"{label}: wall {measured.wall_s:.1f}s, CPU {measured.cpu_s:.0f}s (process tree, peak RSS {measured.peak_rss_gb:.2f} GB); "
           f"1-min load average before {measured.load_before:.2f}, after {measured.load_after:.2f}")
+    return measured.wall_s
 
 
-def main() -> None:
+def _interval(values: list[float] | None) -> str | None:
+    return None if values is None else f"[{values[0]:.4f}, {values[1]:.4f}]"
+
+
+def eval_figures(out: Path) -> dict:
+    """The figures of OUT/eval/eval.json and OUT/keep/eval.json: one table row per compared arm and per keep-sweep
+    point (bits per byte with its interval; the gap to random for the arms), and the best keep fraction per step count."""
+    table: list[dict] = []
+    figures: dict = {}
+    compared = out / "eval" / "eval.json"
+    if compared.exists():
+        for arm in json.loads(compared.read_text())["arms"]:
+            table.append({"part": "comparison", "arm": arm["name"], "steps": arm.get("steps"), "size": arm["size"], "bpb_mean": round(arm["mean"], 4),
+                          "ci95": _interval(arm["ci95"]), "gap_to_random": None if arm.get("gap_to_random") is None else round(arm["gap_to_random"], 4),
+                          "gap_ci95": _interval(arm.get("gap_ci95")), "snr": None if arm.get("snr") is None else round(arm["snr"], 3), "best": None})
+            if arm.get("gap_ci95") is not None and arm["name"] != "random":
+                figures[f"{arm['name']}_better_than_random"] = bool(arm["gap_ci95"][0] > 0)
+    swept = out / "keep" / "eval.json"
+    if swept.exists():
+        for sweep in json.loads(swept.read_text())["keep_sweep"]:
+            best = {(b["steps"], b["keep"]) for b in sweep["best"]}
+            for point in sweep["points"]:
+                table.append({"part": "keep sweep", "arm": f"top {point['keep']}", "steps": point["steps"], "size": point["size"],
+                              "bpb_mean": round(point["mean"], 4), "ci95": _interval(point["ci95"]), "gap_to_random": None, "gap_ci95": None,
+                              "snr": None, "best": "best at these steps" if (point["steps"], point["keep"]) in best else None})
+            figures |= {f"best_keep_at_{b['steps']}_steps": b["keep"] for b in sweep["best"]}
+            if sweep.get("fit"):
+                figures["fit_best_keep"] = "; ".join(f"{b['keep']} at {b['steps']} steps" for b in sweep["fit"]["best_keep"])
+    return figures | {"table": table}
+
+
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
@@ -80,19 +112,25 @@ def main() -> None:
     extra = args.overrides + ([f"input.limit={args.pool_limit}"] if args.pool_limit else [])
     common = common_overrides(pool, half_a, args.budget, extra)
     source_of = pool_sources(pool)
+    figures: dict = {}
     for method in args.methods:
         if (out / method / "manifest.json").exists():
             print(f"{method}: selection found in {out / method} (delete it to select again)")
             continue
-        run_method(method, common, out / method, source_of)
+        selected = run_method(method, common, out / method, source_of)
+        figures |= {f"{method}_share_gsm8k": round(selected["share"], 4), f"{method}_select_wall_s": round(selected["wall_s"], 1),
+                    f"{method}_select_peak_rss_gb": round(selected["peak_rss_gb"], 2)}
     settings = [f"--set={item}" for item in args.eval_set]
     runs = [str(out / method) for method in args.methods]
-    timed_eval([*runs, "--eval-target", str(half_b), "--seeds", str(args.seeds), "--steps", args.steps, "--output", str(out / "eval"),
-                "--cache-dir", str(out / "cache"), *settings], f"eval of {', '.join(args.methods)} against random, {args.seeds} seeds")
+    figures["comparison_wall_s"] = round(timed_eval(
+        [*runs, "--eval-target", str(half_b), "--seeds", str(args.seeds), "--steps", args.steps, "--output", str(out / "eval"),
+         "--cache-dir", str(out / "cache"), *settings], f"eval of {', '.join(args.methods)} against random, {args.seeds} seeds"), 1)
     if args.keep and "rds" in args.methods:
-        timed_eval([str(out / "rds"), "--eval-target", str(half_b), "--seeds", str(args.seeds), "--steps", args.keep_steps, "--keep", args.keep,
-                    "--output", str(out / "keep"), "--cache-dir", str(out / "cache"), *settings], "keep sweep of the RDS+ scores")
+        figures["keep_sweep_wall_s"] = round(timed_eval(
+            [str(out / "rds"), "--eval-target", str(half_b), "--seeds", str(args.seeds), "--steps", args.keep_steps, "--keep", args.keep,
+             "--output", str(out / "keep"), "--cache-dir", str(out / "cache"), *settings], "keep sweep of the RDS+ scores"), 1)
     print(f"eval.json and report.html: {out / 'eval'} and {out / 'keep'}")
+    return figures | eval_figures(out)
 
 
 if __name__ == "__main__":
