@@ -200,7 +200,7 @@ def plan_shards(config: SourceConfig, shard_size: int) -> Iterator[ShardSpec]:
             return
         size = size_of(local_or_url(location)) if kind in ("jsonl", "json", "parquet") else 0
         if is_sequential(kind, str(location)):
-            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit, meter=meter, parse=False)
+            raw = readers.read_location(kind, location, label, first_position=position, line_limit=line_limit, meter=meter)
             specs = _plan_sequential(raw, shard_size, index, position, config.limit, meter)
         elif kind == "jsonl":
             specs = _plan_jsonl(local_or_url(location), label, shard_size, index, position, config.limit, line_limit, meter)

@@ -105,16 +105,16 @@ def _byte_range_lines(path: Path | str, start: int, stop: int, limit: int | None
             yield raw
 
 
-def _stream_records(handle: Any, label: str, first_position: int, compressed: bool, limit: int | None, sniff: bool = False,
-                    parse: bool = True) -> Iterator[RawRecord]:
-    """JSON Lines of an open stream (a compressed file, standard input), or with `sniff` a JSON array when
-    its first byte is `[`. A compressed stream that breaks is one bad input where it broke, and its end."""
+def _stream_records(handle: Any, label: str, first_position: int, compressed: bool, limit: int | None, sniff: bool = False) -> Iterator[RawRecord]:
+    """JSON Lines of an open stream (a compressed file, standard input), each line left unparsed for `parsed`,
+    or with `sniff` a JSON array when its first byte is `[`. A compressed stream that breaks is one bad input
+    where it broke, and its end."""
     if sniff and handle.peek(4096).removeprefix(codecs.BOM_UTF8).lstrip()[:1] == b"[":
         yield from _json_array_records(handle.read(), label, first_position)
         return
     position = first_position
     try:
-        for record in _jsonl_records(stream_lines(handle, limit), label, 1, first_position, parse):
+        for record in _jsonl_records(stream_lines(handle, limit), label, 1, first_position, parse=False):
             position = record.position + 1
             yield record
     except Damaged as damaged:
@@ -177,20 +177,18 @@ def _json_array_records(data: bytes, label: str, first_position: int) -> Iterato
         yield RawRecord(position, label, line_at(index + 1), None, "malformed JSON array (text after the closing ']')")
 
 
-def _stdin_records(first_position: int, limit: int | None, parse: bool = True) -> Iterator[RawRecord]:
+def _stdin_records(first_position: int, limit: int | None) -> Iterator[RawRecord]:
     spool = stdin_spool()
     if spool is None:  # not in a run (a dry run's first records): the stream itself
-        yield from _stream_records(sys.stdin.buffer, "stdin", first_position, compressed=False, limit=limit, sniff=True, parse=parse)
+        yield from _stream_records(sys.stdin.buffer, "stdin", first_position, compressed=False, limit=limit, sniff=True)
         return
     with open(spool[0], "rb") as handle:
-        yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True, parse=parse)
+        yield from _stream_records(handle, "stdin", first_position, compressed=False, limit=limit, sniff=True)
 
 
-def _file_records(kind: str, path: Path | str, label: str, first_position: int, limit: int | None, meter: Any = None,
-                  parse: bool = True) -> Iterator[RawRecord]:
-    """Every record of a file read in one pass: compressed JSON Lines, or a JSON array. `meter` (plan.ReadMeter)
-    is given the open handle, to tell how far into the file the planner is; without `parse`, JSON lines are
-    left unparsed (a JSON array is parsed whole either way)."""
+def _file_records(kind: str, path: Path | str, label: str, first_position: int, limit: int | None, meter: Any = None) -> Iterator[RawRecord]:
+    """Every record of a file read in one pass: compressed JSON Lines (unparsed), or a JSON array (parsed whole).
+    `meter` (plan.ReadMeter) is given the open handle, to tell how far into the file the planner is."""
     with open_binary(path) as handle:
         if meter is not None:
             meter.handle = handle
@@ -202,7 +200,7 @@ def _file_records(kind: str, path: Path | str, label: str, first_position: int, 
                 return
             yield from _json_array_records(data, label, first_position)
         else:
-            yield from _stream_records(handle, label, first_position, compressed=str(path).endswith(COMPRESSED_SUFFIXES), limit=limit, parse=parse)
+            yield from _stream_records(handle, label, first_position, compressed=str(path).endswith(COMPRESSED_SUFFIXES), limit=limit)
 
 
 def parquet_rows(path: Path | str) -> int:
@@ -286,15 +284,15 @@ def local_or_url(location: Path | str) -> Path | str:
 
 
 def read_location(kind: str, location: Path | str, label: str, first_position: int = 0, line_limit: int | None = None,
-                  meter: Any = None, parse: bool = True) -> Iterator[RawRecord]:
-    """Every record of one location, in order (what the planner reads for a sequential location). Without
-    `parse`, JSON lines keep their bytes unparsed: the planner ships them so, and read_spec parses them in
-    the worker (parsing and pickling dicts cost the one-pass reader twice what cutting lines does)."""
+                  meter: Any = None) -> Iterator[RawRecord]:
+    """Every record of one location, in order (what the planner reads for a sequential location). JSON lines
+    keep their bytes unparsed: the planner ships them so, and read_spec parses them in the worker (parsing and
+    pickling dicts cost the one-pass reader twice what cutting lines does)."""
     if kind == "hf":
         return _dataset_records(_stream_hf(str(location)), f"hf:{location}", 1, first_position)
     if kind == "stdin":
-        return _stdin_records(first_position, line_limit, parse)
-    return _file_records(kind, local_or_url(location), label, first_position, line_limit, meter, parse)
+        return _stdin_records(first_position, line_limit)
+    return _file_records(kind, local_or_url(location), label, first_position, line_limit, meter)
 
 
 def read_spec(spec: Any) -> Iterator[RawRecord]:
