@@ -129,7 +129,9 @@ def st_torch_variants(model_path: str, batch_size: int) -> list[Variant]:
 
 def st_onnx_variants(model_dir: Path, batch_size: int) -> list[Variant]:
     """backend="onnx": the export (made here, into model_dir), its O1-O3 optimisations and its dynamic int8 quantisation."""
-    quantisation = "avx512_vnni" if "avx512_vnni" in _cpu_flags() else "avx2"
+    from dataselect.hardware import cpu_flags
+
+    quantisation = "avx512_vnni" if "avx512_vnni" in cpu_flags() else "avx2"
     names = ["st-onnx fp32", "st-onnx O1", "st-onnx O2", "st-onnx O3", f"st-onnx qint8 ({quantisation})"]
     if (skipped := st_missing(names, "sentence_transformers", "onnxruntime", "optimum.onnxruntime")) is not None:
         return skipped
@@ -186,12 +188,6 @@ def st_openvino_variants(model_dir: Path, batch_size: int) -> list[Variant]:
     variants.append(st_variant(names[1], batch_size, load("bf16")) if bf16 and not variants[0].skipped else
                     Variant(names[1], skipped="no OpenVINO export" if variants[0].skipped else "this CPU has no native bf16"))
     return variants
-
-
-def _cpu_flags() -> frozenset[str]:
-    from dataselect.hardware import cpu_flags
-
-    return cpu_flags()
 
 
 def _version(package: str) -> tuple[int, ...]:
