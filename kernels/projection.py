@@ -12,6 +12,12 @@ different words, the projected inner products have the variance of an i.i.d. Rad
 JL test checks it). It makes a block of c rows cost c * (dim / LO + LO) hashes instead of c * dim, so
 the CPU reference is bound by its GEMM, not by hashing: [B, c] x r -> [B * dim / LO, c] @ q [c, LO].
 
+Precision: `dtype` float32 multiplies the gradients as given (rounded to fp32); bfloat16 rounds them to bf16
+first (LESS rounds them to fp16) and multiplies in bf16 arithmetic, accumulating in fp32: the signs are exact
+in bf16, so both paths sum the same rounded products, and the CPU reference's bf16 GEMM (2x fp32's rate on a
+CPU with native bf16) also rounds each parameter chunk's [B, dim] partial sum to bf16 before adding it up in
+fp32 (a relative error near 2^-9 per coordinate, far below the projection's own 1/sqrt(dim)).
+
 The hash is 32-bit integer arithmetic that the Triton kernel (uint32, wrapping) and the torch
 reference (int64, masked to 32 bits; every product stays below 2^63) compute bit for bit alike:
 
@@ -23,9 +29,11 @@ where mix is a two-round multiply-xorshift finaliser. Indices p must be below 2^
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 
-from .dispatch import tl, triton, use_triton  # triton is None without Triton: the reference runs
+from .dispatch import INTERPRETER, tl, triton, use_triton  # triton is None without Triton: the reference runs
 
 MASK32 = 0xFFFFFFFF
 MUL_A = 0x7FEB352D  # odd multipliers below 2^31: an int64 product with a 32-bit value cannot overflow
@@ -33,10 +41,11 @@ MUL_B = 0x5BD1E995
 GOLDEN = 0x61C88647  # 2^32 / phi mod 2^32 (odd, below 2^31): spreads the column index over the word
 SALT = 0x2545F491  # separates q's words from r's
 LO = 128  # columns per q block: s(p, j) = r(p, j // LO) * q(p, j % LO)
-DEFAULT_CHUNK_ELEMS = 1 << 22  # reference: g * r products formed at a time ([B * dim / LO, c] float32: 16 MiB)
+DEFAULT_CHUNK_ELEMS = 1 << 22  # reference: g * r products formed at a time ([B * dim / LO, c]: 16 MiB in float32)
 MAX_CHUNK_ROWS = 4096  # ... and at most this many parameters per GEMM
 FACTOR_CACHE_ELEMS = 1 << 26  # reference: keep the last (P, dim, seed)'s sign factors when P * (dim / LO + LO) fits (256 MiB)
-_FACTORS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # the kept factors: r [P, H], q [P, LO], by (P, dim, seed, device)
+_FACTORS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # the kept factors: r.T [H, P], q [P, LO], by (P, dim, seed, device, dtype)
+_FACTORS_LOCK = threading.Lock()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -79,38 +88,58 @@ def signs_reference(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
     return (r[:, :, None] * q[:, None, :]).reshape(len(rows), -1)[:, :dim]
 
 
-def _kept_factors(P: int, dim: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The sign factors of parameters 0..P-1, hashed once and kept for the next block of the same shape (the gradient
-    stage projects every batch with the same P, dim and seed); None when they would exceed FACTOR_CACHE_ELEMS."""
+def _transposed_factors(rows: torch.Tensor, dim: int, seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r.T [H, c], q [c, LO]) of `rows` in `dtype`: r transposed so a chunk's products g * r run along contiguous memory."""
+    r, q = sign_factors(rows, dim, seed)
+    return r.T.contiguous().to(dtype), q.to(dtype)
+
+
+def _kept_factors(P: int, dim: int, seed: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The sign factors (r.T [H, P], q [P, LO]) of parameters 0..P-1, hashed once and kept for the next block of the
+    same shape (the gradient stage projects every batch with the same P, dim and seed); None when they would exceed
+    FACTOR_CACHE_ELEMS. Thread-safe: the gradient stage projects several checkpoints at once on a CPU."""
     if P * (-(-dim // LO) + LO) > FACTOR_CACHE_ELEMS:
         return None
-    key = (P, dim, seed, str(device))
-    if key not in _FACTORS:
-        _FACTORS.clear()  # one shape at a time: memory stays bounded
-        parts = [sign_factors(torch.arange(p0, min(P, p0 + MAX_CHUNK_ROWS), dtype=torch.int64, device=device), dim, seed)
-                 for p0 in range(0, P, MAX_CHUNK_ROWS)]
-        _FACTORS[key] = (torch.cat([r for r, _ in parts]), torch.cat([q for _, q in parts]))
-    return _FACTORS[key]
+    key = (P, dim, seed, str(device), dtype)
+    with _FACTORS_LOCK:
+        kept = _FACTORS.get(key)
+        if kept is None:
+            parts = [_transposed_factors(torch.arange(p0, min(P, p0 + MAX_CHUNK_ROWS), dtype=torch.int64, device=device), dim, seed, dtype)
+                     for p0 in range(0, P, MAX_CHUNK_ROWS)]
+            kept = (torch.cat([r for r, _ in parts], dim=1), torch.cat([q for _, q in parts]))
+            _FACTORS.clear()  # one shape at a time: memory stays bounded
+            _FACTORS[key] = kept
+    return kept
 
 
-def project_reference(grads: torch.Tensor, dim: int, seed: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> torch.Tensor:
-    """The projection streamed over parameter chunks: grads [B, P] (any float dtype) -> [B, dim] float32.
+def project_reference(grads: torch.Tensor, dim: int, seed: int, chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The projection streamed over parameter chunks: grads [B, P] (any float dtype) -> [B, dim] float32, the
+    products taken in `dtype` (float32 or bfloat16; see the module's note on precision).
 
     Per chunk of c parameters: (g * r) [B * H, c] @ q [c, LO] with H = ceil(dim / LO); peak extra memory is
-    about chunk_elems floats plus the kept sign factors (P * (H + LO) floats, only while within FACTOR_CACHE_ELEMS),
+    about chunk_elems values plus the kept sign factors (P * (H + LO) values, only while within FACTOR_CACHE_ELEMS),
     never P * dim."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"the projection multiplies in float32 or bfloat16, not {dtype}")
     B, P = grads.shape
     H = -(-dim // LO)
     out = torch.zeros((B * H, LO), dtype=torch.float32, device=grads.device)  # [B * H, LO]
     step = max(1, min(MAX_CHUNK_ROWS, chunk_elems // max(B * H, 1)))
-    factors = _kept_factors(P, dim, seed, grads.device)
+    scaled = torch.empty(B * H * min(step, P), dtype=dtype, device=grads.device)  # one chunk's products, reused
+    factors = _kept_factors(P, dim, seed, grads.device, dtype)
     for p0 in range(0, P, step):
+        c = min(step, P - p0)
         if factors is not None:
-            r, q = factors[0][p0 : p0 + step], factors[1][p0 : p0 + step]  # views of the kept factors
+            rT, q = factors[0][:, p0 : p0 + c], factors[1][p0 : p0 + c]  # views of the kept factors: [H, c], [c, LO]
         else:
-            r, q = sign_factors(torch.arange(p0, min(P, p0 + step), dtype=torch.int64, device=grads.device), dim, seed)  # [c, H], [c, LO]
-        scaled = grads[:, p0 : p0 + step].to(torch.float32)[:, None, :] * r.T[None, :, :]  # [B, H, c]
-        out.addmm_(scaled.reshape(B * H, -1), q)  # [B * H, c] @ [c, LO]
+            rT, q = _transposed_factors(torch.arange(p0, p0 + c, dtype=torch.int64, device=grads.device), dim, seed, dtype)
+        chunk = scaled[: B * H * c].view(B, H, c)
+        torch.mul(grads[:, None, p0 : p0 + c].to(dtype), rT[None], out=chunk)  # [B, H, c]
+        if dtype == torch.float32:
+            out.addmm_(chunk.view(B * H, c), q)  # [B * H, c] @ [c, LO]
+        else:
+            out.add_(chunk.view(B * H, c) @ q)  # the bf16 GEMM accumulates in fp32 and rounds its [B * H, LO] result to bf16
     return out.view(B, H * LO)[:, :dim]
 
 
@@ -138,6 +167,7 @@ if triton is not None:
     def _project_kernel(
         g_ptr, out_ptr, B, P, DIM, s_gb, s_gp, seed_word, p_per_split,
         BLOCK_B: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr, LO: tl.constexpr,
+        BF16_DOT: tl.constexpr,
     ):
         # grid (dim tiles, batch tiles, P splits): each program sums its P range into a partial [BLOCK_B, BLOCK_K]
         pid_k = tl.program_id(0)
@@ -155,20 +185,26 @@ if triton is not None:
             g = tl.load(
                 g_ptr + offs_b[:, None].to(tl.int64) * s_gb + offs_p[None, :].to(tl.int64) * s_gp,
                 mask=(offs_b[:, None] < B) & (offs_p[None, :] < p_end), other=0.0,
-            ).to(tl.float32)  # [BLOCK_B, BLOCK_P]
+            )  # [BLOCK_B, BLOCK_P]
             row = _mix(offs_p.to(tl.uint32) ^ seed_word.to(tl.uint32))  # [BLOCK_P]
             s = _sign(row[:, None] + col_hi[None, :]) * _sign((row ^ 0x2545F491)[:, None] + col_lo[None, :])  # [BLOCK_P, BLOCK_K] +-1
-            acc += tl.dot(g, s, input_precision="ieee")
+            if BF16_DOT:  # g is bf16 (rounded by the launcher): exact products, fp32 accumulation
+                acc += tl.dot(g.to(tl.bfloat16), s.to(tl.bfloat16))
+            else:  # also bf16 under the interpreter, whose bf16 dot is wrong: the same products in fp32
+                acc += tl.dot(g.to(tl.float32), s, input_precision="ieee")
         out = out_ptr + split.to(tl.int64) * B * DIM + offs_b[:, None] * DIM + offs_k[None, :]
         tl.store(out, acc, mask=(offs_b[:, None] < B) & (offs_k[None, :] < DIM))
 
 
 def project_triton(grads: torch.Tensor, dim: int, seed: int, splits: int | None = None,
-                   block_p: int = 64, block_k: int = 64) -> torch.Tensor:
-    """Triton launcher (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1): grads [B, P] -> [B, dim] float32.
+                   block_p: int = 64, block_k: int = 64, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Triton launcher (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1): grads [B, P] -> [B, dim] float32,
+    the products taken in `dtype` (float32 or bfloat16).
 
     The P range is cut into `splits` parts (default: enough programs to fill a GPU) whose partial sums
     are added in a fixed order afterwards, so the result does not depend on scheduling."""
+    if dtype == torch.bfloat16:
+        grads = grads.to(torch.bfloat16)  # rounded here (the interpreter's in-kernel bf16 casts are not round-to-nearest)
     B, P = grads.shape
     block_b = 16 if B <= 16 else 32
     tiles = triton.cdiv(dim, block_k) * triton.cdiv(B, block_b)
@@ -180,7 +216,8 @@ def project_triton(grads: torch.Tensor, dim: int, seed: int, splits: int | None 
     if B * dim > 0 and P > 0:
         grid = (triton.cdiv(dim, block_k), triton.cdiv(B, block_b), splits)
         _project_kernel[grid](grads, partial, B, P, dim, grads.stride(0), grads.stride(1), seed_word(seed), p_per_split,
-                              BLOCK_B=block_b, BLOCK_P=block_p, BLOCK_K=block_k, LO=LO)
+                              BLOCK_B=block_b, BLOCK_P=block_p, BLOCK_K=block_k, LO=LO,
+                              BF16_DOT=dtype == torch.bfloat16 and not INTERPRETER)
     else:
         partial.zero_()
     return partial.sum(dim=0)  # [B, dim]
@@ -191,12 +228,13 @@ def project_triton(grads: torch.Tensor, dim: int, seed: int, splits: int | None 
 # ----------------------------------------------------------------------------------------------
 
 
-def project(grads: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
-    """Seeded Rademacher projection of a gradient block: grads [B, P] -> [B, dim] float32 (unscaled)."""
+def project(grads: torch.Tensor, dim: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Seeded Rademacher projection of a gradient block: grads [B, P] -> [B, dim] float32 (unscaled), the products
+    taken in `dtype` (float32, or bfloat16: the gradients rounded to bf16, accumulated in fp32)."""
     if grads.dim() != 2 or dim < 1:
         raise ValueError(f"expected grads [B, P] and dim >= 1, got {tuple(grads.shape)} and {dim}")
     if grads.shape[1] >= 1 << 32:
         raise ValueError(f"the projection hashes parameter indices in 32 bits; P = {grads.shape[1]} is too large")
     if use_triton(grads):
-        return project_triton(grads, dim, seed)
-    return project_reference(grads, dim, seed)
+        return project_triton(grads, dim, seed, dtype=dtype)
+    return project_reference(grads, dim, seed, dtype=dtype)

@@ -33,6 +33,46 @@ def test_kernel_matches_reference(kernel_device: torch.device, shape: tuple[int,
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4 * (P ** 0.5))
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bf16_kernel_sums_the_bf16_rounded_gradients(kernel_device: torch.device, shape: tuple[int, int, int], poisoned: None) -> None:
+    """dtype bfloat16: the kernel multiplies bf16-rounded gradients by exact signs and accumulates in fp32, so it equals
+    the fp32 projection of the rounded block."""
+    B, P, dim = shape
+    g = block(B, P, seed=2)
+    expected = project_reference(g.bfloat16(), dim, seed=7, chunk_elems=97)
+    got = project(g.to(kernel_device), dim, seed=7, dtype=torch.bfloat16).cpu()
+    assert_written(got)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4 * (P ** 0.5))
+
+
+@pytest.mark.parametrize("chunk_elems", [97, 1 << 22])
+def test_bf16_reference_rounds_only_each_chunks_partial_sums(chunk_elems: int) -> None:
+    """The CPU's bf16 GEMM rounds each chunk's [B, dim] partial sum to bf16 (relative 2^-8 at most) before the fp32
+    sum: within that of the fp32 projection of the rounded block, and a cosine to fp32's far above the JL noise."""
+    B, P, dim = 5, 3000, 300
+    g = block(B, P, seed=3)
+    exact = project_reference(g.bfloat16(), dim, seed=7)  # [B, dim]
+    got = project_reference(g, dim, seed=7, chunk_elems=chunk_elems, dtype=torch.bfloat16)
+    chunks = -(-P // max(1, min(4096, chunk_elems // (B * 3))))  # H = 3 sign columns of 128 for dim 300
+    partial = g.abs().max().item() * P**0.5  # a chunk's partial sum is at most about this large (sums of random signs)
+    assert (got - exact).abs().max().item() <= 2**-8 * partial * chunks**0.5
+    cosines = torch.nn.functional.cosine_similarity(got, project_reference(g, dim, seed=7), dim=1)
+    assert cosines.min().item() > 0.9999
+
+
+def test_bf16_rows_do_not_depend_on_the_block_they_are_projected_in() -> None:
+    """Identical gradients give identical features, whatever rows share their block (LESS's identical-samples answer)."""
+    g = block(9, 2000, seed=4)
+    whole = project_reference(g, 256, seed=1, dtype=torch.bfloat16)
+    assert torch.equal(project_reference(g[3:4], 256, seed=1, dtype=torch.bfloat16), whole[3:4])
+    assert torch.equal(project_reference(torch.cat([g[5:6], g[5:6]]), 256, seed=1, dtype=torch.bfloat16)[1], whole[5])
+
+
+def test_reference_rejects_other_product_dtypes() -> None:
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        project_reference(block(2, 10), 8, seed=0, dtype=torch.float16)
+
+
 def test_kernel_splits_and_strides(kernel_device: torch.device, poisoned: None) -> None:
     """A non-contiguous block, and the P range cut into several partial sums, give the reference's result."""
     g = block(6, 2 * 260)[:, ::2]  # [6, 260] with stride 2 along P
@@ -127,8 +167,9 @@ def test_rejects_bad_shapes() -> None:
 
 def test_kernel_compiles_for_gpu(compile_for_gpu) -> None:
     sig = dict(g_ptr="*bf16", out_ptr="*fp32", B="i32", P="i32", DIM="i32", s_gb="i32", s_gp="i32", seed_word="i64",
-               p_per_split="i32", BLOCK_B="constexpr", BLOCK_P="constexpr", BLOCK_K="constexpr", LO="constexpr")
+               p_per_split="i32", BLOCK_B="constexpr", BLOCK_P="constexpr", BLOCK_K="constexpr", LO="constexpr", BF16_DOT="constexpr")
     compile_for_gpu(projection.__file__, [
-        ("_project_kernel", sig, dict(BLOCK_B=16, BLOCK_P=64, BLOCK_K=64, LO=128), dict(num_warps=4)),
-        ("_project_kernel", dict(sig, g_ptr="*fp32"), dict(BLOCK_B=32, BLOCK_P=64, BLOCK_K=64, LO=128, s_gp=1), {}),
+        ("_project_kernel", sig, dict(BLOCK_B=16, BLOCK_P=64, BLOCK_K=64, LO=128, BF16_DOT=False), dict(num_warps=4)),
+        ("_project_kernel", sig, dict(BLOCK_B=16, BLOCK_P=64, BLOCK_K=64, LO=128, BF16_DOT=True), dict(num_warps=4)),
+        ("_project_kernel", dict(sig, g_ptr="*fp32"), dict(BLOCK_B=32, BLOCK_P=64, BLOCK_K=64, LO=128, s_gp=1, BF16_DOT=False), {}),
     ])
