@@ -183,14 +183,17 @@ def projection_row(device: Any, peak: float, copy_bw: float, quick: bool) -> Row
     import torch
 
     from dataselect.kernels.projection import project
+    from dataselect.scoring.models import resolve_dtype
 
     cuda = torch.device(device).type == "cuda"
     B, P, dim = 16, (1 << 22 if cuda else 1 << 16) >> (4 if quick else 0), 8192 if cuda and not quick else 1024
+    dtype = resolve_dtype("auto", torch.device(device))  # method.less.projection_dtype's default on this device
     grads = torch.randn(B, P, generator=torch.Generator().manual_seed(0)).to(device)  # [B, P]
-    seconds = timed(lambda: project(grads, dim, 0), device)
+    seconds = timed(lambda: project(grads, dim, 0, dtype), device)
     achieved = 2 * B * P * dim / seconds
     gbps = grads.numel() * grads.element_size() / seconds / 1e9
-    return Row("projection", B, 0, seconds, f"random gradients [{B}, {P:,}] -> {dim:,} dims (signs hashed on the fly)",
+    name = str(dtype).removeprefix("torch.")
+    return Row("projection", B, 0, seconds, f"random gradients [{B}, {P:,}] -> {dim:,} dims, {name} products (signs hashed on the fly)",
                tflops_per_s=achieved / 1e12, mfu=achieved / peak, gb_per_s=gbps, pct_copy_bandwidth=100 * gbps * 1e9 / copy_bw)
 
 

@@ -8,7 +8,8 @@ to a width that depends on the sample alone); for pool samples (mode "adam") the
 Gamma(g) = m' / sqrt(v' + 1e-8) with m' = 0.9 m + 0.1 g and v' = 0.999 v + 0.001 g^2 from the
 checkpoint's moments (no bias correction, epsilon inside the root, as LESS does), for target samples
 (mode "sgd") g itself; then the seeded random projection (dataselect.kernels.projection) to `dim`
-dimensions, and an L2 normalisation. Per shard it returns the array `grads` [n, checkpoints, dim]
+dimensions, its products in `projection_dtype` (auto: bf16 where model.dtype's auto is), and an L2
+normalisation. Per shard it returns the array `grads` [n, checkpoints, dim]
 float16 (zeros for a sample that cannot be scored) and the columns n_tokens and error.
 """
 from __future__ import annotations
@@ -80,15 +81,24 @@ class GradientStage:
     device: str = "auto"  # runtime.device, used when setup gets no device
     batch_tokens: int = 4096  # padded tokens per per-sample-gradient batch
     batch_samples: int = 32  # ... and at most this many rows (a [rows, P] gradient block is held per checkpoint)
+    projection_dtype: str = "auto"  # the projection's products: auto, float32 or bfloat16
 
     kind = "gradients"
 
     def __post_init__(self) -> None:
         from dataselect.scoring.models import resolve_device
 
-        self.resources = Resources(gpu=resolve_device(self.device).type == "cuda")
+        device = resolve_device(self.device)
+        self.resources = Resources(gpu=device.type == "cuda")
         self._models: list[Any] | None = None
         self._encoder: Any = None
+        dtype, why = self._projection_choice(device)
+        self.dtype_choice = {"dtype": str(dtype).removeprefix("torch."), "dtype_why": why}  # the manifest's line for this stage
+
+    def _projection_choice(self, device: torch.device) -> tuple[torch.dtype, str]:
+        from dataselect.scoring.models import dtype_choice
+
+        return dtype_choice(self.projection_dtype, device, setting="method.less.projection_dtype")
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -100,7 +110,8 @@ class GradientStage:
         from dataselect.scoring.models import resolve_device
 
         return {"stage": "gradients", "format": GRADIENT_FORMAT, "masks": MASKS_VERSION, "mode": self.mode, "dim": self.dim,
-                "projection_seed": self.projection_seed, "batch_tokens": self.batch_tokens, "batch_samples": self.batch_samples,
+                "projection_seed": self.projection_seed, "projection_dtype": self.dtype_choice["dtype"],
+                "batch_tokens": self.batch_tokens, "batch_samples": self.batch_samples,
                 "device_type": resolve_device(self.device).type, "warmup": self.warmup.identity}
 
     def setup(self, device: str | None) -> None:
@@ -129,6 +140,7 @@ class GradientStage:
                                 for part in (point.exp_avg, point.exp_avg_sq))  # ([P], [P])
             self._models.append((per_sample, moments))
         self._device = torch_device
+        self._dtype = self._projection_choice(torch_device)[0]
         self._encoder = SampleEncoder(load_tokenizer(resolve_model_path(self.tokenizer_name)), self.source, self.proxy_config.context, id_map)
 
     def prepare(self, samples: list["Sample"]) -> Any:
@@ -137,17 +149,24 @@ class GradientStage:
             return None
         return self._encoder.encode([s.text for s in samples], [s.record for s in samples])
 
-    def features(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """ids, labels [b, T] -> unit-norm features [b, checkpoints, dim] float32."""
+    def features(self, ids: torch.Tensor, labels: torch.Tensor, threads: int = 1) -> torch.Tensor:
+        """ids, labels [b, T] -> unit-norm features [b, checkpoints, dim] float32; `threads` > 1 runs the checkpoints
+        on that many Python threads (each op single-threaded: the same arithmetic as one after the other)."""
         assert self._models is not None
-        out = []
-        for per_sample, moments in self._models:
+
+        def one(checkpoint: tuple[PerSampleGradients, tuple[torch.Tensor, torch.Tensor] | None]) -> torch.Tensor:
+            per_sample, moments = checkpoint
             grads = per_sample(ids, labels)  # [b, P]
             if moments is not None:
                 grads = adam_feature(grads, *moments)
-            out.append(torch.nn.functional.normalize(project(grads, self.dim, self.projection_seed), dim=1))  # [b, dim]
-            del grads
-        return torch.stack(out, dim=1)
+            return torch.nn.functional.normalize(project(grads, self.dim, self.projection_seed, self._dtype), dim=1)  # [b, dim]
+
+        if threads > 1 and len(self._models) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(threads, len(self._models))) as pool:  # each checkpoint has its own model: no shared state
+                return torch.stack(list(pool.map(one, self._models)), dim=1)
+        return torch.stack([one(checkpoint) for checkpoint in self._models], dim=1)
 
     def score(self, samples: list["Sample"], prepared: Any = None) -> ShardOutput:
         if self._models is None:
@@ -164,6 +183,7 @@ class GradientStage:
         good_rows = np.flatnonzero([p.error is None for p in prepared])
         lengths = np.array([len(prepared[i].ids) for i in good_rows], np.int64)
         padded = 0
+        threads = torch.get_num_threads() if self._device.type == "cpu" else 1  # the cores this process may use: one checkpoint each
         for batch in token_budget_batches(lengths, self.batch_tokens, width_step=WIDTH_STEP, bounded_shapes=False):
             for start in range(0, len(batch.indices), self.batch_samples):
                 rows = good_rows[batch.indices[start : start + self.batch_samples]]
@@ -172,8 +192,9 @@ class GradientStage:
                 labels = np.full((len(rows), width), IGNORE, np.int64)  # [b, T]
                 for r, i in enumerate(rows):
                     ids[r, : len(prepared[i].ids)], labels[r, : len(prepared[i].ids)] = prepared[i].ids, prepared[i].labels
-                with one_cpu_thread(self._device):  # more threads split the reductions by the batch's row count
-                    grads[rows] = self.features(torch.from_numpy(ids).to(self._device), torch.from_numpy(labels).to(self._device)).cpu().numpy()
+                with one_cpu_thread(self._device):  # more threads per op split the reductions by the batch's row count
+                    grads[rows] = self.features(torch.from_numpy(ids).to(self._device), torch.from_numpy(labels).to(self._device),
+                                                threads).cpu().numpy()
                 n_tokens[rows] = (labels != IGNORE).sum(axis=1)
                 padded += ids.size
         import pyarrow as pa
@@ -191,4 +212,4 @@ def gradient_stage(config: Any, warmup: "Warmup", mode: str, source: SourceConfi
     """The gradient stage of `source` under a run's warm-up: Adam features ("adam", the pool) or plain gradients ("sgd", the target)."""
     options = config.method.less
     return GradientStage(warmup, options.proxy, config.model.name, source, mode, options.dim, options.projection_seed,  # type: ignore[arg-type]
-                         config.runtime.device, options.batch_tokens, options.batch_samples)
+                         config.runtime.device, options.batch_tokens, options.batch_samples, options.projection_dtype)

@@ -156,12 +156,12 @@ def resolve_dtype(requested: str, device: torch.device, cpu_bf16: bool = True) -
     return dtype_choice(requested, device, cpu_bf16)[0]
 
 
-def dtype_choice(requested: str, device: torch.device, cpu_bf16: bool = True) -> tuple[torch.dtype, str]:
-    """(dtype, why) of `resolve_dtype`: why is what the manifest records beside the dtype."""
+def dtype_choice(requested: str, device: torch.device, cpu_bf16: bool = True, setting: str = "model.dtype") -> tuple[torch.dtype, str]:
+    """(dtype, why) of `resolve_dtype`: why is what the manifest records beside the dtype (`setting`: the config key asked)."""
     from dataselect.hardware import native_bf16_flag
 
     if requested != "auto":
-        return getattr(torch, requested), "model.dtype as configured"
+        return getattr(torch, requested), f"{setting} as configured"
     if device.type == "cuda":
         return torch.bfloat16, "auto: bf16 on CUDA"
     flag = native_bf16_flag() if cpu_bf16 else None

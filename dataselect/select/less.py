@@ -125,8 +125,9 @@ class LessMethod(Declared):
         self.gradient_size = int(sum(v.numel() for v in checkpoints[0].exp_avg.values()))  # P: the proxy's parameters
         self.renderer = renderer
         fields = {name: field for name, field in (("task", config.target.task_field), ("subtask", config.method.less.subtask_field)) if field}
-        target = context.score_source("target", config.target, gradient_stage(config, self.warmup, "sgd", config.target),
-                                      TextRenderer(config.target, tokenizer), fields=fields or None)
+        target_stage = gradient_stage(config, self.warmup, "sgd", config.target)
+        self.projection_dtype = target_stage.dtype_choice["dtype"]  # resolved here; the saved scorer keeps it, not "auto"
+        target = context.score_source("target", config.target, target_stage, TextRenderer(config.target, tokenizer), fields=fields or None)
         self.targets(config, target)
         scored = {"target": target}
         scored.update(self.score_pool(context, renderer))
@@ -250,7 +251,8 @@ class LessMethod(Declared):
                 weights[f"{part}-{i}"] = {key: value.numpy() for key, value in tensors.items()}
         description = {"render": render_fields(config.input, self.renderer.conversation_style), "tokenizer": portable_name(config.model.name),
                        "less": {"proxy": options.proxy.model_dump(mode="json"), "dim": options.dim, "projection_seed": options.projection_seed,
-                                "batch_tokens": options.batch_tokens, "batch_samples": options.batch_samples, "checkpoints": len(checkpoints)}}
+                                "projection_dtype": self.projection_dtype, "batch_tokens": options.batch_tokens,
+                                "batch_samples": options.batch_samples, "checkpoints": len(checkpoints)}}
         arrays = {"id_map": id_map, "target_features": self.matcher.features.numpy(), "task_of_target": self.matcher.task.astype(np.int64),
                   "subtask_of_target": self.matcher.subtask.astype(np.int64), "eta": self.eta}
         save_scorer(folder, context, selection, self.task_names, description, arrays, weights)
@@ -272,7 +274,8 @@ class LessScorer(Scorer):
         options = description["less"]
         source = SourceConfig(**description["render"])
         self.stage = GradientStage(None, ProxyConfig(**options["proxy"]), description["tokenizer"], source, "adam", int(options["dim"]),  # type: ignore[arg-type]
-                                   int(options["projection_seed"]), device, int(options["batch_tokens"]), int(options["batch_samples"]))
+                                   int(options["projection_seed"]), device, int(options["batch_tokens"]), int(options["batch_samples"]),
+                                   options.get("projection_dtype", "float32"))  # the run's resolved dtype (scorers before it: float32)
         points = [Checkpoint(*({k: torch.from_numpy(np.array(v)) for k, v in arrays[f"{part}-{i}"].items()} for part in ("state", "exp_avg", "exp_avg_sq")),
                              weight=0.0, step=i) for i in range(int(options["checkpoints"]))]
         self.stage.load(np.asarray(arrays["id_map"], np.int64), points, device)

@@ -113,3 +113,48 @@ def test_a_sample_without_response_tokens_gets_zero_features_and_an_error(warmed
     out = _stage(warmup, "adam").score([samples[0], bad])
     assert out.columns["error"].to_pylist()[0] is None and out.columns["error"].to_pylist()[1] is not None
     assert not out.arrays["grads"][1].any() and out.arrays["grads"][0].any()
+
+
+def test_checkpoints_on_threads_give_the_features_of_one_after_the_other(warmed, monkeypatch):
+    """On a CPU with several cores the snapshots' features run on threads (one per snapshot, each op on one
+    thread): the same bytes as computing them one after the other."""
+    import concurrent.futures
+
+    warmup, samples = warmed
+    stage = _stage(warmup, "adam")
+    pools = []
+
+    class CountingPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, workers):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", CountingPool)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = stage.score(samples).arrays["grads"]
+        assert pools == []
+        torch.set_num_threads(3)
+        threaded = stage.score(samples).arrays["grads"]
+    finally:
+        torch.set_num_threads(before)
+    assert pools and set(pools) == {3}  # three snapshots, three threads
+    assert np.array_equal(alone, threaded)
+
+
+def test_the_projection_dtype_is_resolved_recorded_and_part_of_the_identity(warmed, monkeypatch):
+    """auto is bf16 on a CPU with native bf16 and fp32 elsewhere; the resolved dtype names the stage's cache and the
+    manifest's line, and bf16 features stay within bf16 rounding of fp32's."""
+    warmup, samples = warmed
+    monkeypatch.setattr("dataselect.hardware.native_bf16_flag", lambda: None)
+    assert _stage(warmup, "adam").dtype_choice == {"dtype": "float32", "dtype_why": "auto: fp32 on a CPU without native bf16"}
+    monkeypatch.setattr("dataselect.hardware.native_bf16_flag", lambda: "avx512_bf16")
+    bf16 = _stage(warmup, "adam")
+    assert bf16.dtype_choice["dtype"] == "bfloat16" and "avx512_bf16" in bf16.dtype_choice["dtype_why"]
+    fp32 = _stage(warmup, "adam", projection_dtype="float32")
+    assert fp32.dtype_choice == {"dtype": "float32", "dtype_why": "method.less.projection_dtype as configured"}
+    assert bf16.identity()["projection_dtype"] == "bfloat16" and fp32.identity()["projection_dtype"] == "float32"
+    a, b = (stage.score(samples).arrays["grads"].astype(np.float32) for stage in (bf16, fp32))  # [n, C, dim]
+    assert not np.array_equal(a, b)
+    assert (a * b).sum(axis=2).min() >= 0.999
