@@ -36,7 +36,7 @@ def cluster_of_ids(cache: Path) -> dict[str, int]:
     raise SystemExit(f"no embedding store in {cache} matches the clustering's {len(clusters.labels)} rows")
 
 
-def main() -> None:
+def main() -> dict:
     parser = gsm8k_parser(__doc__, "runs/bench_less_quad_gsm8k")
     parser.add_argument("--clusters", type=int, default=256, help="k-means clusters (method.cluster.num_clusters)")
     parser.add_argument("--limit", type=int, default=None, help="read only the first N pool records (a smoke run)")
@@ -65,6 +65,13 @@ def main() -> None:
     print(f"quad: {quad_metrics['rounds']} rounds, {int((pulls > 0).sum())} of {len(pulls)} clusters pulled, most pulls {int(pulls.max())}")
     print(f"targets: less share >= 0.9 in <= 2400 s; quad share >= 0.8 with featurised <= 0.3 and clusters spanned >= 2 x less's "
           f"({figures['quad'][3]} vs {figures['less'][3]})")
+    row: dict = {"clusters": args.clusters, "quad_rounds": quad_metrics["rounds"], "quad_clusters_pulled": int((pulls > 0).sum())}
+    for name, (share, wall, featurised, spanned) in figures.items():
+        result = less if name == "less" else quad
+        row |= {f"{name}_share_gsm8k": round(share, 4), f"{name}_wall_s": round(wall, 1), f"{name}_featurised": round(featurised, 4),
+                f"{name}_clusters_spanned": spanned, f"{name}_peak_rss_gb": round(result["peak_rss_gb"], 2),
+                f"{name}_load_before": result["load_before"], f"{name}_load_after": result["load_after"]}
+    return row
 
 
 if __name__ == "__main__":
