@@ -253,6 +253,7 @@ class QuadConfig(_Section):
     neighbour_radius: float = Field(0.2, ge=0.0)  # rewards propagate to clusters whose centroids lie within this cosine distance
     max_fraction: float = Field(0.3, gt=0.0, le=1.0)  # at most this share of the pool gets gradients
     oversample: float = Field(3.0, ge=1.0)  # rounds stop once the rows of accepted pulls reach oversample x budget
+    picks_per_pull: int = Field(1, ge=0)  # each accepted pull's best probes that enter the selection first (0: top-K by influence alone)
     dedup: bool = True  # collapse exact-duplicate pool texts before selecting
 
 

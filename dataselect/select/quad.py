@@ -10,7 +10,9 @@ score:  LESS's warm-up and target features (select/less.py); the pool's embeddin
         minus method.quad.threshold (default: the mean influence of every row drawn so far); rows of a
         pull with a positive reward are kept. Rounds stop once the kept rows reach method.quad.oversample
         times the budget, the drawn rows reach method.quad.max_fraction of the pool, or every cluster is drawn out.
-select: top-K by influence among the rows whose gradients were computed (round-robin across tasks).
+select: every accepted pull's best method.quad.picks_per_pull probes (Quad's unit of selection is the
+        accepted pull, which keeps the selection spread over the clusters the bandit accepted), then the
+        rest of the budget by influence among the rows whose gradients were computed (round-robin across tasks).
 The manifest reports the fraction of the pool featurised and the pulls per cluster.
 """
 from __future__ import annotations
@@ -25,6 +27,19 @@ from dataselect.scoring.loop import ScoredSource
 from dataselect.select.base import Excluded, Selection, top_k
 from dataselect.select.figures import Bars, Figure, Table
 from dataselect.select.less import LessMethod, store_features
+
+
+def best_rows(rows: np.ndarray, signal: np.ndarray, count: int) -> np.ndarray:
+    """A pull's `count` rows with the highest finite signal (ties: the lower row). rows [m] -> [<= count]"""
+    rows = rows[np.isfinite(signal[rows])]
+    return rows[np.lexsort((rows, -signal[rows]))][:count]
+
+
+def accepted_picks(picks: np.ndarray, signal: np.ndarray, k: int, eligible: np.ndarray) -> np.ndarray:
+    """The accepted pulls' rows that go into a selection of k: the eligible ones, once each, and the best k
+    by signal if there are more (ties: the lower row). picks [P], signal [N], eligible [N] -> [<= k]"""
+    rows = np.unique(picks[eligible[picks]]) if len(picks) else np.zeros(0, np.int64)
+    return rows[np.lexsort((rows, -signal[rows]))][:k].astype(np.int64)
 
 
 class QuadMethod(LessMethod):
@@ -69,6 +84,7 @@ class QuadMethod(LessMethod):
         row_of = {int(p): r for r, p in enumerate(positions)}
         self.influence = np.full((n, len(self.task_names)), np.nan)  # [N, T] NaN: not featurised (or no gradient)
         featurised, kept = np.zeros(n, bool), np.zeros(n, bool)
+        picks: list[np.ndarray] = []  # each accepted pull's best rows, in the order the pulls were accepted
         cap = max(1, int(options.max_fraction * n))
         budget = context.budget(eligible)
         stage = gradient_stage(config, self.warmup, "adam", config.input)
@@ -95,11 +111,13 @@ class QuadMethod(LessMethod):
                 bandit.update(c, reward)
                 if reward > 0:
                     kept[rows] = True
+                    picks.append(best_rows(rows, signal, options.picks_per_pull))
             rounds += 1
         self.quad = {"rounds": rounds, "featurised": int(featurised.sum()), "featurised_fraction": round(float(featurised.sum()) / max(n, 1), 6),
-                     "kept": int(kept.sum()), "clusters": int(self.clusters.k), "pulls": bandit.pulls.tolist(),
+                     "kept": int(kept.sum()), "accepted_pulls": len(picks), "clusters": int(self.clusters.k), "pulls": bandit.pulls.tolist(),
                      "cluster_sizes": [int(len(q)) for q in queues]}
         self.featurised = featurised
+        self.pull_picks = np.concatenate([np.zeros(0, np.int64), *picks])  # [P] (a row may recur: pulls of one cluster never overlap)
         return scored
 
     def _record(self, part: ScoredSource, row_of: dict[int, int]) -> None:
@@ -121,23 +139,33 @@ class QuadMethod(LessMethod):
         eligible = context.eligible(pool, dedup=self.options(context).dedup,
                                     unscored=Excluded(unscored, "without a gradient (not drawn by the bandit, or nothing to score)"))
         k = context.budget(eligible)
+        signal = np.nanmax(scores, axis=1) if scores.shape[1] > 1 else scores[:, 0]  # [N] the best task's influence
+        picked = accepted_picks(self.pull_picks, signal, k, eligible)  # [P'] the accepted pulls' rows
+        rest = eligible.copy()
+        rest[picked] = False
         if scores.shape[1] == 1:
-            chosen, task = top_k(scores[:, 0], k, eligible), np.zeros(k, np.int64)
+            more, more_task = top_k(scores[:, 0], k - len(picked), rest), np.zeros(k - len(picked), np.int64)
         else:
-            chosen, task = round_robin(scores, k, eligible)
+            more, more_task = round_robin(scores, k - len(picked), rest)
+        chosen = np.concatenate([picked, more])
+        task = np.concatenate([np.argmax(np.nan_to_num(scores[picked], nan=-np.inf), axis=1), more_task]).astype(np.int64)
+        order = np.argsort(-signal[chosen], kind="stable")  # ranked by influence, wherever a row came from
+        chosen, task, by_pull = chosen[order], task[order], (np.arange(len(chosen)) < len(picked))[order]
         labels = self.clusters.labels
         metrics = {**self.metrics(scores, unscored & self.featurised),
-                   "quad": {**self.quad, "selected_clusters": int(len(np.unique(labels[chosen])))}}
-        return self.selection(pool, scores, chosen, task, eligible, metrics, {"cluster": labels[chosen].astype(np.int64).tolist()})
+                   "quad": {**self.quad, "selected_clusters": int(len(np.unique(labels[chosen]))), "selected_by_pull": int(len(picked))}}
+        columns = {"cluster": labels[chosen].astype(np.int64).tolist(), "picked_by": ["pull" if b else "influence" for b in by_pull]}
+        return self.selection(pool, scores, chosen, task, eligible, metrics, columns)
 
     def figures(self, selection: Selection) -> list[Figure]:
         out = super().figures(selection)
         quad = selection.metrics.get("quad") or {}
         pulls = quad.get("pulls") or []
         if pulls:
-            out.append(Table(["rounds", "featurised", "featurised fraction", "kept", "clusters", "clusters in the selection"],
-                             [[quad.get("rounds"), quad.get("featurised"), quad.get("featurised_fraction"), quad.get("kept"), quad.get("clusters"),
-                               quad.get("selected_clusters")]]))
+            out.append(Table(["rounds", "featurised", "featurised fraction", "kept", "accepted pulls", "clusters", "clusters in the selection",
+                              "selected by pull"],
+                             [[quad.get("rounds"), quad.get("featurised"), quad.get("featurised_fraction"), quad.get("kept"), quad.get("accepted_pulls"),
+                               quad.get("clusters"), quad.get("selected_clusters"), quad.get("selected_by_pull")]]))
             out.append(Bars(list(range(len(pulls))), pulls, "bandit pulls per cluster", "cluster", "pulls",
                             "How often the bandit drew probes from each k-means cluster (a pull computes the gradients of "
                             "method.quad.probes samples)."))
