@@ -70,6 +70,12 @@ class RunningAggregate:
         return self.weighted / self.total
 
 
+# pool rows in every similarity product: BLAS libraries choose a kernel by the call's shape, and kernels sum in
+# different orders (an Intel Xeon's MKL gave a row other bits at 7 rows than at 21), so a fixed shape keeps a
+# sample's cosine the same in a run's shard, a saved scorer's batch or any method.rds.tile_size
+SIMILARITY_ROWS = 256
+
+
 class TaskTargets:
     """A target set ready for similarity: its unit vectors on the device, each task's side by side, and
     the aggregation over a task's targets; `tile_scores` scores any [t, d] block of pool vectors."""
@@ -107,11 +113,16 @@ class TaskTargets:
         return torch.stack(columns, dim=1)  # [t, T]
 
     def scores(self, vectors: np.ndarray, tile_rows: int) -> np.ndarray:
-        """[n, d] pool unit vectors (any float dtype) -> [n, T] float32, a tile of rows at a time."""
+        """[n, d] pool unit vectors (any float dtype) -> [n, T] float32, up to `tile_rows` rows upcast at a time, each
+        product on exactly SIMILARITY_ROWS rows (the last tile zero-padded), so no row's bits depend on its tile."""
         blocks = [np.zeros((0, self.num_tasks), np.float32)]
-        for start in range(0, len(vectors), tile_rows):
-            pool_tile = torch.from_numpy(np.asarray(vectors[start : start + tile_rows], dtype=np.float32)).to(self.device)  # [t, d]
-            blocks.append(self.tile_scores(pool_tile).cpu().numpy())
+        step = max(SIMILARITY_ROWS, tile_rows - tile_rows % SIMILARITY_ROWS)
+        for start in range(0, len(vectors), step):
+            block = torch.from_numpy(np.asarray(vectors[start : start + step], dtype=np.float32)).to(self.device)  # [t, d]
+            rows = len(block)
+            padded = torch.nn.functional.pad(block, (0, 0, 0, -rows % SIMILARITY_ROWS))  # [t', d], t' a multiple of SIMILARITY_ROWS
+            tiles = [self.tile_scores(tile) for tile in padded.split(SIMILARITY_ROWS)]  # each [SIMILARITY_ROWS, T]
+            blocks.append(torch.cat(tiles)[:rows].cpu().numpy())
         return np.concatenate(blocks)
 
 

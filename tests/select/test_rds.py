@@ -6,7 +6,7 @@ import torch
 
 from dataselect.io.shards import ShardStore
 from dataselect.select.base import first_occurrences, top_k
-from dataselect.select.rds import round_robin, task_similarities
+from dataselect.select.rds import SIMILARITY_ROWS, TaskTargets, round_robin, task_similarities
 from dataselect.stats import SourceStats
 
 
@@ -137,3 +137,19 @@ def test_store_take_returns_rows_in_the_asked_order_across_shards(tmp_path):
     assert list(store.rows()) == [4, 4, 3]
     assert store.take(np.array([10, 0, 5, 4]), ["id"]) == {"id": ["10", "0", "5", "4"]}
     assert store.take(np.zeros(0, np.int64), ["id"]) == {"id": []}
+
+
+@pytest.mark.parametrize("aggregation", ["max", "mean"])
+def test_a_samples_similarity_has_the_same_bits_in_any_tile_or_block(aggregation):
+    """Every product takes SIMILARITY_ROWS rows, so a row scored alone, in a shard of 7 or in one block of all
+    gets the same bits (BLAS kernels, chosen by shape, sum in different orders)."""
+    rng = np.random.default_rng(4)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    pool, targets = unit(rng.normal(size=(SIMILARITY_ROWS + 37, 48))), unit(rng.normal(size=(300, 48)))
+    prepared = TaskTargets(targets, np.arange(300) % 3, aggregation, torch.device("cpu"))
+    whole = prepared.scores(pool, 8192)  # [n, 3]
+    assert whole.shape == (len(pool), 3)
+    np.testing.assert_allclose(whole[:, 0], (pool @ targets[::3].T).max(1) if aggregation == "max" else (pool @ targets[::3].T).mean(1), atol=1e-5)
+    for tile_rows in (1, 7, SIMILARITY_ROWS + 1):
+        assert np.array_equal(prepared.scores(pool, tile_rows), whole)
+    assert np.array_equal(np.concatenate([prepared.scores(pool[i : i + 1], 8192) for i in range(0, len(pool), 41)]), whole[::41])
