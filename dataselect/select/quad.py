@@ -31,15 +31,16 @@ from dataselect.select.less import LessMethod, store_features
 
 def best_rows(rows: np.ndarray, signal: np.ndarray, count: int) -> np.ndarray:
     """A pull's `count` rows with the highest finite signal (ties: the lower row). rows [m] -> [<= count]"""
-    rows = rows[np.isfinite(signal[rows])]
-    return rows[np.lexsort((rows, -signal[rows]))][:count]
+    rows = np.sort(rows)  # top_k breaks ties by position: sorted, that is the lower row
+    return rows[top_k(signal[rows], count, np.isfinite(signal[rows]))]
 
 
 def accepted_picks(picks: np.ndarray, signal: np.ndarray, k: int, eligible: np.ndarray) -> np.ndarray:
-    """The accepted pulls' rows that go into a selection of k: the eligible ones, once each, and the best k
-    by signal if there are more (ties: the lower row). picks [P], signal [N], eligible [N] -> [<= k]"""
-    rows = np.unique(picks[eligible[picks]]) if len(picks) else np.zeros(0, np.int64)
-    return rows[np.lexsort((rows, -signal[rows]))][:k].astype(np.int64)
+    """The accepted pulls' rows that go into a selection of k: the eligible ones, and the best k by signal if
+    there are more (ties: the lower row). picks [P], signal [N], eligible [N] -> [<= k]"""
+    picked = np.zeros(len(signal), bool)  # [N]
+    picked[picks] = True
+    return top_k(signal, k, picked & eligible)
 
 
 class QuadMethod(LessMethod):
@@ -117,7 +118,7 @@ class QuadMethod(LessMethod):
                      "kept": int(kept.sum()), "accepted_pulls": len(picks), "clusters": int(self.clusters.k), "pulls": bandit.pulls.tolist(),
                      "cluster_sizes": [int(len(q)) for q in queues]}
         self.featurised = featurised
-        self.pull_picks = np.concatenate([np.zeros(0, np.int64), *picks])  # [P] (a row may recur: pulls of one cluster never overlap)
+        self.pull_picks = np.concatenate([np.zeros(0, np.int64), *picks])  # [P] each row once: a cluster's pulls never overlap
         return scored
 
     def _record(self, part: ScoredSource, row_of: dict[int, int]) -> None:
