@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # the batch it ran in, so a saved scorer reproduces the run's stored vectors, and 8 suits tensor cores. Bit for
 # bit only where the matrix kernels do not depend on the row count: in bf16 on an Intel Xeon with AMX, oneDNN's
 # do (a 1536 -> 384 layer gives a row other bits at 64 rows than at 1,024), and a row's embedding can move by
-# about 1e-3 with its batch; fixed 1,024-row calls would pin it, at about 20% of the CPU forward's speed
+# about 1e-3 with its batch; fixed 1,024-row calls pinned it in a one-off check, but made the bf16 forward about 20% slower
 WIDTH_STEP = 8
 
 
