@@ -229,7 +229,7 @@ def print_tables(rows: dict[str, dict[str, dict[str, float]]], sources: list[str
             print("| " + " | ".join(cells) + " |")
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_rds_quality"), help="data, caches and outputs (kept)")
@@ -274,6 +274,7 @@ def main() -> None:
         print(f"pipeline: {time.perf_counter() - began:.1f}s", flush=True)
 
     pool_ids = [str(r["id"]) for r in pool_records]
+    dtypes: set[str] = set()  # what the engine's embedding stage ran in (the manifest's)
     for render in renders:
         for form in ([None] if render == "default" else forms):
             began = time.perf_counter()
@@ -286,6 +287,7 @@ def main() -> None:
             chosen = f"{method['render']['input']}, {method['aggregation']}{setting}"
             label = f"engine default ({chosen})" if render == "default" else f"engine {render}, {form}"
             rows[label] = {s: quality(scores[:, tasks.index(s)], pool_source == s) for s in sources}
+            dtypes.add(manifest["stages"]["pool"].get("dtype", "?"))
             agreement = ""
             if render == "plain" and form in reference_scores:  # the engine's aggregation vs numpy's on the pipeline's vectors
                 gap = max(float(np.abs(scores[:, tasks.index(s)] - reference_scores[form][s]).max()) for s in sources)
@@ -295,8 +297,19 @@ def main() -> None:
     reference = "pipeline (sentence-transformers, plain, max)" if args.pipeline else None
     print_tables(rows, sources, reference)
     (args.work / f"results-{tag}.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nwall time {time.perf_counter() - started:.1f}s; load average {os.getloadavg()[0]:.2f} "
+    wall = time.perf_counter() - started
+    print(f"\nwall time {wall:.1f}s; load average {os.getloadavg()[0]:.2f} "
           f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    return figures(rows, sources, len(pool_records), wall, dtypes)
+
+
+def figures(rows: dict[str, dict[str, dict[str, float]]], sources: list[str], pool_samples: int, wall: float, dtypes: set[str]) -> dict:
+    """The row's figures: the first configuration's R-precision per target first (the table shows a row's
+    first scalars), then every configuration's measures."""
+    first = next(iter(rows.values()), {})
+    out: dict = {f"r_precision.{short(s)}": round(first[s]["r_precision"], 4) for s in sources if s in first}
+    out |= {"pool_samples": pool_samples, "engine_dtype": ",".join(sorted(dtypes)), "wall_s": round(wall, 1), "configurations": rows}
+    return out
 
 
 if __name__ == "__main__":
