@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.common import common_overrides, data_file, gsm8k_parser, pool_sources, record, run_method
 
 
-def main() -> None:
+def main() -> dict:
     parser = gsm8k_parser(__doc__, "runs/bench_quality_dclm")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -32,6 +32,10 @@ def main() -> None:
     print(f"  rater: {trained}")
     print(f"pool stage: {stage['docs']} docs in {stage['seconds']:.2f}s = {stage['docs'] / stage['seconds']:,.0f} docs/s "
           f"with {args.workers} workers (target >= 20,000); share gsm8k of the top {args.budget}: {result['share']:.4f} (target >= 0.95)")
+    return {"workers": args.workers, "pool_docs": stage["docs"], "pool_seconds": round(stage["seconds"], 3),
+            "pool_docs_per_s": round(stage["docs"] / stage["seconds"]), "share_gsm8k": round(result["share"], 4),
+            "heldout_auroc": round(trained["heldout_auroc"], 4), "wall_s": round(result["wall_s"], 1),
+            "peak_rss_gb": round(result["peak_rss_gb"], 2), "load_before": result["load_before"], "load_after": result["load_after"]}
 
 
 if __name__ == "__main__":
