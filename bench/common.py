@@ -61,6 +61,7 @@ def write_unchanged(path: Path, text: str) -> None:
     """Write `text` unless the file already holds it: a rewrite would change its mtime, and with it the
     cache key of every store scored from it."""
     if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a kept --cache folder may not exist yet
         path.write_text(text, encoding="utf-8")
 
 
