@@ -10,7 +10,10 @@ the script prints the AUROC of the rater's score for flagging the corrupted samp
 ones (overall and per corruption), the run's held-out AUROC, and the wall time with the load average.
 
     python -m bench.quality_fineweb_edu [--pool ../shared/data/instruct_pool.jsonl.gz] [--n 10000] [--labelled 1000]
-                                        [--set model.dtype=bfloat16 ...]
+                                        [--text pair|response] [--set model.dtype=bfloat16 ...]
+
+`--text pair` rates prompt and response rendered together (what a run over the pool does by default);
+`--text response` rates the response alone (`input.text_field: response`), the part the corruption touches.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from bench.common import (
 )
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--n", type=int, default=10_000)
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--min-words", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="seeds the sample, the corruption and the labelled part")
     parser.add_argument("--set", action="append", default=[], help="config overrides, dotted.key=value")
+    parser.add_argument("--text", choices=("pair", "response"), default="pair", help="what the rater reads: prompt + response, or the response alone")
     parser.add_argument("--cache", default=None, help="the embedding cache, kept for later runs (default: a temporary folder)")
     args = parser.parse_args()
     pool = data_file(args.pool, "--pool")
@@ -62,7 +66,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.cache or tmp) / "labelled_pool.jsonl"  # beside a kept cache: the same file, so the store is a hit
         write_unchanged(data, "".join(json.dumps(r) + "\n" for r in rows))
-        overrides = [f"input.path={data}", "input.prompt_field=prompt", "input.response_field=response", "method.name=quality",
+        text = ["input.prompt_field=prompt", "input.response_field=response"] if args.text == "pair" else ["input.text_field=response"]
+        overrides = [f"input.path={data}", *text, "method.name=quality",
                      "method.quality.rater=trained", "method.quality.features=embeddings", "method.quality.labels=field",
                      "method.quality.label_field=corrupted", "method.budget=500", f"runtime.cache_dir={args.cache or Path(tmp) / 'cache'}",
                      f"output.dir={Path(tmp) / 'out'}", "output.show_top=0", *args.set]
@@ -92,6 +97,7 @@ def main() -> None:
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(report, indent=2))
+    return {"text": args.text} | report
 
 
 if __name__ == "__main__":
