@@ -45,7 +45,7 @@ def passing(folder: Path) -> tuple[list[str], dict[str, float]]:
     return ids, scores
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
@@ -82,6 +82,9 @@ def main() -> None:
         print(f"passing records: clean {len(clean_ids):,}, killed and rerun {len(ids):,}; each id once: {len(ids) == len(set(ids))}; "
               f"same ids in the same order: {ids == clean_ids}; scores side file equal: {scores == clean_scores} ({len(scores):,} ids)")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return {"same_ids_in_order": ids == clean_ids, "scores_equal": scores == clean_scores, "each_id_once": len(ids) == len(set(ids)),
+            "resumed_shards": stage["resumed_shards"], "shards": stage["shards"], "shards_at_kill": done_at_kill,
+            "passing_clean": len(clean_ids), "passing_rerun": len(ids), "killed_exit": killed.returncode, "scored_ids": len(scores), "n": args.n}
 
 
 if __name__ == "__main__":

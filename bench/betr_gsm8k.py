@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.common import common_overrides, data_file, gsm8k_parser, pool_sources, record, run_method
 
 
-def main() -> None:
+def main() -> dict:
     parser = gsm8k_parser(__doc__, "runs/bench_betr_gsm8k")
     parser.add_argument("--sample", default="0.1", help="method.betr.sample (a fraction or a count)")
     parser.add_argument("--methods", nargs="+", default=["betr", "rds"], choices=["betr", "rds"])
@@ -34,11 +34,20 @@ def main() -> None:
             task = metrics["betr_tasks"]["target"]
             print(f"  sample: {metrics['sample']}; held-out AUROC {task['heldout_auroc']:.4f}, Spearman {task['heldout_spearman']:.4f}; "
                   f"positives {task['positives']} (RDS+ score >= {task['label_threshold']:.4f})")
+    row: dict = {f"{method}_share_gsm8k": round(result["share"], 4) for method, result in results.items()}
+    row |= {f"{method}_wall_s": round(result["wall_s"], 1) for method, result in results.items()}
     if len(results) == 2:
         betr, rds = results["betr"], results["rds"]
         overlap = len(set(betr["ids"]) & set(rds["ids"])) / len(rds["ids"])
         print(f"BETR wall / RDS+ wall: {betr['wall_s'] / rds['wall_s']:.3f} (target <= 0.25); "
               f"shares gsm8k: BETR {betr['share']:.4f}, RDS+ {rds['share']:.4f}; overlap of the selections {overlap:.3f}")
+        row = {"betr_rds_wall_ratio": round(betr["wall_s"] / rds["wall_s"], 4), **row, "overlap": round(overlap, 4)}
+    if "betr" in results:
+        metrics = results["betr"]["manifest"]["method"]
+        task = metrics["betr_tasks"]["target"]
+        row |= {"betr_heldout_auroc": round(task["heldout_auroc"], 4), "betr_heldout_spearman": round(task["heldout_spearman"], 4),
+                "betr_positives": task["positives"], "betr_sample": metrics["sample"]}
+    return row | {f"{method}_peak_rss_gb": round(result["peak_rss_gb"], 2) for method, result in results.items()}
 
 
 if __name__ == "__main__":

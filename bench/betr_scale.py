@@ -38,7 +38,7 @@ def math_target(path: Path, docs: int, seed: int = 1) -> None:
             handle.write(json.dumps({"id": f"t{i}", "text": " ".join(vocab[rng.integers(len(vocab), size=rng.integers(20, 61))])}) + "\n")
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
@@ -52,6 +52,7 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="dataselect-betr-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
     try:
         pool, target = ensure_pool(work, args.docs), work / "target.jsonl"
         math_target(target, 300)
@@ -77,10 +78,18 @@ def main() -> None:
             print(f"  stages (docs, seconds): {({name: (s['docs'], s['seconds']) for name, s in manifest['stages'].items()})}")
             print(f"  timings: {manifest['timings_s']}")
             print(f"  sample {metrics['sample']}; held-out AUROC {metrics['betr_tasks']['target']['heldout_auroc']}")
+            heldout_auroc = metrics["betr_tasks"]["target"]["heldout_auroc"]  # None without both classes held out
+            runs.append({"workers": workers, "docs_per_s": round(stage["docs"] / stage["seconds"]), "stage_docs": stage["docs"],
+                         "stage_s": round(stage["seconds"], 1), "wall_s": round(measured.wall_s, 1), "cpu_s": round(measured.cpu_s, 1),
+                         "peak_rss_gb": round(measured.peak_rss_gb, 2), "heldout_auroc": None if heldout_auroc is None else round(heldout_auroc, 4),
+                         "load_before": measured.load_before, "load_after": measured.load_after})
             shutil.rmtree(run_dir / "cache", ignore_errors=True)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    last = runs[-1]  # --workers takes one count or more
+    return {"docs_per_s": last["docs_per_s"], "workers": last["workers"], "wall_s": last["wall_s"], "peak_rss_gb": last["peak_rss_gb"],
+            "heldout_auroc": last["heldout_auroc"], "docs": args.docs, "features": args.features, "runs": runs}
 
 
 if __name__ == "__main__":

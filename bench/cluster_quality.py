@@ -55,7 +55,7 @@ def check_kept_pairs(clusters, vectors, kept: np.ndarray, block: int = 2048) -> 
     return worst
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench_cluster", help="embedding (and k-means) cache, reused")
@@ -149,6 +149,10 @@ def main() -> None:
               f"{entry['max_kept_pair_cosine']:.4f} ({'<=' if ok else '>'} {1 - eps:.2f})")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
+    headline = {f"{name}_coverage_ratio": figures[name]["coverage_ratio"] for name in variants}
+    headline |= {f"{name}_near_duplicate_pairs": figures[name]["near_duplicate_pairs"] for name in ("random", *variants)}
+    headline |= {f"semdedup_eps_{eps}_removed": figures[f"semdedup_eps_{eps}"]["removed"] for eps in (0.05, 0.1)}
+    return headline | figures
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.common import common_overrides, data_file, gsm8k_parser, pool_sources, record, run_method
 
 
-def main() -> None:
+def main() -> dict:
     args = gsm8k_parser(__doc__, "runs/bench_color_gsm8k").parse_args()
     pool, target = data_file(args.pool, "--pool"), data_file(args.target, "--target")
     result = run_method("color", common_overrides(pool, target, args.budget, args.overrides), Path(args.out), pool_sources(pool))
@@ -27,6 +27,10 @@ def main() -> None:
         print(f"  conditional {task}: fine-tuning loss {curves[0][0]:.3f} -> {curves[0][-1]:.3f} over {len(curves[0])} steps")
     print(f"  prior mean loss on the pool {metrics['prior_mean_loss']:.4f}; per task {metrics['color_tasks']}")
     print(f"wall {result['wall_s']:.1f}s (target <= 1800 s); share gsm8k {result['share']:.4f} (target >= 0.9)")
+    return {"share_gsm8k": round(result["share"], 4), "wall_s": round(result["wall_s"], 1), "cpu_s": round(result["cpu_s"], 1),
+            "peak_rss_gb": round(result["peak_rss_gb"], 2), "prior_mean_loss": round(metrics["prior_mean_loss"], 4),
+            "load_before": result["load_before"], "load_after": result["load_after"], "color_tasks": metrics["color_tasks"],
+            "timings_s": result["manifest"]["timings_s"]}
 
 
 if __name__ == "__main__":

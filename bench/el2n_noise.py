@@ -43,7 +43,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", default=str(DEFAULT_POOL))
     parser.add_argument("--n", type=int, default=10_000)
@@ -105,6 +105,9 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     if args.save:
         np.savez(args.save, el2n=el2n, loss=loss, el2n_seeds=seeds, kind=kind, source=sources, words=words)
+    aurocs = {key: round(report[key], 4) for key in ("auroc_el2n", "auroc_el2n_shuffled", "auroc_el2n_random_words", "auroc_loss")}
+    aurocs["auroc_el2n_per_seed"] = [round(a, 4) for a in report["auroc_el2n_per_seed"]]
+    return aurocs | {key: value for key, value in report.items() if key not in aurocs}
 
 
 if __name__ == "__main__":

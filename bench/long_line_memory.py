@@ -36,11 +36,12 @@ def write_pool(path, megabytes: int) -> None:
             out.write(json.dumps({"id": f"b{i}", "text": f"another ordinary record {i}"}).encode() + b"\n")
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mb", default="150,1024")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} at the start")
+    runs: list[dict] = []
     for megabytes in [int(s) for s in args.sizes_mb.split(",")]:
         with work_folder("bench-long-line-") as work:
             pool = work / "pool.jsonl"
@@ -59,7 +60,11 @@ def main() -> None:
                   f"read {manifest.get('counts', {}).get('read')}, bad: {reasons}")
             if done.returncode:
                 print(done.stderr[-2000:])
+            runs.append({"line_mb": megabytes, "peak_rss_mb": round(peak_mb), "exit": done.returncode, "seconds": round(seconds, 1),
+                         "read": manifest.get("counts", {}).get("read"), "bad": reasons})
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    largest = max(runs, key=lambda run: run["line_mb"])
+    return {"line_mb": largest["line_mb"], "peak_rss_mb": largest["peak_rss_mb"], "exit": largest["exit"], "seconds": largest["seconds"], "runs": runs}
 
 
 if __name__ == "__main__":

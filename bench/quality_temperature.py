@@ -37,7 +37,7 @@ from bench.common import (
 TEMPERATURES = (0.5, 1.0, 2.0)
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
@@ -101,6 +101,14 @@ def main() -> None:
             series = [v[column] for v in values]
             cells.append(f"{np.mean(series):.3f}" + (f" ({min(series):.3f}-{max(series):.3f})" if len(series) > 1 else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
+    key = {name: name.split(" (")[0].replace(" = ", "").replace("-", "_").lower() for name in runs}  # top_k, t0.5, t1.0, t2.0, random
+    row: dict = {}  # each figure's mean over the seeds, coverage (what sampling buys) first
+    for column, figure in ((1, "coverage"), (2, "share_gsm8k"), (0, "mean_score")):
+        row |= {f"{figure}.{key[name]}": round(float(np.mean([v[column] for v in values])), 4) for name, values in runs.items()}
+    return row | {"rating_s": round(seconds, 1), "pool_samples": len(rows), "pool_gsm8k": int(gsm8k.sum()), "selectable": int(eligible.sum()),
+                  "budget": args.budget, "seeds": args.seeds, "pool_mean_score": round(float(scores[eligible].mean()), 4),
+                  "rater": result.manifest["method"]["trained"],
+                  "per_seed": {key[name]: [[round(x, 4) for x in v] for v in values] for name, values in runs.items()}}
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def ray_data_run(pool: Path, scorer: Path, workers: int, batch_size: int) -> tup
     return {"seconds": seconds, "docs": docs}, first
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, default=2, help="the engine's workers and Ray Data's actors")
@@ -103,6 +103,10 @@ def main() -> None:
               f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {os.cpu_count()} CPUs")
         if ray_data["docs"] != args.docs or gap > 1e-6:
             raise SystemExit("Ray Data's scores differ from the run's")
+        return {"ray_vs_engine": round(ray_rate / engine_rate, 4), "engine_docs_per_s": round(engine_rate), "ray_docs_per_s": round(ray_rate),
+                "engine_s": round(engine["seconds"], 1), "ray_s": round(ray_data["seconds"], 1), "max_score_difference": float(gap),
+                "docs": ray_data["docs"], "workers": args.workers, "engine_wall_s": round(engine["wall_s"], 1), "checked_docs": len(first),
+                "load_before": list(load_before), "load_after": list(load_after)}
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)

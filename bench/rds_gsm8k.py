@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.common import SHARED_DATA, data_file, pool_sources, record, work_folder
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool", type=Path, default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", type=Path, default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
@@ -56,6 +56,9 @@ def main() -> None:
           f"{throughput['tokens_per_s']} tokens/s; padding waste {throughput['padding_waste']}")
     print(f"timings: {result.manifest['timings_s']}; cache {result.manifest['cache']}; render {result.selection.metrics['render']}, "
           f"aggregation {result.selection.metrics['aggregation']}")
+    return {"share_gsm8k": round(share, 4), "wall_s": round(wall, 1), "docs_per_s": throughput["docs_per_s"], "tokens_per_s": throughput["tokens_per_s"],
+            "padding_waste": throughput["padding_waste"], "scored_docs": throughput["scored_docs"], "selected": len(result.ids),
+            "cache": result.manifest["cache"], "timings_s": result.manifest["timings_s"], "sources": dict(sources.most_common(6))}
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ DEFAULT_POOL = SHARED_DATA / "instruct_pool.jsonl.gz"
 STRATEGIES = ["plain", "linupper", "quadratic", "extremes"]
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pool", default=str(DEFAULT_POOL))
     parser.add_argument("--train", type=int, default=4000, help="training samples")
@@ -126,6 +126,12 @@ def main() -> None:
     for name, curve in curves.items():
         at = dict(curve)
         print(f"| {name} | " + " | ".join(f"{at[s]:.4f}" for s in marks) + f" | {min(v for _, v in curve):.4f} | {seconds[name]:.0f} |")
+    row: dict = {f"heldout_loss.{name}": round(curve[-1][1], 4) for name, curve in curves.items()}  # after the last step
+    row |= {f"best_heldout_loss.{name}": round(min(v for _, v in curve), 4) for name, curve in curves.items()}
+    row |= {f"train_s.{name}": round(seconds[name], 1) for name in curves}
+    return row | {"steps": args.steps, "batch_size": args.batch_size, "context": proxy.context, "r": args.r, "burn_in": args.burn_in,
+                  "training_rows": len(train_rows), "heldout_rows": len(heldout),
+                  "curves": {name: [[s, round(v, 4)] for s, v in curve] for name, curve in curves.items()}}
 
 
 if __name__ == "__main__":

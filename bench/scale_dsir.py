@@ -47,7 +47,7 @@ def ratios(slow: dict, fast: dict) -> str:
     return f"score phase {slow['score_pool_s'] / fast['score_pool_s']:.2f}x, end to end {slow['wall_s'] / fast['wall_s']:.2f}x"
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -93,6 +93,22 @@ def main() -> None:
             print(f"speed-up {b[1]} vs {a[1]} workers: {ratios(results[a], results[b])}")
         if args.ray:
             print(f"ray vs local, {b[1]} workers (docs/s ratio): {ratios(results[b], results['ray', b[1]])}")
+        row: dict = {}  # docs/s ratios as ratios() prints them: the slower run's seconds over the faster's
+        if a != b:
+            row |= {"speedup_score_phase": round(results[a]["score_pool_s"] / results[b]["score_pool_s"], 4),
+                    "speedup_end_to_end": round(results[a]["wall_s"] / results[b]["wall_s"], 4)}
+        if args.ray:
+            ray = results["ray", b[1]]
+            row |= {"ray_vs_local_score_phase": round(results[b]["score_pool_s"] / ray["score_pool_s"], 4),
+                    "ray_vs_local_end_to_end": round(results[b]["wall_s"] / ray["wall_s"], 4)}
+        run = results[b]  # the last local worker count
+        row |= {"workers": b[1], "docs_per_s": round(run["docs"] / run["score_pool_s"]), "end_to_end_docs_per_s": round(args.docs / run["wall_s"]),
+                "wall_s": round(run["wall_s"], 1), "peak_rss_gb": round(run["peak_rss_gb"], 2), "open_first_ms": round(first * 1e3, 1),
+                "open_last_ms": round(last * 1e3, 1), "shards": shards, "docs": args.docs, "features": args.features}
+        return row | {"runs": [{"executor": executor, "workers": workers, "docs_per_s": round(r["docs"] / r["score_pool_s"]),
+                                "end_to_end_docs_per_s": round(args.docs / r["wall_s"]), "wall_s": round(r["wall_s"], 1),
+                                "score_pool_s": round(r["score_pool_s"], 1), "select_s": r["select_s"], "peak_rss_gb": round(r["peak_rss_gb"], 2)}
+                               for (executor, workers), r in results.items()]}
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)

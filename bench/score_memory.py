@@ -36,7 +36,7 @@ def source_shares(pool: Path, selection: Path) -> str:
     return f"selected {total:,}; by source: " + ", ".join(f"{name} {count / total:.2%}" for name, count in shares.most_common(4))
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pool", type=Path, default=DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", type=Path, default=DATA / "targets" / "gsm8k_test.jsonl.gz")
@@ -62,7 +62,11 @@ def main() -> None:
         print(f"pool {pool['docs']:,} docs scored in {pool['seconds']:.1f}s ({pool['docs'] / pool['seconds']:.1f} docs/s), "
               f"workers {args.workers}, device {manifest['method']['device']}, dtype {manifest['method']['dtype']}")
         print(f"wall {measured.wall_s:.1f}s; peak resident memory of the process tree {measured.peak_rss_gb:.2f} GB")
-        print(source_shares(args.pool, work / "out" / "selection.parquet"))
+        shares = source_shares(args.pool, work / "out" / "selection.parquet")
+        print(shares)
+        return {"peak_rss_gb": round(measured.peak_rss_gb, 2), "wall_s": round(measured.wall_s, 1), "docs_per_s": round(pool["docs"] / pool["seconds"], 1),
+                "docs": pool["docs"], "score_s": round(pool["seconds"], 1), "workers": args.workers, "device": manifest["method"]["device"],
+                "dtype": manifest["method"]["dtype"], "selection": shares, "cpu_s": round(measured.cpu_s, 1)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

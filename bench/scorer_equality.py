@@ -50,7 +50,7 @@ def differences(got: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     return float(np.max(diff / np.maximum(np.abs(expected[both]), 1e-12))), float(np.max(diff))
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", default=SHARED_DATA / "instruct_pool.jsonl.gz")
     parser.add_argument("--target", default=SHARED_DATA / "targets" / "gsm8k_test.jsonl.gz")
@@ -62,6 +62,7 @@ def main() -> None:
     ids = [str(r["id"]) for r in records]
     print(f"{args.n:,} pool samples; load average {os.getloadavg()[0]:.2f} at the start")
     print(f"{'method':<16} {'batch tokens':>12} {'max rel diff':>13} {'max abs diff':>13}")
+    methods: list[dict] = []
     with work_folder("bench-scorer-") as work:
         for name in args.methods.split(","):
             extra = METHODS[name]
@@ -71,6 +72,7 @@ def main() -> None:
             result = dataselect.run(dataselect.load_config(None, overrides))
             table = pq.read_table(work / name / "scores.parquet").to_pylist()
             expected = {row["id"]: row["score"] for row in table}
+            batches: list[dict] = []
             for batch_tokens in ((16384, 4096, 65536) if name in FORWARD else (None,)):
                 options = {"batch_tokens": batch_tokens} if batch_tokens else {}
                 with dataselect.load_scorer(work / name / "scorer", **options) as scorer:
@@ -78,6 +80,7 @@ def main() -> None:
                     threshold = scorer.threshold(0.1)
                 relative, absolute = differences(got, np.array([expected.get(i, np.nan) for i in ids], np.float64))
                 print(f"{name:<16} {batch_tokens or '-':>12} {relative:>13.2e} {absolute:>13.2e}")
+                batches.append({"batch_tokens": batch_tokens, "max_rel_diff": relative, "max_abs_diff": absolute})
             out = work / f"{name}-applied"
             cli(["apply", "--scorer", str(work / name), "--input", str(pool), "--output", str(out), "--keep", "0.1", "-q",
                  "--set", f"input.limit={args.n}", "--set", f"runtime.cache_dir={work / 'cache'}"])
@@ -86,10 +89,16 @@ def main() -> None:
             selectable = sorted((row for row in table if row["excluded"] is None), key=lambda row: -row["score"])
             top = {row["id"] for row in selectable[: int(np.ceil(0.1 * len(selectable)))]}
             exact = set(kept) == reaching and len(kept) == len(set(kept)) and top <= reaching
+            seconds = time.perf_counter() - start
             print(f"{name:<16} apply --keep 0.1 keeps exactly the samples reaching threshold(0.1): {exact} ({len(kept):,} kept); "
-                  f"{time.perf_counter() - start:.1f} s")
+                  f"{seconds:.1f} s")
+            methods.append({"method": name, "apply_exact": exact, "kept": len(kept), "seconds": round(seconds, 1), "batches": batches})
             del result
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    diffs = [batch for method in methods for batch in method["batches"]]
+    # np.max, not max: a NaN (the scorer and the run disagree on which samples score) must show
+    return {"max_rel_diff": float(np.max([d["max_rel_diff"] for d in diffs])), "apply_exact": all(m["apply_exact"] for m in methods),
+            "max_abs_diff": float(np.max([d["max_abs_diff"] for d in diffs])), "n": args.n, "methods": methods}
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def select(work: Path, dim: int) -> None:
     print(json.dumps({"select_s": time.perf_counter() - start, "selected": len(selection.ids), "scored": selection.scored}))
 
 
-def main() -> None:
+def main() -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2_000_000)
     parser.add_argument("--dim", type=int, default=384)
@@ -101,6 +101,8 @@ def main() -> None:
         result = json.loads(measured.output.strip().splitlines()[-1])
         print(f"RDS+ select over {result['scored']:,} stored embeddings ({args.targets} targets, budget {result['selected']:,}): "
               f"{result['select_s']:.1f}s in select, {measured.wall_s:.1f}s wall with start-up; peak RSS {measured.peak_rss_gb:.2f} GB")
+        return {"select_s": round(result["select_s"], 1), "wall_s": round(measured.wall_s, 1), "peak_rss_gb": round(measured.peak_rss_gb, 2),
+                "scored": result["scored"], "selected": result["selected"], "targets": args.targets, "n": args.n, "dim": args.dim}
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -14,7 +14,7 @@ import sys
 from bench.common import record, work_folder
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=4000, help="pool size")
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
@@ -37,6 +37,9 @@ def main() -> None:
     print(f"embedded {t['scored_docs']} docs, {t['scored_tokens']} tokens in {t['score_seconds']}s: "
           f"{t['docs_per_s']} docs/s, {t['tokens_per_s']} tokens/s, padding waste {t['padding_waste']}")
     print(f"stage timings (s): {result.manifest['timings_s']}")
+    return {"docs_per_s": t["docs_per_s"], "tokens_per_s": t["tokens_per_s"], "padding_waste": t["padding_waste"], "device": method["device"],
+            "dtype": method["dtype"], "model": args.model, "scored_docs": t["scored_docs"], "score_seconds": t["score_seconds"],
+            "scored_tokens": t["scored_tokens"], "timings_s": result.manifest["timings_s"]}
 
 if __name__ == "__main__":
     sys.exit(record("throughput", main))
