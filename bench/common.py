@@ -136,9 +136,13 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+CHILD_OF_A_BENCH = "DATASELECT_BENCH_CHILD"  # set in the environment of every process run_measured starts
+
+
 def run_measured(command: list[str], interval: float = 0.05, env: dict | None = None) -> Measured:
     load_before, cpu_before = os.getloadavg()[0], _children_cpu()
     start = time.perf_counter()
+    env = dict(os.environ if env is None else env, **{CHILD_OF_A_BENCH: "1"})  # a bench script run here writes no row of its own
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak = [0]
     done = threading.Event()
@@ -392,6 +396,9 @@ def record(bench: str, main: Callable[[], Any], output_lines: int = 60) -> int:
     """Run a bench's `main` with what it prints shown and kept, then append its row to bench/results/<bench>.jsonl:
     the figures `main` returns (a dict) and the last `output_lines` lines it printed. Returns its exit code
     (a failed run, an int other than 0, writes no row)."""
+    if os.environ.get(CHILD_OF_A_BENCH):  # a step of another bench's measurement: that bench writes the row
+        returned = main()
+        return returned if isinstance(returned, int) else 0
     tee = _Tee(sys.stdout)
     with contextlib.redirect_stdout(tee):
         returned = main()

@@ -53,6 +53,30 @@ def test_benchmarks_leave_no_temporary_folders_and_append_their_rows(tmp_path, m
         assert row["command"].startswith(f"python -m bench.{name} ") and row["machine"]["cores"] and len(row["load_average"]) == 3
     rds_row = json.loads((tmp_path / "results" / "rds_gsm8k.jsonl").read_text())
     assert any("share with source 'gsm8k'" in line for line in rds_row["output"])
+    assert f"share with source 'gsm8k': {rds_row['figures']['share_gsm8k']:.4f}" in out  # the row's figure is the printed one
+
+
+def test_a_bench_script_run_inside_another_benchs_measurement_writes_no_row(tmp_path):
+    import subprocess
+    import sys
+
+    from bench.common import run_measured
+
+    script = ("import sys; from pathlib import Path; import bench.common; bench.common.RESULTS_DIR = Path(sys.argv[1]); "
+              "sys.exit(bench.common.record('child', lambda: {'figure': 1}))")
+    inside, alone = tmp_path / "inside", tmp_path / "alone"
+    assert run_measured([sys.executable, "-c", script, str(inside)]).returncode == 0
+    assert not (inside / "child.jsonl").exists()  # a step of a measured run (select_millions' --step processes)
+    subprocess.run([sys.executable, "-c", script, str(alone)], check=True)
+    assert json.loads((alone / "child.jsonl").read_text())["figures"] == {"figure": 1}  # run by hand, it writes its row
+
+
+def test_a_bench_run_alone_writes_its_figures():
+    import bench.common
+
+    assert bench.common.record("alone", lambda: {"figure": 1}) == 0
+    [row] = [json.loads(line) for line in (bench.common.RESULTS_DIR / "alone.jsonl").read_text().splitlines()]
+    assert row["figures"] == {"figure": 1}
 
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
