@@ -29,7 +29,8 @@ def path_entries(root: Path) -> list[Path]:
     folder outside a regular package (a script's own folder; pytest's prepend import mode)."""
     entries = [root]
     for folder, subfolders, _ in os.walk(root):
-        subfolders[:] = [s for s in subfolders if s not in NOT_SOURCE]  # prune venvs and build trees unread
+        # prune build trees and every virtual environment (.venv, make bench-backends' .venv-bench-backends, ...) unread
+        subfolders[:] = [s for s in subfolders if s not in NOT_SOURCE and not (Path(folder) / s / "pyvenv.cfg").exists()]
         if Path(folder) != root and not (Path(folder) / "__init__.py").exists():
             entries.append(Path(folder))
     return entries
@@ -81,3 +82,12 @@ def test_import_kernels_from_the_repository_root_gives_the_installed_package():
     origin = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
     assert Path(origin).resolve().parent != (ROOT / "kernels").resolve()
     assert "site-packages" in origin
+
+
+def test_a_virtual_environment_inside_the_checkout_is_not_searched(tmp_path):
+    package = tmp_path / ".venv-extra" / "lib" / "site-packages" / "numpy"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    assert shadowed_names(tmp_path) == {".venv-extra/lib/site-packages/numpy": ["numpy"]}  # a plain folder is searched
+    (tmp_path / ".venv-extra" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert shadowed_names(tmp_path) == {}
