@@ -396,13 +396,10 @@ def record(bench: str, main: Callable[[], Any], output_lines: int = 60) -> int:
     """Run a bench's `main` with what it prints shown and kept, then append its row to bench/results/<bench>.jsonl:
     the figures `main` returns (a dict) and the last `output_lines` lines it printed. Returns its exit code
     (a failed run, an int other than 0, writes no row)."""
-    if os.environ.get(CHILD_OF_A_BENCH):  # a step of another bench's measurement: that bench writes the row
-        returned = main()
-        return returned if isinstance(returned, int) else 0
     tee = _Tee(sys.stdout)
     with contextlib.redirect_stdout(tee):
         returned = main()
     code = returned if isinstance(returned, int) else 0
-    if code == 0:
+    if code == 0 and not os.environ.get(CHILD_OF_A_BENCH):  # a step of another bench's measurement: that bench writes the row
         append_row(bench, returned if isinstance(returned, dict) else {}, output=tee.copy.getvalue().splitlines()[-output_lines:])
     return code
