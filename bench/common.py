@@ -15,6 +15,7 @@ import io
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -401,5 +402,14 @@ def record(bench: str, main: Callable[[], Any], output_lines: int = 60) -> int:
         returned = main()
     code = returned if isinstance(returned, int) else 0
     if code == 0 and not os.environ.get(CHILD_OF_A_BENCH):  # a step of another bench's measurement: that bench writes the row
-        append_row(bench, returned if isinstance(returned, dict) else {}, output=tee.copy.getvalue().splitlines()[-output_lines:])
+        output = [without_machine_paths(line) for line in tee.copy.getvalue().splitlines()[-output_lines:]]
+        append_row(bench, returned if isinstance(returned, dict) else {}, output=output)
     return code
+
+
+def without_machine_paths(line: str) -> str:
+    """A printed line as a row keeps it: the checkout as `.`, the temporary folder as `$TMPDIR` (whole folders
+    only: /tmp/tmpab12 becomes $TMPDIR/tmpab12)."""
+    for folder, name in ((str(ROOT), "."), (tempfile.gettempdir(), "$TMPDIR")):
+        line = re.sub(re.escape(folder) + r"(?![^/\s'\"),;:])", name, line)
+    return line

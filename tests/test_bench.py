@@ -71,12 +71,18 @@ def test_a_bench_script_run_inside_another_benchs_measurement_writes_no_row(tmp_
     assert json.loads((alone / "child.jsonl").read_text())["figures"] == {"figure": 1}  # run by hand, it writes its row
 
 
-def test_a_bench_run_alone_writes_its_figures():
+def test_a_rows_kept_output_holds_no_path_of_this_machine():
     import bench.common
 
-    assert bench.common.record("alone", lambda: {"figure": 1}) == 0
+    def main() -> dict:
+        print(f"report: {Path(tempfile.gettempdir()) / 'tmpab12' / 'out' / 'report.html'}")
+        print(f"store: {bench.common.ROOT / 'runs' / 'cache'}")
+        return {"figure": 1}
+
+    assert bench.common.record("alone", main) == 0
     [row] = [json.loads(line) for line in (bench.common.RESULTS_DIR / "alone.jsonl").read_text().splitlines()]
     assert row["figures"] == {"figure": 1}
+    assert row["output"] == ["report: $TMPDIR/tmpab12/out/report.html", "store: ./runs/cache"]
 
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
