@@ -42,9 +42,13 @@ def open_times(pool: Path, shard_size: int, repeats: int = 5) -> tuple[float, fl
     return timed(specs[0]), timed(specs[-1]), len(specs)
 
 
-def ratios(slow: dict, fast: dict) -> str:
+def ratios(slow: dict, fast: dict) -> dict[str, float]:
     """docs/s of `fast` over `slow`, for the score phase and end to end."""
-    return f"score phase {slow['score_pool_s'] / fast['score_pool_s']:.2f}x, end to end {slow['wall_s'] / fast['wall_s']:.2f}x"
+    return {"score_phase": slow["score_pool_s"] / fast["score_pool_s"], "end_to_end": slow["wall_s"] / fast["wall_s"]}
+
+
+def said(ratio: dict[str, float]) -> str:
+    return f"score phase {ratio['score_phase']:.2f}x, end to end {ratio['end_to_end']:.2f}x"
 
 
 def main() -> dict:
@@ -89,18 +93,15 @@ def main() -> dict:
                   f"select {r['select_s']}s, peak RSS of the process tree {r['peak_rss_gb']:.2f} GB")
             shutil.rmtree(run_dir / "cache", ignore_errors=True)
         a, b = ("local", args.workers[0]), ("local", args.workers[-1])
+        row: dict = {}
         if a != b:
-            print(f"speed-up {b[1]} vs {a[1]} workers: {ratios(results[a], results[b])}")
+            speedup = ratios(results[a], results[b])
+            print(f"speed-up {b[1]} vs {a[1]} workers: {said(speedup)}")
+            row |= {f"speedup_{part}": round(value, 4) for part, value in speedup.items()}
         if args.ray:
-            print(f"ray vs local, {b[1]} workers (docs/s ratio): {ratios(results[b], results['ray', b[1]])}")
-        row: dict = {}  # docs/s ratios as ratios() prints them: the slower run's seconds over the faster's
-        if a != b:
-            row |= {"speedup_score_phase": round(results[a]["score_pool_s"] / results[b]["score_pool_s"], 4),
-                    "speedup_end_to_end": round(results[a]["wall_s"] / results[b]["wall_s"], 4)}
-        if args.ray:
-            ray = results["ray", b[1]]
-            row |= {"ray_vs_local_score_phase": round(results[b]["score_pool_s"] / ray["score_pool_s"], 4),
-                    "ray_vs_local_end_to_end": round(results[b]["wall_s"] / ray["wall_s"], 4)}
+            ray = ratios(results[b], results["ray", b[1]])
+            print(f"ray vs local, {b[1]} workers (docs/s ratio): {said(ray)}")
+            row |= {f"ray_vs_local_{part}": round(value, 4) for part, value in ray.items()}
         run = results[b]  # the last local worker count
         row |= {"workers": b[1], "docs_per_s": round(run["docs"] / run["score_pool_s"]), "end_to_end_docs_per_s": round(args.docs / run["wall_s"]),
                 "wall_s": round(run["wall_s"], 1), "peak_rss_gb": round(run["peak_rss_gb"], 2), "open_first_ms": round(first * 1e3, 1),
