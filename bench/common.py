@@ -137,6 +137,12 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def bench_command(name: str, *args: str) -> list[str]:
+    """A fresh interpreter running bench/NAME.py as `dataselect bench NAME` does, with the checkout importable
+    (running the file itself puts bench/ first on sys.path, where `import bench.common` fails)."""
+    return [sys.executable, "-m", "dataselect.cli", "bench", name, *args]
+
+
 CHILD_OF_A_BENCH = "DATASELECT_BENCH_CHILD"  # set in the environment of every process run_measured starts
 
 

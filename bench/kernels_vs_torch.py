@@ -36,7 +36,7 @@ from typing import Callable
 
 import torch
 
-from bench.common import RESULTS_DIR, ROOT
+from bench.common import RESULTS_DIR, ROOT, bench_command
 
 # name -> {param: (cpu default, cuda default)}
 SIZES: dict[str, dict[str, tuple]] = {
@@ -213,7 +213,7 @@ def measure_fresh(kernel: str, variant: str, p: dict, device: str, cpu_budget_s:
     if device == "cuda":
         return measure(kernel, variant, p, device, cpu_budget_s)
     spec = json.dumps({"kernel": kernel, "variant": variant, "p": p, "device": device, "budget": cpu_budget_s})
-    proc = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True)
+    proc = subprocess.run(bench_command("kernels_vs_torch", "--child", spec), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{kernel}/{variant} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bench.common import record, run_measured
+from bench.common import bench_command, record, run_measured
 
 
 def make_store(root: Path, n: int, dim: int, shard_size: int, seed: int) -> None:
@@ -88,8 +88,8 @@ def main() -> dict | None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="dataselect-select-"))
     try:
-        common = [sys.executable, __file__, "--work", str(work), "--n", str(args.n), "--dim", str(args.dim),
-                  "--shard-size", str(args.shard_size), "--targets", str(args.targets)]
+        common = bench_command("select_millions", "--work", str(work), "--n", str(args.n), "--dim", str(args.dim),
+                               "--shard-size", str(args.shard_size), "--targets", str(args.targets))
         if not (work / "pool" / "complete.json").exists():
             made = run_measured(common + ["--step", "make"])
             if made.returncode:
